@@ -1,0 +1,469 @@
+//! The appliance's TOML configuration: every key has a default, so an empty
+//! file (or none) runs a working appliance on loopback.
+//!
+//! This module only parses and validates; it opens no sockets and touches no
+//! files except the one it is asked to read. Every error names the key that
+//! is wrong, so `appliance serve` can exit 2 with a message an operator can act on.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file that was asked for.
+        path: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or a value has the wrong type.
+    #[error("config file {path}: {message}")]
+    Syntax {
+        /// The file being parsed.
+        path: PathBuf,
+        /// The parser's message, which names the key and line.
+        message: String,
+    },
+    /// A value parsed but makes no sense (unknown printer, duplicate name, ...).
+    #[error("config key `{key}`: {message}")]
+    Invalid {
+        /// Dotted path of the offending key, e.g. `queue[1].printer`.
+        key: String,
+        /// What is wrong and what would be right.
+        message: String,
+    },
+}
+
+/// The whole configuration of one appliance.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Name of this branch site; stamped on every job.
+    pub site: String,
+    /// Where the store (SQLite) and the spool files live.
+    pub data_dir: PathBuf,
+    /// The IPP listener and its limits.
+    pub ipp: IppConfig,
+    /// How documents are stored.
+    pub store: StoreConfig,
+    /// How jobs are sent to printers.
+    pub output: OutputConfig,
+    /// Output devices (printers) known to this site.
+    #[serde(rename = "printer")]
+    pub printers: Vec<PrinterConfig>,
+    /// The print queues served over IPP.
+    #[serde(rename = "queue")]
+    pub queues: Vec<QueueConfig>,
+}
+
+/// IPP listener settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IppConfig {
+    /// Address the IPP (and `/metrics`) HTTP listener binds.
+    pub listen: SocketAddr,
+    /// Largest document accepted, in bytes (uncompressed, as sent).
+    pub max_document_bytes: u64,
+    /// Largest IPP attribute section accepted, in bytes.
+    pub max_attribute_bytes: u64,
+    /// Longest silence tolerated from a client mid-request, in seconds.
+    pub idle_timeout_secs: u64,
+    /// How long a Create-Job waits for its last document before it is aborted.
+    pub document_timeout_secs: u64,
+    /// Connections served at once; more wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// Most jobs returned by one Get-Jobs (newest first when truncated).
+    pub max_jobs_listed: u32,
+}
+
+/// Store settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// zstd level for spool files (1 is fast; higher saves disk, costs CPU).
+    pub compression_level: i32,
+}
+
+/// Output (printer connection) settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutputConfig {
+    /// First retry delay after a printer could not take a job, in seconds.
+    pub retry_initial_secs: u64,
+    /// Longest retry delay, in seconds (the delay doubles up to this).
+    pub retry_max_secs: u64,
+    /// Longest wait for a printer to answer one request, in seconds.
+    pub request_timeout_secs: u64,
+    /// How often a printer is asked about a job it is printing, in seconds.
+    pub poll_interval_secs: u64,
+}
+
+/// One output device.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrinterConfig {
+    /// Short identifier, referenced by queues.
+    pub id: String,
+    /// `ipp://`, `ipps://` or `socket://host:port`.
+    pub uri: String,
+    /// Human-readable name; defaults to the id.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Where the device stands, shown to users.
+    #[serde(default)]
+    pub location: Option<String>,
+}
+
+/// What a queue does with a job once it is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueKind {
+    /// Held until the owner releases it at a printer.
+    Pull,
+    /// Forwarded at once to the queue's printer.
+    Direct,
+}
+
+/// One IPP print queue.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    /// Served at `/ipp/print/NAME` and `/printers/NAME`.
+    pub name: String,
+    /// Pull (held) or direct (forwarded).
+    pub kind: QueueKind,
+    /// Also served at `/ipp/print`; at most one queue may say so.
+    #[serde(default)]
+    pub default: bool,
+    /// The printer a direct queue forwards to.
+    #[serde(default)]
+    pub printer: Option<String>,
+    /// Shown as `printer-info`.
+    #[serde(default)]
+    pub info: Option<String>,
+    /// Shown as `printer-location`.
+    #[serde(default)]
+    pub location: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            site: "branch-1".to_owned(),
+            data_dir: PathBuf::from("appliance-data"),
+            ipp: IppConfig::default(),
+            store: StoreConfig::default(),
+            output: OutputConfig::default(),
+            printers: Vec::new(),
+            queues: Vec::new(),
+        }
+    }
+}
+
+impl Default for IppConfig {
+    fn default() -> Self {
+        IppConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8631)),
+            max_document_bytes: 2 * 1024 * 1024 * 1024,
+            max_attribute_bytes: 64 * 1024,
+            idle_timeout_secs: 30,
+            document_timeout_secs: 300,
+            max_connections: 256,
+            max_jobs_listed: 500,
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            compression_level: 1,
+        }
+    }
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        OutputConfig {
+            retry_initial_secs: 5,
+            retry_max_secs: 300,
+            request_timeout_secs: 60,
+            poll_interval_secs: 1,
+        }
+    }
+}
+
+impl IppConfig {
+    /// [`Self::idle_timeout_secs`] as a duration.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs)
+    }
+
+    /// [`Self::document_timeout_secs`] as a duration.
+    pub fn document_timeout(&self) -> Duration {
+        Duration::from_secs(self.document_timeout_secs)
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and validates config text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: origin.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        config.apply_queue_defaults();
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The embedded defaults, validated (what `appliance serve` runs without a file).
+    pub fn embedded() -> Config {
+        let mut config = Config::default();
+        config.apply_queue_defaults();
+        config
+    }
+
+    /// With no queue configured, one pull queue named `secure` is the default,
+    /// so a bare appliance still accepts and holds jobs.
+    fn apply_queue_defaults(&mut self) {
+        if self.queues.is_empty() {
+            self.queues.push(QueueConfig {
+                name: "secure".to_owned(),
+                kind: QueueKind::Pull,
+                default: true,
+                printer: None,
+                info: None,
+                location: None,
+            });
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: String, message: String| Err(ConfigError::Invalid { key, message });
+        if !is_identifier(&self.site) {
+            return invalid("site".into(), identifier_rule(&self.site));
+        }
+        if self.ipp.max_document_bytes == 0 {
+            return invalid("ipp.max_document_bytes".into(), "must be at least 1".into());
+        }
+        if self.ipp.max_attribute_bytes < 1024 {
+            return invalid(
+                "ipp.max_attribute_bytes".into(),
+                "must be at least 1024 (clients send several hundred bytes of attributes)".into(),
+            );
+        }
+        if self.ipp.idle_timeout_secs == 0 || self.ipp.document_timeout_secs == 0 {
+            return invalid(
+                "ipp.idle_timeout_secs / ipp.document_timeout_secs".into(),
+                "timeouts must be at least 1 second".into(),
+            );
+        }
+        if self.ipp.max_connections == 0 {
+            return invalid("ipp.max_connections".into(), "must be at least 1".into());
+        }
+        if !(1..=19).contains(&self.store.compression_level) {
+            return invalid(
+                "store.compression_level".into(),
+                format!("{} is outside zstd's 1..=19", self.store.compression_level),
+            );
+        }
+        if self.output.retry_initial_secs == 0
+            || self.output.retry_max_secs < self.output.retry_initial_secs
+        {
+            return invalid(
+                "output.retry_initial_secs".into(),
+                "must be at least 1 and not above output.retry_max_secs".into(),
+            );
+        }
+        if self.output.request_timeout_secs == 0 || self.output.poll_interval_secs == 0 {
+            return invalid(
+                "output.request_timeout_secs / output.poll_interval_secs".into(),
+                "must be at least 1 second".into(),
+            );
+        }
+        for (i, printer) in self.printers.iter().enumerate() {
+            if !is_identifier(&printer.id) {
+                return invalid(format!("printer[{i}].id"), identifier_rule(&printer.id));
+            }
+            if self.printers[..i].iter().any(|p| p.id == printer.id) {
+                return invalid(
+                    format!("printer[{i}].id"),
+                    format!("printer id {:?} is used twice", printer.id),
+                );
+            }
+            if let Err(message) = crate::output::DeviceUri::parse(&printer.uri) {
+                return invalid(format!("printer[{i}].uri"), message);
+            }
+        }
+        let mut defaults = 0;
+        for (i, queue) in self.queues.iter().enumerate() {
+            if !is_identifier(&queue.name) {
+                return invalid(format!("queue[{i}].name"), identifier_rule(&queue.name));
+            }
+            if self.queues[..i].iter().any(|q| q.name == queue.name) {
+                return invalid(
+                    format!("queue[{i}].name"),
+                    format!("queue name {:?} is used twice", queue.name),
+                );
+            }
+            defaults += usize::from(queue.default);
+            match (queue.kind, &queue.printer) {
+                (QueueKind::Direct, None) => {
+                    return invalid(
+                        format!("queue[{i}].printer"),
+                        "a direct queue needs the id of a [[printer]] to forward to".into(),
+                    );
+                }
+                (QueueKind::Pull, Some(_)) => {
+                    return invalid(
+                        format!("queue[{i}].printer"),
+                        "a pull queue is released at any printer; remove `printer` or use kind = \"direct\"".into(),
+                    );
+                }
+                (QueueKind::Direct, Some(id)) if !self.printers.iter().any(|p| &p.id == id) => {
+                    return invalid(
+                        format!("queue[{i}].printer"),
+                        format!("no [[printer]] has id {id:?}"),
+                    );
+                }
+                _ => {}
+            }
+        }
+        if defaults > 1 {
+            return invalid(
+                "queue[].default".into(),
+                "only one queue may be the default".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Names that appear in URIs and file names: ASCII letters, digits, `-`, `_`, `.`.
+fn is_identifier(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 127
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+fn identifier_rule(value: &str) -> String {
+    format!("{value:?} must be 1 to 127 characters of letters, digits, '-', '_' or '.'")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("test.toml"))
+    }
+
+    fn invalid_key(text: &str) -> String {
+        match parse(text) {
+            Err(ConfigError::Invalid { key, .. }) => key,
+            other => panic!("expected an invalid-key error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn empty_file_gives_working_defaults() {
+        let config = parse("").unwrap();
+        assert_eq!(config.ipp.listen.to_string(), "127.0.0.1:8631");
+        assert_eq!(config.data_dir, PathBuf::from("appliance-data"));
+        assert_eq!(config.queues.len(), 1);
+        assert_eq!(config.queues[0].kind, QueueKind::Pull);
+        assert!(config.queues[0].default);
+    }
+
+    #[test]
+    fn example_from_the_readme_parses() {
+        let config = parse(
+            r#"
+            site = "branch-1"
+            data_dir = "/var/lib/appliance"
+            [ipp]
+            listen = "127.0.0.1:8631"
+            max_document_bytes = 2147483648
+            [[printer]]
+            id = "lobby"
+            uri = "ipp://127.0.0.1:8632/ipp/print"
+            [[queue]]
+            name = "secure"
+            kind = "pull"
+            default = true
+            [[queue]]
+            name = "lobby-direct"
+            kind = "direct"
+            printer = "lobby"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.queues.len(), 2);
+        assert_eq!(config.queues[1].printer.as_deref(), Some("lobby"));
+    }
+
+    #[test]
+    fn type_errors_name_the_key() {
+        let err = parse("[ipp]\nlisten = 5\n").unwrap_err().to_string();
+        assert!(err.contains("listen"), "{err}");
+        let err = parse("[ipp]\nlisten = \"nonsense\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listen"), "{err}");
+        let err = parse("colour = true\n").unwrap_err().to_string();
+        assert!(err.contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn semantic_errors_name_the_key() {
+        assert_eq!(
+            invalid_key("[[queue]]\nname = \"d\"\nkind = \"direct\"\n"),
+            "queue[0].printer"
+        );
+        assert_eq!(
+            invalid_key("[[queue]]\nname = \"d\"\nkind = \"direct\"\nprinter = \"nope\"\n"),
+            "queue[0].printer"
+        );
+        assert_eq!(
+            invalid_key("[[printer]]\nid = \"p\"\nuri = \"http://x/\"\n"),
+            "printer[0].uri"
+        );
+        assert_eq!(
+            invalid_key(
+                "[[queue]]\nname = \"a\"\nkind = \"pull\"\n[[queue]]\nname = \"a\"\nkind = \"pull\"\n"
+            ),
+            "queue[1].name"
+        );
+        assert_eq!(
+            invalid_key("[[queue]]\nname = \"a b\"\nkind = \"pull\"\n"),
+            "queue[0].name"
+        );
+        assert_eq!(
+            invalid_key("[store]\ncompression_level = 40\n"),
+            "store.compression_level"
+        );
+        assert_eq!(
+            invalid_key(
+                "[[queue]]\nname = \"a\"\nkind = \"pull\"\ndefault = true\n[[queue]]\nname = \"b\"\nkind = \"pull\"\ndefault = true\n"
+            ),
+            "queue[].default"
+        );
+    }
+}

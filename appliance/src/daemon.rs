@@ -1,0 +1,180 @@
+//! Wires the appliance together: opens the store (cleaning up after a
+//! crash), starts one forwarder per printer that a direct queue feeds, the
+//! Create-Job document timeout, and the IPP server; stops them all on the
+//! shutdown signal, committing every write already queued.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::ipp::server;
+use crate::ipp::service::IppService;
+use crate::job::{JobState, NotPossible, now_ms};
+use crate::metrics::Metrics;
+use crate::output::PrinterHealth;
+use crate::output::forwarder::{Forwarder, OutputWake};
+use crate::queue::Queues;
+use crate::store::{JobStore, StoreError};
+
+/// How long shutdown waits for requests in flight.
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// Why the daemon could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The store could not be opened or recovered.
+    #[error("cannot open the job store in {dir}: {source}")]
+    Store {
+        /// The data directory.
+        dir: String,
+        /// What failed.
+        source: StoreError,
+    },
+    /// A printer's URI is unusable (config validation should have caught it).
+    #[error("printer {id}: {message}")]
+    Printer {
+        /// Printer id.
+        id: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Runs the appliance on an already-bound IPP listener until `shutdown`
+/// turns true.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), DaemonError> {
+    let metrics = Arc::new(Metrics::new());
+    let dir = config.data_dir.clone();
+    let level = config.store.compression_level;
+    let store_metrics = metrics.clone();
+    let opened = tokio::task::spawn_blocking(move || JobStore::open(&dir, level, store_metrics))
+        .await
+        .map_err(|e| DaemonError::Store {
+            dir: config.data_dir.display().to_string(),
+            source: StoreError::Io(std::io::Error::other(e.to_string())),
+        })?;
+    let (store, recovery) = opened.map_err(|source| DaemonError::Store {
+        dir: config.data_dir.display().to_string(),
+        source,
+    })?;
+    tracing::info!(
+        partial_uploads_removed = recovery.spool.partial_uploads,
+        orphan_spool_files_removed = recovery.spool.orphans,
+        jobs_interrupted_while_printing = recovery.interrupted_outputs,
+        data_dir = %config.data_dir.display(),
+        "store opened"
+    );
+
+    let queues = Queues::from_config(&config);
+    let health = PrinterHealth::default();
+    let wake = OutputWake::new(config.printers.iter().map(|p| p.id.as_str()));
+    let mut tasks = Vec::new();
+    for printer in &config.printers {
+        let feeding = queues.feeding(&printer.id);
+        if feeding.is_empty() {
+            continue;
+        }
+        let forwarder = Forwarder::new(
+            printer.clone(),
+            feeding,
+            store.clone(),
+            health.clone(),
+            &wake,
+            config.output.clone(),
+            metrics.clone(),
+        )
+        .map_err(|message| DaemonError::Printer {
+            id: printer.id.clone(),
+            message,
+        })?;
+        tasks.push(tokio::spawn(forwarder.run(shutdown.clone())));
+    }
+
+    let service = Arc::new(IppService {
+        queues,
+        store: store.clone(),
+        limits: config.ipp.clone(),
+        site: config.site.clone(),
+        metrics,
+        health,
+        wake,
+        uploads: Mutex::new(HashSet::new()),
+    });
+    tasks.push(tokio::spawn(abort_stale_incoming(
+        service.clone(),
+        config.ipp.document_timeout(),
+        shutdown.clone(),
+    )));
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, queues = ?service.queues.all().iter().map(|q| &q.name).collect::<Vec<_>>(), "IPP listening");
+    }
+    server::serve(listener, service, shutdown, DRAIN).await;
+    for task in tasks {
+        let _ = task.await;
+    }
+    tracing::info!("stopped; every acknowledged job is on disk");
+    Ok(())
+}
+
+/// Aborts Create-Job jobs whose last document did not come in time
+/// (`multiple-operation-time-out`).
+async fn abort_stale_incoming(
+    service: Arc<IppService>,
+    timeout: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let period = (timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let timeout_ms = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = shutdown.changed() => return,
+        }
+        let stale = match service.store.stale_incoming(now_ms() - timeout_ms).await {
+            Ok(jobs) => jobs,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot look for stale Create-Job jobs");
+                continue;
+            }
+        };
+        for job in stale {
+            if service.is_uploading(job.uuid) {
+                continue;
+            }
+            let secs = timeout.as_secs();
+            let result = service
+                .store
+                .modify(
+                    job.uuid,
+                    None,
+                    Box::new(move |j, _| {
+                        if j.documents_complete || j.state.is_terminal() {
+                            return Err(NotPossible("the job completed meanwhile".into()));
+                        }
+                        j.state = JobState::Aborted;
+                        j.state_reasons = "aborted-by-system".into();
+                        j.state_message =
+                            format!("No last document arrived within {secs} s of Create-Job");
+                        j.completed_ms = Some(now_ms());
+                        Ok(())
+                    }),
+                )
+                .await;
+            match result {
+                Ok(j) => {
+                    tracing::warn!(job = %j.uuid, queue = %j.queue, id = j.ipp_job_id, "aborted: document never arrived")
+                }
+                Err(StoreError::NotPossible(_)) => {}
+                Err(e) => tracing::error!(job = %job.uuid, error = %e, "cannot abort a stale job"),
+            }
+        }
+    }
+}

@@ -1,0 +1,385 @@
+//! The printer attributes of a queue (Get-Printer-Attributes,
+//! CUPS-Get-Printers): what the queue accepts and how to reach it.
+//!
+//! A queue is a print *server* in front of office MFDs: it stores documents
+//! as sent and passes job template attributes through to the device, so the
+//! template values advertised are the common office ones that the output
+//! stage forwards unchanged. Pure: built from the queue, the request's host
+//! and a few live counts.
+
+use ipp::prelude::*;
+use sha2::{Digest, Sha256};
+
+use super::request::SUPPORTED_OPERATIONS;
+use super::requested::Requested;
+use super::template::{
+    self, COLOR_MODES, DOCUMENT_HANDLING, HOLD_UNTIL, MAX_COPIES, MEDIA_SUPPORTED, OUTPUT_BINS,
+    RESOLUTIONS, SCALING, SIDES,
+};
+use super::values::*;
+use crate::config::QueueKind;
+use crate::format;
+use crate::queue::Queue;
+
+/// Live facts the attributes report.
+#[derive(Debug, Clone)]
+pub struct PrinterStatus {
+    /// `host[:port]` the client used, for the URIs returned.
+    pub host: String,
+    /// Site name (part of `printer-uuid`).
+    pub site: String,
+    /// Jobs not yet finished on this queue.
+    pub queued_job_count: u64,
+    /// Jobs being sent to a printer right now.
+    pub processing: bool,
+    /// Why the queue's printer is not taking jobs, if it is not.
+    pub state_message: Option<String>,
+    /// Seconds since the Unix epoch (`printer-up-time`, as CUPS reports it).
+    pub now_secs: i64,
+    /// `ipp.max_document_bytes`.
+    pub max_document_bytes: u64,
+    /// `ipp.document_timeout_secs` (`multiple-operation-time-out`).
+    pub document_timeout_secs: u64,
+}
+
+/// The queue's printer attributes, filtered by `requested`.
+pub fn printer_attributes(
+    queue: &Queue,
+    status: &PrinterStatus,
+    requested: &Requested,
+) -> Vec<IppAttribute> {
+    let uri_value = uri(&format!("ipp://{}{}", status.host, queue.path()));
+    let more_info = uri(&format!("http://{}{}", status.host, queue.path()));
+    let media_sizes: Vec<IppValue> = MEDIA_SUPPORTED
+        .iter()
+        .map(|(_, x, y)| media_size(*x, *y))
+        .collect();
+    let default_media = MEDIA_SUPPORTED[0];
+    let k_octets_max = i32::try_from(status.max_document_bytes.div_ceil(1024)).unwrap_or(i32::MAX);
+    let uptime = i32::try_from(status.now_secs).unwrap_or(i32::MAX).max(1);
+    let hold_default = match queue.kind {
+        QueueKind::Pull => "indefinite",
+        QueueKind::Direct => "no-hold",
+    };
+    let make_and_model = match queue.kind {
+        QueueKind::Pull => "Branch print appliance (secure release queue)".to_owned(),
+        QueueKind::Direct => format!(
+            "Branch print appliance (queue for {})",
+            queue
+                .printer
+                .as_ref()
+                .map_or("a printer", |p| p.id.as_str())
+        ),
+    };
+    let state_reasons = if status.state_message.is_some() {
+        "other-warning"
+    } else {
+        "none"
+    };
+
+    let all: Vec<(&str, IppValue)> = vec![
+        ("printer-uri-supported", uri_value),
+        ("uri-security-supported", keyword("none")),
+        (
+            "uri-authentication-supported",
+            keyword("requesting-user-name"),
+        ),
+        ("printer-name", name(&queue.name)),
+        ("printer-info", text(&queue.info)),
+        ("printer-location", text(&queue.location)),
+        ("printer-make-and-model", text(&make_and_model)),
+        ("printer-more-info", more_info),
+        (
+            "printer-uuid",
+            uri(&printer_uuid(&status.site, &queue.name)),
+        ),
+        (
+            "printer-state",
+            enumeration(if status.processing { 4 } else { 3 }),
+        ),
+        ("printer-state-reasons", keyword(state_reasons)),
+        (
+            "printer-state-message",
+            text(status.state_message.as_deref().unwrap_or(match queue.kind {
+                QueueKind::Pull => "Accepting jobs; release them at any printer",
+                QueueKind::Direct => "Accepting jobs",
+            })),
+        ),
+        ("printer-is-accepting-jobs", IppValue::Boolean(true)),
+        (
+            "queued-job-count",
+            IppValue::Integer(i32::try_from(status.queued_job_count).unwrap_or(i32::MAX)),
+        ),
+        ("printer-up-time", IppValue::Integer(uptime)),
+        ("printer-current-time", date_time(status.now_secs * 1000)),
+        ("ipp-versions-supported", keywords(&["1.1", "2.0"])),
+        (
+            "operations-supported",
+            enums(
+                &SUPPORTED_OPERATIONS
+                    .iter()
+                    .map(|op| *op as i32)
+                    .collect::<Vec<_>>(),
+            ),
+        ),
+        ("multiple-document-jobs-supported", IppValue::Boolean(false)),
+        (
+            "multiple-operation-time-out",
+            IppValue::Integer(i32::try_from(status.document_timeout_secs).unwrap_or(i32::MAX)),
+        ),
+        ("multiple-operation-time-out-action", keyword("abort-job")),
+        ("charset-configured", charset("utf-8")),
+        (
+            "charset-supported",
+            set(vec![charset("utf-8"), charset("us-ascii")]),
+        ),
+        ("natural-language-configured", language("en")),
+        ("generated-natural-language-supported", language("en")),
+        ("document-format-default", mime(format::DEFAULT)),
+        ("document-format-supported", mimes(format::SUPPORTED)),
+        ("compression-supported", keyword("none")),
+        ("pdl-override-supported", keyword("attempted")),
+        ("job-k-octets-supported", range(0, k_octets_max)),
+        (
+            "job-creation-attributes-supported",
+            keywords(template::ACCEPTED),
+        ),
+        (
+            "which-jobs-supported",
+            keywords(&[
+                "completed",
+                "not-completed",
+                "aborted",
+                "all",
+                "canceled",
+                "pending",
+                "pending-held",
+                "processing",
+                "processing-stopped",
+            ]),
+        ),
+        (
+            "job-privacy-attributes",
+            keywords(&[
+                "job-name",
+                "job-originating-user-name",
+                "document-name-supplied",
+            ]),
+        ),
+        ("job-privacy-scope", keyword("owner")),
+        ("job-ids-supported", IppValue::Boolean(false)),
+        ("color-supported", IppValue::Boolean(true)),
+        // Nominal office-MFD speeds: a queue has no engine of its own.
+        ("pages-per-minute", IppValue::Integer(30)),
+        ("pages-per-minute-color", IppValue::Integer(30)),
+        ("copies-default", IppValue::Integer(1)),
+        ("copies-supported", range(1, MAX_COPIES)),
+        ("finishings-default", enumeration(3)),
+        ("finishings-supported", enumeration(3)),
+        ("job-hold-until-default", keyword(hold_default)),
+        ("job-hold-until-supported", keywords(HOLD_UNTIL)),
+        ("job-priority-default", IppValue::Integer(50)),
+        ("job-priority-supported", IppValue::Integer(100)),
+        ("job-sheets-default", keyword("none")),
+        ("job-sheets-supported", keyword("none")),
+        ("media-default", keyword(default_media.0)),
+        (
+            "media-supported",
+            keywords(&MEDIA_SUPPORTED.iter().map(|m| m.0).collect::<Vec<_>>()),
+        ),
+        (
+            "media-ready",
+            keywords(&[MEDIA_SUPPORTED[0].0, MEDIA_SUPPORTED[1].0]),
+        ),
+        (
+            "media-col-default",
+            media_col(default_media.1, default_media.2),
+        ),
+        (
+            "media-col-ready",
+            set(vec![
+                media_col(MEDIA_SUPPORTED[0].1, MEDIA_SUPPORTED[0].2),
+                media_col(MEDIA_SUPPORTED[1].1, MEDIA_SUPPORTED[1].2),
+            ]),
+        ),
+        (
+            "media-col-supported",
+            keywords(&["media-size", "media-source", "media-type"]),
+        ),
+        ("media-size-supported", set(media_sizes)),
+        ("media-source-supported", keyword("auto")),
+        ("media-type-supported", keyword("stationery")),
+        (
+            "multiple-document-handling-default",
+            keyword(DOCUMENT_HANDLING[0]),
+        ),
+        (
+            "multiple-document-handling-supported",
+            keywords(DOCUMENT_HANDLING),
+        ),
+        ("number-up-default", IppValue::Integer(1)),
+        ("number-up-supported", IppValue::Integer(1)),
+        ("orientation-requested-default", enumeration(3)),
+        ("orientation-requested-supported", enums(&[3, 4, 5, 6])),
+        ("output-bin-default", keyword(OUTPUT_BINS[0])),
+        ("output-bin-supported", keywords(OUTPUT_BINS)),
+        ("page-ranges-supported", IppValue::Boolean(false)),
+        ("print-color-mode-default", keyword("auto")),
+        ("print-color-mode-supported", keywords(COLOR_MODES)),
+        ("print-quality-default", enumeration(4)),
+        ("print-quality-supported", enums(&[3, 4, 5])),
+        ("print-scaling-default", keyword("auto")),
+        ("print-scaling-supported", keywords(SCALING)),
+        ("printer-resolution-default", dpi(600, 600)),
+        (
+            "printer-resolution-supported",
+            set(RESOLUTIONS.iter().map(|&r| dpi(r, r)).collect()),
+        ),
+        ("sides-default", keyword("one-sided")),
+        ("sides-supported", keywords(SIDES)),
+        (
+            "pwg-raster-document-resolution-supported",
+            set(RESOLUTIONS.iter().map(|&r| dpi(r, r)).collect()),
+        ),
+        ("pwg-raster-document-sheet-back", keyword("normal")),
+        (
+            "pwg-raster-document-type-supported",
+            keywords(&["black_1", "sgray_8", "srgb_8"]),
+        ),
+        (
+            "urf-supported",
+            keywords(&["V1.4", "CP1", "DM1", "PQ3-4-5", "RS300-600", "SRGB24", "W8"]),
+        ),
+    ];
+    all.into_iter()
+        .filter(|(n, _)| requested.wants(n))
+        .map(|(n, v)| attr(n, v))
+        .collect()
+}
+
+fn media_size(x: i32, y: i32) -> IppValue {
+    collection(vec![
+        ("x-dimension", IppValue::Integer(x)),
+        ("y-dimension", IppValue::Integer(y)),
+    ])
+}
+
+fn media_col(x: i32, y: i32) -> IppValue {
+    collection(vec![
+        ("media-size", media_size(x, y)),
+        ("media-source", keyword("auto")),
+        ("media-type", keyword("stationery")),
+    ])
+}
+
+fn collection(members: Vec<(&str, IppValue)>) -> IppValue {
+    IppValue::Collection(
+        members
+            .into_iter()
+            .map(|(k, v)| (ipp::value::IppName::new_truncated(k), v))
+            .collect(),
+    )
+}
+
+/// A stable `urn:uuid:` for a queue, derived from site and queue name, so it
+/// survives restarts and differs between sites.
+fn printer_uuid(site: &str, queue: &str) -> String {
+    let digest = Sha256::digest(format!("{site}/{queue}").as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes)
+        .into_uuid()
+        .urn()
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::queue::Queues;
+    use std::path::Path;
+
+    fn status() -> PrinterStatus {
+        PrinterStatus {
+            host: "127.0.0.1:8631".into(),
+            site: "branch-1".into(),
+            queued_job_count: 2,
+            processing: false,
+            state_message: None,
+            now_secs: 1_700_000_000,
+            max_document_bytes: 1 << 31,
+            document_timeout_secs: 300,
+        }
+    }
+
+    fn queues() -> Queues {
+        Queues::from_config(&Config::parse("", Path::new("t")).unwrap())
+    }
+
+    fn get<'a>(attrs: &'a [IppAttribute], name: &str) -> Option<&'a IppValue> {
+        attrs
+            .iter()
+            .find(|a| a.name().as_str() == name)
+            .map(|a| a.value())
+    }
+
+    #[test]
+    fn uris_use_the_host_the_client_used() {
+        let q = queues();
+        let attrs = printer_attributes(
+            q.default_queue().unwrap(),
+            &status(),
+            &Requested::everything(),
+        );
+        assert_eq!(
+            get(&attrs, "printer-uri-supported").and_then(as_str),
+            Some("ipp://127.0.0.1:8631/ipp/print/secure")
+        );
+        assert_eq!(
+            get(&attrs, "job-hold-until-default").and_then(as_str),
+            Some("indefinite")
+        );
+        assert_eq!(get(&attrs, "queued-job-count"), Some(&IppValue::Integer(2)));
+    }
+
+    #[test]
+    fn every_attribute_name_is_unique_and_nonempty() {
+        let q = queues();
+        let attrs = printer_attributes(
+            q.default_queue().unwrap(),
+            &status(),
+            &Requested::everything(),
+        );
+        let mut names: Vec<&str> = attrs.iter().map(|a| a.name().as_str()).collect();
+        let before = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(before, names.len());
+        for a in &attrs {
+            assert!(
+                !matches!(a.value(), IppValue::Array(v) if v.is_empty()),
+                "{}",
+                a.name()
+            );
+        }
+    }
+
+    #[test]
+    fn requested_attributes_filter() {
+        let q = queues();
+        let attrs = printer_attributes(
+            q.default_queue().unwrap(),
+            &status(),
+            &Requested::only(&["printer-uri-supported"]),
+        );
+        assert_eq!(attrs.len(), 1);
+    }
+
+    #[test]
+    fn printer_uuid_is_stable_and_site_specific() {
+        assert_eq!(printer_uuid("a", "q"), printer_uuid("a", "q"));
+        assert_ne!(printer_uuid("a", "q"), printer_uuid("b", "q"));
+        assert!(printer_uuid("a", "q").starts_with("urn:uuid:"));
+    }
+}

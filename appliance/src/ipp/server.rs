@@ -1,0 +1,292 @@
+//! The HTTP shell around the IPP service: accepts connections on a bound
+//! listener, bounds them (count, header size and time, idle body reads,
+//! attribute bytes), parses IPP with the `ipp` crate leaving the document
+//! as a stream, and writes the encoded response. Also serves `/metrics`
+//! and a one-line status page per queue (`printer-more-info`).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::FutureExt;
+use http::{Method, StatusCode as HttpStatus, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use ipp::model::IppVersion;
+use ipp::parser::AsyncIppParser;
+use ipp::reader::AsyncIppReader;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio_util::compat::TokioAsyncReadCompatExt;
+
+use super::body::BodyReader;
+use super::error::IppError;
+use super::request::{self, operation_name};
+use super::service::IppService;
+use crate::queue::Target;
+
+/// Longest time a client may take to send its request headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest request head (line and headers) accepted.
+const MAX_HEAD_BYTES: usize = 16 * 1024;
+
+type Response = http::Response<Full<Bytes>>;
+
+/// Serves IPP on `listener` until `shutdown` turns true, then waits (up to
+/// `drain`) for requests in flight to finish.
+pub async fn serve(
+    listener: TcpListener,
+    service: Arc<IppService>,
+    mut shutdown: watch::Receiver<bool>,
+    drain: Duration,
+) {
+    let max = service.limits.max_connections;
+    let slots = Arc::new(Semaphore::new(max));
+    let mut accept_errors = 0u32;
+    loop {
+        let permit = tokio::select! {
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            _ = shutdown.changed() => break,
+        };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.changed() => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(conn) => {
+                accept_errors = 0;
+                conn
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                accept_errors = (accept_errors + 1).min(6);
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(10 << accept_errors)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let service = service.clone();
+        let local = stream.local_addr().ok();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let service = service.clone();
+                async move { Ok::<_, Infallible>(route(req, &service, local).await) }
+            });
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .max_buf_size(MAX_HEAD_BYTES.max(8192))
+                .serve_connection(TokioIo::new(stream), svc);
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    // Wait for requests in flight, bounded.
+    let all = u32::try_from(max).unwrap_or(u32::MAX);
+    let _ = tokio::time::timeout(drain, slots.acquire_many(all)).await;
+}
+
+async fn route(
+    req: http::Request<Incoming>,
+    service: &IppService,
+    local: Option<SocketAddr>,
+) -> Response {
+    let host = request_host(&req, local);
+    let path = req.uri().path().to_owned();
+    match (req.method(), path.as_str()) {
+        (&Method::GET, "/metrics") => {
+            refresh_gauges(service).await;
+            plain(
+                HttpStatus::OK,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                service.metrics.render(),
+            )
+        }
+        (&Method::POST, _) => {
+            let is_ipp = req
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/ipp"));
+            if !is_ipp {
+                return plain(
+                    HttpStatus::UNSUPPORTED_MEDIA_TYPE,
+                    "text/plain; charset=utf-8",
+                    "POST requests must carry Content-Type: application/ipp\n".into(),
+                );
+            }
+            let body = ipp_response(req.into_body(), service, &host).await;
+            http::Response::builder()
+                .status(HttpStatus::OK)
+                .header(header::CONTENT_TYPE, "application/ipp")
+                .body(Full::new(body))
+                .unwrap_or_else(|_| http::Response::new(Full::new(Bytes::new())))
+        }
+        (&Method::GET, path) => match service.queues.route(path) {
+            Some(Target::Queue(queue)) => plain(
+                HttpStatus::OK,
+                "text/plain; charset=utf-8",
+                format!(
+                    "{}\n{}\nPrint to ipp://{host}{}\n",
+                    queue.name,
+                    queue.info,
+                    queue.path()
+                ),
+            ),
+            _ => plain(
+                HttpStatus::NOT_FOUND,
+                "text/plain; charset=utf-8",
+                "not found\n".into(),
+            ),
+        },
+        _ => plain(
+            HttpStatus::METHOD_NOT_ALLOWED,
+            "text/plain; charset=utf-8",
+            "use POST with application/ipp\n".into(),
+        ),
+    }
+}
+
+/// Parses the IPP message and runs it; every failure becomes an IPP status.
+async fn ipp_response(body: Incoming, service: &IppService, host: &str) -> Bytes {
+    let limits = &service.limits;
+    let reader = BodyReader::new(
+        body,
+        limits.idle_timeout(),
+        Some(limits.max_attribute_bytes),
+    );
+    let mut parser = AsyncIppParser::new(AsyncIppReader::new(reader.compat()));
+
+    // The header first, so even a broken attribute section gets an answer
+    // that echoes the request-id.
+    let header = match guarded(limits.idle_timeout(), parser.get_or_parse_header()).await {
+        Ok(header) => header,
+        Err(e) => return service.respond(IppVersion::v1_1(), 0, "malformed", Err(e)),
+    };
+    let operation = operation_name(header.operation_or_status);
+    let parts = match guarded(limits.idle_timeout(), parser.parse_parts()).await {
+        Ok(parts) => parts,
+        Err(e) => return service.respond(header.version, header.request_id, operation, Err(e)),
+    };
+    let (header, attributes, reader) = parts;
+    let req = match request::check(&header, &attributes) {
+        Ok(req) => req,
+        Err(e) => return service.respond(header.version, header.request_id, operation, Err(e)),
+    };
+    let mut document = reader.into_inner().into_inner();
+    document.set_limit(None);
+    let outcome = AssertUnwindSafe(service.dispatch(&req, host, Box::new(document)))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| Err(IppError::Internal("the request handler failed".into())));
+    service.respond(req.version, req.request_id, req.operation_name(), outcome)
+}
+
+/// Runs a parsing step with an overall deadline, turning I/O failures,
+/// parse errors and panics inside the parser into IPP errors.
+async fn guarded<T, E>(
+    deadline: Duration,
+    step: impl Future<Output = Result<T, E>>,
+) -> Result<T, IppError>
+where
+    E: std::fmt::Display + AsIoError,
+{
+    match tokio::time::timeout(deadline, AssertUnwindSafe(step).catch_unwind()).await {
+        Err(_) => Err(IppError::Timeout(deadline.as_secs())),
+        // The ipp crate can panic on some malformed values; a panic here is
+        // a malformed request, not a reason to drop the connection.
+        Ok(Err(_)) => Err(IppError::BadRequest("malformed IPP request".into())),
+        Ok(Ok(Err(e))) => Err(match e.io_kind() {
+            Some(std::io::ErrorKind::TimedOut) => IppError::Timeout(deadline.as_secs()),
+            Some(std::io::ErrorKind::InvalidData) if e.to_string().contains("exceed") => {
+                IppError::TooLarge(e.to_string())
+            }
+            Some(std::io::ErrorKind::UnexpectedEof) => {
+                IppError::BadRequest("the IPP request ended early (truncated)".into())
+            }
+            _ => IppError::BadRequest(format!("malformed IPP request: {e}")),
+        }),
+        Ok(Ok(Ok(v))) => Ok(v),
+    }
+}
+
+/// Access to the I/O error kind behind a parser error.
+trait AsIoError {
+    fn io_kind(&self) -> Option<std::io::ErrorKind>;
+}
+
+impl AsIoError for std::io::Error {
+    fn io_kind(&self) -> Option<std::io::ErrorKind> {
+        Some(self.kind())
+    }
+}
+
+impl AsIoError for ipp::parser::IppParseError {
+    fn io_kind(&self) -> Option<std::io::ErrorKind> {
+        match self {
+            ipp::parser::IppParseError::IoError(e) => Some(e.kind()),
+            _ => None,
+        }
+    }
+}
+
+/// `host[:port]` for URIs in responses: the client's Host header when it is
+/// plausible, else the address the connection arrived on.
+fn request_host(req: &http::Request<Incoming>, local: Option<SocketAddr>) -> String {
+    let from_header = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.len() <= 255
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b))
+        });
+    match (from_header, local) {
+        (Some(h), _) => h.to_owned(),
+        (None, Some(addr)) => addr.to_string(),
+        (None, None) => "localhost".to_owned(),
+    }
+}
+
+async fn refresh_gauges(service: &IppService) {
+    if let Ok(counts) = service.store.count_by_state(None).await {
+        let count = |pick: &dyn Fn(crate::job::JobState) -> bool| -> i64 {
+            counts
+                .iter()
+                .filter(|(s, _)| pick(*s))
+                .map(|(_, n)| *n as i64)
+                .sum()
+        };
+        use crate::job::JobState::*;
+        service.metrics.jobs_held.set(count(&|s| s == PendingHeld));
+        service
+            .metrics
+            .jobs_queued
+            .set(count(&|s| matches!(s, Pending | Processing)));
+    } else {
+        service.metrics.store_errors.inc();
+    }
+}
+
+fn plain(status: HttpStatus, content_type: &str, body: String) -> Response {
+    http::Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, content_type)
+        .body(Full::new(Bytes::from(body)))
+        .unwrap_or_else(|_| http::Response::new(Full::new(Bytes::new())))
+}

@@ -1,0 +1,808 @@
+//! The IPP operations: one method per operation, each deciding with the
+//! pure helpers of this module's siblings and calling the store for I/O.
+//!
+//! Every operation returns either a [`Reply`] or an [`IppError`]; the
+//! server turns both into a response in one place ([`IppService::respond`]).
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use ipp::model::{DelimiterTag, Operation, StatusCode};
+use ipp::prelude::*;
+use tokio::io::AsyncRead;
+
+use super::error::IppError;
+use super::intake::{self, Received};
+use super::job_attrs::{self, job_attributes};
+use super::printer_attrs::{PrinterStatus, printer_attributes};
+use super::request::Request;
+use super::requested::Requested;
+use super::template::{self, TemplateCheck};
+use super::values::{attr, keyword, text};
+use crate::config::{IppConfig, QueueKind};
+use crate::format;
+use crate::job::{DocumentRecord, JobRecord, JobState, JobUuid, NotPossible, now_ms};
+use crate::metrics::{Metrics, QueueLabels, RequestLabels};
+use crate::output::PrinterHealth;
+use crate::output::forwarder::OutputWake;
+use crate::queue::{Queue, Queues, Target};
+use crate::store::{JobQuery, JobStore};
+
+/// A successful answer: a status and attribute groups after the operation group.
+#[derive(Debug, Default)]
+pub struct Reply {
+    /// `successful-ok` unless attributes were ignored.
+    pub status: Option<StatusCode>,
+    /// Groups in order (job, printer, unsupported).
+    pub groups: Vec<(DelimiterTag, Vec<IppAttribute>)>,
+}
+
+impl Reply {
+    fn group(tag: DelimiterTag, attributes: Vec<IppAttribute>) -> Reply {
+        Reply {
+            status: None,
+            groups: vec![(tag, attributes)],
+        }
+    }
+
+    /// Adds the unsupported-attributes group and the matching status, if any.
+    fn with_unsupported(mut self, unsupported: Vec<IppAttribute>) -> Reply {
+        if !unsupported.is_empty() {
+            self.status = Some(StatusCode::SuccessfulOkIgnoredOrSubstitutedAttributes);
+            self.groups
+                .push((DelimiterTag::UnsupportedAttributes, unsupported));
+        }
+        self
+    }
+}
+
+/// Everything the operations need; shared by all connections.
+pub struct IppService {
+    /// The queues served.
+    pub queues: Queues,
+    /// The job store.
+    pub store: JobStore,
+    /// Limits.
+    pub limits: IppConfig,
+    /// Site name.
+    pub site: String,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Printer conditions, for `printer-state-message`.
+    pub health: PrinterHealth,
+    /// Wakes direct-queue forwarders.
+    pub wake: OutputWake,
+    /// Jobs whose Send-Document is streaming right now; the document
+    /// timeout leaves them alone.
+    pub uploads: Mutex<HashSet<JobUuid>>,
+}
+
+/// Marks a job as receiving a document until dropped.
+struct UploadGuard<'a> {
+    uploads: &'a Mutex<HashSet<JobUuid>>,
+    uuid: JobUuid,
+}
+
+impl Drop for UploadGuard<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut set) = self.uploads.lock() {
+            set.remove(&self.uuid);
+        }
+    }
+}
+
+/// What a job-creating request asked for, once checked.
+struct JobPlan {
+    name: String,
+    document_name: Option<String>,
+    format: String,
+    template: TemplateCheck,
+}
+
+type Body = Box<dyn AsyncRead + Send + Unpin>;
+
+impl IppService {
+    /// Runs one checked request. `host` is the `host[:port]` the client used.
+    pub async fn dispatch(&self, req: &Request, host: &str, body: Body) -> Result<Reply, IppError> {
+        let target = match &req.target_path {
+            Some(path) => Some(self.queues.route(path).ok_or_else(|| {
+                IppError::NotFound(format!(
+                    "nothing is served at {path}; queues are at /ipp/print/NAME"
+                ))
+            })?),
+            None => None,
+        };
+        match req.operation {
+            Operation::CupsGetDefault => {
+                let queue = self
+                    .queues
+                    .default_queue()
+                    .ok_or_else(|| IppError::NotFound("no default queue".into()))?;
+                self.get_printer_attributes(req, queue, host).await
+            }
+            Operation::CupsGetPrinters => self.cups_get_printers(req, host).await,
+            op => {
+                let target =
+                    target.ok_or_else(|| IppError::BadRequest("printer-uri is required".into()))?;
+                match (op, target) {
+                    (Operation::GetPrinterAttributes, Target::Queue(q)) => {
+                        self.get_printer_attributes(req, q, host).await
+                    }
+                    (Operation::ValidateJob, Target::Queue(q)) => self.validate_job(req, q),
+                    (Operation::PrintJob, Target::Queue(q)) => {
+                        self.print_job(req, q, host, body).await
+                    }
+                    (Operation::CreateJob, Target::Queue(q)) => self.create_job(req, q, host).await,
+                    (Operation::GetJobs, Target::Queue(q)) => self.get_jobs(req, q, host).await,
+                    (_, Target::Job(q, id)) => self.job_operation(req, q, id, host, body).await,
+                    (_, Target::Queue(q)) => {
+                        let id = req.job_id.ok_or_else(|| {
+                            IppError::BadRequest("job-id (or job-uri) is required".into())
+                        })?;
+                        self.job_operation(req, q, id, host, body).await
+                    }
+                }
+            }
+        }
+    }
+
+    async fn job_operation(
+        &self,
+        req: &Request,
+        queue: &Queue,
+        ipp_job_id: i32,
+        host: &str,
+        body: Body,
+    ) -> Result<Reply, IppError> {
+        let job = self
+            .store
+            .job_by_ipp_id(&queue.name, ipp_job_id)
+            .await?
+            .ok_or_else(|| {
+                IppError::NotFound(format!("queue {} has no job {ipp_job_id}", queue.name))
+            })?;
+        match req.operation {
+            Operation::GetJobAttributes => {
+                let requested =
+                    Requested::from_keywords(req.requested_attributes(), Requested::everything());
+                let attrs = job_attributes(
+                    &job,
+                    queue,
+                    host,
+                    job.is_owned_by(&req.user),
+                    now_ms() / 1000,
+                    &requested,
+                );
+                Ok(Reply::group(DelimiterTag::JobAttributes, attrs))
+            }
+            Operation::SendDocument => self.send_document(req, queue, job, host, body).await,
+            Operation::CancelJob => self.cancel_job(req, queue, job).await,
+            Operation::HoldJob => self.hold_job(req, job).await,
+            Operation::ReleaseJob => self.release_job(req, queue, job).await,
+            other => Err(IppError::BadRequest(format!(
+                "{} is addressed to a queue, not a job",
+                super::request::operation_name(other as i16)
+            ))),
+        }
+    }
+
+    fn plan_job(&self, req: &Request, needs_format: bool) -> Result<JobPlan, IppError> {
+        if let Some(compression) = req.string("compression")
+            && compression != "none"
+        {
+            return Err(IppError::CompressionNotSupported(compression.to_owned()));
+        }
+        let format = req
+            .string("document-format")
+            .unwrap_or(format::DEFAULT)
+            .to_ascii_lowercase();
+        if needs_format && !format::is_supported(&format) {
+            return Err(IppError::FormatNotSupported(format));
+        }
+        let document_name = req.string("document-name").map(str::to_owned);
+        let name = req
+            .string("job-name")
+            .map(str::to_owned)
+            .or_else(|| document_name.clone())
+            .unwrap_or_else(|| "Untitled".to_owned());
+        let template = template::check(&req.job_attributes);
+        if !template.unsupported.is_empty() && req.boolean("ipp-attribute-fidelity")? == Some(true)
+        {
+            return Err(IppError::AttributesNotSupported(template.unsupported));
+        }
+        Ok(JobPlan {
+            name,
+            document_name,
+            format,
+            template,
+        })
+    }
+
+    fn validate_job(&self, req: &Request, _queue: &Queue) -> Result<Reply, IppError> {
+        let plan = self.plan_job(req, true)?;
+        Ok(Reply::default().with_unsupported(plan.template.unsupported))
+    }
+
+    /// The record of a new job, held or pending as its queue and hold say.
+    fn new_job(&self, req: &Request, queue: &Queue, plan: &JobPlan, uuid: JobUuid) -> JobRecord {
+        let hold = template::hold_until(&plan.template.accepted);
+        let held = queue.kind == QueueKind::Pull || hold.as_deref() == Some("indefinite");
+        let (state, reasons, message) = if held {
+            (
+                JobState::PendingHeld,
+                "job-hold-until-specified",
+                match queue.kind {
+                    QueueKind::Pull => "Waiting for you to release it at a printer".to_owned(),
+                    QueueKind::Direct => "Held until released".to_owned(),
+                },
+            )
+        } else {
+            (
+                JobState::Pending,
+                "none",
+                "Waiting for the printer".to_owned(),
+            )
+        };
+        JobRecord {
+            uuid,
+            queue: queue.name.clone(),
+            ipp_job_id: 0,
+            owner: req.user.clone(),
+            name: plan.name.clone(),
+            state,
+            state_reasons: reasons.to_owned(),
+            state_message: message,
+            hold_until: if held {
+                Some(hold.unwrap_or_else(|| "indefinite".to_owned()))
+            } else {
+                None
+            },
+            template: template::encode(&plan.template.accepted),
+            document: None,
+            documents_complete: false,
+            created_ms: now_ms(),
+            processing_ms: None,
+            completed_ms: None,
+            printer: None,
+            device_job_id: None,
+            attempts: 0,
+            next_attempt_ms: None,
+        }
+    }
+
+    async fn print_job(
+        &self,
+        req: &Request,
+        queue: &Queue,
+        host: &str,
+        body: Body,
+    ) -> Result<Reply, IppError> {
+        let plan = self.plan_job(req, true)?;
+        let uuid = JobUuid::new();
+        let received = self
+            .receive(uuid, body, &plan.format)
+            .await?
+            .ok_or_else(|| {
+                IppError::BadRequest("Print-Job needs a document; the request had none".into())
+            })?;
+        let mut job = self.new_job(req, queue, &plan, uuid);
+        job.document = Some(document_record(&received, plan.document_name.clone()));
+        job.documents_complete = true;
+        let size = received.document.size;
+        let job = self.store.insert(job, Some(received.document)).await?;
+        self.count_received(queue, size);
+        self.wake_output(queue);
+        tracing::info!(job = %job.uuid, queue = %queue.name, id = job.ipp_job_id, owner = %job.owner, bytes = size, "job received");
+        Ok(self.submission_reply(&job, queue, host, plan.template.unsupported))
+    }
+
+    async fn create_job(
+        &self,
+        req: &Request,
+        queue: &Queue,
+        host: &str,
+    ) -> Result<Reply, IppError> {
+        let plan = self.plan_job(req, false)?;
+        let mut job = self.new_job(req, queue, &plan, JobUuid::new());
+        job.state_reasons = format!("job-incoming,{}", job.state_reasons).replace(",none", "");
+        job.state_message = "Waiting for the document".to_owned();
+        let job = self.store.insert(job, None).await?;
+        tracing::info!(job = %job.uuid, queue = %queue.name, id = job.ipp_job_id, owner = %job.owner, "job created, waiting for its document");
+        Ok(self.submission_reply(&job, queue, host, plan.template.unsupported))
+    }
+
+    async fn send_document(
+        &self,
+        req: &Request,
+        queue: &Queue,
+        job: JobRecord,
+        host: &str,
+        body: Body,
+    ) -> Result<Reply, IppError> {
+        self.check_owner(req, &job)?;
+        let last = req.boolean("last-document")?.ok_or_else(|| {
+            IppError::BadRequest("Send-Document needs the last-document attribute".into())
+        })?;
+        match job.check_send_document() {
+            Err(crate::job::SendDocumentRefusal::AlreadyComplete) => {
+                return Err(IppError::MultipleDocuments);
+            }
+            Err(crate::job::SendDocumentRefusal::Finished(state)) => {
+                return Err(IppError::NotPossible(format!(
+                    "job {} is {} and takes no more documents",
+                    job.ipp_job_id,
+                    state.keyword()
+                )));
+            }
+            Ok(()) => {}
+        }
+        let plan = self.plan_job(req, true)?;
+        let _uploading = self.mark_upload(job.uuid);
+        let received = self.receive(job.uuid, body, &plan.format).await?;
+        if received.is_some() && job.document.is_some() {
+            return Err(IppError::MultipleDocuments);
+        }
+        let record = received
+            .as_ref()
+            .map(|r| document_record(r, plan.document_name.clone()));
+        let size = received.as_ref().map_or(0, |r| r.document.size);
+        let job = self
+            .store
+            .modify(
+                job.uuid,
+                received.map(|r| r.document),
+                Box::new(move |j, _| {
+                    j.check_send_document()
+                        .map_err(|_| NotPossible("the job no longer takes documents".into()))?;
+                    if let Some(record) = record {
+                        if j.document.is_some() {
+                            return Err(NotPossible("the job already has its document".into()));
+                        }
+                        j.document = Some(record);
+                    }
+                    if last {
+                        j.documents_complete = true;
+                        j.state_reasons = j
+                            .state_reasons
+                            .split(',')
+                            .filter(|r| *r != "job-incoming")
+                            .collect::<Vec<_>>()
+                            .join(",");
+                        if j.state_reasons.is_empty() {
+                            j.state_reasons = "none".into();
+                        }
+                        if j.document.is_none() {
+                            j.state = JobState::Aborted;
+                            j.state_reasons = "aborted-by-system".into();
+                            j.state_message = "The job ended without a document".into();
+                            j.completed_ms = Some(now_ms());
+                        } else {
+                            j.state_message = match j.state {
+                                JobState::PendingHeld => {
+                                    "Waiting for you to release it at a printer".into()
+                                }
+                                _ => "Waiting for the printer".into(),
+                            };
+                        }
+                    }
+                    Ok(())
+                }),
+            )
+            .await?;
+        if size > 0 {
+            self.count_received(queue, size);
+        }
+        self.wake_output(queue);
+        Ok(self.submission_reply(&job, queue, host, plan.template.unsupported))
+    }
+
+    async fn cancel_job(
+        &self,
+        req: &Request,
+        queue: &Queue,
+        job: JobRecord,
+    ) -> Result<Reply, IppError> {
+        self.check_owner(req, &job)?;
+        job.check_cancel().map_err(|e| IppError::NotPossible(e.0))?;
+        let user = req.user.clone();
+        let job = self
+            .store
+            .modify(
+                job.uuid,
+                None,
+                Box::new(move |j, _| {
+                    j.check_cancel()?;
+                    j.state = JobState::Canceled;
+                    j.state_reasons = "job-canceled-by-user".into();
+                    j.state_message = format!("Canceled by {user}");
+                    j.completed_ms = Some(now_ms());
+                    Ok(())
+                }),
+            )
+            .await?;
+        self.wake_output(queue);
+        tracing::info!(job = %job.uuid, by = %req.user, "job canceled");
+        Ok(Reply::default())
+    }
+
+    async fn hold_job(&self, req: &Request, job: JobRecord) -> Result<Reply, IppError> {
+        self.check_owner(req, &job)?;
+        job.check_hold().map_err(|e| IppError::NotPossible(e.0))?;
+        let until = req
+            .string("job-hold-until")
+            .unwrap_or("indefinite")
+            .to_owned();
+        if until != "indefinite" {
+            return Err(IppError::AttributesNotSupported(vec![attr(
+                "job-hold-until",
+                keyword(&until),
+            )]));
+        }
+        self.store
+            .modify(
+                job.uuid,
+                None,
+                Box::new(|j, _| {
+                    j.check_hold()?;
+                    j.state = JobState::PendingHeld;
+                    j.state_reasons = "job-hold-until-specified".into();
+                    j.state_message = "Held until released".into();
+                    j.hold_until = Some("indefinite".into());
+                    j.template = template::with_replaced(
+                        &j.template,
+                        "job-hold-until",
+                        Some(keyword("indefinite")),
+                    );
+                    Ok(())
+                }),
+            )
+            .await?;
+        Ok(Reply::default())
+    }
+
+    async fn release_job(
+        &self,
+        req: &Request,
+        queue: &Queue,
+        job: JobRecord,
+    ) -> Result<Reply, IppError> {
+        if queue.kind == QueueKind::Pull {
+            return Err(IppError::NotPossible(format!(
+                "Jobs on queue {} are released at a printer: log in at any printer of this site to print them",
+                queue.name
+            )));
+        }
+        self.check_owner(req, &job)?;
+        job.check_release()
+            .map_err(|e| IppError::NotPossible(e.0))?;
+        self.store
+            .modify(
+                job.uuid,
+                None,
+                Box::new(|j, _| {
+                    j.check_release()?;
+                    j.state = JobState::Pending;
+                    j.state_reasons = if j.documents_complete {
+                        "none"
+                    } else {
+                        "job-incoming"
+                    }
+                    .into();
+                    j.state_message = "Waiting for the printer".into();
+                    j.hold_until = None;
+                    j.next_attempt_ms = None;
+                    j.template = template::with_replaced(&j.template, "job-hold-until", None);
+                    Ok(())
+                }),
+            )
+            .await?;
+        self.wake_output(queue);
+        Ok(Reply::default())
+    }
+
+    async fn get_jobs(&self, req: &Request, queue: &Queue, host: &str) -> Result<Reply, IppError> {
+        let which = req.string("which-jobs").unwrap_or("not-completed");
+        let states = which_jobs(which).ok_or_else(|| {
+            IppError::AttributesNotSupported(vec![attr("which-jobs", keyword(which))])
+        })?;
+        let limit = match req.integer("limit")? {
+            Some(n) if n > 0 => (n as u32).min(self.limits.max_jobs_listed),
+            Some(_) => return Err(IppError::BadRequest("limit must be at least 1".into())),
+            None => self.limits.max_jobs_listed,
+        };
+        let owner = (req.boolean("my-jobs")? == Some(true)).then(|| req.user.clone());
+        let jobs = self
+            .store
+            .list(JobQuery {
+                queue: Some(queue.name.clone()),
+                states: states.to_vec(),
+                owner,
+                limit,
+            })
+            .await?;
+        let requested =
+            Requested::from_keywords(req.requested_attributes(), job_attrs::get_jobs_default());
+        let now = now_ms() / 1000;
+        Ok(Reply {
+            status: None,
+            groups: jobs
+                .iter()
+                .map(|job| {
+                    (
+                        DelimiterTag::JobAttributes,
+                        job_attributes(
+                            job,
+                            queue,
+                            host,
+                            job.is_owned_by(&req.user),
+                            now,
+                            &requested,
+                        ),
+                    )
+                })
+                .collect(),
+        })
+    }
+
+    async fn printer_status(&self, queue: &Queue, host: &str) -> Result<PrinterStatus, IppError> {
+        let counts = self.store.count_by_state(Some(queue.name.clone())).await?;
+        let queued = counts
+            .iter()
+            .filter(|(s, _)| !s.is_terminal())
+            .map(|(_, n)| n)
+            .sum();
+        let (busy, problem) = match &queue.printer {
+            Some(p) => self.health.get(&p.id),
+            None => (false, None),
+        };
+        Ok(PrinterStatus {
+            host: host.to_owned(),
+            site: self.site.clone(),
+            queued_job_count: queued,
+            processing: busy,
+            state_message: problem,
+            now_secs: now_ms() / 1000,
+            max_document_bytes: self.limits.max_document_bytes,
+            document_timeout_secs: self.limits.document_timeout_secs,
+        })
+    }
+
+    async fn get_printer_attributes(
+        &self,
+        req: &Request,
+        queue: &Queue,
+        host: &str,
+    ) -> Result<Reply, IppError> {
+        let status = self.printer_status(queue, host).await?;
+        let requested =
+            Requested::from_keywords(req.requested_attributes(), Requested::everything());
+        Ok(Reply::group(
+            DelimiterTag::PrinterAttributes,
+            printer_attributes(queue, &status, &requested),
+        ))
+    }
+
+    async fn cups_get_printers(&self, req: &Request, host: &str) -> Result<Reply, IppError> {
+        let requested =
+            Requested::from_keywords(req.requested_attributes(), Requested::everything());
+        let mut groups = Vec::new();
+        for queue in self.queues.all() {
+            let status = self.printer_status(queue, host).await?;
+            groups.push((
+                DelimiterTag::PrinterAttributes,
+                printer_attributes(queue, &status, &requested),
+            ));
+        }
+        Ok(Reply {
+            status: None,
+            groups,
+        })
+    }
+
+    fn mark_upload(&self, uuid: JobUuid) -> UploadGuard<'_> {
+        if let Ok(mut set) = self.uploads.lock() {
+            set.insert(uuid);
+        }
+        UploadGuard {
+            uploads: &self.uploads,
+            uuid,
+        }
+    }
+
+    /// Whether a document for `uuid` is being received right now.
+    pub fn is_uploading(&self, uuid: JobUuid) -> bool {
+        self.uploads.lock().is_ok_and(|set| set.contains(&uuid))
+    }
+
+    fn check_owner(&self, req: &Request, job: &JobRecord) -> Result<(), IppError> {
+        if job.is_owned_by(&req.user) {
+            Ok(())
+        } else {
+            Err(IppError::NotAuthorized(format!(
+                "job {} belongs to another user",
+                job.ipp_job_id
+            )))
+        }
+    }
+
+    async fn receive(
+        &self,
+        uuid: JobUuid,
+        body: Body,
+        format: &str,
+    ) -> Result<Option<Received>, IppError> {
+        intake::receive(
+            self.store.spool().clone(),
+            uuid,
+            body,
+            format.to_owned(),
+            self.limits.max_document_bytes,
+            self.limits.idle_timeout_secs,
+        )
+        .await
+    }
+
+    fn submission_reply(
+        &self,
+        job: &JobRecord,
+        queue: &Queue,
+        host: &str,
+        unsupported: Vec<IppAttribute>,
+    ) -> Reply {
+        let attrs = job_attributes(
+            job,
+            queue,
+            host,
+            true,
+            now_ms() / 1000,
+            &job_attrs::submission_answer(),
+        );
+        Reply::group(DelimiterTag::JobAttributes, attrs).with_unsupported(unsupported)
+    }
+
+    fn count_received(&self, queue: &Queue, bytes: u64) {
+        let labels = QueueLabels {
+            queue: queue.name.clone(),
+        };
+        self.metrics.jobs_received.get_or_create(&labels).inc();
+        self.metrics
+            .document_bytes_received
+            .get_or_create(&labels)
+            .inc_by(bytes);
+    }
+
+    fn wake_output(&self, queue: &Queue) {
+        if let Some(printer) = &queue.printer {
+            self.wake.wake(&printer.id);
+        }
+    }
+
+    /// Encodes the response for a request's outcome (`version` and
+    /// `request_id` echo the request).
+    pub fn respond(
+        &self,
+        version: IppVersion,
+        request_id: i32,
+        operation: &str,
+        outcome: Result<Reply, IppError>,
+    ) -> bytes::Bytes {
+        let (status, message, groups) = match outcome {
+            Ok(reply) => (
+                reply.status.unwrap_or(StatusCode::SuccessfulOk),
+                None,
+                reply.groups,
+            ),
+            Err(e) => {
+                let status = e.status();
+                let message = e.to_string();
+                if matches!(status as u16, 0x0500..=0x05ff)
+                    && !matches!(
+                        e,
+                        IppError::OperationNotSupported(_) | IppError::VersionNotSupported(..)
+                    )
+                {
+                    tracing::error!(operation, %message, "request failed");
+                } else {
+                    tracing::debug!(operation, %message, "request refused");
+                }
+                let groups = match e {
+                    IppError::AttributesNotSupported(attrs) => {
+                        vec![(DelimiterTag::UnsupportedAttributes, attrs)]
+                    }
+                    _ => Vec::new(),
+                };
+                (status, Some(message), groups)
+            }
+        };
+        self.metrics
+            .ipp_requests
+            .get_or_create(&RequestLabels {
+                operation: operation.to_owned(),
+                status: match status as u16 {
+                    0x0000..=0x00ff => "ok",
+                    0x0400..=0x04ff => "client-error",
+                    _ => "server-error",
+                },
+            })
+            .inc();
+        let response_version = if matches!(version.0 >> 8, 1 | 2) {
+            version
+        } else {
+            IppVersion::v1_1()
+        };
+        let Ok(mut response) =
+            IppRequestResponse::new_response(response_version, status, request_id)
+        else {
+            // Only fixed attributes are added, so this cannot fail; answer
+            // with the bare header rather than not at all.
+            let mut bare = ipp::IppHeader::new(response_version, status as i16, request_id)
+                .to_bytes()
+                .to_vec();
+            bare.push(DelimiterTag::EndOfAttributes as u8);
+            return bare.into();
+        };
+        if let Some(message) = message {
+            response.attributes_mut().add(
+                DelimiterTag::OperationAttributes,
+                attr("status-message", text(&message)),
+            );
+        }
+        for (tag, attrs) in groups {
+            let mut group = ipp::attribute::IppAttributeGroup::new(tag);
+            group.attributes_mut().extend(attrs);
+            response.attributes_mut().groups_mut().push(group);
+        }
+        response.to_bytes()
+    }
+}
+
+fn document_record(received: &Received, name: Option<String>) -> DocumentRecord {
+    DocumentRecord {
+        format: received.format.clone(),
+        name,
+        size: received.document.size,
+        spool_size: received.document.spool_size,
+        sha256: received.document.sha256.clone(),
+    }
+}
+
+/// States selected by a `which-jobs` keyword.
+pub fn which_jobs(keyword: &str) -> Option<&'static [JobState]> {
+    use JobState::*;
+    Some(match keyword {
+        "not-completed" => &[Pending, PendingHeld, Processing, ProcessingStopped],
+        "completed" => &[Canceled, Aborted, Completed],
+        "all" => &[
+            Pending,
+            PendingHeld,
+            Processing,
+            ProcessingStopped,
+            Canceled,
+            Aborted,
+            Completed,
+        ],
+        "pending" => &[Pending],
+        "pending-held" => &[PendingHeld],
+        "processing" => &[Processing],
+        "processing-stopped" => &[ProcessingStopped],
+        "canceled" => &[Canceled],
+        "aborted" => &[Aborted],
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn which_jobs_keywords() {
+        assert_eq!(which_jobs("completed").map(<[_]>::len), Some(3));
+        assert_eq!(which_jobs("not-completed").map(<[_]>::len), Some(4));
+        assert_eq!(
+            which_jobs("pending-held"),
+            Some(&[JobState::PendingHeld][..])
+        );
+        assert!(which_jobs("fetchable").is_none());
+    }
+}

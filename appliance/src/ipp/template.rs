@@ -1,0 +1,292 @@
+//! Job template attributes: which ones a queue accepts, checking a request's
+//! values against them, and storing the accepted ones with the job.
+//!
+//! The accepted attributes are kept IPP-encoded, exactly as the client sent
+//! them (collections included), so Get-Job-Attributes returns them and the
+//! output stage forwards them to the printer without a lossy translation.
+
+use std::io::Cursor;
+
+use ipp::model::{DelimiterTag, IppVersion};
+use ipp::parser::IppParser;
+use ipp::prelude::*;
+use ipp::reader::IppReader;
+
+use super::values::{as_str, attr};
+
+/// Media a queue advertises, as PWG self-describing names (office sizes).
+pub const MEDIA_SUPPORTED: &[(&str, i32, i32)] = &[
+    ("iso_a4_210x297mm", 21000, 29700),
+    ("na_letter_8.5x11in", 21590, 27940),
+    ("na_legal_8.5x14in", 21590, 35560),
+    ("iso_a5_148x210mm", 14800, 21000),
+    ("iso_a3_297x420mm", 29700, 42000),
+    ("na_ledger_11x17in", 27940, 43180),
+];
+/// `sides-supported`.
+pub const SIDES: &[&str] = &["one-sided", "two-sided-long-edge", "two-sided-short-edge"];
+/// `print-color-mode-supported`.
+pub const COLOR_MODES: &[&str] = &["auto", "color", "monochrome"];
+/// `print-scaling-supported`.
+pub const SCALING: &[&str] = &["auto", "auto-fit", "fill", "fit", "none"];
+/// `job-hold-until-supported`.
+pub const HOLD_UNTIL: &[&str] = &["no-hold", "indefinite"];
+/// `multiple-document-handling-supported`.
+pub const DOCUMENT_HANDLING: &[&str] = &[
+    "separate-documents-uncollated-copies",
+    "separate-documents-collated-copies",
+];
+/// `output-bin-supported`.
+pub const OUTPUT_BINS: &[&str] = &["face-down"];
+/// `printer-resolution-supported` (dpi).
+pub const RESOLUTIONS: &[i32] = &[300, 600];
+/// Largest `copies` accepted.
+pub const MAX_COPIES: i32 = 999;
+
+/// Job template attributes accepted in Print-Job, Create-Job and Validate-Job
+/// (`job-creation-attributes-supported`).
+pub const ACCEPTED: &[&str] = &[
+    "copies",
+    "finishings",
+    "job-hold-until",
+    "job-priority",
+    "job-sheets",
+    "media",
+    "media-col",
+    "multiple-document-handling",
+    "number-up",
+    "orientation-requested",
+    "output-bin",
+    "print-color-mode",
+    "print-quality",
+    "print-scaling",
+    "printer-resolution",
+    "sides",
+];
+
+/// The outcome of checking a request's job template attributes.
+#[derive(Debug, Default)]
+pub struct TemplateCheck {
+    /// Attributes accepted, to store with the job.
+    pub accepted: Vec<IppAttribute>,
+    /// Attributes (or values) not supported, echoed back in the
+    /// unsupported-attributes group.
+    pub unsupported: Vec<IppAttribute>,
+}
+
+/// Checks job template attributes against what the queue supports.
+pub fn check(attributes: &[IppAttribute]) -> TemplateCheck {
+    let mut out = TemplateCheck::default();
+    for a in attributes {
+        let name = a.name().as_str();
+        let ok = ACCEPTED.contains(&name)
+            && !out.accepted.iter().any(|b| b.name() == a.name())
+            && value_supported(name, a.value());
+        if ok {
+            out.accepted.push(a.clone());
+        } else {
+            out.unsupported.push(a.clone());
+        }
+    }
+    out
+}
+
+fn value_supported(name: &str, value: &IppValue) -> bool {
+    let keyword_in = |list: &[&str]| {
+        matches!(value, IppValue::Keyword(_)) && as_str(value).is_some_and(|v| list.contains(&v))
+    };
+    match name {
+        "copies" => matches!(value, IppValue::Integer(n) if (1..=MAX_COPIES).contains(n)),
+        "finishings" => match value {
+            IppValue::Enum(3) => true,
+            IppValue::Array(values) => values.iter().all(|v| *v == IppValue::Enum(3)),
+            _ => false,
+        },
+        "job-hold-until" => keyword_in(HOLD_UNTIL),
+        "job-priority" => matches!(value, IppValue::Integer(n) if (1..=100).contains(n)),
+        "job-sheets" => as_str(value) == Some("none"),
+        "media" => {
+            matches!(
+                value,
+                IppValue::Keyword(_) | IppValue::NameWithoutLanguage(_)
+            ) && as_str(value).is_some_and(|m| MEDIA_SUPPORTED.iter().any(|(n, _, _)| *n == m))
+        }
+        "media-col" => matches!(value, IppValue::Collection(_)),
+        "multiple-document-handling" => keyword_in(DOCUMENT_HANDLING),
+        "number-up" => *value == IppValue::Integer(1),
+        "orientation-requested" => matches!(value, IppValue::Enum(3..=6)),
+        "output-bin" => keyword_in(OUTPUT_BINS),
+        "print-color-mode" => keyword_in(COLOR_MODES),
+        "print-quality" => matches!(value, IppValue::Enum(3..=5)),
+        "print-scaling" => keyword_in(SCALING),
+        "printer-resolution" => matches!(
+            value,
+            IppValue::Resolution { cross_feed, feed, units: 3 }
+                if cross_feed == feed && RESOLUTIONS.contains(cross_feed)
+        ),
+        "sides" => keyword_in(SIDES),
+        _ => false,
+    }
+}
+
+/// The `job-hold-until` keyword among accepted attributes, if any.
+pub fn hold_until(accepted: &[IppAttribute]) -> Option<String> {
+    accepted
+        .iter()
+        .find(|a| a.name().as_str() == "job-hold-until")
+        .and_then(|a| as_str(a.value()))
+        .map(str::to_owned)
+}
+
+/// Encodes accepted attributes for storage (a minimal IPP message holding
+/// one job-attributes group).
+pub fn encode(accepted: &[IppAttribute]) -> Vec<u8> {
+    let mut attributes = IppAttributes::new();
+    for a in accepted {
+        attributes.add(DelimiterTag::JobAttributes, a.clone());
+    }
+    let header = ipp::IppHeader::new(IppVersion::v1_1(), 0, 1);
+    let mut bytes = header.to_bytes().to_vec();
+    bytes.extend_from_slice(&attributes.to_bytes());
+    bytes
+}
+
+/// Decodes what [`encode`] stored. Undecodable bytes (which only a damaged
+/// database could hold) give no attributes rather than an error: a job
+/// stays printable with the printer's defaults.
+pub fn decode(stored: &[u8]) -> Vec<IppAttribute> {
+    if stored.is_empty() {
+        return Vec::new();
+    }
+    let parsed = IppParser::new(IppReader::new(Cursor::new(stored.to_vec()))).parse();
+    match parsed {
+        Ok(message) => message
+            .attributes()
+            .groups_of(DelimiterTag::JobAttributes)
+            .flat_map(|g| g.attributes().iter().cloned())
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "stored job template attributes are unreadable; ignoring them");
+            Vec::new()
+        }
+    }
+}
+
+/// Replaces (or adds) one attribute in a template, e.g. `job-hold-until`
+/// after a Hold-Job.
+pub fn with_replaced(stored: &[u8], name: &str, value: Option<IppValue>) -> Vec<u8> {
+    let mut attributes: Vec<IppAttribute> = decode(stored)
+        .into_iter()
+        .filter(|a| a.name().as_str() != name)
+        .collect();
+    if let Some(value) = value {
+        attributes.push(attr(name, value));
+    }
+    encode(&attributes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ipp::values::{dpi, keyword};
+    use std::collections::BTreeMap;
+
+    fn names(attrs: &[IppAttribute]) -> Vec<&str> {
+        attrs.iter().map(|a| a.name().as_str()).collect()
+    }
+
+    #[test]
+    fn supported_values_are_accepted() {
+        let checked = check(&[
+            attr("copies", IppValue::Integer(2)),
+            attr("sides", keyword("two-sided-long-edge")),
+            attr("media", keyword("iso_a4_210x297mm")),
+            attr("printer-resolution", dpi(600, 600)),
+            attr("print-color-mode", keyword("monochrome")),
+        ]);
+        assert_eq!(
+            names(&checked.accepted),
+            [
+                "copies",
+                "sides",
+                "media",
+                "printer-resolution",
+                "print-color-mode"
+            ]
+        );
+        assert!(checked.unsupported.is_empty());
+    }
+
+    #[test]
+    fn unknown_attributes_and_bad_values_are_reported() {
+        let checked = check(&[
+            attr("copies", IppValue::Integer(0)),
+            attr("sides", keyword("three-sided")),
+            attr("x-vendor-thing", IppValue::Integer(1)),
+            attr("media", keyword("a-bedsheet")),
+            attr("printer-resolution", dpi(600, 300)),
+        ]);
+        assert!(checked.accepted.is_empty());
+        assert_eq!(checked.unsupported.len(), 5);
+    }
+
+    #[test]
+    fn a_repeated_attribute_is_taken_once() {
+        let checked = check(&[
+            attr("copies", IppValue::Integer(2)),
+            attr("copies", IppValue::Integer(3)),
+        ]);
+        assert_eq!(checked.accepted.len(), 1);
+        assert_eq!(checked.unsupported.len(), 1);
+    }
+
+    #[test]
+    fn storage_round_trip_keeps_types_and_collections() {
+        let mut size = BTreeMap::new();
+        size.insert(
+            ipp::value::IppName::new("x-dimension").unwrap(),
+            IppValue::Integer(21000),
+        );
+        let mut col = BTreeMap::new();
+        col.insert(
+            ipp::value::IppName::new("media-size").unwrap(),
+            IppValue::Collection(size),
+        );
+        let original = vec![
+            attr("copies", IppValue::Integer(2)),
+            attr("media-col", IppValue::Collection(col)),
+            attr("job-hold-until", keyword("indefinite")),
+        ];
+        let back = decode(&encode(&original));
+        assert_eq!(names(&back), names(&original));
+        for (a, b) in back.iter().zip(&original) {
+            assert_eq!(a.value(), b.value());
+        }
+        assert_eq!(hold_until(&back).as_deref(), Some("indefinite"));
+    }
+
+    #[test]
+    fn replacing_an_attribute_keeps_the_others() {
+        let stored = encode(&[
+            attr("copies", IppValue::Integer(2)),
+            attr("job-hold-until", keyword("no-hold")),
+        ]);
+        let back = decode(&with_replaced(
+            &stored,
+            "job-hold-until",
+            Some(keyword("indefinite")),
+        ));
+        assert_eq!(hold_until(&back).as_deref(), Some("indefinite"));
+        assert_eq!(back.len(), 2);
+        assert_eq!(
+            decode(&with_replaced(&stored, "job-hold-until", None)).len(),
+            1
+        );
+    }
+
+    #[test]
+    fn damaged_storage_decodes_to_nothing() {
+        assert!(decode(b"\x01\x01garbage").is_empty());
+        assert!(decode(b"").is_empty());
+    }
+}

@@ -1,0 +1,310 @@
+//! The job model: identity, IPP state machine and the record the store keeps.
+//!
+//! Pure data and pure transitions; nothing here does I/O. The store persists
+//! these types, the IPP layer renders them, the forwarder drives their states.
+
+use std::fmt;
+
+use uuid::Uuid;
+
+/// A job's globally unique identity (UUIDv7: time-ordered, so sorting by id
+/// sorts by submission), stable across sites for roaming.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct JobUuid(pub Uuid);
+
+impl JobUuid {
+    /// A fresh identity for a new job.
+    pub fn new() -> JobUuid {
+        JobUuid(Uuid::now_v7())
+    }
+
+    /// Parses the hyphenated text form.
+    pub fn parse(text: &str) -> Option<JobUuid> {
+        Uuid::parse_str(text).ok().map(JobUuid)
+    }
+
+    /// `urn:uuid:...`, the form IPP's `job-uuid` attribute uses.
+    pub fn urn(&self) -> String {
+        self.0.urn().to_string()
+    }
+}
+
+impl Default for JobUuid {
+    fn default() -> Self {
+        JobUuid::new()
+    }
+}
+
+impl fmt::Display for JobUuid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+/// IPP `job-state` (RFC 8011 section 5.3.7), with the numeric values of the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobState {
+    /// Waiting to be sent to its printer.
+    Pending = 3,
+    /// Held: waiting for a release (pull queues) or a `job-hold-until`.
+    PendingHeld = 4,
+    /// Being sent to, or printed by, a printer.
+    Processing = 5,
+    /// Stopped while processing (not used by this appliance yet; parsed for completeness).
+    ProcessingStopped = 6,
+    /// Canceled by its owner.
+    Canceled = 7,
+    /// Given up by the system.
+    Aborted = 8,
+    /// Printed.
+    Completed = 9,
+}
+
+impl JobState {
+    /// The state for a wire or database value.
+    pub fn from_i64(value: i64) -> Option<JobState> {
+        Some(match value {
+            3 => JobState::Pending,
+            4 => JobState::PendingHeld,
+            5 => JobState::Processing,
+            6 => JobState::ProcessingStopped,
+            7 => JobState::Canceled,
+            8 => JobState::Aborted,
+            9 => JobState::Completed,
+            _ => return None,
+        })
+    }
+
+    /// Completed, canceled and aborted jobs never change again.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            JobState::Canceled | JobState::Aborted | JobState::Completed
+        )
+    }
+
+    /// The keyword used in logs and the CLI.
+    pub fn keyword(self) -> &'static str {
+        match self {
+            JobState::Pending => "pending",
+            JobState::PendingHeld => "held",
+            JobState::Processing => "processing",
+            JobState::ProcessingStopped => "stopped",
+            JobState::Canceled => "canceled",
+            JobState::Aborted => "aborted",
+            JobState::Completed => "completed",
+        }
+    }
+}
+
+/// Why a requested state change cannot happen: the IPP layer answers
+/// `client-error-not-possible` with this text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NotPossible(pub String);
+
+/// The one document a job carries (multiple-document jobs are not supported).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocumentRecord {
+    /// MIME type as stored (declared, or detected for octet-stream).
+    pub format: String,
+    /// `document-name` as supplied by the client, if any.
+    pub name: Option<String>,
+    /// Bytes as the client sent them.
+    pub size: u64,
+    /// Bytes on disk (zstd-compressed).
+    pub spool_size: u64,
+    /// Hex SHA-256 of the bytes as the client sent them.
+    pub sha256: String,
+}
+
+/// A job as the store keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobRecord {
+    /// Global identity.
+    pub uuid: JobUuid,
+    /// Queue the job was submitted to.
+    pub queue: String,
+    /// IPP `job-id`, unique within the queue.
+    pub ipp_job_id: i32,
+    /// `job-originating-user-name`.
+    pub owner: String,
+    /// `job-name`.
+    pub name: String,
+    /// Current `job-state`.
+    pub state: JobState,
+    /// Current `job-state-reasons` keyword.
+    pub state_reasons: String,
+    /// Human-readable `job-state-message` (why it waits, what failed).
+    pub state_message: String,
+    /// `job-hold-until` keyword, when the job is held by time or indefinitely.
+    pub hold_until: Option<String>,
+    /// Job template attributes as supplied, IPP-encoded (see [`crate::ipp::template`]).
+    pub template: Vec<u8>,
+    /// The document, once received.
+    pub document: Option<DocumentRecord>,
+    /// Whether the client said `last-document` (or used Print-Job).
+    pub documents_complete: bool,
+    /// Submission time, milliseconds since the Unix epoch.
+    pub created_ms: i64,
+    /// When processing started, if it has.
+    pub processing_ms: Option<i64>,
+    /// When the job reached a terminal state, if it has.
+    pub completed_ms: Option<i64>,
+    /// Printer (device id) the job is being or was sent to.
+    pub printer: Option<String>,
+    /// The printer's own job-id for it, once the printer accepted it.
+    pub device_job_id: Option<i32>,
+    /// Send attempts so far.
+    pub attempts: u32,
+    /// Earliest time of the next send attempt (ms since epoch), after a failure.
+    pub next_attempt_ms: Option<i64>,
+}
+
+impl JobRecord {
+    /// Whether `user` may see this job's private attributes and act on it.
+    pub fn is_owned_by(&self, user: &str) -> bool {
+        self.owner == user
+    }
+
+    /// Cancel-Job: allowed until the job is finished.
+    pub fn check_cancel(&self) -> Result<(), NotPossible> {
+        if self.state.is_terminal() {
+            return Err(NotPossible(format!(
+                "job {} is already {}",
+                self.ipp_job_id,
+                self.state.keyword()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Hold-Job: only a job that has not started printing can be held.
+    pub fn check_hold(&self) -> Result<(), NotPossible> {
+        match self.state {
+            JobState::Pending | JobState::PendingHeld => Ok(()),
+            other => Err(NotPossible(format!(
+                "job {} is {} and can no longer be held",
+                self.ipp_job_id,
+                other.keyword()
+            ))),
+        }
+    }
+
+    /// Release-Job (direct queues): only a held job can be released.
+    pub fn check_release(&self) -> Result<(), NotPossible> {
+        if self.state != JobState::PendingHeld {
+            return Err(NotPossible(format!(
+                "job {} is {}, not held",
+                self.ipp_job_id,
+                self.state.keyword()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Send-Document: the job must still be waiting for its document.
+    pub fn check_send_document(&self) -> Result<(), SendDocumentRefusal> {
+        if self.state.is_terminal() {
+            return Err(SendDocumentRefusal::Finished(self.state));
+        }
+        if self.documents_complete {
+            return Err(SendDocumentRefusal::AlreadyComplete);
+        }
+        Ok(())
+    }
+}
+
+/// Why a Send-Document cannot be taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendDocumentRefusal {
+    /// The job was canceled, aborted or completed meanwhile.
+    Finished(JobState),
+    /// The job already has its last document.
+    AlreadyComplete,
+}
+
+/// Milliseconds since the Unix epoch, from the system clock.
+pub fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(state: JobState) -> JobRecord {
+        JobRecord {
+            uuid: JobUuid::new(),
+            queue: "q".into(),
+            ipp_job_id: 7,
+            owner: "alice".into(),
+            name: "doc".into(),
+            state,
+            state_reasons: "none".into(),
+            state_message: String::new(),
+            hold_until: None,
+            template: Vec::new(),
+            document: None,
+            documents_complete: false,
+            created_ms: 0,
+            processing_ms: None,
+            completed_ms: None,
+            printer: None,
+            device_job_id: None,
+            attempts: 0,
+            next_attempt_ms: None,
+        }
+    }
+
+    #[test]
+    fn uuids_sort_by_creation() {
+        let a = JobUuid::new();
+        let b = JobUuid::new();
+        assert!(a < b);
+        assert_eq!(JobUuid::parse(&a.to_string()), Some(a));
+        assert!(a.urn().starts_with("urn:uuid:"));
+    }
+
+    #[test]
+    fn terminal_jobs_refuse_every_change() {
+        for state in [JobState::Canceled, JobState::Aborted, JobState::Completed] {
+            let j = job(state);
+            assert!(j.check_cancel().is_err());
+            assert!(j.check_hold().is_err());
+            assert!(j.check_release().is_err());
+            assert_eq!(
+                j.check_send_document(),
+                Err(SendDocumentRefusal::Finished(state))
+            );
+        }
+    }
+
+    #[test]
+    fn hold_and_release_follow_rfc_8011() {
+        assert!(job(JobState::Pending).check_hold().is_ok());
+        assert!(job(JobState::Processing).check_hold().is_err());
+        assert!(job(JobState::PendingHeld).check_release().is_ok());
+        assert!(job(JobState::Pending).check_release().is_err());
+        assert!(job(JobState::Processing).check_cancel().is_ok());
+    }
+
+    #[test]
+    fn second_document_is_refused() {
+        let mut j = job(JobState::Pending);
+        assert!(j.check_send_document().is_ok());
+        j.documents_complete = true;
+        assert_eq!(
+            j.check_send_document(),
+            Err(SendDocumentRefusal::AlreadyComplete)
+        );
+    }
+
+    #[test]
+    fn state_round_trips_through_its_number() {
+        for n in 3..=9 {
+            assert_eq!(JobState::from_i64(n).map(|s| s as i64), Some(n));
+        }
+        assert_eq!(JobState::from_i64(2), None);
+    }
+}

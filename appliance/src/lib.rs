@@ -1,0 +1,33 @@
+//! The branch print appliance: accepts print jobs over IPP, stores them
+//! durably, and holds them for release (pull queues) or forwards them to a
+//! printer (direct queues).
+//!
+//! # Layout
+//!
+//! - [`config`]: the TOML configuration and its defaults (pure).
+//! - [`job`]: the job record and its IPP state machine (pure).
+//! - [`format`]: accepted document formats and content sniffing (pure).
+//! - [`queue`]: queues and the URIs they answer at (pure).
+//! - [`store`]: the only door to SQLite and the spool files; group commit.
+//! - [`ipp`]: the IPP server and its operations.
+//! - [`output`]: sending jobs to printers (IPP, raw socket).
+//! - [`metrics`]: Prometheus metrics.
+//! - [`daemon`]: wires the above together.
+//!
+//! # The invariant everything serves
+//!
+//! A job is acknowledged (`successful-ok`) only after its document is
+//! fsynced in the spool and its row is committed; a visible job always has
+//! its complete document. See `ARCHITECTURE.md`.
+
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod config;
+pub mod daemon;
+pub mod format;
+pub mod ipp;
+pub mod job;
+pub mod metrics;
+pub mod output;
+pub mod queue;
+pub mod store;

@@ -1,0 +1,464 @@
+//! One forwarder per printer: takes the oldest due job of the direct queues
+//! that feed the printer, sends it, follows it until the printer has
+//! finished it, and records every step in the store. One job at a time per
+//! printer, in submission order, as a printer prints them.
+//!
+//! Failures follow [`OutputError`]: retried later with a doubling delay
+//! (the job stays pending with a message saying why and when), held for a
+//! person to decide, or aborted. After a restart, a job that was being sent
+//! is resumed if the printer had given it an id, and held otherwise.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+
+use super::ipp::{self as ipp_output, DeviceJobState};
+use super::{DeviceUri, OutputError, PrinterHealth, socket};
+use crate::config::{OutputConfig, PrinterConfig};
+use crate::job::{JobRecord, JobState, NotPossible, now_ms};
+use crate::metrics::{Metrics, OutputLabels};
+use crate::store::{JobStore, StoreError};
+
+/// Wakes forwarders when a job becomes due (submitted, released, canceled).
+#[derive(Debug, Clone, Default)]
+pub struct OutputWake {
+    by_printer: Arc<HashMap<String, Arc<Notify>>>,
+}
+
+impl OutputWake {
+    /// One wake-up handle per printer id.
+    pub fn new<'a>(printer_ids: impl IntoIterator<Item = &'a str>) -> OutputWake {
+        OutputWake {
+            by_printer: Arc::new(
+                printer_ids
+                    .into_iter()
+                    .map(|id| (id.to_owned(), Arc::new(Notify::new())))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// Tells printer `id`'s forwarder to look for work.
+    pub fn wake(&self, id: &str) {
+        if let Some(notify) = self.by_printer.get(id) {
+            notify.notify_one();
+        }
+    }
+
+    fn handle(&self, id: &str) -> Arc<Notify> {
+        self.by_printer.get(id).cloned().unwrap_or_default()
+    }
+}
+
+/// Delay before attempt `attempts + 1`: doubling from `initial`, capped at `max`.
+pub fn retry_delay(attempts: u32, initial: Duration, max: Duration) -> Duration {
+    let factor = 2u32.saturating_pow(attempts.saturating_sub(1).min(16));
+    initial.saturating_mul(factor).min(max)
+}
+
+/// Time allowed for one transfer: the base timeout plus 1 s per MiB, so a
+/// large document on a slow link is not cut off.
+fn transfer_timeout(base: Duration, bytes: u64) -> Duration {
+    base + Duration::from_secs(bytes / (1024 * 1024))
+}
+
+/// Sends the jobs of one printer.
+pub struct Forwarder {
+    printer: PrinterConfig,
+    device: DeviceUri,
+    queues: Vec<String>,
+    store: JobStore,
+    health: PrinterHealth,
+    wake: Arc<Notify>,
+    config: OutputConfig,
+    metrics: Arc<Metrics>,
+}
+
+impl Forwarder {
+    /// A forwarder for `printer`, fed by `queues`.
+    pub fn new(
+        printer: PrinterConfig,
+        queues: Vec<String>,
+        store: JobStore,
+        health: PrinterHealth,
+        wake: &OutputWake,
+        config: OutputConfig,
+        metrics: Arc<Metrics>,
+    ) -> Result<Forwarder, String> {
+        let device = DeviceUri::parse(&printer.uri)?;
+        let wake = wake.handle(&printer.id);
+        Ok(Forwarder {
+            printer,
+            device,
+            queues,
+            store,
+            health,
+            wake,
+            config,
+            metrics,
+        })
+    }
+
+    fn label(&self) -> &str {
+        self.printer.name.as_deref().unwrap_or(&self.printer.id)
+    }
+
+    /// Runs until `shutdown` turns true. A job being printed when it does
+    /// stays `processing` and is picked up again at the next start.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        self.recover(&mut shutdown).await;
+        while !*shutdown.borrow() {
+            match self.store.next_due(self.queues.clone(), now_ms()).await {
+                Ok(Some(job)) => self.deliver(job, &mut shutdown).await,
+                Ok(None) => self.idle(&mut shutdown).await,
+                Err(e) => {
+                    tracing::error!(printer = %self.printer.id, error = %e, "forwarder cannot read the store");
+                    self.pause(Duration::from_secs(1), &mut shutdown).await;
+                }
+            }
+        }
+    }
+
+    /// Waits for a wake-up, the next retry time, or shutdown.
+    async fn idle(&self, shutdown: &mut watch::Receiver<bool>) {
+        let next = self
+            .store
+            .next_retry_ms(self.queues.clone())
+            .await
+            .ok()
+            .flatten();
+        let sleep = match next {
+            Some(at) => Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0)),
+            None => Duration::from_secs(3600),
+        };
+        tokio::select! {
+            _ = self.wake.notified() => {}
+            _ = tokio::time::sleep(sleep) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+
+    async fn pause(&self, d: Duration, shutdown: &mut watch::Receiver<bool>) {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+
+    async fn recover(&self, shutdown: &mut watch::Receiver<bool>) {
+        let interrupted = match self
+            .store
+            .jobs_in_states(self.queues.clone(), vec![JobState::Processing])
+            .await
+        {
+            Ok(jobs) => jobs,
+            Err(e) => {
+                tracing::error!(printer = %self.printer.id, error = %e, "cannot list interrupted jobs");
+                return;
+            }
+        };
+        for job in interrupted {
+            match (job.device_job_id, &self.device) {
+                (Some(device_job_id), DeviceUri::Ipp(uri)) => {
+                    tracing::info!(job = %job.uuid, device_job_id, "resuming a job the printer had accepted");
+                    self.follow(uri, device_job_id, job, shutdown).await;
+                }
+                _ => {
+                    let message = format!(
+                        "The appliance restarted while sending this job to {}; it may or may not have \
+                         printed. Check the printer, then release the job to send it again.",
+                        self.label()
+                    );
+                    tracing::warn!(job = %job.uuid, "job interrupted mid-transfer; holding it");
+                    self.hold_uncertain(&job, message).await;
+                }
+            }
+        }
+    }
+
+    async fn deliver(&self, job: JobRecord, shutdown: &mut watch::Receiver<bool>) {
+        let printer_id = self.printer.id.clone();
+        let label = self.label().to_owned();
+        let claimed = self
+            .update(&job, move |j| {
+                if j.state != JobState::Pending {
+                    return Err(NotPossible(format!("job is {}", j.state.keyword())));
+                }
+                j.state = JobState::Processing;
+                j.state_reasons = "job-printing".into();
+                j.state_message = format!("Sending to {label}");
+                j.processing_ms.get_or_insert(now_ms());
+                j.printer = Some(printer_id);
+                j.attempts += 1;
+                j.next_attempt_ms = None;
+                Ok(())
+            })
+            .await;
+        let Some(job) = claimed else { return };
+        let size = job.document.as_ref().map_or(0, |d| d.size);
+        let timeout = transfer_timeout(Duration::from_secs(self.config.request_timeout_secs), size);
+        tracing::info!(job = %job.uuid, printer = %self.printer.id, attempt = job.attempts, "sending job");
+        let result = match &self.device {
+            DeviceUri::Ipp(uri) => ipp_output::submit(uri, self.store.spool(), &job, timeout).await,
+            DeviceUri::Socket { host, port } => {
+                socket::submit(host, *port, self.store.spool(), &job, timeout)
+                    .await
+                    .map(|()| None)
+            }
+        };
+        match result {
+            Ok(device_job_id) => {
+                self.count("accepted");
+                self.health.set(&self.printer.id, true, None);
+                match (device_job_id, &self.device) {
+                    (Some(device_job_id), DeviceUri::Ipp(uri)) => {
+                        let label = self.label().to_owned();
+                        let accepted = self
+                            .update(&job, move |j| {
+                                j.device_job_id = Some(device_job_id);
+                                j.state_message =
+                                    format!("Printing on {label} (printer job {device_job_id})");
+                                Ok(())
+                            })
+                            .await;
+                        if let Some(job) = accepted {
+                            self.follow(uri, device_job_id, job, shutdown).await;
+                        }
+                    }
+                    _ => self.finish(&job, Ok(())).await,
+                }
+            }
+            Err(OutputError::Retry(reason)) => self.retry_later(&job, reason).await,
+            Err(OutputError::Uncertain(reason)) => {
+                self.hold_uncertain(
+                    &job,
+                    format!("{reason}. Check the printer, then release the job to send it again."),
+                )
+                .await
+            }
+            Err(OutputError::Rejected(reason)) => self.finish(&job, Err(reason)).await,
+        }
+    }
+
+    /// Polls the printer about an accepted job until it is finished there.
+    async fn follow(
+        &self,
+        uri: &str,
+        device_job_id: i32,
+        job: JobRecord,
+        shutdown: &mut watch::Receiver<bool>,
+    ) {
+        let poll = Duration::from_secs(self.config.poll_interval_secs);
+        let timeout = Duration::from_secs(self.config.request_timeout_secs);
+        let mut failures = 0u32;
+        let mut last_message = job.state_message.clone();
+        loop {
+            let delay = if failures == 0 {
+                poll
+            } else {
+                retry_delay(
+                    failures,
+                    Duration::from_secs(self.config.retry_initial_secs),
+                    Duration::from_secs(self.config.retry_max_secs),
+                )
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = self.wake.notified() => {}
+                _ = shutdown.changed() => return,
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+            if let Ok(Some(current)) = self.store.job(job.uuid).await
+                && current.state == JobState::Canceled
+            {
+                ipp_output::cancel(uri, device_job_id, &job.owner, timeout).await;
+                self.health.set(&self.printer.id, false, None);
+                return;
+            }
+            match ipp_output::query(uri, device_job_id, &job.owner, timeout).await {
+                Ok(DeviceJobState::Completed) => return self.finish(&job, Ok(())).await,
+                Ok(DeviceJobState::Aborted(m)) => {
+                    return self
+                        .finish(&job, Err(format!("the printer aborted the job: {m}")))
+                        .await;
+                }
+                Ok(DeviceJobState::Canceled(m)) => {
+                    return self
+                        .finish(
+                            &job,
+                            Err(format!("the job was canceled at the printer: {m}")),
+                        )
+                        .await;
+                }
+                Ok(DeviceJobState::Active(m)) => {
+                    failures = 0;
+                    let message = if m.is_empty() {
+                        format!("Printing on {} (printer job {device_job_id})", self.label())
+                    } else {
+                        format!("Printing on {}: {m}", self.label())
+                    };
+                    if message != last_message {
+                        let text = message.clone();
+                        self.update(&job, move |j| {
+                            j.state_message = text;
+                            Ok(())
+                        })
+                        .await;
+                        last_message = message;
+                    }
+                }
+                Err(e) => {
+                    failures += 1;
+                    self.health.set(
+                        &self.printer.id,
+                        true,
+                        Some(format!("{}: {e}", self.label())),
+                    );
+                }
+            }
+        }
+    }
+
+    async fn finish(&self, job: &JobRecord, outcome: Result<(), String>) {
+        let label = self.label().to_owned();
+        let ok = outcome.is_ok();
+        self.count(if ok { "completed" } else { "aborted" });
+        self.health.set(&self.printer.id, false, None);
+        self.update(job, move |j| {
+            if j.state.is_terminal() {
+                return Err(NotPossible(format!("job is already {}", j.state.keyword())));
+            }
+            match outcome {
+                Ok(()) => {
+                    j.state = JobState::Completed;
+                    j.state_reasons = "job-completed-successfully".into();
+                    j.state_message = format!("Printed on {label}");
+                }
+                Err(reason) => {
+                    j.state = JobState::Aborted;
+                    j.state_reasons = "aborted-by-system".into();
+                    j.state_message = reason;
+                }
+            }
+            j.completed_ms = Some(now_ms());
+            Ok(())
+        })
+        .await;
+        if ok {
+            tracing::info!(job = %job.uuid, printer = %self.printer.id, "job printed");
+        } else {
+            tracing::warn!(job = %job.uuid, printer = %self.printer.id, "job aborted");
+        }
+    }
+
+    async fn retry_later(&self, job: &JobRecord, reason: String) {
+        self.count("retry");
+        let delay = retry_delay(
+            job.attempts,
+            Duration::from_secs(self.config.retry_initial_secs),
+            Duration::from_secs(self.config.retry_max_secs),
+        );
+        tracing::warn!(job = %job.uuid, printer = %self.printer.id, %reason, retry_in_s = delay.as_secs(), "printer did not take the job");
+        self.health.set(
+            &self.printer.id,
+            false,
+            Some(format!("{}: {reason}", self.label())),
+        );
+        let message = format!(
+            "{reason}; trying again in {} s (attempt {})",
+            delay.as_secs(),
+            job.attempts
+        );
+        self.update(job, move |j| {
+            if j.state != JobState::Processing {
+                return Err(NotPossible(format!("job is {}", j.state.keyword())));
+            }
+            j.state = JobState::Pending;
+            j.state_reasons = "printer-stopped".into();
+            j.state_message = message;
+            j.next_attempt_ms =
+                Some(now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
+            Ok(())
+        })
+        .await;
+    }
+
+    async fn hold_uncertain(&self, job: &JobRecord, message: String) {
+        self.count("uncertain");
+        self.update(job, move |j| {
+            if j.state.is_terminal() {
+                return Err(NotPossible(format!("job is {}", j.state.keyword())));
+            }
+            j.state = JobState::PendingHeld;
+            j.state_reasons = "job-hold-until-specified".into();
+            j.hold_until = Some("indefinite".into());
+            j.state_message = message;
+            j.device_job_id = None;
+            Ok(())
+        })
+        .await;
+    }
+
+    /// Applies a change; `None` when the job moved on meanwhile (canceled)
+    /// or the store failed (logged).
+    async fn update(
+        &self,
+        job: &JobRecord,
+        change: impl FnOnce(&mut JobRecord) -> Result<(), NotPossible> + Send + 'static,
+    ) -> Option<JobRecord> {
+        match self
+            .store
+            .modify(job.uuid, None, Box::new(move |j, _| change(j)))
+            .await
+        {
+            Ok(updated) => Some(updated),
+            Err(StoreError::NotPossible(reason)) => {
+                tracing::info!(job = %job.uuid, %reason, "job changed meanwhile");
+                None
+            }
+            Err(e) => {
+                tracing::error!(job = %job.uuid, error = %e, "cannot record the job's progress");
+                None
+            }
+        }
+    }
+
+    fn count(&self, outcome: &'static str) {
+        self.metrics
+            .output_attempts
+            .get_or_create(&OutputLabels {
+                printer: self.printer.id.clone(),
+                outcome,
+            })
+            .inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delay_doubles_up_to_the_cap() {
+        let d = |n| retry_delay(n, Duration::from_secs(5), Duration::from_secs(60)).as_secs();
+        assert_eq!(
+            [d(1), d(2), d(3), d(4), d(5), d(50)],
+            [5, 10, 20, 40, 60, 60]
+        );
+        assert_eq!(d(0), 5);
+    }
+
+    #[test]
+    fn big_documents_get_more_time() {
+        let base = Duration::from_secs(60);
+        assert_eq!(transfer_timeout(base, 0), base);
+        assert_eq!(
+            transfer_timeout(base, 1 << 30),
+            Duration::from_secs(60 + 1024)
+        );
+    }
+}

@@ -1,0 +1,293 @@
+//! Sending a job to an IPP printer with the `ipp` crate's client: Print-Job
+//! streamed from the spool, then Get-Job-Attributes until the printer says
+//! the job is done, and Cancel-Job when its owner cancels it meanwhile.
+//!
+//! Deciding what a printer's answer means ([`classify_submission`],
+//! [`device_outcome`]) is pure and unit-tested; the functions that talk
+//! are thin.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use ipp::model::{DelimiterTag, Operation, StatusCode};
+use ipp::prelude::*;
+use tokio_util::compat::TokioAsyncReadCompatExt;
+
+use super::{OutputError, document_stream};
+use crate::ipp::template;
+use crate::ipp::values::{as_str, attr, keyword, mime, name};
+use crate::job::JobRecord;
+use crate::store::Spool;
+
+/// What the printer said about a job it accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceJobState {
+    /// Still queued or printing; the message says what it is doing.
+    Active(String),
+    /// Printed.
+    Completed,
+    /// Canceled at the printer.
+    Canceled(String),
+    /// The printer gave up on it.
+    Aborted(String),
+}
+
+fn client(uri: &str, timeout: Duration) -> Result<AsyncIppClient, OutputError> {
+    let uri: Uri = uri
+        .parse()
+        .map_err(|e| OutputError::Rejected(format!("printer URI {uri:?} is invalid: {e}")))?;
+    Ok(AsyncIppClient::builder(uri)
+        .request_timeout(timeout)
+        .build())
+}
+
+fn request(uri: &str, operation: Operation, user: &str) -> Result<IppRequestResponse, OutputError> {
+    let parsed: Uri = uri
+        .parse()
+        .map_err(|e| OutputError::Rejected(format!("printer URI {uri:?} is invalid: {e}")))?;
+    let mut req = IppRequestResponse::new(IppVersion::v1_1(), operation, Some(parsed))
+        .map_err(|e| OutputError::Rejected(format!("cannot build the request: {e}")))?;
+    req.attributes_mut().add(
+        DelimiterTag::OperationAttributes,
+        attr("requesting-user-name", name(user)),
+    );
+    Ok(req)
+}
+
+/// Sends `job` with Print-Job. Returns the printer's job-id (if it gave one).
+pub async fn submit(
+    uri: &str,
+    spool: &Spool,
+    job: &JobRecord,
+    timeout: Duration,
+) -> Result<Option<i32>, OutputError> {
+    let document = job
+        .document
+        .as_ref()
+        .ok_or_else(|| OutputError::Rejected("the job has no document".into()))?;
+    let mut req = request(uri, Operation::PrintJob, &job.owner)?;
+    let op = DelimiterTag::OperationAttributes;
+    req.attributes_mut()
+        .add(op, attr("job-name", name(&job.name)));
+    req.attributes_mut()
+        .add(op, attr("ipp-attribute-fidelity", IppValue::Boolean(false)));
+    if let Some(doc_name) = &document.name {
+        req.attributes_mut()
+            .add(op, attr("document-name", name(doc_name)));
+    }
+    req.attributes_mut()
+        .add(op, attr("document-format", mime(&document.format)));
+    req.attributes_mut()
+        .add(op, attr("compression", keyword("none")));
+    for a in template::decode(&job.template) {
+        // The appliance's own hold is done; the printer must print at once.
+        if a.name().as_str() != "job-hold-until" {
+            req.attributes_mut().add(DelimiterTag::JobAttributes, a);
+        }
+    }
+    let sent_everything = Arc::new(AtomicBool::new(false));
+    let stream = document_stream(
+        spool,
+        job.uuid,
+        document.sha256.clone(),
+        sent_everything.clone(),
+    );
+    *req.payload_mut() = IppPayload::new_async(stream.compat());
+
+    match client(uri, timeout)?.send(req).await {
+        Ok(response) => classify_submission(response.header().status_code(), response.attributes()),
+        Err(e) if sent_everything.load(Ordering::SeqCst) => Err(OutputError::Uncertain(format!(
+            "the connection to the printer failed after the whole document was sent ({e}); \
+             it may have printed"
+        ))),
+        Err(e) => Err(OutputError::Retry(format!("printer not reachable: {e}"))),
+    }
+}
+
+/// What a Print-Job answer means.
+pub fn classify_submission(
+    status: StatusCode,
+    attributes: &IppAttributes,
+) -> Result<Option<i32>, OutputError> {
+    let message = status_message(attributes).unwrap_or_else(|| status.to_string());
+    let code = status as u16;
+    if code < 0x0100 {
+        let job_id = attributes
+            .groups_of(DelimiterTag::JobAttributes)
+            .flat_map(|g| g.attributes())
+            .find(|a| a.name().as_str() == "job-id")
+            .and_then(|a| a.value().as_integer().copied());
+        return Ok(job_id);
+    }
+    match status {
+        StatusCode::ServerErrorBusy
+        | StatusCode::ServerErrorServiceUnavailable
+        | StatusCode::ServerErrorNotAcceptingJobs
+        | StatusCode::ServerErrorTemporaryError => Err(OutputError::Retry(format!(
+            "printer busy or paused: {message}"
+        ))),
+        _ => Err(OutputError::Rejected(format!(
+            "printer refused the job: {message} (status 0x{code:04x})"
+        ))),
+    }
+}
+
+/// Asks the printer about a job it accepted.
+pub async fn query(
+    uri: &str,
+    device_job_id: i32,
+    user: &str,
+    timeout: Duration,
+) -> Result<DeviceJobState, OutputError> {
+    let mut req = request(uri, Operation::GetJobAttributes, user)?;
+    let op = DelimiterTag::OperationAttributes;
+    req.attributes_mut()
+        .add(op, attr("job-id", IppValue::Integer(device_job_id)));
+    req.attributes_mut().add(
+        op,
+        attr(
+            "requested-attributes",
+            IppValue::Array(vec![
+                keyword("job-state"),
+                keyword("job-state-reasons"),
+                keyword("job-state-message"),
+            ]),
+        ),
+    );
+    let response = client(uri, timeout)?
+        .send(req)
+        .await
+        .map_err(|e| OutputError::Retry(format!("printer not reachable: {e}")))?;
+    let status = response.header().status_code();
+    if status == StatusCode::ClientErrorNotFound {
+        // Printers forget finished jobs; one we gave it and it no longer
+        // knows was printed and purged (ippeveprinter does this).
+        return Ok(DeviceJobState::Completed);
+    }
+    if (status as u16) >= 0x0100 {
+        return Err(OutputError::Retry(format!("printer answered {status}")));
+    }
+    Ok(device_outcome(response.attributes()))
+}
+
+/// Reads `job-state` and friends out of a Get-Job-Attributes answer.
+pub fn device_outcome(attributes: &IppAttributes) -> DeviceJobState {
+    let job_attr = |n: &str| {
+        attributes
+            .groups_of(DelimiterTag::JobAttributes)
+            .flat_map(|g| g.attributes())
+            .find(|a| a.name().as_str() == n)
+            .map(|a| a.value().clone())
+    };
+    let message = job_attr("job-state-message")
+        .as_ref()
+        .and_then(|v| as_str(v).map(str::to_owned))
+        .filter(|m| !m.is_empty())
+        .or_else(|| {
+            job_attr("job-state-reasons").map(|v| match v {
+                IppValue::Array(values) => values
+                    .iter()
+                    .filter_map(as_str)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                other => as_str(&other).unwrap_or_default().to_owned(),
+            })
+        })
+        .unwrap_or_default();
+    match job_attr("job-state") {
+        Some(IppValue::Enum(9)) => DeviceJobState::Completed,
+        Some(IppValue::Enum(7)) => DeviceJobState::Canceled(message),
+        Some(IppValue::Enum(8)) => DeviceJobState::Aborted(message),
+        _ => DeviceJobState::Active(message),
+    }
+}
+
+/// Cancels a job at the printer (best effort: the printer may have finished).
+pub async fn cancel(uri: &str, device_job_id: i32, user: &str, timeout: Duration) {
+    let Ok(mut req) = request(uri, Operation::CancelJob, user) else {
+        return;
+    };
+    req.attributes_mut().add(
+        DelimiterTag::OperationAttributes,
+        attr("job-id", IppValue::Integer(device_job_id)),
+    );
+    if let Ok(client) = client(uri, timeout)
+        && let Err(e) = client.send(req).await
+    {
+        tracing::warn!(device_job_id, error = %e, "could not cancel the job at the printer");
+    }
+}
+
+fn status_message(attributes: &IppAttributes) -> Option<String> {
+    attributes
+        .groups_of(DelimiterTag::OperationAttributes)
+        .flat_map(|g| g.attributes())
+        .find(|a| a.name().as_str() == "status-message")
+        .and_then(|a| as_str(a.value()).map(str::to_owned))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ipp::values::{enumeration, text};
+
+    fn with_job(attrs: Vec<IppAttribute>) -> IppAttributes {
+        let mut all = IppAttributes::new();
+        for a in attrs {
+            all.add(DelimiterTag::JobAttributes, a);
+        }
+        all
+    }
+
+    #[test]
+    fn accepted_jobs_give_their_device_id() {
+        let attrs = with_job(vec![attr("job-id", IppValue::Integer(42))]);
+        assert_eq!(
+            classify_submission(StatusCode::SuccessfulOk, &attrs),
+            Ok(Some(42))
+        );
+        assert_eq!(
+            classify_submission(
+                StatusCode::SuccessfulOkIgnoredOrSubstitutedAttributes,
+                &attrs
+            ),
+            Ok(Some(42))
+        );
+    }
+
+    #[test]
+    fn busy_printers_are_retried_and_refusals_are_final() {
+        let none = IppAttributes::new();
+        assert!(matches!(
+            classify_submission(StatusCode::ServerErrorBusy, &none),
+            Err(OutputError::Retry(_))
+        ));
+        assert!(matches!(
+            classify_submission(StatusCode::ClientErrorDocumentFormatNotSupported, &none),
+            Err(OutputError::Rejected(_))
+        ));
+    }
+
+    #[test]
+    fn device_states_are_read() {
+        let done = with_job(vec![attr("job-state", enumeration(9))]);
+        assert_eq!(device_outcome(&done), DeviceJobState::Completed);
+        let aborted = with_job(vec![
+            attr("job-state", enumeration(8)),
+            attr("job-state-message", text("paper jam")),
+        ]);
+        assert_eq!(
+            device_outcome(&aborted),
+            DeviceJobState::Aborted("paper jam".into())
+        );
+        let printing = with_job(vec![
+            attr("job-state", enumeration(5)),
+            attr("job-state-reasons", keyword("job-printing")),
+        ]);
+        assert_eq!(
+            device_outcome(&printing),
+            DeviceJobState::Active("job-printing".into())
+        );
+    }
+}

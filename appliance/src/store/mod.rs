@@ -1,0 +1,695 @@
+//! The job store: SQLite for job rows, [`spool`] files for document bytes.
+//!
+//! This is the only module that touches SQLite. One writer thread owns the
+//! write connection and commits whatever has queued up in one transaction
+//! (group commit): for a batch it renames finished spool files into place,
+//! fsyncs the spool directory once, then commits once, and only then answers
+//! each caller. So an acknowledged job is on disk, and a visible job always
+//! has its complete document. Reads use a small pool of read-only
+//! connections on blocking threads; WAL lets them run beside the writer.
+//!
+//! Every state change is a closure run by the writer against the current
+//! row ([`JobStore::modify`]), so checks like "only a held job can be
+//! released" are atomic with the write: a compare-and-set.
+
+pub mod schema;
+pub mod spool;
+
+use std::collections::HashSet;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::job::{JobRecord, JobState, JobUuid, NotPossible};
+use crate::metrics::Metrics;
+use schema::JOB_COLUMNS;
+pub use spool::{Spool, SpoolRecovery, SpoolWriter, SpooledDocument};
+
+/// Most write operations committed in one transaction.
+const MAX_BATCH: usize = 512;
+/// Write operations that may wait for the writer; senders wait beyond this.
+const WRITE_QUEUE: usize = 4096;
+/// Read connections kept open between uses.
+const IDLE_READERS: usize = 8;
+const DB_FILE: &str = "appliance.db";
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No job with that identity.
+    #[error("job not found")]
+    NotFound,
+    /// The job's state does not allow the change.
+    #[error(transparent)]
+    NotPossible(#[from] NotPossible),
+    /// The disk holding the data directory is full.
+    #[error("disk full: {0}")]
+    DiskFull(String),
+    /// SQLite failed.
+    #[error("database error: {0}")]
+    Database(rusqlite::Error),
+    /// The schema could not be brought up to date.
+    #[error("database migration failed: {0}")]
+    Migration(#[from] rusqlite_migration::Error),
+    /// Reading or writing spool files failed.
+    #[error("spool I/O error: {0}")]
+    Io(io::Error),
+    /// The store is shutting down.
+    #[error("the job store is shut down")]
+    Closed,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DiskFull) => StoreError::DiskFull(e.to_string()),
+            _ => StoreError::Database(e),
+        }
+    }
+}
+
+impl From<io::Error> for StoreError {
+    fn from(e: io::Error) -> Self {
+        if e.kind() == io::ErrorKind::StorageFull {
+            StoreError::DiskFull(e.to_string())
+        } else {
+            StoreError::Io(e)
+        }
+    }
+}
+
+/// What start-up found and cleaned after an unclean stop.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Recovery {
+    /// Spool leftovers removed.
+    pub spool: SpoolRecovery,
+    /// Jobs that were being sent to a printer when the appliance stopped.
+    pub interrupted_outputs: usize,
+}
+
+/// A change to one job, decided by the caller and applied by the writer
+/// against the row as it is at commit time. Gets the spooled document being
+/// attached, if any.
+pub type Change =
+    Box<dyn FnOnce(&mut JobRecord, Option<&SpooledDocument>) -> Result<(), NotPossible> + Send>;
+
+type Reply = oneshot::Sender<Result<JobRecord, StoreError>>;
+
+enum WriteOp {
+    Insert {
+        job: Box<JobRecord>,
+        document: Option<SpooledDocument>,
+        reply: Reply,
+    },
+    Modify {
+        uuid: JobUuid,
+        document: Option<SpooledDocument>,
+        change: Change,
+        reply: Reply,
+    },
+}
+
+/// Which jobs a listing returns.
+#[derive(Debug, Clone)]
+pub struct JobQuery {
+    /// Only this queue, or every queue.
+    pub queue: Option<String>,
+    /// Only jobs in these states.
+    pub states: Vec<JobState>,
+    /// Only this owner's jobs.
+    pub owner: Option<String>,
+    /// At most this many (the oldest first for active jobs, newest first for finished ones).
+    pub limit: u32,
+}
+
+/// Handle to the store; cheap to clone.
+#[derive(Clone)]
+pub struct JobStore {
+    inner: Arc<Inner>,
+}
+
+// Field order matters: the sender drops first, which ends the writer
+// thread, which `WriterThread` then joins, so every queued write is
+// committed before the last handle is gone.
+struct Inner {
+    writer: mpsc::Sender<WriteOp>,
+    readers: ReadPool,
+    spool: Spool,
+    _thread: WriterThread,
+}
+
+struct WriterThread(Option<JoinHandle<()>>);
+
+impl Drop for WriterThread {
+    fn drop(&mut self) {
+        if let Some(thread) = self.0.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl JobStore {
+    /// Opens (creating and migrating if needed) the store under `data_dir`,
+    /// cleans crash leftovers and starts the writer thread.
+    pub fn open(
+        data_dir: &Path,
+        compression_level: i32,
+        metrics: Arc<Metrics>,
+    ) -> Result<(JobStore, Recovery), StoreError> {
+        std::fs::create_dir_all(data_dir)?;
+        let db_path = data_dir.join(DB_FILE);
+        let mut conn = Connection::open(&db_path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // FULL: every commit fsyncs the WAL, so an acknowledged job survives power loss.
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        schema::migrate(&mut conn)?;
+
+        let spool = Spool::open(&data_dir.join("spool"), compression_level)?;
+        let committed = committed_documents(&conn)?;
+        let recovery = Recovery {
+            spool: spool.recover(&committed)?,
+            interrupted_outputs: conn.query_row(
+                "SELECT count(*) FROM jobs WHERE state = ?1",
+                params![JobState::Processing as i64],
+                |row| row.get::<_, i64>(0),
+            )? as usize,
+        };
+
+        let (tx, rx) = mpsc::channel(WRITE_QUEUE);
+        let writer_spool = spool.clone();
+        let thread = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || run_writer(conn, writer_spool, rx, metrics))?;
+        let store = JobStore {
+            inner: Arc::new(Inner {
+                writer: tx,
+                readers: ReadPool::new(db_path),
+                spool,
+                _thread: WriterThread(Some(thread)),
+            }),
+        };
+        Ok((store, recovery))
+    }
+
+    /// The spool holding this store's documents.
+    pub fn spool(&self) -> &Spool {
+        &self.inner.spool
+    }
+
+    /// Commits a new job (with its document, if it has one already) and
+    /// returns it with its IPP job-id assigned.
+    pub async fn insert(
+        &self,
+        job: JobRecord,
+        document: Option<SpooledDocument>,
+    ) -> Result<JobRecord, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(WriteOp::Insert {
+            job: Box::new(job),
+            document,
+            reply,
+        })
+        .await?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Applies `change` to a job atomically, attaching `document` if given
+    /// (the change decides whether it is acceptable).
+    pub async fn modify(
+        &self,
+        uuid: JobUuid,
+        document: Option<SpooledDocument>,
+        change: Change,
+    ) -> Result<JobRecord, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(WriteOp::Modify {
+            uuid,
+            document,
+            change,
+            reply,
+        })
+        .await?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn submit(&self, op: WriteOp) -> Result<(), StoreError> {
+        self.inner
+            .writer
+            .send(op)
+            .await
+            .map_err(|_| StoreError::Closed)
+    }
+
+    /// Looks a job up by queue and IPP job-id.
+    pub async fn job_by_ipp_id(
+        &self,
+        queue: &str,
+        ipp_job_id: i32,
+    ) -> Result<Option<JobRecord>, StoreError> {
+        let queue = queue.to_owned();
+        self.read(move |conn| {
+            conn.query_row(
+                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE queue = ?1 AND ipp_job_id = ?2"),
+                params![queue, ipp_job_id],
+                schema::job_from_row,
+            )
+            .optional()
+        })
+        .await
+    }
+
+    /// Looks a job up by its global identity.
+    pub async fn job(&self, uuid: JobUuid) -> Result<Option<JobRecord>, StoreError> {
+        self.read(move |conn| find_job(conn, uuid)).await
+    }
+
+    /// Lists jobs.
+    pub async fn list(&self, query: JobQuery) -> Result<Vec<JobRecord>, StoreError> {
+        self.read(move |conn| list_jobs(conn, &query)).await
+    }
+
+    /// The next job due to be sent from one of `queues` (oldest first), if any.
+    pub async fn next_due(
+        &self,
+        queues: Vec<String>,
+        now_ms: i64,
+    ) -> Result<Option<JobRecord>, StoreError> {
+        self.read(move |conn| {
+            let placeholders = vec!["?"; queues.len()].join(",");
+            let sql = format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE state = {} AND documents_complete = 1 \
+                 AND (next_attempt_ms IS NULL OR next_attempt_ms <= {now_ms}) \
+                 AND queue IN ({placeholders}) ORDER BY created_ms, uuid LIMIT 1",
+                JobState::Pending as i64
+            );
+            conn.query_row(
+                &sql,
+                rusqlite::params_from_iter(queues.iter()),
+                schema::job_from_row,
+            )
+            .optional()
+        })
+        .await
+    }
+
+    /// The earliest pending retry time among `queues`, to know how long to sleep.
+    pub async fn next_retry_ms(&self, queues: Vec<String>) -> Result<Option<i64>, StoreError> {
+        self.read(move |conn| {
+            let placeholders = vec!["?"; queues.len()].join(",");
+            conn.query_row(
+                &format!(
+                    "SELECT min(next_attempt_ms) FROM jobs WHERE state = {} \
+                     AND documents_complete = 1 AND queue IN ({placeholders})",
+                    JobState::Pending as i64
+                ),
+                rusqlite::params_from_iter(queues.iter()),
+                |row| row.get(0),
+            )
+        })
+        .await
+    }
+
+    /// Jobs in `states` belonging to `queues`, oldest first.
+    pub async fn jobs_in_states(
+        &self,
+        queues: Vec<String>,
+        states: Vec<JobState>,
+    ) -> Result<Vec<JobRecord>, StoreError> {
+        self.read(move |conn| {
+            let mut all = Vec::new();
+            for queue in queues {
+                all.extend(list_jobs(
+                    conn,
+                    &JobQuery {
+                        queue: Some(queue),
+                        states: states.clone(),
+                        owner: None,
+                        limit: u32::MAX,
+                    },
+                )?);
+            }
+            all.sort_by_key(|j| (j.created_ms, j.uuid));
+            Ok(all)
+        })
+        .await
+    }
+
+    /// Unfinished jobs created before `cutoff_ms` that still wait for their last document.
+    pub async fn stale_incoming(&self, cutoff_ms: i64) -> Result<Vec<JobRecord>, StoreError> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE documents_complete = 0 \
+                 AND state IN (3, 4, 5, 6) AND created_ms < ?1 ORDER BY created_ms"
+            ))?;
+            let rows = stmt.query_map(params![cutoff_ms], schema::job_from_row)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// Number of jobs per state, over every queue or one.
+    pub async fn count_by_state(
+        &self,
+        queue: Option<String>,
+    ) -> Result<Vec<(JobState, u64)>, StoreError> {
+        self.read(move |conn| count_by_state(conn, queue.as_deref()))
+            .await
+    }
+
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || inner.readers.with(f))
+            .await
+            .map_err(|_| StoreError::Closed)?
+    }
+}
+
+/// Read-only access for tools (`appliance jobs list`) while the daemon runs.
+pub struct StoreReader {
+    readers: ReadPool,
+    spool: Spool,
+}
+
+impl StoreReader {
+    /// Opens the store under `data_dir` without writing to it.
+    pub fn open(data_dir: &Path) -> Result<StoreReader, StoreError> {
+        let db_path = data_dir.join(DB_FILE);
+        if !db_path.exists() {
+            return Err(StoreError::Io(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "no job store at {} (check data_dir, or start the appliance once)",
+                    db_path.display()
+                ),
+            )));
+        }
+        Ok(StoreReader {
+            readers: ReadPool::new(db_path),
+            spool: Spool::open(&data_dir.join("spool"), 1)?,
+        })
+    }
+
+    /// Lists jobs (see [`JobQuery`]).
+    pub fn list(&self, query: &JobQuery) -> Result<Vec<JobRecord>, StoreError> {
+        self.readers.with(|conn| list_jobs(conn, query))
+    }
+
+    /// The spool, to verify documents.
+    pub fn spool(&self) -> &Spool {
+        &self.spool
+    }
+}
+
+fn find_job(conn: &Connection, uuid: JobUuid) -> rusqlite::Result<Option<JobRecord>> {
+    conn.query_row(
+        &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE uuid = ?1"),
+        params![uuid.to_string()],
+        schema::job_from_row,
+    )
+    .optional()
+}
+
+fn list_jobs(conn: &Connection, query: &JobQuery) -> rusqlite::Result<Vec<JobRecord>> {
+    let states = query
+        .states
+        .iter()
+        .map(|s| (*s as i64).to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let finished_only = !query.states.is_empty() && query.states.iter().all(|s| s.is_terminal());
+    let order = if finished_only {
+        "completed_ms DESC, created_ms DESC"
+    } else {
+        "created_ms, uuid"
+    };
+    let sql = format!(
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE state IN ({states}) \
+         AND (?1 IS NULL OR queue = ?1) AND (?2 IS NULL OR owner = ?2) \
+         ORDER BY {order} LIMIT ?3"
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(
+        params![query.queue, query.owner, i64::from(query.limit)],
+        schema::job_from_row,
+    )?;
+    rows.collect()
+}
+
+fn count_by_state(
+    conn: &Connection,
+    queue: Option<&str>,
+) -> rusqlite::Result<Vec<(JobState, u64)>> {
+    let mut stmt = conn.prepare(
+        "SELECT state, count(*) FROM jobs WHERE (?1 IS NULL OR queue = ?1) GROUP BY state",
+    )?;
+    let rows = stmt.query_map(params![queue], |row| {
+        Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?))
+    })?;
+    let mut counts = Vec::new();
+    for row in rows {
+        let (state, n) = row?;
+        if let Some(state) = JobState::from_i64(state) {
+            counts.push((state, n.max(0) as u64));
+        }
+    }
+    Ok(counts)
+}
+
+/// Jobs whose spool file must exist: they have a document and are not finished.
+fn committed_documents(conn: &Connection) -> rusqlite::Result<HashSet<JobUuid>> {
+    let mut stmt = conn
+        .prepare("SELECT uuid FROM jobs WHERE doc_sha256 IS NOT NULL AND state IN (3, 4, 5, 6)")?;
+    let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
+    let mut set = HashSet::new();
+    for uuid in rows {
+        if let Some(uuid) = JobUuid::parse(&uuid?) {
+            set.insert(uuid);
+        }
+    }
+    Ok(set)
+}
+
+/// Read-only connections reused across blocking calls.
+struct ReadPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl ReadPool {
+    fn new(path: PathBuf) -> ReadPool {
+        ReadPool {
+            path,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        let pooled = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let conn = match pooled {
+            Some(conn) => conn,
+            None => {
+                let conn = Connection::open_with_flags(
+                    &self.path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                conn.busy_timeout(std::time::Duration::from_secs(10))?;
+                conn
+            }
+        };
+        let result = f(&conn);
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < IDLE_READERS
+        {
+            idle.push(conn);
+        }
+        Ok(result?)
+    }
+}
+
+fn run_writer(
+    mut conn: Connection,
+    spool: Spool,
+    mut rx: mpsc::Receiver<WriteOp>,
+    metrics: Arc<Metrics>,
+) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        metrics.store_commit_batch.observe(batch.len() as f64);
+        commit_batch(&mut conn, &spool, batch, &metrics);
+    }
+}
+
+/// The result of one operation inside a batch, before the batch commits.
+struct Applied {
+    job: JobRecord,
+    /// Spool file renamed into place by this operation (removed if the batch fails).
+    published: Option<PathBuf>,
+    /// The job just finished: its document can go once the batch commits.
+    release_document: bool,
+}
+
+fn commit_batch(conn: &mut Connection, spool: &Spool, batch: Vec<WriteOp>, metrics: &Metrics) {
+    let mut replies: Vec<(Reply, Result<Applied, StoreError>)> = Vec::with_capacity(batch.len());
+    let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) => {
+            tracing::error!(error = %e, "store: cannot begin a transaction");
+            for op in batch {
+                metrics.store_errors.inc();
+                let reply = match op {
+                    WriteOp::Insert { reply, .. } | WriteOp::Modify { reply, .. } => reply,
+                };
+                let _ = reply.send(Err(StoreError::from(clone_sqlite_error(&e))));
+            }
+            return;
+        }
+    };
+    for op in batch {
+        let (reply, result) = match op {
+            WriteOp::Insert {
+                job,
+                document,
+                reply,
+            } => (
+                reply,
+                apply_in_savepoint(&mut tx, |sp| apply_insert(sp, spool, *job, document)),
+            ),
+            WriteOp::Modify {
+                uuid,
+                document,
+                change,
+                reply,
+            } => (
+                reply,
+                apply_in_savepoint(&mut tx, |sp| {
+                    apply_modify(sp, spool, uuid, document, change)
+                }),
+            ),
+        };
+        replies.push((reply, result));
+    }
+
+    let published: Vec<&PathBuf> = replies
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().ok().and_then(|a| a.published.as_ref()))
+        .collect();
+    let durable = if published.is_empty() {
+        Ok(())
+    } else {
+        spool.sync_dir().map_err(StoreError::from)
+    };
+    let committed = durable.and_then(|()| tx.commit().map_err(StoreError::from));
+
+    if let Err(e) = committed {
+        tracing::error!(error = %e, "store: batch commit failed; nothing in it was acknowledged");
+        for (reply, result) in replies {
+            if let Ok(applied) = &result
+                && let Some(path) = &applied.published
+            {
+                let _ = std::fs::remove_file(path);
+            }
+            metrics.store_errors.inc();
+            let _ = reply.send(Err(match &e {
+                StoreError::DiskFull(m) => StoreError::DiskFull(m.clone()),
+                other => StoreError::Io(io::Error::other(other.to_string())),
+            }));
+        }
+        return;
+    }
+
+    for (reply, result) in replies {
+        let answer = result.map(|applied| {
+            if applied.release_document
+                && let Err(e) = spool.remove(applied.job.uuid)
+            {
+                // The file is an orphan now; start-up recovery removes it.
+                tracing::warn!(job = %applied.job.uuid, error = %e, "store: could not remove spool file");
+            }
+            applied.job
+        });
+        if let Err(e) = &answer
+            && !matches!(e, StoreError::NotFound | StoreError::NotPossible(_))
+        {
+            metrics.store_errors.inc();
+        }
+        let _ = reply.send(answer);
+    }
+}
+
+/// Runs one operation so that its failure undoes only its own writes.
+fn apply_in_savepoint(
+    tx: &mut rusqlite::Transaction<'_>,
+    f: impl FnOnce(&Connection) -> Result<Applied, StoreError>,
+) -> Result<Applied, StoreError> {
+    let sp = tx.savepoint()?;
+    let result = f(&sp);
+    if result.is_ok() {
+        sp.commit()?;
+    }
+    // Dropping an uncommitted savepoint rolls it back.
+    result
+}
+
+fn apply_insert(
+    conn: &Connection,
+    spool: &Spool,
+    mut job: JobRecord,
+    document: Option<SpooledDocument>,
+) -> Result<Applied, StoreError> {
+    job.ipp_job_id = schema::next_ipp_job_id(conn, &job.queue)?;
+    schema::insert_job(conn, &job)?;
+    let published = match document {
+        Some(mut doc) => Some(spool.publish(&mut doc)?),
+        None => None,
+    };
+    Ok(Applied {
+        job,
+        published,
+        release_document: false,
+    })
+}
+
+fn apply_modify(
+    conn: &Connection,
+    spool: &Spool,
+    uuid: JobUuid,
+    document: Option<SpooledDocument>,
+    change: Change,
+) -> Result<Applied, StoreError> {
+    let mut job = find_job(conn, uuid)?.ok_or(StoreError::NotFound)?;
+    let was_finished = job.state.is_terminal();
+    change(&mut job, document.as_ref())?;
+    schema::update_job(conn, &job)?;
+    let published = match document {
+        Some(mut doc) => Some(spool.publish(&mut doc)?),
+        None => None,
+    };
+    Ok(Applied {
+        release_document: !was_finished && job.state.is_terminal() && job.document.is_some(),
+        job,
+        published,
+    })
+}
+
+fn clone_sqlite_error(e: &rusqlite::Error) -> rusqlite::Error {
+    match e.sqlite_error() {
+        Some(ffi) => rusqlite::Error::SqliteFailure(*ffi, Some(e.to_string())),
+        None => rusqlite::Error::InvalidQuery,
+    }
+}

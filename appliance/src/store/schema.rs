@@ -1,0 +1,190 @@
+//! The SQLite schema, its migrations, and the mapping between rows and
+//! [`JobRecord`]s. The schema version lives in the database (`user_version`),
+//! so an old data directory is upgraded in place at start-up.
+
+use rusqlite::{Connection, Row, params};
+use rusqlite_migration::{M, Migrations};
+
+use crate::job::{DocumentRecord, JobRecord, JobState, JobUuid};
+
+/// Ordered migrations; append only, never edit a released one.
+fn migrations() -> Migrations<'static> {
+    Migrations::new(vec![M::up(
+        r#"
+        CREATE TABLE jobs (
+            uuid TEXT PRIMARY KEY NOT NULL,
+            queue TEXT NOT NULL,
+            ipp_job_id INTEGER NOT NULL,
+            owner TEXT NOT NULL,
+            name TEXT NOT NULL,
+            state INTEGER NOT NULL CHECK (state BETWEEN 3 AND 9),
+            state_reasons TEXT NOT NULL,
+            state_message TEXT NOT NULL,
+            hold_until TEXT,
+            template BLOB NOT NULL,
+            doc_format TEXT,
+            doc_name TEXT,
+            doc_size INTEGER,
+            doc_spool_size INTEGER,
+            doc_sha256 TEXT,
+            documents_complete INTEGER NOT NULL,
+            created_ms INTEGER NOT NULL,
+            processing_ms INTEGER,
+            completed_ms INTEGER,
+            printer TEXT,
+            device_job_id INTEGER,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_ms INTEGER,
+            UNIQUE (queue, ipp_job_id),
+            CHECK ((doc_sha256 IS NULL) = (doc_size IS NULL))
+        ) STRICT;
+        CREATE INDEX jobs_by_state ON jobs (state, created_ms);
+        CREATE INDEX jobs_by_queue ON jobs (queue, ipp_job_id);
+        CREATE TABLE queue_job_ids (
+            queue TEXT PRIMARY KEY NOT NULL,
+            last_job_id INTEGER NOT NULL
+        ) STRICT;
+        "#,
+    )])
+}
+
+/// Brings a database to the current schema version.
+pub(super) fn migrate(conn: &mut Connection) -> Result<(), rusqlite_migration::Error> {
+    migrations().to_latest(conn)
+}
+
+/// Columns in the order [`job_from_row`] reads them.
+pub(super) const JOB_COLUMNS: &str = "uuid, queue, ipp_job_id, owner, name, state, \
+    state_reasons, state_message, hold_until, template, doc_format, doc_name, doc_size, \
+    doc_spool_size, doc_sha256, documents_complete, created_ms, processing_ms, completed_ms, \
+    printer, device_job_id, attempts, next_attempt_ms";
+
+/// Reads one `SELECT {JOB_COLUMNS}` row.
+pub(super) fn job_from_row(row: &Row<'_>) -> rusqlite::Result<JobRecord> {
+    let uuid: String = row.get(0)?;
+    let uuid = JobUuid::parse(&uuid).ok_or_else(|| corrupt(0, "uuid"))?;
+    let state: i64 = row.get(5)?;
+    let state = JobState::from_i64(state).ok_or_else(|| corrupt(5, "state"))?;
+    let document = match (row.get::<_, Option<i64>>(12)?, row.get(14)?) {
+        (Some(size), Some(sha256)) => Some(DocumentRecord {
+            format: row.get(10)?,
+            name: row.get(11)?,
+            size: u64::try_from(size).map_err(|_| corrupt(12, "doc_size"))?,
+            spool_size: u64::try_from(row.get::<_, i64>(13)?)
+                .map_err(|_| corrupt(13, "doc_spool_size"))?,
+            sha256,
+        }),
+        _ => None,
+    };
+    Ok(JobRecord {
+        uuid,
+        queue: row.get(1)?,
+        ipp_job_id: row.get(2)?,
+        owner: row.get(3)?,
+        name: row.get(4)?,
+        state,
+        state_reasons: row.get(6)?,
+        state_message: row.get(7)?,
+        hold_until: row.get(8)?,
+        template: row.get(9)?,
+        document,
+        documents_complete: row.get(15)?,
+        created_ms: row.get(16)?,
+        processing_ms: row.get(17)?,
+        completed_ms: row.get(18)?,
+        printer: row.get(19)?,
+        device_job_id: row.get(20)?,
+        attempts: row.get(21)?,
+        next_attempt_ms: row.get(22)?,
+    })
+}
+
+fn corrupt(column: usize, name: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        column,
+        rusqlite::types::Type::Text,
+        format!("invalid value in jobs.{name}").into(),
+    )
+}
+
+/// Takes the next IPP job-id of `queue` (1, 2, 3, ... never reused).
+pub(super) fn next_ipp_job_id(conn: &Connection, queue: &str) -> rusqlite::Result<i32> {
+    conn.query_row(
+        "INSERT INTO queue_job_ids (queue, last_job_id) VALUES (?1, 1)
+         ON CONFLICT (queue) DO UPDATE SET last_job_id = last_job_id + 1
+         RETURNING last_job_id",
+        params![queue],
+        |row| row.get(0),
+    )
+}
+
+/// Inserts a new job row.
+pub(super) fn insert_job(conn: &Connection, job: &JobRecord) -> rusqlite::Result<()> {
+    let doc = job.document.as_ref();
+    conn.execute(
+        &format!(
+            "INSERT INTO jobs ({JOB_COLUMNS}) VALUES \
+             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
+              ?19, ?20, ?21, ?22, ?23)"
+        ),
+        params![
+            job.uuid.to_string(),
+            job.queue,
+            job.ipp_job_id,
+            job.owner,
+            job.name,
+            job.state as i64,
+            job.state_reasons,
+            job.state_message,
+            job.hold_until,
+            job.template,
+            doc.map(|d| &d.format),
+            doc.and_then(|d| d.name.as_ref()),
+            doc.map(|d| d.size as i64),
+            doc.map(|d| d.spool_size as i64),
+            doc.map(|d| &d.sha256),
+            job.documents_complete,
+            job.created_ms,
+            job.processing_ms,
+            job.completed_ms,
+            job.printer,
+            job.device_job_id,
+            job.attempts,
+            job.next_attempt_ms,
+        ],
+    )?;
+    Ok(())
+}
+
+/// Writes back every mutable column of an existing job.
+pub(super) fn update_job(conn: &Connection, job: &JobRecord) -> rusqlite::Result<()> {
+    let doc = job.document.as_ref();
+    conn.execute(
+        "UPDATE jobs SET name = ?2, state = ?3, state_reasons = ?4, state_message = ?5, \
+         hold_until = ?6, doc_format = ?7, doc_name = ?8, doc_size = ?9, doc_spool_size = ?10, \
+         doc_sha256 = ?11, documents_complete = ?12, processing_ms = ?13, completed_ms = ?14, \
+         printer = ?15, device_job_id = ?16, attempts = ?17, next_attempt_ms = ?18 \
+         WHERE uuid = ?1",
+        params![
+            job.uuid.to_string(),
+            job.name,
+            job.state as i64,
+            job.state_reasons,
+            job.state_message,
+            job.hold_until,
+            doc.map(|d| &d.format),
+            doc.and_then(|d| d.name.as_ref()),
+            doc.map(|d| d.size as i64),
+            doc.map(|d| d.spool_size as i64),
+            doc.map(|d| &d.sha256),
+            job.documents_complete,
+            job.processing_ms,
+            job.completed_ms,
+            job.printer,
+            job.device_job_id,
+            job.attempts,
+            job.next_attempt_ms,
+        ],
+    )?;
+    Ok(())
+}

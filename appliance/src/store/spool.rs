@@ -1,0 +1,299 @@
+//! Spool files: the document bytes of each job, zstd-compressed on disk.
+//!
+//! A document is written to `spool/tmp/`, hashed (SHA-256 of the bytes as
+//! sent) and fsynced; the store's writer then renames it to
+//! `spool/<uuid>.zst` and fsyncs the directory *before* it commits the job
+//! row. So a committed job always has a complete file, and anything else
+//! found at start-up is a crash leftover: [`Spool::recover`] removes it.
+//!
+//! Everything here is blocking I/O; callers run it on blocking threads.
+
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::job::JobUuid;
+
+const SPOOL_SUFFIX: &str = "zst";
+/// Write buffer in front of the compressor's output file.
+const WRITE_BUFFER: usize = 256 * 1024;
+
+/// The spool directory of one store.
+#[derive(Debug, Clone)]
+pub struct Spool {
+    dir: PathBuf,
+    tmp: PathBuf,
+    level: i32,
+}
+
+/// What start-up found and removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SpoolRecovery {
+    /// Partial uploads interrupted by a crash (in `tmp/`).
+    pub partial_uploads: usize,
+    /// Complete files whose job row was never committed.
+    pub orphans: usize,
+}
+
+impl Spool {
+    /// Opens (creating if needed) the spool under `dir`.
+    pub fn open(dir: &Path, level: i32) -> io::Result<Spool> {
+        let tmp = dir.join("tmp");
+        fs::create_dir_all(&tmp)?;
+        Ok(Spool {
+            dir: dir.to_owned(),
+            tmp,
+            level,
+        })
+    }
+
+    /// Where a committed job's document lives.
+    pub fn path(&self, uuid: JobUuid) -> PathBuf {
+        self.dir.join(format!("{uuid}.{SPOOL_SUFFIX}"))
+    }
+
+    /// Starts writing a document for `uuid` into a temporary file.
+    pub fn create(&self, uuid: JobUuid) -> io::Result<SpoolWriter> {
+        let tmp_path = self.tmp.join(format!("{uuid}.{SPOOL_SUFFIX}.part"));
+        let file = File::create(&tmp_path)?;
+        let guard = TempFile(Some(tmp_path));
+        let encoder = zstd::Encoder::new(BufWriter::with_capacity(WRITE_BUFFER, file), self.level)?;
+        Ok(SpoolWriter {
+            uuid,
+            guard,
+            encoder,
+            hasher: Sha256::new(),
+            size: 0,
+        })
+    }
+
+    /// Moves a finished document into place (not yet durable: call
+    /// [`Spool::sync_dir`] once for a batch). Returns the final path.
+    pub fn publish(&self, doc: &mut SpooledDocument) -> io::Result<PathBuf> {
+        let target = self.path(doc.uuid);
+        let tmp = doc.guard.0.as_ref().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                "spooled document already published",
+            )
+        })?;
+        fs::rename(tmp, &target)?;
+        doc.guard.0 = None;
+        Ok(target)
+    }
+
+    /// Makes renames and removals in the spool directory durable.
+    pub fn sync_dir(&self) -> io::Result<()> {
+        File::open(&self.dir)?.sync_all()
+    }
+
+    /// Opens a committed document, decompressing as it is read.
+    pub fn open_document(&self, uuid: JobUuid) -> io::Result<impl Read + Send + 'static> {
+        let file = File::open(self.path(uuid))?;
+        zstd::Decoder::new(file)
+    }
+
+    /// Deletes a job's document (after the job finished). Missing is fine.
+    pub fn remove(&self, uuid: JobUuid) -> io::Result<()> {
+        match fs::remove_file(self.path(uuid)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Removes crash leftovers: every temporary file, and every spool file
+    /// whose job is not in `committed` (the uuids the store holds a document for).
+    pub fn recover(&self, committed: &HashSet<JobUuid>) -> io::Result<SpoolRecovery> {
+        let mut found = SpoolRecovery::default();
+        for entry in fs::read_dir(&self.tmp)? {
+            fs::remove_file(entry?.path())?;
+            found.partial_uploads += 1;
+        }
+        for entry in fs::read_dir(&self.dir)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                continue;
+            }
+            let uuid = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(&format!(".{SPOOL_SUFFIX}")))
+                .and_then(JobUuid::parse);
+            if uuid.is_none_or(|u| !committed.contains(&u)) {
+                fs::remove_file(&path)?;
+                found.orphans += 1;
+            }
+        }
+        if found != SpoolRecovery::default() {
+            self.sync_dir()?;
+        }
+        Ok(found)
+    }
+}
+
+/// Streams one document into a temporary spool file.
+pub struct SpoolWriter {
+    uuid: JobUuid,
+    guard: TempFile,
+    encoder: zstd::Encoder<'static, BufWriter<File>>,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl SpoolWriter {
+    /// Bytes written so far (as sent, before compression).
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Finishes the compressed stream and fsyncs the file.
+    pub fn finish(self) -> io::Result<SpooledDocument> {
+        let SpoolWriter {
+            uuid,
+            guard,
+            encoder,
+            hasher,
+            size,
+        } = self;
+        let file = encoder.finish()?.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        let spool_size = file.metadata()?.len();
+        Ok(SpooledDocument {
+            uuid,
+            guard,
+            size,
+            spool_size,
+            sha256: hex::encode(hasher.finalize()),
+        })
+    }
+}
+
+impl Write for SpoolWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.encoder.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.encoder.flush()
+    }
+}
+
+/// A complete, fsynced document waiting in `tmp/` for its job to commit.
+/// Dropped without being published, it deletes its file.
+#[derive(Debug)]
+pub struct SpooledDocument {
+    /// The job it belongs to.
+    pub uuid: JobUuid,
+    guard: TempFile,
+    /// Bytes as sent.
+    pub size: u64,
+    /// Bytes on disk.
+    pub spool_size: u64,
+    /// Hex SHA-256 of the bytes as sent.
+    pub sha256: String,
+}
+
+/// Deletes a temporary file unless it was moved into place.
+#[derive(Debug)]
+struct TempFile(Option<PathBuf>);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            // Best effort: a file left behind is removed by the next start-up.
+            let _ = fs::remove_file(path);
+        }
+    }
+}
+
+/// Recomputes the SHA-256 of a stored document (used by `appliance spool check`).
+pub fn hash_document(mut reader: impl Read) -> io::Result<(u64, String)> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = reader.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((size, hex::encode(hasher.finalize())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spool() -> (tempfile::TempDir, Spool) {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(&dir.path().join("spool"), 1).unwrap();
+        (dir, spool)
+    }
+
+    #[test]
+    fn round_trip_keeps_bytes_and_hash() {
+        let (_dir, spool) = spool();
+        let uuid = JobUuid::new();
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let mut writer = spool.create(uuid).unwrap();
+        writer.write_all(&data).unwrap();
+        let mut doc = writer.finish().unwrap();
+        assert_eq!(doc.size, data.len() as u64);
+        assert!(doc.spool_size < doc.size, "repetitive data compresses");
+        spool.publish(&mut doc).unwrap();
+        spool.sync_dir().unwrap();
+        let mut back = Vec::new();
+        spool
+            .open_document(uuid)
+            .unwrap()
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, data);
+        let (size, sha) = hash_document(&data[..]).unwrap();
+        assert_eq!((size, sha), (doc.size, doc.sha256.clone()));
+    }
+
+    #[test]
+    fn unpublished_documents_delete_themselves() {
+        let (_dir, spool) = spool();
+        let mut writer = spool.create(JobUuid::new()).unwrap();
+        writer.write_all(b"partial").unwrap();
+        drop(writer);
+        let doc = spool.create(JobUuid::new()).unwrap().finish().unwrap();
+        drop(doc);
+        assert_eq!(fs::read_dir(&spool.tmp).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn recovery_removes_partials_and_orphans_only() {
+        let (_dir, spool) = spool();
+        let kept = JobUuid::new();
+        let orphan = JobUuid::new();
+        for uuid in [kept, orphan] {
+            let mut doc = spool.create(uuid).unwrap().finish().unwrap();
+            spool.publish(&mut doc).unwrap();
+        }
+        let partial = spool.create(JobUuid::new()).unwrap();
+        std::mem::forget(partial); // as if the process died mid-upload
+        fs::write(spool.dir.join("junk.zst"), b"x").unwrap();
+
+        let found = spool.recover(&HashSet::from([kept])).unwrap();
+        assert_eq!(
+            found,
+            SpoolRecovery {
+                partial_uploads: 1,
+                orphans: 2
+            }
+        );
+        assert!(spool.path(kept).exists());
+        assert!(!spool.path(orphan).exists());
+    }
+}
