@@ -2,7 +2,7 @@
 //!
 //! Exit codes: 0 success, 1 runtime failure, 2 bad usage or configuration.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -152,6 +152,7 @@ fn serve(config: Config) -> Result<(), Failure> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     // One TLS implementation for the whole process (printers over ipps://).
     let _ = rustls::crypto::ring::default_provider().install_default();

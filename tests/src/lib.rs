@@ -1,1 +1,532 @@
-//! placeholder
+//! Test harness for end-to-end tests: starts the real `appliance` binary,
+//! real IPP printers (`ippeveprinter`, via `peers/ipp-printer.sh`), and runs
+//! real IPP clients (`ipptool`, `lp`). Every wait has a deadline; every
+//! process started here is stopped when its handle drops.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(".."))
+}
+
+/// A document from `fixtures/`.
+pub fn fixture(name: &str) -> PathBuf {
+    workspace().join("fixtures").join(name)
+}
+
+/// SHA-256 of a byte slice, hex.
+pub fn sha256(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
+/// The `appliance` binary, built once per test process in the same profile
+/// as the tests (so a test never runs a stale binary).
+pub fn appliance_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let release = std::env::current_exe()
+            .ok()
+            .is_some_and(|p| p.components().any(|c| c.as_os_str() == "release"));
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.current_dir(workspace()).args([
+            "build",
+            "--quiet",
+            "-p",
+            "appliance",
+            "--bin",
+            "appliance",
+        ]);
+        if release {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("cargo must be runnable from tests");
+        assert!(status.success(), "building the appliance binary failed");
+        let target = std::env::var("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| workspace().join("target"));
+        target
+            .join(if release { "release" } else { "debug" })
+            .join("appliance")
+    })
+    .clone()
+}
+
+/// A loopback port that was free a moment ago (for peers that cannot bind port 0).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("binding a loopback port")
+}
+
+/// Polls `check` until it returns `Some` or `timeout` passes.
+pub fn wait_for<T>(
+    timeout: Duration,
+    what: &str,
+    mut check: impl FnMut() -> Option<T>,
+) -> Result<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return Ok(v);
+        }
+        if Instant::now() >= deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs a command with a deadline, killing it when the deadline passes.
+pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Result<Output> {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
+    let mut stdout = child.stdout.take().context("stdout")?;
+    let mut stderr = child.stderr.take().context("stderr")?;
+    let out_thread = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = stdout.read_to_end(&mut buf);
+        buf
+    });
+    let err_thread = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = stderr.read_to_end(&mut buf);
+        buf
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("{cmd:?} did not finish within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Ok(Output {
+        status,
+        stdout: out_thread.join().unwrap_or_default(),
+        stderr: err_thread.join().unwrap_or_default(),
+    })
+}
+
+/// A running appliance daemon in its own data directory.
+pub struct Appliance {
+    child: Option<Child>,
+    /// Its IPP port on 127.0.0.1.
+    pub port: u16,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+    config_path: PathBuf,
+    log_path: PathBuf,
+}
+
+impl Appliance {
+    /// Starts the appliance with `data_dir` under `dir` and `extra` TOML
+    /// (printers, queues, limits). Without an `[ipp]` table in `extra` it
+    /// listens on a free loopback port; with one, `extra` must say
+    /// `listen = "127.0.0.1:0"` itself.
+    pub fn start(dir: &Path, extra: &str) -> Result<Appliance> {
+        fs::create_dir_all(dir)?;
+        let data_dir = dir.join("data");
+        let config_path = dir.join("appliance.toml");
+        let mut config = format!("data_dir = {:?}\n{extra}\n", data_dir.display().to_string());
+        if !extra.contains("[ipp]") {
+            config.push_str("[ipp]\nlisten = \"127.0.0.1:0\"\n");
+        }
+        fs::write(&config_path, config)?;
+        let mut appliance = Appliance {
+            child: None,
+            port: 0,
+            data_dir,
+            config_path,
+            log_path: dir.join("appliance.log"),
+        };
+        appliance.restart()?;
+        Ok(appliance)
+    }
+
+    /// Starts the daemon again on the same data directory (after a kill or
+    /// stop); it gets a new port.
+    pub fn restart(&mut self) -> Result<()> {
+        let log = fs::File::create(&self.log_path)?;
+        let child = Command::new(appliance_bin())
+            .args(["serve", "--config"])
+            .arg(&self.config_path)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("cannot start the appliance")?;
+        self.child = Some(child);
+        let log_path = self.log_path.clone();
+        let port = wait_for(Duration::from_secs(20), "the appliance to listen", || {
+            let log = fs::read_to_string(&log_path).ok()?;
+            let line = log.lines().find(|l| l.contains("IPP listening"))?;
+            let addr = line.split("addr=").nth(1)?.split_whitespace().next()?;
+            addr.rsplit(':').next()?.parse::<u16>().ok()
+        });
+        match port {
+            Ok(port) => {
+                self.port = port;
+                Ok(())
+            }
+            Err(e) => {
+                let log = self.log();
+                self.kill();
+                Err(e.context(format!("appliance log:\n{log}")))
+            }
+        }
+    }
+
+    /// `ipp://127.0.0.1:PORT/ipp/print/QUEUE`.
+    pub fn uri(&self, queue: &str) -> String {
+        format!("ipp://127.0.0.1:{}/ipp/print/{queue}", self.port)
+    }
+
+    /// Kills the daemon with SIGKILL (a crash).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops the daemon with SIGTERM and waits (up to 30 s) for it to exit.
+    pub fn stop(&mut self) -> Result<()> {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+            unsafe {
+                libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+            }
+            let exited = wait_for(Duration::from_secs(30), "the appliance to stop", || {
+                child.try_wait().ok().flatten()
+            });
+            if exited.is_err() {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("the appliance did not stop within 30 s of SIGTERM");
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the daemon process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// The daemon's log so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Every job in the store, via `appliance jobs list --all --json`.
+    pub fn jobs(&self) -> Result<Vec<serde_json::Value>> {
+        let out = run_with_timeout(
+            Command::new(appliance_bin())
+                .args(["jobs", "list", "--all", "--json", "--data-dir"])
+                .arg(&self.data_dir),
+            Duration::from_secs(30),
+        )?;
+        if !out.status.success() {
+            bail!(
+                "appliance jobs list failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).map_err(|e| anyhow!("bad JSON line {l:?}: {e}")))
+            .collect()
+    }
+
+    /// Sends raw bytes as an HTTP POST body to `path` and returns the raw response.
+    pub fn post_raw(&self, path: &str, body: &[u8]) -> Result<Vec<u8>> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/ipp\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n",
+            self.port,
+            body.len()
+        );
+        stream.write_all(head.as_bytes())?;
+        stream.write_all(body)?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response)?;
+        Ok(response)
+    }
+}
+
+impl Drop for Appliance {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A real IPP printer (`ippeveprinter -k`) that keeps what it receives.
+pub struct Printer {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    /// Where it keeps received documents.
+    pub dir: PathBuf,
+}
+
+impl Printer {
+    /// Starts one keeping documents in `dir`.
+    pub fn start(dir: &Path) -> Result<Printer> {
+        let port = free_port();
+        let out = run_with_timeout(
+            Command::new(workspace().join("tests/peers/ipp-printer.sh"))
+                .arg("start")
+                .arg(port.to_string())
+                .arg(dir),
+            Duration::from_secs(120),
+        )?;
+        if !out.status.success() {
+            bail!(
+                "ippeveprinter did not start: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(Printer {
+            port,
+            dir: dir.to_owned(),
+        })
+    }
+
+    /// The printer's URI.
+    pub fn uri(&self) -> String {
+        format!("ipp://127.0.0.1:{}/ipp/print", self.port)
+    }
+
+    /// Documents received so far (not the .prn files ippeveprinter writes beside them).
+    pub fn documents(&self) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut docs: Vec<(PathBuf, Vec<u8>)> = fs::read_dir(&self.dir)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| {
+                        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                        !name.starts_with('.') && !name.ends_with(".prn")
+                    })
+                    .filter_map(|p| fs::read(&p).ok().map(|b| (p, b)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        docs.sort_by_key(|(p, _)| job_number(p));
+        docs
+    }
+}
+
+fn job_number(path: &Path) -> u64 {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.split('-').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(u64::MAX)
+}
+
+impl Drop for Printer {
+    fn drop(&mut self) {
+        let _ = run_with_timeout(
+            Command::new(workspace().join("tests/peers/ipp-printer.sh"))
+                .arg("stop")
+                .arg(&self.dir),
+            Duration::from_secs(30),
+        );
+    }
+}
+
+/// The outcome of one ipptool test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// `[PASS]`
+    Pass,
+    /// `[FAIL]`
+    Fail,
+    /// `[SKIP]`
+    Skip,
+}
+
+/// One ipptool run, parsed.
+#[derive(Debug)]
+pub struct IpptoolRun {
+    /// Test names (as ipptool prints them, possibly cut) and outcomes, in order.
+    pub results: Vec<(String, Outcome)>,
+    /// Everything ipptool printed.
+    pub output: String,
+}
+
+impl IpptoolRun {
+    /// Names of tests with this outcome.
+    pub fn named(&self, outcome: Outcome) -> Vec<&str> {
+        self.results
+            .iter()
+            .filter(|(_, o)| *o == outcome)
+            .map(|(n, _)| n.as_str())
+            .collect()
+    }
+}
+
+/// Copies CUPS's `ipp-1.1.test` and `ipp-2.0.test` into `dir` together with
+/// the documents they print (`document-a4.pdf` etc., which Debian does not
+/// ship), so the suites run in full. With `wait_limit`, the step that waits
+/// for a job to complete polls that many times instead of 30 (for queues
+/// whose jobs are held and never complete). Returns the `ipp-2.0.test` path.
+pub fn conformance_suite(dir: &Path, wait_limit: Option<u32>) -> Result<PathBuf> {
+    fs::create_dir_all(dir)?;
+    let system = Path::new("/usr/share/cups/ipptool");
+    for name in ["ipp-1.1.test", "ipp-2.0.test"] {
+        let mut text = fs::read_to_string(system.join(name))
+            .with_context(|| format!("{name} not found: install cups-ipp-utils"))?;
+        if let Some(limit) = wait_limit {
+            text = text.replace(
+                "REPEAT-NO-MATCH REPEAT-LIMIT 30",
+                &format!("REPEAT-NO-MATCH REPEAT-LIMIT {limit}"),
+            );
+        }
+        fs::write(dir.join(name), text)?;
+    }
+    for doc in [
+        "document-a4.pdf",
+        "document-letter.pdf",
+        "document-a4.ps",
+        "document-letter.ps",
+        "color.jpg",
+        "gray.jpg",
+    ] {
+        fs::copy(fixture(doc), dir.join(doc))?;
+    }
+    Ok(dir.join("ipp-2.0.test"))
+}
+
+/// Runs `ipptool -I -t -f DOCUMENT URI TESTFILE` (continuing past failures).
+pub fn ipptool(
+    uri: &str,
+    test_file: &Path,
+    document: &Path,
+    timeout: Duration,
+) -> Result<IpptoolRun> {
+    let out = run_with_timeout(
+        Command::new("ipptool")
+            .args(["-I", "-t", "-f"])
+            .arg(document)
+            .arg(uri)
+            .arg(test_file),
+        timeout,
+    )?;
+    let output = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results = output
+        .lines()
+        .filter_map(|line| {
+            let line = line.trim_end();
+            let outcome = if line.ends_with("[PASS]") {
+                Outcome::Pass
+            } else if line.ends_with("[FAIL]") {
+                Outcome::Fail
+            } else if line.ends_with("[SKIP]") {
+                Outcome::Skip
+            } else {
+                return None;
+            };
+            let name = line[..line.len() - 6].trim().to_owned();
+            Some((name, outcome))
+        })
+        .collect();
+    Ok(IpptoolRun { results, output })
+}
+
+/// Builds an IPP request by hand (for malformed-input tests): header,
+/// operation attributes (tag, name, value) and an optional document.
+pub fn ipp_request(
+    version: u16,
+    operation: u16,
+    request_id: i32,
+    attributes: &[(u8, &str, &[u8])],
+    document: &[u8],
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&version.to_be_bytes());
+    out.extend_from_slice(&operation.to_be_bytes());
+    out.extend_from_slice(&request_id.to_be_bytes());
+    out.push(0x01);
+    for (tag, name, value) in attributes {
+        out.push(*tag);
+        out.extend_from_slice(&(name.len() as u16).to_be_bytes());
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(&(value.len() as u16).to_be_bytes());
+        out.extend_from_slice(value);
+    }
+    out.push(0x03);
+    out.extend_from_slice(document);
+    out
+}
+
+/// The IPP status code of a raw HTTP response carrying an IPP message.
+pub fn ipp_status(http_response: &[u8]) -> Option<u16> {
+    let split = http_response.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = String::from_utf8_lossy(&http_response[..split]);
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(&http_response[split..])?
+    } else {
+        http_response[split..].to_vec()
+    };
+    (body.len() >= 4).then(|| u16::from_be_bytes([body[2], body[3]]))
+}
+
+fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data.windows(2).position(|w| w == b"\r\n")?;
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&data[..line_end]).ok()?.trim(), 16).ok()?;
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(data.get(..size)?);
+        data = data.get(size + 2..)?;
+    }
+}
+
+/// Standard operation attributes for a request to `uri` as `user`.
+pub fn standard_attributes<'a>(uri: &'a str, user: &'a str) -> Vec<(u8, &'a str, &'a [u8])> {
+    vec![
+        (0x47, "attributes-charset", b"utf-8"),
+        (0x48, "attributes-natural-language", b"en"),
+        (0x45, "printer-uri", uri.as_bytes()),
+        (0x42, "requesting-user-name", user.as_bytes()),
+    ]
+}

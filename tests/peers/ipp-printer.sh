@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# A real IPP printer for tests: CUPS's ippeveprinter, which accepts jobs like
+# an MFD and keeps every document it receives (-k), so tests compare bytes.
+#
+#   ipp-printer.sh start PORT DIR [NAME]   start on 127.0.0.1:PORT keeping
+#                                          documents in DIR; prints its URI
+#   ipp-printer.sh stop DIR                stop the one keeping files in DIR
+#
+# ippeveprinter refuses to start without a DNS-SD daemon, so this gives it
+# one that cannot reach any network: avahi-daemon inside a network namespace
+# ("appliance-mdns") that has only a loopback interface, reached over the
+# system D-Bus socket. Needs root (as in CI). Installs cups-ipp-utils,
+# avahi-daemon, dbus and iproute2 when missing.
+set -euo pipefail
+cmd=${1:-}
+ensure_packages() {
+  local need=()
+  command -v ippeveprinter >/dev/null || need+=(cups-ipp-utils)
+  command -v avahi-daemon >/dev/null || need+=(avahi-daemon)
+  command -v dbus-daemon >/dev/null || need+=(dbus)
+  command -v ip >/dev/null || need+=(iproute2)
+  if [ ${#need[@]} -gt 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q "${need[@]}" >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q "${need[@]}" >/dev/null; }
+  fi
+}
+ensure_mdns() {
+  # One start at a time: tests start printers in parallel.
+  exec 9>/run/appliance-mdns.lock
+  flock 9
+  if [ ! -S /run/dbus/system_bus_socket ] || ! dbus-send --system --dest=org.freedesktop.DBus --print-reply / org.freedesktop.DBus.ListNames >/dev/null 2>&1; then
+    mkdir -p /run/dbus; rm -f /run/dbus/pid
+    dbus-daemon --system --fork
+  fi
+  if ! avahi-daemon --check 2>/dev/null; then
+    ip netns list | grep -qw appliance-mdns || ip netns add appliance-mdns
+    ip netns exec appliance-mdns ip link set lo up
+    local conf=/run/appliance-mdns-avahi.conf
+    cat >"$conf" <<EOC
+[server]
+allow-interfaces=lo
+use-ipv4=yes
+use-ipv6=no
+enable-dbus=yes
+[wide-area]
+enable-wide-area=no
+[publish]
+publish-addresses=no
+publish-hinfo=no
+publish-workstation=no
+[reflector]
+enable-reflector=no
+EOC
+    ip netns exec appliance-mdns avahi-daemon -f "$conf" --no-drop-root --no-chroot -D
+    for _ in $(seq 1 50); do avahi-daemon --check 2>/dev/null && break; sleep 0.1; done
+  fi
+  flock -u 9
+}
+case "$cmd" in
+start)
+  port=${2:?port}; dir=${3:?dir}; name=${4:-Printer$port}
+  ensure_packages; ensure_mdns
+  mkdir -p "$dir"
+  setsid ippeveprinter -k -c /bin/true -d "$dir" -n localhost -p "$port" -r off \
+    -f application/pdf,application/postscript,image/jpeg,image/pwg-raster,image/urf,application/octet-stream \
+    -s 60,40 "$name" >"$dir/.printer.log" 2>&1 &
+  echo $! >"$dir/.printer.pid"
+  for _ in $(seq 1 100); do
+    if ipptool -T 2 "ipp://127.0.0.1:$port/ipp/print" get-printer-attributes.test >/dev/null 2>&1; then
+      echo "ipp://127.0.0.1:$port/ipp/print"; exit 0
+    fi
+    kill -0 "$(cat "$dir/.printer.pid")" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "ippeveprinter did not answer on port $port; see $dir/.printer.log" >&2; exit 1
+  ;;
+stop)
+  dir=${2:?dir}
+  if [ -f "$dir/.printer.pid" ]; then
+    kill -TERM "$(cat "$dir/.printer.pid")" 2>/dev/null || true
+    rm -f "$dir/.printer.pid"
+  fi
+  ;;
+*)
+  sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+esac

@@ -1,0 +1,252 @@
+//! CUPS's own IPP conformance suites (`ipp-1.1.test`, `ipp-2.0.test`) and
+//! CUPS's `lp`, against the real appliance, with a real printer
+//! (`ippeveprinter`) behind the direct queue.
+
+use std::fs;
+use std::process::Command;
+use std::time::Duration;
+
+use e2e::{
+    Appliance, Outcome, Printer, conformance_suite, fixture, ipptool, run_with_timeout, sha256,
+    wait_for,
+};
+
+const SUITE_TIMEOUT: Duration = Duration::from_secs(600);
+
+fn config(printer_uri: &str) -> String {
+    format!(
+        r#"
+[[printer]]
+id = "lobby"
+uri = "{printer_uri}"
+[[queue]]
+name = "secure"
+kind = "pull"
+default = true
+[[queue]]
+name = "lobby-direct"
+kind = "direct"
+printer = "lobby"
+[output]
+retry_initial_secs = 1
+poll_interval_secs = 1
+"#
+    )
+}
+
+#[test]
+fn ipptool_suites_pass_in_full_on_the_direct_queue() {
+    let tmp = tempfile::tempdir().unwrap();
+    let printer = Printer::start(&tmp.path().join("printer")).unwrap();
+    let appliance =
+        Appliance::start(&tmp.path().join("appliance"), &config(&printer.uri())).unwrap();
+    conformance_suite(&tmp.path().join("suite"), None).unwrap();
+    let document = fixture("three-pages.pdf");
+
+    for file in ["ipp-1.1.test", "ipp-2.0.test"] {
+        let run = ipptool(
+            &appliance.uri("lobby-direct"),
+            &tmp.path().join("suite").join(file),
+            &document,
+            SUITE_TIMEOUT,
+        )
+        .unwrap();
+        let failed = run.named(Outcome::Fail);
+        assert!(
+            failed.is_empty(),
+            "{file}: failed {failed:?}\n{}",
+            run.output
+        );
+        assert!(
+            run.named(Outcome::Pass).len() >= 40,
+            "{file}: too few tests ran\n{}",
+            run.output
+        );
+        assert!(
+            !run.output.contains("cannot be read"),
+            "{file}: a document was missing\n{}",
+            run.output
+        );
+    }
+
+    // Every job reaches the printer, and what it received is byte for byte
+    // what was submitted.
+    wait_for(Duration::from_secs(300), "direct jobs to finish", || {
+        let jobs = appliance.jobs().ok()?;
+        jobs.iter()
+            .filter(|j| j["queue"] == "lobby-direct")
+            .all(|j| {
+                matches!(
+                    j["state"].as_str(),
+                    Some("completed" | "canceled" | "aborted")
+                )
+            })
+            .then_some(())
+    })
+    .unwrap();
+    let submitted: Vec<Vec<u8>> = [
+        "three-pages.pdf",
+        "document-a4.pdf",
+        "document-letter.pdf",
+        "document-a4.ps",
+        "document-letter.ps",
+        "color.jpg",
+        "gray.jpg",
+    ]
+    .iter()
+    .map(|n| fs::read(fixture(n)).unwrap())
+    .collect();
+    let received = printer.documents();
+    assert!(
+        received.len() >= 10,
+        "printer got only {} documents",
+        received.len()
+    );
+    for (path, bytes) in &received {
+        assert!(
+            submitted.contains(bytes),
+            "{} differs from every submitted document",
+            path.display()
+        );
+    }
+    let original = fs::read(&document).unwrap();
+    assert!(received.iter().any(|(_, b)| *b == original));
+    let jobs = appliance.jobs().unwrap();
+    assert!(
+        jobs.iter()
+            .any(|j| j["queue"] == "lobby-direct" && j["state"] == "completed"),
+        "no job completed: {jobs:?}"
+    );
+}
+
+/// On a pull queue jobs are held until released at a printer, so they never
+/// complete: the suite's step that waits for completion must fail, and so
+/// may the three that need a completed job. Everything else must pass. Our
+/// copy of the suite polls once instead of 30 times in the waiting step,
+/// since the job cannot complete.
+#[test]
+fn ipptool_suites_pass_on_the_pull_queue_except_completion_steps() {
+    const WAIT_STEP: &str = "Get-Job-Attributes Until Job Complete";
+    const NEEDS_COMPLETED_JOB: &[&str] = &[
+        WAIT_STEP,
+        "RFC 8011 section 4.2.6: Get-Jobs Operation (which-jobs=completed)",
+        "RFC 8011 section 4.2.6: Get-Jobs Operation (which-jobs, requested-at",
+        "RFC 8011 section 4.3.3: Cancel-Job Operation (completed job)",
+    ];
+    let tmp = tempfile::tempdir().unwrap();
+    let appliance = Appliance::start(
+        &tmp.path().join("appliance"),
+        "[[queue]]\nname = \"secure\"\nkind = \"pull\"\ndefault = true\n",
+    )
+    .unwrap();
+    conformance_suite(&tmp.path().join("suite"), Some(1)).unwrap();
+
+    for file in ["ipp-1.1.test", "ipp-2.0.test"] {
+        let run = ipptool(
+            &appliance.uri("secure"),
+            &tmp.path().join("suite").join(file),
+            &fixture("three-pages.pdf"),
+            SUITE_TIMEOUT,
+        )
+        .unwrap();
+        let failed = run.named(Outcome::Fail);
+        assert!(failed.contains(&WAIT_STEP), "{file}: {failed:?}");
+        for name in &failed {
+            assert!(
+                NEEDS_COMPLETED_JOB.contains(name),
+                "{file}: unexpected failure {name:?}\n{}",
+                run.output
+            );
+        }
+        assert!(
+            run.named(Outcome::Pass).len() >= 35,
+            "{file}: too few tests passed\n{}",
+            run.output
+        );
+    }
+    // Held, not printed: every job submitted by the suite is still held or
+    // was canceled by the suite itself.
+    for job in appliance.jobs().unwrap() {
+        assert!(
+            matches!(job["state"].as_str(), Some("held" | "canceled" | "aborted")),
+            "{job}"
+        );
+    }
+}
+
+#[test]
+fn lp_prints_to_the_pull_queue_as_the_named_user() {
+    let tmp = tempfile::tempdir().unwrap();
+    let appliance = Appliance::start(
+        &tmp.path().join("appliance"),
+        "[[queue]]\nname = \"secure\"\nkind = \"pull\"\ndefault = true\n",
+    )
+    .unwrap();
+    let document = fixture("three-pages.pdf");
+    let out = run_with_timeout(
+        Command::new("lp")
+            .args(["-h", &format!("127.0.0.1:{}", appliance.port)])
+            .args(["-d", "secure", "-U", "alice", "-t", "quarterly report"])
+            .arg(&document),
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "lp failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("request id is secure-1"), "{stdout}");
+
+    // The store has it, owned by alice, with the document's exact hash.
+    let jobs = appliance.jobs().unwrap();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(jobs[0]["owner"], "alice");
+    assert_eq!(jobs[0]["state"], "held");
+    assert_eq!(jobs[0]["name"], "quarterly report");
+    assert_eq!(jobs[0]["sha256"], sha256(&fs::read(&document).unwrap()));
+
+    // Get-Jobs shows it to alice with her name; bob sees the job but not
+    // whose it is or what it is called.
+    let get_jobs = tmp.path().join("get-jobs.test");
+    fs::write(
+        &get_jobs,
+        r#"{
+	NAME "Get-Jobs as $requester"
+	OPERATION Get-Jobs
+	GROUP operation-attributes-tag
+	ATTR charset attributes-charset utf-8
+	ATTR naturalLanguage attributes-natural-language en
+	ATTR uri printer-uri $uri
+	ATTR name requesting-user-name $requester
+	ATTR keyword requested-attributes job-id,job-name,job-originating-user-name,job-state
+	STATUS successful-ok
+	EXPECT job-id COUNT 1 WITH-VALUE 1
+	EXPECT job-state WITH-VALUE 4
+	EXPECT job-originating-user-name WITH-VALUE "alice" IF-DEFINED owner
+	EXPECT job-name WITH-VALUE "quarterly report" IF-DEFINED owner
+	EXPECT !job-originating-user-name IF-NOT-DEFINED owner
+	EXPECT !job-name IF-NOT-DEFINED owner
+}
+"#,
+    )
+    .unwrap();
+    for (user, owner) in [("alice", true), ("bob", false)] {
+        let mut cmd = Command::new("ipptool");
+        cmd.args(["-t", "-d", &format!("requester={user}")]);
+        if owner {
+            cmd.args(["-d", "owner=1"]);
+        }
+        let out = run_with_timeout(
+            cmd.arg(appliance.uri("secure")).arg(&get_jobs),
+            Duration::from_secs(60),
+        )
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "Get-Jobs as {user}:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}
