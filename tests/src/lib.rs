@@ -491,19 +491,100 @@ pub fn ipp_request(
     out
 }
 
-/// The IPP status code of a raw HTTP response carrying an IPP message.
-pub fn ipp_status(http_response: &[u8]) -> Option<u16> {
-    let split = http_response.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
-    let head = String::from_utf8_lossy(&http_response[..split]);
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(&http_response[split..])?
-    } else {
-        http_response[split..].to_vec()
-    };
-    (body.len() >= 4).then(|| u16::from_be_bytes([body[2], body[3]]))
+/// An IPP response as the tests need it.
+#[derive(Debug, Clone)]
+pub struct IppResponse {
+    /// HTTP status code.
+    pub http_status: u16,
+    /// IPP status code.
+    pub status: u16,
+    /// Attributes as (value tag, name, value bytes); additional values of a
+    /// set carry the name of the first.
+    pub attributes: Vec<(u8, String, Vec<u8>)>,
+}
+
+impl IppResponse {
+    /// Parses a raw HTTP/1.1 response carrying an IPP message.
+    pub fn parse(http_response: &[u8]) -> Result<IppResponse> {
+        let split = http_response
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .context("no end of HTTP headers")?
+            + 4;
+        let head = String::from_utf8_lossy(&http_response[..split]).to_string();
+        let http_status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .context("no HTTP status")?;
+        let body = if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
+            dechunk(&http_response[split..]).context("bad chunked body")?
+        } else {
+            http_response[split..].to_vec()
+        };
+        if body.len() < 9 {
+            bail!(
+                "IPP body too short ({} bytes); HTTP head: {head}",
+                body.len()
+            );
+        }
+        let status = u16::from_be_bytes([body[2], body[3]]);
+        let mut attributes = Vec::new();
+        let mut i = 8;
+        let mut last_name = String::new();
+        while i < body.len() {
+            let tag = body[i];
+            i += 1;
+            if tag <= 0x0f {
+                if tag == 0x03 {
+                    break;
+                }
+                continue;
+            }
+            let take = |i: &mut usize, n: usize| -> Result<Vec<u8>> {
+                let v = body
+                    .get(*i..*i + n)
+                    .context("truncated attribute")?
+                    .to_vec();
+                *i += n;
+                Ok(v)
+            };
+            let name_len =
+                u16::from_be_bytes(take(&mut i, 2)?.try_into().unwrap_or([0, 0])) as usize;
+            let name = String::from_utf8_lossy(&take(&mut i, name_len)?).to_string();
+            let value_len =
+                u16::from_be_bytes(take(&mut i, 2)?.try_into().unwrap_or([0, 0])) as usize;
+            let value = take(&mut i, value_len)?;
+            if !name.is_empty() {
+                last_name = name;
+            }
+            attributes.push((tag, last_name.clone(), value));
+        }
+        Ok(IppResponse {
+            http_status,
+            status,
+            attributes,
+        })
+    }
+
+    /// The first integer value of attribute `name`.
+    pub fn integer(&self, name: &str) -> Option<i32> {
+        self.attributes
+            .iter()
+            .find(|(_, n, v)| n == name && v.len() == 4)
+            .map(|(_, _, v)| i32::from_be_bytes([v[0], v[1], v[2], v[3]]))
+    }
+
+    /// The first value of attribute `name` as text.
+    pub fn text(&self, name: &str) -> Option<String> {
+        self.attributes
+            .iter()
+            .find(|(_, n, _)| n == name)
+            .map(|(_, _, v)| String::from_utf8_lossy(v).to_string())
+    }
 }
 
 fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {

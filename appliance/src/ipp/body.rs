@@ -16,6 +16,8 @@ use hyper::body::{Body, Incoming};
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
+use super::guard::AttributeGuard;
+
 /// See the module documentation.
 pub struct BodyReader {
     body: Incoming,
@@ -24,6 +26,7 @@ pub struct BodyReader {
     deadline: Pin<Box<Sleep>>,
     limit: Option<u64>,
     consumed: u64,
+    guard: Option<AttributeGuard>,
 }
 
 impl BodyReader {
@@ -36,6 +39,7 @@ impl BodyReader {
             deadline: Box::pin(tokio::time::sleep(idle)),
             limit,
             consumed: 0,
+            guard: Some(AttributeGuard::default()),
         }
     }
 
@@ -82,9 +86,17 @@ impl AsyncRead for BodyReader {
             && this.consumed + n as u64 > limit
         {
             return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("request attributes exceed {limit} bytes"),
+                io::ErrorKind::FileTooLarge,
+                format!("the request's attributes exceed this appliance's limit of {limit} bytes"),
             )));
+        }
+        if let Some(guard) = &mut this.guard {
+            if let Err(e) = guard.feed(&this.chunk[..n]) {
+                return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e)));
+            }
+            if guard.is_done() {
+                this.guard = None;
+            }
         }
         buf.put_slice(&this.chunk[..n]);
         this.chunk.advance(n);

@@ -9,6 +9,7 @@
 
 pub mod body;
 pub mod error;
+pub mod guard;
 pub mod intake;
 pub mod job_attrs;
 pub mod printer_attrs;

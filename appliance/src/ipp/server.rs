@@ -211,9 +211,7 @@ where
         Ok(Err(_)) => Err(IppError::BadRequest("malformed IPP request".into())),
         Ok(Ok(Err(e))) => Err(match e.io_kind() {
             Some(std::io::ErrorKind::TimedOut) => IppError::Timeout(deadline.as_secs()),
-            Some(std::io::ErrorKind::InvalidData) if e.to_string().contains("exceed") => {
-                IppError::TooLarge(e.to_string())
-            }
+            Some(std::io::ErrorKind::FileTooLarge) => IppError::TooLarge(e.to_string()),
             Some(std::io::ErrorKind::UnexpectedEof) => {
                 IppError::BadRequest("the IPP request ended early (truncated)".into())
             }
