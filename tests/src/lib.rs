@@ -231,6 +231,24 @@ impl Appliance {
         Ok(())
     }
 
+    /// The daemon's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Peak resident memory of the daemon so far (`VmHWM`), in bytes.
+    pub fn peak_rss(&self) -> Result<u64> {
+        let pid = self.pid().context("the appliance is not running")?;
+        let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let kb: u64 = status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .context("no VmHWM in /proc status")?;
+        Ok(kb * 1024)
+    }
+
     /// Whether the daemon process is still running.
     pub fn is_running(&mut self) -> bool {
         self.child
@@ -600,6 +618,61 @@ fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
         out.extend_from_slice(data.get(..size)?);
         data = data.get(size + 2..)?;
     }
+}
+
+/// A small, fast pseudo-random generator (xorshift64*), so tests are
+/// reproducible from a printed seed.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// Seeded generator (a zero seed is replaced).
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.max(1))
+    }
+
+    /// Next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Uniform in `lo..hi`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next_u64() % (hi - lo).max(1)
+    }
+
+    /// `len` incompressible bytes after a PDF header.
+    pub fn pdf(&mut self, len: usize) -> Vec<u8> {
+        let mut doc = b"%PDF-1.4\n".to_vec();
+        while doc.len() < len {
+            doc.extend_from_slice(&self.next_u64().to_le_bytes());
+        }
+        doc.truncate(len.max(9));
+        doc
+    }
+}
+
+/// Sends Print-Job over a fresh connection and parses the answer.
+pub fn send_print_job(port: u16, queue: &str, user: &str, document: &[u8]) -> Result<IppResponse> {
+    let uri = format!("ipp://127.0.0.1:{port}/ipp/print/{queue}");
+    let mut attrs = standard_attributes(&uri, user);
+    attrs.push((0x49, "document-format", b"application/pdf"));
+    let body = ipp_request(0x0101, 0x0002, 1, &attrs, document);
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let head = format!(
+        "POST /ipp/print/{queue} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/ipp\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(&body)?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    IppResponse::parse(&response)
 }
 
 /// Standard operation attributes for a request to `uri` as `user`.
