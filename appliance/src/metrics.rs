@@ -51,6 +51,10 @@ pub struct Metrics {
     pub store_errors: Counter,
     /// Write operations committed per SQLite transaction (group commit).
     pub store_commit_batch: Histogram,
+    /// Seconds to commit one batch (SQLite transaction and WAL fsync).
+    pub store_commit_seconds: Histogram,
+    /// Seconds from a document's first byte to its durable spool file.
+    pub spool_write_seconds: Histogram,
     /// Jobs currently held (set at scrape time).
     pub jobs_held: Gauge,
     /// Jobs waiting for or being sent to a printer (set at scrape time).
@@ -68,6 +72,8 @@ impl Metrics {
         let ipp_requests = Family::<RequestLabels, Counter>::default();
         let store_errors = Counter::default();
         let store_commit_batch = Histogram::new(exponential_buckets(1.0, 2.0, 9));
+        let store_commit_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 14));
+        let spool_write_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 18));
         let jobs_held = Gauge::default();
         let jobs_queued = Gauge::default();
         let output_attempts = Family::<OutputLabels, Counter>::default();
@@ -96,6 +102,16 @@ impl Metrics {
             "Write operations per SQLite commit (group commit)",
             store_commit_batch.clone(),
         );
+        registry.register(
+            "store_commit_seconds",
+            "Time to commit one batch of writes",
+            store_commit_seconds.clone(),
+        );
+        registry.register(
+            "spool_write_seconds",
+            "Time from a document's first byte to its durable spool file",
+            spool_write_seconds.clone(),
+        );
         registry.register("jobs_held", "Jobs held for release", jobs_held.clone());
         registry.register(
             "jobs_queued",
@@ -114,6 +130,8 @@ impl Metrics {
             ipp_requests,
             store_errors,
             store_commit_batch,
+            store_commit_seconds,
+            spool_write_seconds,
             jobs_held,
             jobs_queued,
             output_attempts,

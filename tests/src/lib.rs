@@ -281,6 +281,28 @@ impl Appliance {
             .collect()
     }
 
+    /// `GET path` on the appliance's listener; the response body as text.
+    pub fn get(&self, path: &str) -> Result<String> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response)?;
+        let text = String::from_utf8_lossy(&response);
+        let (head, body) = text.split_once("\r\n\r\n").context("no HTTP body")?;
+        if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
+            let body = dechunk(body.as_bytes()).context("bad chunked body")?;
+            return Ok(String::from_utf8_lossy(&body).to_string());
+        }
+        Ok(body.to_owned())
+    }
+
     /// Sends raw bytes as an HTTP POST body to `path` and returns the raw response.
     pub fn post_raw(&self, path: &str, body: &[u8]) -> Result<Vec<u8>> {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
@@ -316,7 +338,11 @@ pub struct Printer {
 impl Printer {
     /// Starts one keeping documents in `dir`.
     pub fn start(dir: &Path) -> Result<Printer> {
-        let port = free_port();
+        Printer::start_on(dir, free_port())
+    }
+
+    /// Starts one on a given port (e.g. one the appliance already points at).
+    pub fn start_on(dir: &Path, port: u16) -> Result<Printer> {
         let out = run_with_timeout(
             Command::new(workspace().join("tests/peers/ipp-printer.sh"))
                 .arg("start")
@@ -481,6 +507,34 @@ pub fn ipptool(
         })
         .collect();
     Ok(IpptoolRun { results, output })
+}
+
+/// Runs an ipptool test file given as text, with `-d NAME=VALUE` variables.
+/// Returns whether every test passed, and ipptool's output.
+pub fn ipptool_text(
+    uri: &str,
+    test: &str,
+    document: Option<&Path>,
+    vars: &[(&str, &str)],
+) -> Result<(bool, String)> {
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("inline.test");
+    fs::write(&file, test)?;
+    let mut cmd = Command::new("ipptool");
+    cmd.arg("-t");
+    if let Some(document) = document {
+        cmd.arg("-f").arg(document);
+    }
+    for (k, v) in vars {
+        cmd.arg("-d").arg(format!("{k}={v}"));
+    }
+    let out = run_with_timeout(cmd.arg(uri).arg(&file), Duration::from_secs(120))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok((out.status.success(), text))
 }
 
 /// Builds an IPP request by hand (for malformed-input tests): header,
@@ -655,24 +709,71 @@ impl Rng {
     }
 }
 
-/// Sends Print-Job over a fresh connection and parses the answer.
+/// Sends Print-Job to the appliance queue `queue` over a fresh connection.
 pub fn send_print_job(port: u16, queue: &str, user: &str, document: &[u8]) -> Result<IppResponse> {
-    let uri = format!("ipp://127.0.0.1:{port}/ipp/print/{queue}");
+    send_print_job_to(port, &format!("/ipp/print/{queue}"), user, document)
+}
+
+/// Sends Print-Job to the printer at `path` on `127.0.0.1:port` over a
+/// fresh connection (works for the appliance and for cupsd alike).
+pub fn send_print_job_to(
+    port: u16,
+    path: &str,
+    user: &str,
+    document: &[u8],
+) -> Result<IppResponse> {
+    let (response, _) = upload(port, path, user, document.len() as u64, |out| {
+        out.write_all(document)
+    })?;
+    Ok(response)
+}
+
+/// Sends Print-Job with a `size`-byte document that `write_document` streams
+/// into the connection (so neither side needs it in memory). Returns the
+/// answer and the time from the first byte sent to the last byte received.
+pub fn upload(
+    port: u16,
+    path: &str,
+    user: &str,
+    size: u64,
+    write_document: impl FnOnce(&mut TcpStream) -> std::io::Result<()>,
+) -> Result<(IppResponse, Duration)> {
+    let uri = format!("ipp://127.0.0.1:{port}{path}");
     let mut attrs = standard_attributes(&uri, user);
     attrs.push((0x49, "document-format", b"application/pdf"));
-    let body = ipp_request(0x0101, 0x0002, 1, &attrs, document);
+    let ipp_head = ipp_request(0x0101, 0x0002, 1, &attrs, b"");
+    let started = Instant::now();
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    stream.set_read_timeout(Some(Duration::from_secs(900)))?;
     let head = format!(
-        "POST /ipp/print/{queue} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/ipp\r\n\
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/ipp\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
+        ipp_head.len() as u64 + size
     );
     stream.write_all(head.as_bytes())?;
-    stream.write_all(&body)?;
+    stream.write_all(&ipp_head)?;
+    write_document(&mut stream)?;
     let mut response = Vec::new();
     stream.read_to_end(&mut response)?;
-    IppResponse::parse(&response)
+    let elapsed = started.elapsed();
+    Ok((IppResponse::parse(&response)?, elapsed))
+}
+
+/// Streams `size` bytes of incompressible PDF-headed data, generated 1 MiB
+/// at a time.
+pub fn write_generated(out: &mut impl Write, size: u64, seed: u64) -> std::io::Result<()> {
+    let mut rng = Rng::new(seed);
+    let mut chunk = rng.pdf(1 << 20);
+    let mut sent = 0u64;
+    while sent < size {
+        let n = chunk.len().min((size - sent) as usize);
+        out.write_all(&chunk[..n])?;
+        sent += n as u64;
+        for b in chunk.chunks_mut(8) {
+            b.copy_from_slice(&rng.next_u64().to_le_bytes()[..b.len()]);
+        }
+    }
+    Ok(())
 }
 
 /// Standard operation attributes for a request to `uri` as `user`.

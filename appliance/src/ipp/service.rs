@@ -631,7 +631,8 @@ impl IppService {
         body: Body,
         format: &str,
     ) -> Result<Option<Received>, IppError> {
-        intake::receive(
+        let started = std::time::Instant::now();
+        let received = intake::receive(
             self.store.spool().clone(),
             uuid,
             body,
@@ -639,7 +640,13 @@ impl IppService {
             self.limits.max_document_bytes,
             self.limits.idle_timeout_secs,
         )
-        .await
+        .await;
+        if let Ok(Some(_)) = &received {
+            self.metrics
+                .spool_write_seconds
+                .observe(started.elapsed().as_secs_f64());
+        }
+        received
     }
 
     fn submission_reply(

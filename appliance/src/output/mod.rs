@@ -223,9 +223,9 @@ mod tests {
         let uuid = JobUuid::new();
         let mut w = spool.create(uuid).unwrap();
         w.write_all(data).unwrap();
-        let mut doc = w.finish().unwrap();
+        let doc = w.finish().unwrap();
         let sha = doc.sha256.clone();
-        spool.publish(&mut doc).unwrap();
+        doc.keep();
         (dir, spool, uuid, sha)
     }
 

@@ -2,16 +2,17 @@
 //!
 //! This is the only module that touches SQLite. One writer thread owns the
 //! write connection and commits whatever has queued up in one transaction
-//! (group commit): for a batch it renames finished spool files into place,
-//! fsyncs the spool directory once, then commits once, and only then answers
-//! each caller. So an acknowledged job is on disk, and a visible job always
-//! has its complete document. Reads use a small pool of read-only
+//! (group commit: one WAL fsync for the whole batch), and only then answers
+//! each caller. Documents arrive already durable under their final name
+//! ([`SpoolWriter::finish`]), so an acknowledged job is on disk, and a
+//! visible job always has its complete document. Reads use a small pool of read-only
 //! connections on blocking threads; WAL lets them run beside the writer.
 //!
 //! Every state change is a closure run by the writer against the current
 //! row ([`JobStore::modify`]), so checks like "only a held job can be
 //! released" are atomic with the write: a compare-and-set.
 
+pub mod dir_sync;
 pub mod schema;
 pub mod spool;
 
@@ -254,11 +255,10 @@ impl JobStore {
     ) -> Result<Option<JobRecord>, StoreError> {
         let queue = queue.to_owned();
         self.read(move |conn| {
-            conn.query_row(
-                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE queue = ?1 AND ipp_job_id = ?2"),
-                params![queue, ipp_job_id],
-                schema::job_from_row,
-            )
+            conn.prepare_cached(&format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE queue = ?1 AND ipp_job_id = ?2"
+            ))?
+            .query_row(params![queue, ipp_job_id], schema::job_from_row)
             .optional()
         })
         .await
@@ -411,12 +411,9 @@ impl StoreReader {
 }
 
 fn find_job(conn: &Connection, uuid: JobUuid) -> rusqlite::Result<Option<JobRecord>> {
-    conn.query_row(
-        &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE uuid = ?1"),
-        params![uuid.to_string()],
-        schema::job_from_row,
-    )
-    .optional()
+    conn.prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE uuid = ?1"))?
+        .query_row(params![uuid.to_string()], schema::job_from_row)
+        .optional()
 }
 
 fn list_jobs(conn: &Connection, query: &JobQuery) -> rusqlite::Result<Vec<JobRecord>> {
@@ -437,7 +434,7 @@ fn list_jobs(conn: &Connection, query: &JobQuery) -> rusqlite::Result<Vec<JobRec
          AND (?1 IS NULL OR queue = ?1) AND (?2 IS NULL OR owner = ?2) \
          ORDER BY {order} LIMIT ?3"
     );
-    let mut stmt = conn.prepare(&sql)?;
+    let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(
         params![query.queue, query.owner, i64::from(query.limit)],
         schema::job_from_row,
@@ -531,15 +528,20 @@ fn run_writer(
             }
         }
         metrics.store_commit_batch.observe(batch.len() as f64);
+        let started = std::time::Instant::now();
         commit_batch(&mut conn, &spool, batch, &metrics);
+        metrics
+            .store_commit_seconds
+            .observe(started.elapsed().as_secs_f64());
     }
 }
 
 /// The result of one operation inside a batch, before the batch commits.
 struct Applied {
     job: JobRecord,
-    /// Spool file renamed into place by this operation (removed if the batch fails).
-    published: Option<PathBuf>,
+    /// The document this operation attached: kept once the batch commits,
+    /// deleted (by its drop) if it does not.
+    document: Option<SpooledDocument>,
     /// The job just finished: its document can go once the batch commits.
     release_document: bool,
 }
@@ -568,7 +570,7 @@ fn commit_batch(conn: &mut Connection, spool: &Spool, batch: Vec<WriteOp>, metri
                 reply,
             } => (
                 reply,
-                apply_in_savepoint(&mut tx, |sp| apply_insert(sp, spool, *job, document)),
+                apply_in_savepoint(&mut tx, |sp| apply_insert(sp, *job, document)),
             ),
             WriteOp::Modify {
                 uuid,
@@ -577,33 +579,16 @@ fn commit_batch(conn: &mut Connection, spool: &Spool, batch: Vec<WriteOp>, metri
                 reply,
             } => (
                 reply,
-                apply_in_savepoint(&mut tx, |sp| {
-                    apply_modify(sp, spool, uuid, document, change)
-                }),
+                apply_in_savepoint(&mut tx, |sp| apply_modify(sp, uuid, document, change)),
             ),
         };
         replies.push((reply, result));
     }
 
-    let published: Vec<&PathBuf> = replies
-        .iter()
-        .filter_map(|(_, r)| r.as_ref().ok().and_then(|a| a.published.as_ref()))
-        .collect();
-    let durable = if published.is_empty() {
-        Ok(())
-    } else {
-        spool.sync_dir().map_err(StoreError::from)
-    };
-    let committed = durable.and_then(|()| tx.commit().map_err(StoreError::from));
-
-    if let Err(e) = committed {
+    if let Err(e) = tx.commit().map_err(StoreError::from) {
         tracing::error!(error = %e, "store: batch commit failed; nothing in it was acknowledged");
-        for (reply, result) in replies {
-            if let Ok(applied) = &result
-                && let Some(path) = &applied.published
-            {
-                let _ = std::fs::remove_file(path);
-            }
+        // Dropping the results deletes the documents they carried.
+        for (reply, _) in replies {
             metrics.store_errors.inc();
             let _ = reply.send(Err(match &e {
                 StoreError::DiskFull(m) => StoreError::DiskFull(m.clone()),
@@ -615,6 +600,9 @@ fn commit_batch(conn: &mut Connection, spool: &Spool, batch: Vec<WriteOp>, metri
 
     for (reply, result) in replies {
         let answer = result.map(|applied| {
+            if let Some(document) = applied.document {
+                document.keep();
+            }
             if applied.release_document
                 && let Err(e) = spool.remove(applied.job.uuid)
             {
@@ -648,26 +636,20 @@ fn apply_in_savepoint(
 
 fn apply_insert(
     conn: &Connection,
-    spool: &Spool,
     mut job: JobRecord,
     document: Option<SpooledDocument>,
 ) -> Result<Applied, StoreError> {
     job.ipp_job_id = schema::next_ipp_job_id(conn, &job.queue)?;
     schema::insert_job(conn, &job)?;
-    let published = match document {
-        Some(mut doc) => Some(spool.publish(&mut doc)?),
-        None => None,
-    };
     Ok(Applied {
         job,
-        published,
+        document,
         release_document: false,
     })
 }
 
 fn apply_modify(
     conn: &Connection,
-    spool: &Spool,
     uuid: JobUuid,
     document: Option<SpooledDocument>,
     change: Change,
@@ -676,14 +658,10 @@ fn apply_modify(
     let was_finished = job.state.is_terminal();
     change(&mut job, document.as_ref())?;
     schema::update_job(conn, &job)?;
-    let published = match document {
-        Some(mut doc) => Some(spool.publish(&mut doc)?),
-        None => None,
-    };
     Ok(Applied {
         release_document: !was_finished && job.state.is_terminal() && job.document.is_some(),
         job,
-        published,
+        document,
     })
 }
 

@@ -109,82 +109,79 @@ fn corrupt(column: usize, name: &str) -> rusqlite::Error {
 
 /// Takes the next IPP job-id of `queue` (1, 2, 3, ... never reused).
 pub(super) fn next_ipp_job_id(conn: &Connection, queue: &str) -> rusqlite::Result<i32> {
-    conn.query_row(
+    conn.prepare_cached(
         "INSERT INTO queue_job_ids (queue, last_job_id) VALUES (?1, 1)
          ON CONFLICT (queue) DO UPDATE SET last_job_id = last_job_id + 1
          RETURNING last_job_id",
-        params![queue],
-        |row| row.get(0),
-    )
+    )?
+    .query_row(params![queue], |row| row.get(0))
 }
 
 /// Inserts a new job row.
 pub(super) fn insert_job(conn: &Connection, job: &JobRecord) -> rusqlite::Result<()> {
     let doc = job.document.as_ref();
-    conn.execute(
-        &format!(
-            "INSERT INTO jobs ({JOB_COLUMNS}) VALUES \
-             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
-              ?19, ?20, ?21, ?22, ?23)"
-        ),
-        params![
-            job.uuid.to_string(),
-            job.queue,
-            job.ipp_job_id,
-            job.owner,
-            job.name,
-            job.state as i64,
-            job.state_reasons,
-            job.state_message,
-            job.hold_until,
-            job.template,
-            doc.map(|d| &d.format),
-            doc.and_then(|d| d.name.as_ref()),
-            doc.map(|d| d.size as i64),
-            doc.map(|d| d.spool_size as i64),
-            doc.map(|d| &d.sha256),
-            job.documents_complete,
-            job.created_ms,
-            job.processing_ms,
-            job.completed_ms,
-            job.printer,
-            job.device_job_id,
-            job.attempts,
-            job.next_attempt_ms,
-        ],
-    )?;
+    conn.prepare_cached(&format!(
+        "INSERT INTO jobs ({JOB_COLUMNS}) VALUES \
+         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
+          ?19, ?20, ?21, ?22, ?23)"
+    ))?
+    .execute(params![
+        job.uuid.to_string(),
+        job.queue,
+        job.ipp_job_id,
+        job.owner,
+        job.name,
+        job.state as i64,
+        job.state_reasons,
+        job.state_message,
+        job.hold_until,
+        job.template,
+        doc.map(|d| &d.format),
+        doc.and_then(|d| d.name.as_ref()),
+        doc.map(|d| d.size as i64),
+        doc.map(|d| d.spool_size as i64),
+        doc.map(|d| &d.sha256),
+        job.documents_complete,
+        job.created_ms,
+        job.processing_ms,
+        job.completed_ms,
+        job.printer,
+        job.device_job_id,
+        job.attempts,
+        job.next_attempt_ms,
+    ])?;
     Ok(())
 }
 
 /// Writes back every mutable column of an existing job.
 pub(super) fn update_job(conn: &Connection, job: &JobRecord) -> rusqlite::Result<()> {
     let doc = job.document.as_ref();
-    conn.execute(
+    conn.prepare_cached(
         "UPDATE jobs SET name = ?2, state = ?3, state_reasons = ?4, state_message = ?5, \
          hold_until = ?6, doc_format = ?7, doc_name = ?8, doc_size = ?9, doc_spool_size = ?10, \
          doc_sha256 = ?11, documents_complete = ?12, processing_ms = ?13, completed_ms = ?14, \
          printer = ?15, device_job_id = ?16, attempts = ?17, next_attempt_ms = ?18 \
          WHERE uuid = ?1",
-        params![
-            job.uuid.to_string(),
-            job.name,
-            job.state as i64,
-            job.state_reasons,
-            job.state_message,
-            job.hold_until,
-            doc.map(|d| &d.format),
-            doc.and_then(|d| d.name.as_ref()),
-            doc.map(|d| d.size as i64),
-            doc.map(|d| d.spool_size as i64),
-            doc.map(|d| &d.sha256),
-            job.documents_complete,
-            job.processing_ms,
-            job.completed_ms,
-            job.printer,
-            job.device_job_id,
-            job.attempts,
-            job.next_attempt_ms,
-        ],
-    )?;
+    )?
+    .execute(params![
+        job.uuid.to_string(),
+        job.name,
+        job.state as i64,
+        job.state_reasons,
+        job.state_message,
+        job.hold_until,
+        doc.map(|d| &d.format),
+        doc.and_then(|d| d.name.as_ref()),
+        doc.map(|d| d.size as i64),
+        doc.map(|d| d.spool_size as i64),
+        doc.map(|d| &d.sha256),
+        job.documents_complete,
+        job.processing_ms,
+        job.completed_ms,
+        job.printer,
+        job.device_job_id,
+        job.attempts,
+        job.next_attempt_ms,
+    ])?;
     Ok(())
 }

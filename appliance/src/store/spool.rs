@@ -1,10 +1,13 @@
 //! Spool files: the document bytes of each job, zstd-compressed on disk.
 //!
 //! A document is written to `spool/tmp/`, hashed (SHA-256 of the bytes as
-//! sent) and fsynced; the store's writer then renames it to
-//! `spool/<uuid>.zst` and fsyncs the directory *before* it commits the job
-//! row. So a committed job always has a complete file, and anything else
-//! found at start-up is a crash leftover: [`Spool::recover`] removes it.
+//! sent), fsynced, renamed to `spool/<uuid>.zst`, and the spool directory
+//! fsynced ([`SpoolWriter::finish`]); only then does the store commit the
+//! job row. So a committed job always has a complete, durable file, and any
+//! other file found at start-up is a crash leftover: [`Spool::recover`]
+//! removes it. The finish steps run on each upload's own thread, so the
+//! fsyncs of concurrent uploads overlap instead of queueing behind the
+//! store's single writer.
 //!
 //! Everything here is blocking I/O; callers run it on blocking threads.
 
@@ -12,9 +15,11 @@ use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
+use super::dir_sync::DirSync;
 use crate::job::JobUuid;
 
 const SPOOL_SUFFIX: &str = "zst";
@@ -27,6 +32,7 @@ pub struct Spool {
     dir: PathBuf,
     tmp: PathBuf,
     level: i32,
+    dir_sync: Arc<DirSync>,
 }
 
 /// What start-up found and removed.
@@ -47,6 +53,7 @@ impl Spool {
             dir: dir.to_owned(),
             tmp,
             level,
+            dir_sync: Arc::new(DirSync::new(dir.to_owned())),
         })
     }
 
@@ -62,6 +69,7 @@ impl Spool {
         let guard = TempFile(Some(tmp_path));
         let encoder = zstd::Encoder::new(BufWriter::with_capacity(WRITE_BUFFER, file), self.level)?;
         Ok(SpoolWriter {
+            spool: self.clone(),
             uuid,
             guard,
             encoder,
@@ -70,24 +78,10 @@ impl Spool {
         })
     }
 
-    /// Moves a finished document into place (not yet durable: call
-    /// [`Spool::sync_dir`] once for a batch). Returns the final path.
-    pub fn publish(&self, doc: &mut SpooledDocument) -> io::Result<PathBuf> {
-        let target = self.path(doc.uuid);
-        let tmp = doc.guard.0.as_ref().ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::NotFound,
-                "spooled document already published",
-            )
-        })?;
-        fs::rename(tmp, &target)?;
-        doc.guard.0 = None;
-        Ok(target)
-    }
-
-    /// Makes renames and removals in the spool directory durable.
+    /// Makes renames and removals in the spool directory durable (sharing
+    /// the fsync with concurrent callers).
     pub fn sync_dir(&self) -> io::Result<()> {
-        File::open(&self.dir)?.sync_all()
+        self.dir_sync.sync()
     }
 
     /// Opens a committed document, decompressing as it is read.
@@ -136,6 +130,7 @@ impl Spool {
 
 /// Streams one document into a temporary spool file.
 pub struct SpoolWriter {
+    spool: Spool,
     uuid: JobUuid,
     guard: TempFile,
     encoder: zstd::Encoder<'static, BufWriter<File>>,
@@ -149,11 +144,14 @@ impl SpoolWriter {
         self.size
     }
 
-    /// Finishes the compressed stream and fsyncs the file.
+    /// Finishes the compressed stream, fsyncs the file, moves it to its
+    /// final name and fsyncs the directory: afterwards the document survives
+    /// power loss, and only the job row is missing to make it a job.
     pub fn finish(self) -> io::Result<SpooledDocument> {
         let SpoolWriter {
+            spool,
             uuid,
-            guard,
+            mut guard,
             encoder,
             hasher,
             size,
@@ -161,6 +159,15 @@ impl SpoolWriter {
         let file = encoder.finish()?.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
         let spool_size = file.metadata()?.len();
+        drop(file);
+        let target = spool.path(uuid);
+        if let Some(tmp) = guard.0.take() {
+            // From here on the guard owns the final name: dropped before the
+            // job commits, the document is deleted.
+            guard.0 = Some(target.clone());
+            fs::rename(&tmp, &target)?;
+        }
+        spool.sync_dir()?;
         Ok(SpooledDocument {
             uuid,
             guard,
@@ -184,8 +191,8 @@ impl Write for SpoolWriter {
     }
 }
 
-/// A complete, fsynced document waiting in `tmp/` for its job to commit.
-/// Dropped without being published, it deletes its file.
+/// A complete, durable document waiting for its job row to commit.
+/// Dropped without [`SpooledDocument::keep`], it deletes its file.
 #[derive(Debug)]
 pub struct SpooledDocument {
     /// The job it belongs to.
@@ -199,7 +206,14 @@ pub struct SpooledDocument {
     pub sha256: String,
 }
 
-/// Deletes a temporary file unless it was moved into place.
+impl SpooledDocument {
+    /// The job row referencing this document has committed: keep the file.
+    pub fn keep(mut self) {
+        self.guard.0 = None;
+    }
+}
+
+/// Deletes a file that no committed job references.
 #[derive(Debug)]
 struct TempFile(Option<PathBuf>);
 
@@ -245,11 +259,11 @@ mod tests {
         let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
         let mut writer = spool.create(uuid).unwrap();
         writer.write_all(&data).unwrap();
-        let mut doc = writer.finish().unwrap();
+        let doc = writer.finish().unwrap();
         assert_eq!(doc.size, data.len() as u64);
         assert!(doc.spool_size < doc.size, "repetitive data compresses");
-        spool.publish(&mut doc).unwrap();
-        spool.sync_dir().unwrap();
+        let (doc_size, doc_sha) = (doc.size, doc.sha256.clone());
+        doc.keep();
         let mut back = Vec::new();
         spool
             .open_document(uuid)
@@ -258,7 +272,7 @@ mod tests {
             .unwrap();
         assert_eq!(back, data);
         let (size, sha) = hash_document(&data[..]).unwrap();
-        assert_eq!((size, sha), (doc.size, doc.sha256.clone()));
+        assert_eq!((size, sha), (doc_size, doc_sha));
     }
 
     #[test]
@@ -267,8 +281,14 @@ mod tests {
         let mut writer = spool.create(JobUuid::new()).unwrap();
         writer.write_all(b"partial").unwrap();
         drop(writer);
-        let doc = spool.create(JobUuid::new()).unwrap().finish().unwrap();
+        let uuid = JobUuid::new();
+        let doc = spool.create(uuid).unwrap().finish().unwrap();
+        assert!(spool.path(uuid).exists());
         drop(doc);
+        assert!(
+            !spool.path(uuid).exists(),
+            "an uncommitted document is removed"
+        );
         assert_eq!(fs::read_dir(&spool.tmp).unwrap().count(), 0);
     }
 
@@ -278,8 +298,7 @@ mod tests {
         let kept = JobUuid::new();
         let orphan = JobUuid::new();
         for uuid in [kept, orphan] {
-            let mut doc = spool.create(uuid).unwrap().finish().unwrap();
-            spool.publish(&mut doc).unwrap();
+            spool.create(uuid).unwrap().finish().unwrap().keep();
         }
         let partial = spool.create(JobUuid::new()).unwrap();
         std::mem::forget(partial); // as if the process died mid-upload

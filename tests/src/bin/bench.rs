@@ -1,0 +1,286 @@
+//! Intake benchmark: the appliance (release build) against a private
+//! `cupsd` with a held queue (`peers/cupsd-held.sh`, `SyncOnClose Yes` so
+//! both fsync what they acknowledge), measured side by side in one run on
+//! the same disk.
+//!
+//! Measures: jobs/s accepted for a 4 KiB PDF with 1 and 16 concurrent
+//! clients (a fresh connection per job for both), seconds for one 100 MB and
+//! one 1 GiB document, the disk's fsynced sequential write rate, and the
+//! appliance's peak RSS. Prints a Markdown table with the ratios.
+//!
+//! Run it with `tests/bench` (release build). `bench profile` runs only the
+//! appliance's 16-client job rate, for a profiler. `BENCH_DIR` picks the
+//! directory (default `/var/tmp/appliance-bench`; it must be on the disk
+//! you care about and reachable by cupsd's unprivileged user).
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use e2e::{
+    Appliance, Rng, fixture, free_port, run_with_timeout, send_print_job_to, upload, workspace,
+    write_generated,
+};
+
+struct Peer {
+    name: &'static str,
+    port: u16,
+    path: &'static str,
+}
+
+struct Cupsd(PathBuf);
+
+impl Cupsd {
+    fn start(dir: &Path) -> Result<(Cupsd, u16)> {
+        let port = free_port();
+        let out = run_with_timeout(
+            Command::new(workspace().join("tests/peers/cupsd-held.sh"))
+                .arg("start")
+                .arg(port.to_string())
+                .arg(dir),
+            Duration::from_secs(300),
+        )?;
+        ensure!(
+            out.status.success(),
+            "cupsd did not start: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok((Cupsd(dir.to_owned()), port))
+    }
+}
+
+impl Drop for Cupsd {
+    fn drop(&mut self) {
+        let _ = Command::new(workspace().join("tests/peers/cupsd-held.sh"))
+            .arg("stop")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+fn main() -> Result<()> {
+    let root = PathBuf::from(
+        std::env::var("BENCH_DIR").unwrap_or_else(|_| "/var/tmp/appliance-bench".into()),
+    );
+    if root.exists() {
+        fs::remove_dir_all(&root).with_context(|| format!("cannot clear {}", root.display()))?;
+    }
+    fs::create_dir_all(&root)?;
+    set_mode(&root, 0o755)?;
+    let small = Arc::new(fs::read(fixture("small-4k.pdf"))?);
+
+    if std::env::args().nth(1).as_deref() == Some("profile") {
+        let appliance = Appliance::start(
+            &root.join("appliance"),
+            "[[queue]]\nname = \"secure\"\nkind = \"pull\"\ndefault = true\n",
+        )?;
+        println!("appliance pid {}", appliance.pid().unwrap_or(0));
+        let peer = Peer {
+            name: "appliance",
+            port: appliance.port,
+            path: "/ipp/print/secure",
+        };
+        let rate = job_rate(&peer, 16, 300, &small)?;
+        println!("16 clients: {rate:.0} jobs/s; {}", batch_sizes(&appliance)?);
+        for line in appliance.get("/metrics")?.lines() {
+            if line.contains("_seconds_sum") || line.contains("_seconds_count") {
+                println!("{line}");
+            }
+        }
+        return Ok(());
+    }
+
+    eprintln!("measuring the disk's fsynced sequential write rate (1 GiB)...");
+    let disk = disk_write_rate(&root.join("disk-test"), 1 << 30)?;
+
+    eprintln!("starting cupsd and the appliance...");
+    let (_cupsd, cupsd_port) = Cupsd::start(&root.join("cupsd"))?;
+    let appliance = Appliance::start(
+        &root.join("appliance"),
+        "[[queue]]\nname = \"secure\"\nkind = \"pull\"\ndefault = true\n",
+    )?;
+    let peers = [
+        Peer {
+            name: "appliance",
+            port: appliance.port,
+            path: "/ipp/print/secure",
+        },
+        Peer {
+            name: "cupsd",
+            port: cupsd_port,
+            path: "/printers/held",
+        },
+    ];
+
+    let mut rows = Vec::new();
+    for (clients, per_client) in [(1usize, 300usize), (16, 60)] {
+        let mut rates = Vec::new();
+        for peer in &peers {
+            eprintln!(
+                "{}: {clients} client(s) x {per_client} jobs of 4 KiB...",
+                peer.name
+            );
+            rates.push(job_rate(peer, clients, per_client, &small)?);
+        }
+        rows.push(Row {
+            what: format!(
+                "4 KiB PDF, {clients} client{}, jobs/s",
+                if clients > 1 { "s" } else { "" }
+            ),
+            appliance: rates[0],
+            cupsd: rates[1],
+            higher_is_better: true,
+        });
+    }
+    for (label, size) in [("100 MB", 100_000_000u64), ("1 GiB", 1u64 << 30)] {
+        let mut times = Vec::new();
+        for peer in &peers {
+            eprintln!("{}: one {label} document...", peer.name);
+            let (response, elapsed) = upload(peer.port, peer.path, "bench", size, |out| {
+                write_generated(out, size, 11)
+            })?;
+            ensure!(
+                response.status < 0x0100,
+                "{} refused the {label} document: {response:?}",
+                peer.name
+            );
+            times.push(elapsed.as_secs_f64());
+        }
+        rows.push(Row {
+            what: format!("one {label} document, seconds"),
+            appliance: times[0],
+            cupsd: times[1],
+            higher_is_better: false,
+        });
+        let appliance_rate = size as f64 / times[0] / 1e6;
+        rows.push(Row {
+            what: format!("one {label} document, MB/s"),
+            appliance: appliance_rate,
+            cupsd: size as f64 / times[1] / 1e6,
+            higher_is_better: true,
+        });
+    }
+    let rss = appliance.peak_rss()? as f64 / (1 << 20) as f64;
+    let group = batch_sizes(&appliance)?;
+
+    let gib_rate = rows
+        .iter()
+        .find(|r| r.what == "one 1 GiB document, MB/s")
+        .map_or(0.0, |r| r.appliance);
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "| measure | appliance | cupsd | appliance / cupsd |")?;
+    writeln!(out, "|---|---:|---:|---:|")?;
+    for row in &rows {
+        let ratio = if row.higher_is_better {
+            row.appliance / row.cupsd
+        } else {
+            row.cupsd / row.appliance
+        };
+        writeln!(
+            out,
+            "| {} | {:.1} | {:.1} | {:.2}x {} |",
+            row.what,
+            row.appliance,
+            row.cupsd,
+            ratio,
+            if row.higher_is_better { "" } else { "faster" }
+        )?;
+    }
+    writeln!(out)?;
+    writeln!(
+        out,
+        "- disk, fsynced sequential write (1 GiB, 1 MiB writes): {disk:.0} MB/s"
+    )?;
+    writeln!(
+        out,
+        "- appliance 1 GiB intake: {gib_rate:.0} MB/s = {:.0}% of the disk's fsynced write rate",
+        100.0 * gib_rate / disk
+    )?;
+    writeln!(out, "- appliance peak RSS over the whole run: {rss:.1} MiB")?;
+    writeln!(out, "- appliance group commit: {group}")?;
+    Ok(())
+}
+
+struct Row {
+    what: String,
+    appliance: f64,
+    cupsd: f64,
+    higher_is_better: bool,
+}
+
+/// Jobs per second with `clients` concurrent clients each sending `per_client` jobs.
+fn job_rate(
+    peer: &Peer,
+    clients: usize,
+    per_client: usize,
+    document: &Arc<Vec<u8>>,
+) -> Result<f64> {
+    let started = Instant::now();
+    let threads: Vec<_> = (0..clients)
+        .map(|c| {
+            let document = document.clone();
+            let (port, path) = (peer.port, peer.path);
+            std::thread::spawn(move || -> Result<()> {
+                for _ in 0..per_client {
+                    let r = send_print_job_to(port, path, &format!("user{c}"), &document)?;
+                    ensure!(r.status < 0x0100, "job refused: {r:?}");
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join()
+            .map_err(|_| anyhow::anyhow!("client thread panicked"))??;
+    }
+    Ok((clients * per_client) as f64 / started.elapsed().as_secs_f64())
+}
+
+/// MB/s writing `size` bytes in 1 MiB writes, then fsync (included).
+fn disk_write_rate(path: &Path, size: u64) -> Result<f64> {
+    let mut rng = Rng::new(3);
+    let chunk = rng.pdf(1 << 20);
+    let started = Instant::now();
+    let mut file = fs::File::create(path)?;
+    let mut written = 0u64;
+    while written < size {
+        file.write_all(&chunk)?;
+        written += chunk.len() as u64;
+    }
+    file.sync_all()?;
+    let rate = written as f64 / started.elapsed().as_secs_f64() / 1e6;
+    fs::remove_file(path)?;
+    Ok(rate)
+}
+
+/// Average writes per commit, from the appliance's own histogram.
+fn batch_sizes(appliance: &Appliance) -> Result<String> {
+    let text = appliance.get("/metrics")?;
+    let value = |name: &str| -> Option<f64> {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse().ok())
+    };
+    match (
+        value("appliance_store_commit_batch_size_sum"),
+        value("appliance_store_commit_batch_size_count"),
+    ) {
+        (Some(sum), Some(count)) if count > 0.0 => Ok(format!(
+            "{sum:.0} writes in {count:.0} commits, {:.2} per commit on average",
+            sum / count
+        )),
+        _ => bail!("no commit histogram in /metrics"),
+    }
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
+    Ok(())
+}

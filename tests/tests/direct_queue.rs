@@ -1,0 +1,208 @@
+//! Direct queues: jobs go to the queue's printer at once, or when released
+//! if submitted held; a printer that is down keeps the job with a retry and
+//! a clear message; raw socket printers get the exact bytes. Pull queues
+//! refuse IPP Release-Job and say where to release.
+
+use std::fs;
+use std::io::Read;
+use std::net::TcpListener;
+use std::time::Duration;
+
+use e2e::{
+    Appliance, Printer, fixture, free_port, ipptool_text, send_print_job, send_print_job_to,
+    wait_for,
+};
+
+const HEADER: &str = r#"
+	GROUP operation-attributes-tag
+	ATTR charset attributes-charset utf-8
+	ATTR naturalLanguage attributes-natural-language en
+	ATTR uri printer-uri $uri
+	ATTR name requesting-user-name $requester"#;
+
+fn direct_config(printer_uri: &str) -> String {
+    format!(
+        r#"
+[[printer]]
+id = "lobby"
+uri = "{printer_uri}"
+[[queue]]
+name = "secure"
+kind = "pull"
+default = true
+[[queue]]
+name = "lobby-direct"
+kind = "direct"
+printer = "lobby"
+[output]
+retry_initial_secs = 1
+retry_max_secs = 2
+poll_interval_secs = 1
+"#
+    )
+}
+
+fn job(appliance: &Appliance, queue: &str, id: i64) -> Option<serde_json::Value> {
+    appliance
+        .jobs()
+        .ok()?
+        .into_iter()
+        .find(|j| j["queue"] == queue && j["job_id"] == id)
+}
+
+fn wait_state(appliance: &Appliance, queue: &str, id: i64, state: &str) -> serde_json::Value {
+    wait_for(
+        Duration::from_secs(60),
+        &format!("job {id} to be {state}"),
+        || job(appliance, queue, id).filter(|j| j["state"] == state),
+    )
+    .unwrap_or_else(|e| panic!("{e}: {:?}\n{}", job(appliance, queue, id), appliance.log()))
+}
+
+#[test]
+fn a_held_job_prints_only_when_its_owner_releases_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let printer = Printer::start(&tmp.path().join("printer")).unwrap();
+    let appliance = Appliance::start(
+        &tmp.path().join("appliance"),
+        &direct_config(&printer.uri()),
+    )
+    .unwrap();
+    let uri = appliance.uri("lobby-direct");
+    let document = fixture("three-pages.pdf");
+
+    let submit = format!(
+        "{{\n\tNAME \"Print-Job held\"\n\tOPERATION Print-Job{HEADER}\n\
+         \tATTR mimeMediaType document-format application/pdf\n\
+         \tGROUP job-attributes-tag\n\tATTR keyword job-hold-until indefinite\n\
+         \tFILE $filename\n\tSTATUS successful-ok\n\tEXPECT job-state WITH-VALUE 4\n}}\n"
+    );
+    let (ok, out) =
+        ipptool_text(&uri, &submit, Some(&document), &[("requester", "alice")]).unwrap();
+    assert!(ok, "{out}");
+    let held = wait_state(&appliance, "lobby-direct", 1, "held");
+    assert!(
+        printer.documents().is_empty(),
+        "a held job reached the printer"
+    );
+    assert_eq!(held["owner"], "alice");
+
+    let release = format!(
+        "{{\n\tNAME \"Release-Job\"\n\tOPERATION Release-Job{HEADER}\n\tATTR integer job-id 1\n\tSTATUS $expect\n}}\n"
+    );
+    let (ok, out) = ipptool_text(
+        &uri,
+        &release,
+        None,
+        &[
+            ("requester", "bob"),
+            ("expect", "client-error-not-authorized"),
+        ],
+    )
+    .unwrap();
+    assert!(ok, "bob must not release alice's job: {out}");
+    let (ok, out) = ipptool_text(
+        &uri,
+        &release,
+        None,
+        &[("requester", "alice"), ("expect", "successful-ok")],
+    )
+    .unwrap();
+    assert!(ok, "{out}");
+
+    wait_state(&appliance, "lobby-direct", 1, "completed");
+    let received = printer.documents();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].1, fs::read(&document).unwrap());
+
+    // Releasing again is not possible: it is no longer held.
+    let (ok, out) = ipptool_text(
+        &uri,
+        &release,
+        None,
+        &[
+            ("requester", "alice"),
+            ("expect", "client-error-not-possible"),
+        ],
+    )
+    .unwrap();
+    assert!(ok, "{out}");
+}
+
+#[test]
+fn ipp_release_on_a_pull_queue_says_where_to_release() {
+    let tmp = tempfile::tempdir().unwrap();
+    let appliance = Appliance::start(tmp.path(), "").unwrap();
+    let pdf = fs::read(fixture("document-a4.pdf")).unwrap();
+    let r = send_print_job(appliance.port, "secure", "alice", &pdf).unwrap();
+    assert_eq!(r.status, 0);
+    let test = format!(
+        "{{\n\tNAME \"Release-Job on a pull queue\"\n\tOPERATION Release-Job{HEADER}\n\tATTR integer job-id 1\n\
+         \tSTATUS client-error-not-possible\n\tEXPECT status-message WITH-VALUE \"/released at a printer/\"\n}}\n"
+    );
+    let (ok, out) = ipptool_text(
+        &appliance.uri("secure"),
+        &test,
+        None,
+        &[("requester", "alice")],
+    )
+    .unwrap();
+    assert!(ok, "{out}");
+    assert_eq!(job(&appliance, "secure", 1).unwrap()["state"], "held");
+}
+
+#[test]
+fn a_printer_that_is_down_keeps_the_job_until_it_comes_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let printer_uri = format!("ipp://127.0.0.1:{port}/ipp/print");
+    let appliance =
+        Appliance::start(&tmp.path().join("appliance"), &direct_config(&printer_uri)).unwrap();
+    let document = fs::read(fixture("three-pages.pdf")).unwrap();
+    let r = send_print_job(appliance.port, "lobby-direct", "alice", &document).unwrap();
+    assert_eq!(r.status, 0);
+
+    let waiting = wait_for(Duration::from_secs(30), "a retry message", || {
+        job(&appliance, "lobby-direct", 1).filter(|j| {
+            j["state"] == "pending"
+                && j["state_message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("not reachable") && m.contains("trying again"))
+        })
+    })
+    .unwrap();
+    assert_eq!(waiting["state_reasons"], "printer-stopped");
+
+    // The printer comes up on the configured port; the job prints, once.
+    let printer = Printer::start_on(&tmp.path().join("printer"), port).unwrap();
+    wait_state(&appliance, "lobby-direct", 1, "completed");
+    let received = printer.documents();
+    assert_eq!(received.len(), 1, "printed more than once");
+    assert_eq!(received[0].1, document);
+}
+
+#[test]
+fn a_socket_printer_receives_the_exact_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let receiver = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        let mut bytes = Vec::new();
+        conn.read_to_end(&mut bytes).unwrap();
+        bytes
+    });
+    let appliance = Appliance::start(
+        &tmp.path().join("appliance"),
+        &direct_config(&format!("socket://127.0.0.1:{port}")),
+    )
+    .unwrap();
+    let document = fs::read(fixture("document-letter.ps")).unwrap();
+    let r =
+        send_print_job_to(appliance.port, "/printers/lobby-direct", "carol", &document).unwrap();
+    assert_eq!(r.status, 0, "{r:?}");
+    assert_eq!(receiver.join().unwrap(), document);
+    wait_state(&appliance, "lobby-direct", 1, "completed");
+}
