@@ -510,7 +510,9 @@ pub fn ipptool(
 }
 
 /// Runs an ipptool test file given as text, with `-d NAME=VALUE` variables.
-/// Returns whether every test passed, and ipptool's output.
+/// Returns whether every test in it ran and passed (ipptool exits 0 even
+/// when it cannot parse a file, so the `[PASS]` lines are counted), and
+/// ipptool's output.
 pub fn ipptool_text(
     uri: &str,
     test: &str,
@@ -534,7 +536,15 @@ pub fn ipptool_text(
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    Ok((out.status.success(), text))
+    let tests = test
+        .lines()
+        .filter(|l| l.trim_start().starts_with("NAME "))
+        .count();
+    let passed = text
+        .lines()
+        .filter(|l| l.trim_end().ends_with("[PASS]"))
+        .count();
+    Ok((out.status.success() && tests > 0 && passed == tests, text))
 }
 
 /// Builds an IPP request by hand (for malformed-input tests): header,

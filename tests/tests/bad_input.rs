@@ -323,3 +323,37 @@ fn a_full_disk_is_a_server_error_and_leaves_nothing() {
     assert!(appliance.jobs().unwrap().is_empty());
     still_serving(&mut appliance);
 }
+
+/// A refusal decided before the document is read still reaches a client
+/// that is slow to send it: the server reads the rest of the body (up to a
+/// bound) before answering, instead of closing on a client mid-upload.
+#[test]
+fn an_early_refusal_reaches_a_client_still_sending() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut appliance = start(tmp.path());
+    let uri = appliance.uri("secure");
+    let mut attrs = standard_attributes(&uri, "alice");
+    attrs.push((0x49, "document-format", b"text/html"));
+    let head = ipp_request(0x0101, PRINT_JOB, 9, &attrs, b"");
+    let document = vec![b'<'; 900_000];
+
+    let mut stream = TcpStream::connect(("127.0.0.1", appliance.port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        stream,
+        "POST /ipp/print/secure HTTP/1.1\r\nHost: x\r\nContent-Type: application/ipp\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        head.len() + document.len()
+    )
+    .unwrap();
+    stream.write_all(&head).unwrap();
+    // The server has everything it needs to refuse; the client is still busy.
+    std::thread::sleep(Duration::from_millis(300));
+    stream.write_all(&document).unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    let r = IppResponse::parse(&answer).unwrap();
+    assert_eq!(r.status, FORMAT_NOT_SUPPORTED, "{r:?}");
+    still_serving(&mut appliance);
+}

@@ -7,8 +7,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use e2e::{
-    Appliance, Outcome, Printer, conformance_suite, fixture, ipptool, run_with_timeout, sha256,
-    wait_for,
+    Appliance, Outcome, Printer, conformance_suite, fixture, ipptool, ipptool_text,
+    run_with_timeout, sha256, wait_for,
 };
 
 const SUITE_TIMEOUT: Duration = Duration::from_secs(600);
@@ -209,10 +209,7 @@ fn lp_prints_to_the_pull_queue_as_the_named_user() {
 
     // Get-Jobs shows it to alice with her name; bob sees the job but not
     // whose it is or what it is called.
-    let get_jobs = tmp.path().join("get-jobs.test");
-    fs::write(
-        &get_jobs,
-        r#"{
+    let get_jobs = r#"{
 	NAME "Get-Jobs as $requester"
 	OPERATION Get-Jobs
 	GROUP operation-attributes-tag
@@ -229,24 +226,13 @@ fn lp_prints_to_the_pull_queue_as_the_named_user() {
 	EXPECT !job-originating-user-name IF-NOT-DEFINED owner
 	EXPECT !job-name IF-NOT-DEFINED owner
 }
-"#,
-    )
-    .unwrap();
+"#;
     for (user, owner) in [("alice", true), ("bob", false)] {
-        let mut cmd = Command::new("ipptool");
-        cmd.args(["-t", "-d", &format!("requester={user}")]);
+        let mut vars = vec![("requester", user)];
         if owner {
-            cmd.args(["-d", "owner=1"]);
+            vars.push(("owner", "1"));
         }
-        let out = run_with_timeout(
-            cmd.arg(appliance.uri("secure")).arg(&get_jobs),
-            Duration::from_secs(60),
-        )
-        .unwrap();
-        assert!(
-            out.status.success(),
-            "Get-Jobs as {user}:\n{}",
-            String::from_utf8_lossy(&out.stdout)
-        );
+        let (ok, out) = ipptool_text(&appliance.uri("secure"), get_jobs, None, &vars).unwrap();
+        assert!(ok, "Get-Jobs as {user}:\n{out}");
     }
 }

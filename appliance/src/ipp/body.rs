@@ -27,6 +27,8 @@ pub struct BodyReader {
     limit: Option<u64>,
     consumed: u64,
     guard: Option<AttributeGuard>,
+    /// An error was reported: later reads end at once (nothing sensible follows).
+    failed: bool,
 }
 
 impl BodyReader {
@@ -40,6 +42,7 @@ impl BodyReader {
             limit,
             consumed: 0,
             guard: Some(AttributeGuard::default()),
+            failed: false,
         }
     }
 
@@ -55,52 +58,81 @@ impl BodyReader {
 }
 
 impl AsyncRead for BodyReader {
+    /// Fills `buf` from as many body frames as are ready, so a reader on
+    /// another thread makes one round trip per buffer, not per frame.
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        while this.chunk.is_empty() {
-            match Pin::new(&mut this.body).poll_frame(cx) {
-                Poll::Ready(Some(Ok(frame))) => {
-                    if let Ok(data) = frame.into_data() {
-                        this.chunk = data;
+        if this.failed {
+            return Poll::Ready(Ok(()));
+        }
+        let result = this.fill(cx, buf);
+        if matches!(result, Poll::Ready(Err(_))) {
+            this.failed = true;
+        }
+        result
+    }
+}
+
+impl BodyReader {
+    fn fill(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let start = buf.filled().len();
+        while buf.remaining() > 0 {
+            if self.chunk.is_empty() {
+                match Pin::new(&mut self.body).poll_frame(cx) {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        if let Ok(data) = frame.into_data() {
+                            self.chunk = data;
+                        }
+                        let next = Instant::now() + self.idle;
+                        self.deadline.as_mut().reset(next);
+                        continue;
                     }
-                    let next = Instant::now() + this.idle;
-                    this.deadline.as_mut().reset(next);
+                    Poll::Ready(Some(Err(e))) => {
+                        if buf.filled().len() > start {
+                            break; // hand out what we have; the error comes next time
+                        }
+                        return Poll::Ready(Err(io::Error::other(e)));
+                    }
+                    Poll::Ready(None) => break,
+                    Poll::Pending => {
+                        if buf.filled().len() > start {
+                            break;
+                        }
+                        ready!(self.deadline.as_mut().poll(cx));
+                        return Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "client sent nothing within the idle timeout",
+                        )));
+                    }
                 }
-                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(io::Error::other(e))),
-                Poll::Ready(None) => return Poll::Ready(Ok(())),
-                Poll::Pending => {
-                    ready!(this.deadline.as_mut().poll(cx));
-                    return Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "client sent nothing within the idle timeout",
-                    )));
+            }
+            let n = self.chunk.len().min(buf.remaining());
+            if let Some(limit) = self.limit
+                && self.consumed + n as u64 > limit
+            {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::FileTooLarge,
+                    format!(
+                        "the request's attributes exceed this appliance's limit of {limit} bytes"
+                    ),
+                )));
+            }
+            if let Some(guard) = &mut self.guard {
+                if let Err(e) = guard.feed(&self.chunk[..n]) {
+                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e)));
+                }
+                if guard.is_done() {
+                    self.guard = None;
                 }
             }
+            buf.put_slice(&self.chunk[..n]);
+            self.chunk.advance(n);
+            self.consumed += n as u64;
         }
-        let n = this.chunk.len().min(buf.remaining());
-        if let Some(limit) = this.limit
-            && this.consumed + n as u64 > limit
-        {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::FileTooLarge,
-                format!("the request's attributes exceed this appliance's limit of {limit} bytes"),
-            )));
-        }
-        if let Some(guard) = &mut this.guard {
-            if let Err(e) = guard.feed(&this.chunk[..n]) {
-                return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e)));
-            }
-            if guard.is_done() {
-                this.guard = None;
-            }
-        }
-        buf.put_slice(&this.chunk[..n]);
-        this.chunk.advance(n);
-        this.consumed += n as u64;
         Poll::Ready(Ok(()))
     }
 }

@@ -1,27 +1,33 @@
 //! Document intake: streams a request's document into a spool file.
 //!
-//! The copy runs on a blocking thread (zstd and SHA-256 are CPU work, fsync
-//! is blocking I/O) and reads the body through a bridge, so memory stays at
-//! one buffer however large the document. The first bytes are checked
-//! against the declared format before anything is written; the size limit
-//! is enforced while copying; any failure drops the temporary file.
+//! Two stages run side by side: the async side reads the body in chunks of
+//! up to 256 KiB into a channel holding at most [`DEPTH`] of them, and a
+//! blocking thread hashes, compresses and writes each chunk (zstd and
+//! SHA-256 are CPU work, fsync blocks). So the network and the disk overlap,
+//! and memory stays at a few chunks however large the document. The first
+//! bytes are checked against the declared format before anything is
+//! written; the size limit is enforced while copying; any failure drops the
+//! temporary file.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 
-use tokio::io::AsyncRead;
-use tokio_util::io::SyncIoBridge;
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::mpsc;
 
 use super::error::IppError;
 use crate::format;
 use crate::job::JobUuid;
 use crate::store::{Spool, SpooledDocument};
 
-const CHUNK: usize = 64 * 1024;
+const CHUNK: usize = 256 * 1024;
+/// Chunks read ahead of the writing thread.
+const DEPTH: usize = 4;
 
-/// A document safely in the spool's temporary area, with its stored format.
+/// A document safely in the spool, with its stored format.
 #[derive(Debug)]
 pub struct Received {
-    /// The fsynced temporary file, ready for the store to commit.
+    /// The durable document, ready for the store to commit.
     pub document: SpooledDocument,
     /// Declared format, or the detected one for `application/octet-stream`.
     pub format: String,
@@ -32,21 +38,39 @@ pub struct Received {
 pub async fn receive<R>(
     spool: Spool,
     uuid: JobUuid,
-    body: R,
+    body: &mut R,
     declared_format: String,
     max_bytes: u64,
     idle_timeout_secs: u64,
 ) -> Result<Option<Received>, IppError>
 where
-    R: AsyncRead + Send + Unpin + 'static,
+    R: AsyncRead + Unpin + ?Sized,
 {
-    let reader = SyncIoBridge::new(body);
-    tokio::task::spawn_blocking(move || {
-        copy_to_spool(&spool, uuid, reader, &declared_format, max_bytes)
-    })
-    .await
-    .map_err(|e| IppError::Internal(format!("intake task failed: {e}")))?
-    .map_err(|e| e.into_ipp(idle_timeout_secs))
+    let (tx, mut rx) = mpsc::channel::<io::Result<Bytes>>(DEPTH);
+    let writer = tokio::task::spawn_blocking(move || {
+        let chunks = std::iter::from_fn(|| rx.blocking_recv());
+        copy_to_spool(&spool, uuid, chunks, &declared_format, max_bytes)
+    });
+    loop {
+        let mut buf = BytesMut::with_capacity(CHUNK);
+        let read = body.read_buf(&mut buf).await;
+        let item = match read {
+            Ok(0) => break,
+            Ok(_) => Ok(buf.freeze()),
+            Err(e) => Err(e),
+        };
+        let failed = item.is_err();
+        // The writer stops taking chunks when it gave up (too large, bad
+        // format, disk error); its result says why.
+        if tx.send(item).await.is_err() || failed {
+            break;
+        }
+    }
+    drop(tx);
+    writer
+        .await
+        .map_err(|e| IppError::Internal(format!("intake task failed: {e}")))?
+        .map_err(|e| e.into_ipp(idle_timeout_secs))
 }
 
 /// Where a copy failed: the client side or the disk side.
@@ -80,42 +104,34 @@ impl CopyError {
 fn copy_to_spool(
     spool: &Spool,
     uuid: JobUuid,
-    mut reader: impl Read,
+    chunks: impl Iterator<Item = io::Result<Bytes>>,
     declared_format: &str,
     max_bytes: u64,
 ) -> Result<Option<Received>, CopyError> {
-    let mut buf = vec![0u8; CHUNK];
-    let mut prefix_len = 0;
-    while prefix_len < format::PREFIX_LEN {
-        let n = reader
-            .read(&mut buf[prefix_len..format::PREFIX_LEN])
-            .map_err(CopyError::Client)?;
-        if n == 0 {
-            break;
+    let mut chunks = chunks.map(|c| c.map_err(CopyError::Client));
+    // Gather enough of the start to recognise the format.
+    let mut head = Vec::new();
+    while head.len() < format::PREFIX_LEN {
+        match chunks.next() {
+            Some(chunk) => head.extend_from_slice(&chunk?),
+            None => break,
         }
-        prefix_len += n;
     }
-    if prefix_len == 0 {
+    if head.is_empty() {
         return Ok(None);
     }
-    if prefix_len as u64 > max_bytes {
-        return Err(CopyError::TooLarge(max_bytes));
-    }
-    let format =
-        format::check_prefix(declared_format, &buf[..prefix_len]).map_err(CopyError::Format)?;
+    let prefix = &head[..head.len().min(format::PREFIX_LEN)];
+    let format = format::check_prefix(declared_format, prefix).map_err(CopyError::Format)?;
     let mut writer = spool.create(uuid).map_err(CopyError::Disk)?;
-    writer
-        .write_all(&buf[..prefix_len])
-        .map_err(CopyError::Disk)?;
-    loop {
-        let n = reader.read(&mut buf).map_err(CopyError::Client)?;
-        if n == 0 {
-            break;
-        }
-        if writer.size() + n as u64 > max_bytes {
+    let mut write = |data: &[u8]| -> Result<(), CopyError> {
+        if writer.size() + data.len() as u64 > max_bytes {
             return Err(CopyError::TooLarge(max_bytes));
         }
-        writer.write_all(&buf[..n]).map_err(CopyError::Disk)?;
+        writer.write_all(data).map_err(CopyError::Disk)
+    };
+    write(&head)?;
+    for chunk in chunks {
+        write(&chunk?)?;
     }
     let document = writer.finish().map_err(CopyError::Disk)?;
     Ok(Some(Received { document, format }))
@@ -124,6 +140,11 @@ fn copy_to_spool(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The document in 1000-byte chunks, as the channel would deliver it.
+    fn chunks(data: &[u8]) -> impl Iterator<Item = io::Result<Bytes>> + '_ {
+        data.chunks(1000).map(|c| Ok(Bytes::copy_from_slice(c)))
+    }
 
     fn spool() -> (tempfile::TempDir, Spool) {
         let dir = tempfile::tempdir().unwrap();
@@ -144,7 +165,7 @@ mod tests {
         let got = copy_to_spool(
             &spool,
             JobUuid::new(),
-            &doc[..],
+            chunks(&doc),
             "application/octet-stream",
             1 << 20,
         )
@@ -160,7 +181,7 @@ mod tests {
     fn empty_body_is_no_document() {
         let (_dir, spool) = spool();
         assert!(
-            copy_to_spool(&spool, JobUuid::new(), &b""[..], "application/pdf", 10)
+            copy_to_spool(&spool, JobUuid::new(), chunks(b""), "application/pdf", 10)
                 .unwrap()
                 .is_none()
         );
@@ -170,8 +191,14 @@ mod tests {
     fn over_the_limit_leaves_nothing_behind() {
         let (dir, spool) = spool();
         let doc = b"%PDF-".repeat(100_000);
-        let err = copy_to_spool(&spool, JobUuid::new(), &doc[..], "application/pdf", 200_000)
-            .unwrap_err();
+        let err = copy_to_spool(
+            &spool,
+            JobUuid::new(),
+            chunks(&doc),
+            "application/pdf",
+            200_000,
+        )
+        .unwrap_err();
         assert!(matches!(err, CopyError::TooLarge(200_000)));
         assert_eq!(tmp_files(&dir), 0);
     }
@@ -182,12 +209,31 @@ mod tests {
         let err = copy_to_spool(
             &spool,
             JobUuid::new(),
-            &b"%!PS-Adobe-3.0\n"[..],
+            chunks(b"%!PS-Adobe-3.0\n"),
             "application/pdf",
             1000,
         )
         .unwrap_err();
         assert!(matches!(err, CopyError::Format(_)));
+        assert_eq!(tmp_files(&dir), 0);
+    }
+
+    #[test]
+    fn a_client_error_mid_document_leaves_nothing() {
+        let (dir, spool) = spool();
+        let broken = [
+            Ok(Bytes::from_static(b"%PDF-1.4 first part")),
+            Err(io::Error::new(io::ErrorKind::TimedOut, "stalled")),
+        ];
+        let err = copy_to_spool(
+            &spool,
+            JobUuid::new(),
+            broken.into_iter(),
+            "application/pdf",
+            1000,
+        )
+        .unwrap_err();
+        assert!(matches!(err.into_ipp(30), IppError::Timeout(30)));
         assert_eq!(tmp_files(&dir), 0);
     }
 

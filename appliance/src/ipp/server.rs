@@ -36,6 +36,9 @@ use crate::queue::Target;
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest request head (line and headers) accepted.
 const MAX_HEAD_BYTES: usize = 16 * 1024;
+/// Unread request body read and discarded before an early answer, so the
+/// client finishes sending and sees the answer instead of a reset.
+const DRAIN_LIMIT: u64 = 16 * 1024 * 1024;
 
 type Response = http::Response<Full<Bytes>>;
 
@@ -182,17 +185,35 @@ async fn ipp_response(body: Incoming, service: &IppService, host: &str) -> Bytes
         Err(e) => return service.respond(header.version, header.request_id, operation, Err(e)),
     };
     let (header, attributes, reader) = parts;
-    let req = match request::check(&header, &attributes) {
-        Ok(req) => req,
-        Err(e) => return service.respond(header.version, header.request_id, operation, Err(e)),
-    };
     let mut document = reader.into_inner().into_inner();
     document.set_limit(None);
-    let outcome = AssertUnwindSafe(service.dispatch(&req, host, Box::new(document)))
+    let req = match request::check(&header, &attributes) {
+        Ok(req) => req,
+        Err(e) => {
+            drain(&mut document).await;
+            return service.respond(header.version, header.request_id, operation, Err(e));
+        }
+    };
+    let outcome = AssertUnwindSafe(service.dispatch(&req, host, &mut document))
         .catch_unwind()
         .await
         .unwrap_or_else(|_| Err(IppError::Internal("the request handler failed".into())));
+    drain(&mut document).await;
     service.respond(req.version, req.request_id, req.operation_name(), outcome)
+}
+
+/// Reads and discards what is left of a request body, up to [`DRAIN_LIMIT`]
+/// (and within the idle timeout the reader enforces).
+async fn drain(body: &mut BodyReader) {
+    use tokio::io::AsyncReadExt;
+    let mut sink = vec![0u8; 64 * 1024];
+    let start = body.consumed();
+    while body.consumed() - start < DRAIN_LIMIT {
+        match body.read(&mut sink).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
 }
 
 /// Runs a parsing step with an overall deadline, turning I/O failures,

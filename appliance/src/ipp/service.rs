@@ -99,11 +99,17 @@ struct JobPlan {
     template: TemplateCheck,
 }
 
-type Body = Box<dyn AsyncRead + Send + Unpin>;
+/// The request's document stream (what follows the attributes).
+pub type Body<'a> = &'a mut (dyn AsyncRead + Send + Unpin);
 
 impl IppService {
     /// Runs one checked request. `host` is the `host[:port]` the client used.
-    pub async fn dispatch(&self, req: &Request, host: &str, body: Body) -> Result<Reply, IppError> {
+    pub async fn dispatch(
+        &self,
+        req: &Request,
+        host: &str,
+        body: Body<'_>,
+    ) -> Result<Reply, IppError> {
         let target = match &req.target_path {
             Some(path) => Some(self.queues.route(path).ok_or_else(|| {
                 IppError::NotFound(format!(
@@ -152,7 +158,7 @@ impl IppService {
         queue: &Queue,
         ipp_job_id: i32,
         host: &str,
-        body: Body,
+        body: Body<'_>,
     ) -> Result<Reply, IppError> {
         let job = self
             .store
@@ -275,7 +281,7 @@ impl IppService {
         req: &Request,
         queue: &Queue,
         host: &str,
-        body: Body,
+        body: Body<'_>,
     ) -> Result<Reply, IppError> {
         let plan = self.plan_job(req, true)?;
         let uuid = JobUuid::new();
@@ -317,7 +323,7 @@ impl IppService {
         queue: &Queue,
         job: JobRecord,
         host: &str,
-        body: Body,
+        body: Body<'_>,
     ) -> Result<Reply, IppError> {
         self.check_owner(req, &job)?;
         let last = req.boolean("last-document")?.ok_or_else(|| {
@@ -628,7 +634,7 @@ impl IppService {
     async fn receive(
         &self,
         uuid: JobUuid,
-        body: Body,
+        body: Body<'_>,
         format: &str,
     ) -> Result<Option<Received>, IppError> {
         let started = std::time::Instant::now();

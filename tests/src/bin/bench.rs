@@ -85,13 +85,23 @@ fn main() -> Result<()> {
             port: appliance.port,
             path: "/ipp/print/secure",
         };
-        let rate = job_rate(&peer, 16, 300, &small)?;
+        let rate = job_rate(&peer, 16, 100, &small)?;
         println!("16 clients: {rate:.0} jobs/s; {}", batch_sizes(&appliance)?);
         for line in appliance.get("/metrics")?.lines() {
             if line.contains("_seconds_sum") || line.contains("_seconds_count") {
                 println!("{line}");
             }
         }
+        let size = 1u64 << 30;
+        let (response, elapsed) =
+            upload(appliance.port, "/ipp/print/secure", "bench", size, |out| {
+                write_generated(out, size, 11)
+            })?;
+        ensure!(response.status < 0x0100, "{response:?}");
+        println!(
+            "1 GiB: {:.0} MB/s",
+            size as f64 / elapsed.as_secs_f64() / 1e6
+        );
         return Ok(());
     }
 
