@@ -107,3 +107,49 @@ fn config_errors_exit_2_and_name_the_key() {
         }
     }
 }
+
+/// Clients that do not know the length up front send chunked bodies, and
+/// careful ones ask `Expect: 100-continue` first: the appliance answers
+/// `100 Continue` once it starts reading the document, and stores it whole.
+#[test]
+fn chunked_uploads_with_expect_100_continue() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpStream;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let appliance = Appliance::start(tmp.path(), "").unwrap();
+    let uri = appliance.uri("secure");
+    let mut attrs = e2e::standard_attributes(&uri, "alice");
+    attrs.push((0x49, "document-format", b"application/pdf"));
+    let document = fs::read(fixture("three-pages.pdf")).unwrap();
+    let body = e2e::ipp_request(0x0200, 0x0002, 5, &attrs, &document);
+
+    let mut stream = TcpStream::connect(("127.0.0.1", appliance.port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream
+        .write_all(
+            b"POST /ipp/print/secure HTTP/1.1\r\nHost: x\r\nContent-Type: application/ipp\r\n\
+              Transfer-Encoding: chunked\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut status = String::new();
+    reader.read_line(&mut status).unwrap();
+    assert!(status.starts_with("HTTP/1.1 100"), "{status:?}");
+    let mut blank = String::new();
+    reader.read_line(&mut blank).unwrap();
+    for chunk in body.chunks(300) {
+        write!(stream, "{:x}\r\n", chunk.len()).unwrap();
+        stream.write_all(chunk).unwrap();
+        stream.write_all(b"\r\n").unwrap();
+    }
+    stream.write_all(b"0\r\n\r\n").unwrap();
+    let mut answer = Vec::new();
+    reader.read_to_end(&mut answer).unwrap();
+    let r = e2e::IppResponse::parse(&answer).unwrap();
+    assert_eq!(r.status, 0, "{r:?}");
+    let jobs = appliance.jobs().unwrap();
+    assert_eq!(jobs[0]["sha256"], e2e::sha256(&document));
+}
