@@ -456,17 +456,45 @@ pub fn conformance_suite(dir: &Path, wait_limit: Option<u32>) -> Result<PathBuf>
         }
         fs::write(dir.join(name), text)?;
     }
-    for doc in [
-        "document-a4.pdf",
-        "document-letter.pdf",
-        "document-a4.ps",
-        "document-letter.ps",
-        "color.jpg",
-        "gray.jpg",
-    ] {
+    for doc in SUITE_DOCUMENTS {
         fs::copy(fixture(doc), dir.join(doc))?;
     }
     Ok(dir.join("ipp-2.0.test"))
+}
+
+/// The documents CUPS's `ipp-1.1.test` prints besides the one given with `-f`.
+pub const SUITE_DOCUMENTS: &[&str] = &[
+    "document-a4.pdf",
+    "document-letter.pdf",
+    "document-a4.ps",
+    "document-letter.ps",
+    "color.jpg",
+    "gray.jpg",
+];
+
+/// Config for an appliance with a pull queue `secure` (the default) and a
+/// direct queue `lobby-direct` forwarding to printer `lobby` at
+/// `printer_uri`, retrying and polling every second.
+pub fn lobby_config(printer_uri: &str) -> String {
+    format!(
+        r#"
+[[printer]]
+id = "lobby"
+uri = "{printer_uri}"
+[[queue]]
+name = "secure"
+kind = "pull"
+default = true
+[[queue]]
+name = "lobby-direct"
+kind = "direct"
+printer = "lobby"
+[output]
+retry_initial_secs = 1
+retry_max_secs = 2
+poll_interval_secs = 1
+"#
+    )
 }
 
 /// Runs `ipptool -I -t -f DOCUMENT URI TESTFILE` (continuing past failures).

@@ -7,39 +7,18 @@ use std::process::Command;
 use std::time::Duration;
 
 use e2e::{
-    Appliance, Outcome, Printer, conformance_suite, fixture, ipptool, ipptool_text,
-    run_with_timeout, sha256, wait_for,
+    Appliance, Outcome, Printer, SUITE_DOCUMENTS, conformance_suite, fixture, ipptool,
+    ipptool_text, lobby_config, run_with_timeout, sha256, wait_for,
 };
 
 const SUITE_TIMEOUT: Duration = Duration::from_secs(600);
-
-fn config(printer_uri: &str) -> String {
-    format!(
-        r#"
-[[printer]]
-id = "lobby"
-uri = "{printer_uri}"
-[[queue]]
-name = "secure"
-kind = "pull"
-default = true
-[[queue]]
-name = "lobby-direct"
-kind = "direct"
-printer = "lobby"
-[output]
-retry_initial_secs = 1
-poll_interval_secs = 1
-"#
-    )
-}
 
 #[test]
 fn ipptool_suites_pass_in_full_on_the_direct_queue() {
     let tmp = tempfile::tempdir().unwrap();
     let printer = Printer::start(&tmp.path().join("printer")).unwrap();
     let appliance =
-        Appliance::start(&tmp.path().join("appliance"), &config(&printer.uri())).unwrap();
+        Appliance::start(&tmp.path().join("appliance"), &lobby_config(&printer.uri())).unwrap();
     conformance_suite(&tmp.path().join("suite"), None).unwrap();
     let document = fixture("three-pages.pdf");
 
@@ -84,18 +63,11 @@ fn ipptool_suites_pass_in_full_on_the_direct_queue() {
             .then_some(())
     })
     .unwrap();
-    let submitted: Vec<Vec<u8>> = [
-        "three-pages.pdf",
-        "document-a4.pdf",
-        "document-letter.pdf",
-        "document-a4.ps",
-        "document-letter.ps",
-        "color.jpg",
-        "gray.jpg",
-    ]
-    .iter()
-    .map(|n| fs::read(fixture(n)).unwrap())
-    .collect();
+    let submitted: Vec<Vec<u8>> = SUITE_DOCUMENTS
+        .iter()
+        .chain(["three-pages.pdf"].iter())
+        .map(|n| fs::read(fixture(n)).unwrap())
+        .collect();
     let received = printer.documents();
     assert!(
         received.len() >= 10,

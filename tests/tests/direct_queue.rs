@@ -9,8 +9,8 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use e2e::{
-    Appliance, Printer, fixture, free_port, ipptool_text, send_print_job, send_print_job_to,
-    wait_for,
+    Appliance, Printer, fixture, free_port, ipptool_text, lobby_config, send_print_job,
+    send_print_job_to, wait_for,
 };
 
 const HEADER: &str = r#"
@@ -19,28 +19,6 @@ const HEADER: &str = r#"
 	ATTR naturalLanguage attributes-natural-language en
 	ATTR uri printer-uri $uri
 	ATTR name requesting-user-name $requester"#;
-
-fn direct_config(printer_uri: &str) -> String {
-    format!(
-        r#"
-[[printer]]
-id = "lobby"
-uri = "{printer_uri}"
-[[queue]]
-name = "secure"
-kind = "pull"
-default = true
-[[queue]]
-name = "lobby-direct"
-kind = "direct"
-printer = "lobby"
-[output]
-retry_initial_secs = 1
-retry_max_secs = 2
-poll_interval_secs = 1
-"#
-    )
-}
 
 fn job(appliance: &Appliance, queue: &str, id: i64) -> Option<serde_json::Value> {
     appliance
@@ -63,11 +41,8 @@ fn wait_state(appliance: &Appliance, queue: &str, id: i64, state: &str) -> serde
 fn a_held_job_prints_only_when_its_owner_releases_it() {
     let tmp = tempfile::tempdir().unwrap();
     let printer = Printer::start(&tmp.path().join("printer")).unwrap();
-    let appliance = Appliance::start(
-        &tmp.path().join("appliance"),
-        &direct_config(&printer.uri()),
-    )
-    .unwrap();
+    let appliance =
+        Appliance::start(&tmp.path().join("appliance"), &lobby_config(&printer.uri())).unwrap();
     let uri = appliance.uri("lobby-direct");
     let document = fixture("three-pages.pdf");
 
@@ -140,7 +115,7 @@ fn a_printer_that_is_down_keeps_the_job_until_it_comes_back() {
     let port = free_port();
     let printer_uri = format!("ipp://127.0.0.1:{port}/ipp/print");
     let appliance =
-        Appliance::start(&tmp.path().join("appliance"), &direct_config(&printer_uri)).unwrap();
+        Appliance::start(&tmp.path().join("appliance"), &lobby_config(&printer_uri)).unwrap();
     let document = fs::read(fixture("three-pages.pdf")).unwrap();
     let r = send_print_job(appliance.port, "lobby-direct", "alice", &document).unwrap();
     assert_eq!(r.status, 0);
@@ -179,7 +154,7 @@ fn a_socket_printer_receives_the_exact_bytes() {
     });
     let appliance = Appliance::start(
         &tmp.path().join("appliance"),
-        &direct_config(&format!("socket://127.0.0.1:{port}")),
+        &lobby_config(&format!("socket://127.0.0.1:{port}")),
     )
     .unwrap();
     let document = fs::read(fixture("three-pages.pdf")).unwrap();
