@@ -427,6 +427,16 @@ pub struct IpptoolRun {
 }
 
 impl IpptoolRun {
+    /// `N passed, N failed, N skipped`.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} passed, {} failed, {} skipped",
+            self.named(Outcome::Pass).len(),
+            self.named(Outcome::Fail).len(),
+            self.named(Outcome::Skip).len()
+        )
+    }
+
     /// Names of tests with this outcome.
     pub fn named(&self, outcome: Outcome) -> Vec<&str> {
         self.results

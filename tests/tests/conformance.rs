@@ -30,6 +30,7 @@ fn ipptool_suites_pass_in_full_on_the_direct_queue() {
             SUITE_TIMEOUT,
         )
         .unwrap();
+        eprintln!("direct queue, {file}: {}", run.summary());
         let failed = run.named(Outcome::Fail);
         assert!(
             failed.is_empty(),
@@ -121,6 +122,11 @@ fn ipptool_suites_pass_on_the_pull_queue_except_completion_steps() {
             SUITE_TIMEOUT,
         )
         .unwrap();
+        eprintln!(
+            "pull queue, {file}: {}; failed: {:?}",
+            run.summary(),
+            run.named(Outcome::Fail)
+        );
         let failed = run.named(Outcome::Fail);
         assert!(failed.contains(&WAIT_STEP), "{file}: {failed:?}");
         for name in &failed {
