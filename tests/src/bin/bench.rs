@@ -85,8 +85,9 @@ fn main() -> Result<()> {
             port: appliance.port,
             path: "/ipp/print/secure",
         };
-        let rate = job_rate(&peer, 16, 100, &small)?;
-        println!("16 clients: {rate:.0} jobs/s; {}", batch_sizes(&appliance)?);
+        let clients = std::env::var("BENCH_CLIENTS").ok().and_then(|c| c.parse().ok()).unwrap_or(16);
+        let rate = job_rate(&peer, clients, 1600 / clients, &small)?;
+        println!("{clients} clients: {rate:.0} jobs/s; {}", batch_sizes(&appliance)?);
         for line in appliance.get("/metrics")?.lines() {
             if line.contains("_seconds_sum") || line.contains("_seconds_count") {
                 println!("{line}");
