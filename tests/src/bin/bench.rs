@@ -6,7 +6,10 @@
 //! Measures: jobs/s accepted for a 4 KiB PDF with 1 and 16 concurrent
 //! clients (a fresh connection per job for both), seconds for one 100 MB and
 //! one 1 GiB document, the disk's fsynced sequential write rate, and the
-//! appliance's peak RSS. Prints a Markdown table with the ratios.
+//! appliance's peak RSS. The disk of a shared VM is noisy, so every measure
+//! is taken `BENCH_ROUNDS` times (default 3), alternating the two peers, and
+//! reported as the median with the range. Prints a Markdown table with the
+//! ratios of the medians.
 //!
 //! Run it with `tests/bench` (release build). `bench profile` runs only the
 //! appliance's 16-client job rate, for a profiler. `BENCH_DIR` picks the
@@ -85,9 +88,15 @@ fn main() -> Result<()> {
             port: appliance.port,
             path: "/ipp/print/secure",
         };
-        let clients = std::env::var("BENCH_CLIENTS").ok().and_then(|c| c.parse().ok()).unwrap_or(16);
+        let clients = std::env::var("BENCH_CLIENTS")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(16);
         let rate = job_rate(&peer, clients, 1600 / clients, &small)?;
-        println!("{clients} clients: {rate:.0} jobs/s; {}", batch_sizes(&appliance)?);
+        println!(
+            "{clients} clients: {rate:.0} jobs/s; {}",
+            batch_sizes(&appliance)?
+        );
         for line in appliance.get("/metrics")?.lines() {
             if line.contains("_seconds_sum") || line.contains("_seconds_count") {
                 println!("{line}");
@@ -128,100 +137,154 @@ fn main() -> Result<()> {
         },
     ];
 
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3);
     let mut rows = Vec::new();
     for (clients, per_client) in [(1usize, 300usize), (16, 60)] {
-        let mut rates = Vec::new();
-        for peer in &peers {
-            eprintln!(
-                "{}: {clients} client(s) x {per_client} jobs of 4 KiB...",
-                peer.name
-            );
-            rates.push(job_rate(peer, clients, per_client, &small)?);
+        let mut samples = [Vec::new(), Vec::new()];
+        for round in 0..rounds {
+            for (peer, out) in peers.iter().zip(samples.iter_mut()) {
+                eprintln!(
+                    "round {}/{rounds}, {}: {clients} client(s) x {per_client} jobs of 4 KiB...",
+                    round + 1,
+                    peer.name
+                );
+                out.push(job_rate(peer, clients, per_client, &small)?);
+            }
         }
+        let [appliance, cupsd] = samples;
         rows.push(Row {
             what: format!(
                 "4 KiB PDF, {clients} client{}, jobs/s",
                 if clients > 1 { "s" } else { "" }
             ),
-            appliance: rates[0],
-            cupsd: rates[1],
+            appliance,
+            cupsd,
             higher_is_better: true,
         });
     }
     for (label, size) in [("100 MB", 100_000_000u64), ("1 GiB", 1u64 << 30)] {
-        let mut times = Vec::new();
-        for peer in &peers {
-            eprintln!("{}: one {label} document...", peer.name);
-            let (response, elapsed) = upload(peer.port, peer.path, "bench", size, |out| {
-                write_generated(out, size, 11)
-            })?;
-            ensure!(
-                response.status < 0x0100,
-                "{} refused the {label} document: {response:?}",
-                peer.name
-            );
-            times.push(elapsed.as_secs_f64());
+        let mut seconds = [Vec::new(), Vec::new()];
+        for round in 0..rounds {
+            for (peer, out) in peers.iter().zip(seconds.iter_mut()) {
+                eprintln!(
+                    "round {}/{rounds}, {}: one {label} document...",
+                    round + 1,
+                    peer.name
+                );
+                let (response, elapsed) = upload(peer.port, peer.path, "bench", size, |out| {
+                    write_generated(out, size, 11)
+                })?;
+                ensure!(
+                    response.status < 0x0100,
+                    "{} refused the {label} document: {response:?}",
+                    peer.name
+                );
+                out.push(elapsed.as_secs_f64());
+            }
         }
-        rows.push(Row {
-            what: format!("one {label} document, seconds"),
-            appliance: times[0],
-            cupsd: times[1],
-            higher_is_better: false,
-        });
-        let appliance_rate = size as f64 / times[0] / 1e6;
+        let rate = |secs: &[f64]| {
+            secs.iter()
+                .map(|s| size as f64 / s / 1e6)
+                .collect::<Vec<_>>()
+        };
         rows.push(Row {
             what: format!("one {label} document, MB/s"),
-            appliance: appliance_rate,
-            cupsd: size as f64 / times[1] / 1e6,
+            appliance: rate(&seconds[0]),
+            cupsd: rate(&seconds[1]),
             higher_is_better: true,
         });
+        let [appliance, cupsd] = seconds;
+        rows.push(Row {
+            what: format!("one {label} document, seconds"),
+            appliance,
+            cupsd,
+            higher_is_better: false,
+        });
     }
+    eprintln!("measuring the disk again...");
+    let disk_after = disk_write_rate(&root.join("disk-test"), 1 << 30)?;
     let rss = appliance.peak_rss()? as f64 / (1 << 20) as f64;
     let group = batch_sizes(&appliance)?;
 
     let gib_rate = rows
         .iter()
         .find(|r| r.what == "one 1 GiB document, MB/s")
-        .map_or(0.0, |r| r.appliance);
+        .map_or(0.0, |r| median(&r.appliance));
     let mut out = std::io::stdout().lock();
-    writeln!(out, "| measure | appliance | cupsd | appliance / cupsd |")?;
+    writeln!(
+        out,
+        "| measure (median of {rounds}, range) | appliance | cupsd | appliance / cupsd |"
+    )?;
     writeln!(out, "|---|---:|---:|---:|")?;
     for row in &rows {
-        let ratio = if row.higher_is_better {
-            row.appliance / row.cupsd
-        } else {
-            row.cupsd / row.appliance
-        };
+        let (a, c) = (median(&row.appliance), median(&row.cupsd));
+        let ratio = if row.higher_is_better { a / c } else { c / a };
         writeln!(
             out,
-            "| {} | {:.1} | {:.1} | {:.2}x {} |",
+            "| {} | {} | {} | {ratio:.2}x{} |",
             row.what,
-            row.appliance,
-            row.cupsd,
-            ratio,
-            if row.higher_is_better { "" } else { "faster" }
+            spread(&row.appliance),
+            spread(&row.cupsd),
+            if row.higher_is_better {
+                ""
+            } else {
+                " (faster)"
+            }
         )?;
     }
     writeln!(out)?;
     writeln!(
         out,
-        "- disk, fsynced sequential write (1 GiB, 1 MiB writes): {disk:.0} MB/s"
+        "- disk, fsynced sequential write (1 GiB in 1 MiB writes): {disk:.0} MB/s before, \
+         {disk_after:.0} MB/s after"
     )?;
     writeln!(
         out,
-        "- appliance 1 GiB intake: {gib_rate:.0} MB/s = {:.0}% of the disk's fsynced write rate",
-        100.0 * gib_rate / disk
+        "- appliance 1 GiB intake (median): {gib_rate:.0} MB/s = {:.0}% of the disk's better \
+         fsynced write rate",
+        100.0 * gib_rate / disk.max(disk_after)
     )?;
     writeln!(out, "- appliance peak RSS over the whole run: {rss:.1} MiB")?;
     writeln!(out, "- appliance group commit: {group}")?;
+    drop(out);
+    drop(appliance);
+    drop(_cupsd);
+    // Remove the gigabytes written now, not at the next start: mass
+    // deletion slows the file creations measured right after it.
+    let _ = fs::remove_dir_all(&root);
     Ok(())
 }
 
 struct Row {
     what: String,
-    appliance: f64,
-    cupsd: f64,
+    appliance: Vec<f64>,
+    cupsd: Vec<f64>,
     higher_is_better: bool,
+}
+
+fn median(samples: &[f64]) -> f64 {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// `median (min-max)`.
+fn spread(samples: &[f64]) -> String {
+    let min = samples.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = samples.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let digits = if median(samples) < 10.0 { 2 } else { 0 };
+    format!(
+        "{:.*} ({:.*}-{:.*})",
+        digits,
+        median(samples),
+        digits,
+        min,
+        digits,
+        max
+    )
 }
 
 /// Jobs per second with `clients` concurrent clients each sending `per_client` jobs.
