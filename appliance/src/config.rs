@@ -54,6 +54,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// How jobs are sent to printers.
     pub output: OutputConfig,
+    /// How users log in.
+    pub users: UsersConfig,
     /// Output devices (printers) known to this site.
     #[serde(rename = "printer")]
     pub printers: Vec<PrinterConfig>,
@@ -102,6 +104,15 @@ pub struct OutputConfig {
     pub request_timeout_secs: u64,
     /// How often a printer is asked about a job it is printing, in seconds.
     pub poll_interval_secs: u64,
+}
+
+/// User login settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UsersConfig {
+    /// Store a lookup hash of each PIN so a PIN alone identifies its user
+    /// (PINs must then be unique). Off, a PIN is only checked with the user name.
+    pub pin_only_login: bool,
 }
 
 /// One output device.
@@ -160,6 +171,7 @@ impl Default for Config {
             ipp: IppConfig::default(),
             store: StoreConfig::default(),
             output: OutputConfig::default(),
+            users: UsersConfig::default(),
             printers: Vec::new(),
             queues: Vec::new(),
         }

@@ -5,9 +5,11 @@
 //! # Layout
 //!
 //! - [`config`]: the TOML configuration and its defaults (pure).
+//! - [`credentials`]: PIN, password and card hashing (pure).
 //! - [`job`]: the job record and its IPP state machine (pure).
 //! - [`format`]: accepted document formats and content sniffing (pure).
 //! - [`queue`]: queues and the URIs they answer at (pure).
+//! - [`users`]: users, their groups and logins; CSV import (pure).
 //! - [`store`]: the only door to SQLite and the spool files; group commit.
 //! - [`ipp`]: the IPP server and its operations.
 //! - [`output`]: sending jobs to printers (IPP, raw socket).
@@ -23,6 +25,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod config;
+pub mod credentials;
 pub mod daemon;
 pub mod format;
 pub mod ipp;
@@ -31,3 +34,4 @@ pub mod metrics;
 pub mod output;
 pub mod queue;
 pub mod store;
+pub mod users;

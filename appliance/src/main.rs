@@ -8,8 +8,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use appliance::config::Config;
+use appliance::credentials::Secret;
 use appliance::job::{JobRecord, JobState};
-use appliance::store::{JobQuery, StoreReader, spool};
+use appliance::store::{JobQuery, StoreError, StoreReader, UserAdmin, spool};
+use appliance::users::{self, NewUser, UserSummary};
 use clap::{Parser, Subcommand};
 use tokio::sync::watch;
 
@@ -38,6 +40,11 @@ enum Command {
         #[command(subcommand)]
         command: SpoolCommand,
     },
+    /// Manage the users who release jobs at printers.
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
     /// Check a config file and print the effective configuration.
     CheckConfig {
         /// TOML config file.
@@ -45,16 +52,34 @@ enum Command {
     },
 }
 
+/// Where the store is: from a config file, or given directly.
+#[derive(clap::Args)]
+struct StoreArgs {
+    /// TOML config file (for `data_dir`).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Data directory, overriding the config.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+impl StoreArgs {
+    /// The config, with `--data-dir` applied.
+    fn resolve(&self) -> Result<Config, Failure> {
+        let mut config = load(self.config.as_deref())?;
+        if let Some(dir) = &self.data_dir {
+            config.data_dir = dir.clone();
+        }
+        Ok(config)
+    }
+}
+
 #[derive(Subcommand)]
 enum JobsCommand {
     /// List jobs, oldest first.
     List {
-        /// TOML config file (for `data_dir`).
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-        /// Data directory, overriding the config.
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
         /// Only this queue.
         #[arg(long)]
         queue: Option<String>,
@@ -74,12 +99,70 @@ enum JobsCommand {
 enum SpoolCommand {
     /// Re-read every stored document and compare it with its recorded SHA-256.
     Check {
-        /// TOML config file (for `data_dir`).
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-        /// Data directory, overriding the config.
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Add a user. Secrets never go on the command line: with --pin and/or
+    /// --password they are asked for (or read from standard input, one line
+    /// each, PIN first).
+    Add {
+        /// Login name.
+        id: String,
+        /// Name shown at the printer.
         #[arg(long)]
-        data_dir: Option<PathBuf>,
+        name: String,
+        /// E-mail address.
+        #[arg(long)]
+        email: Option<String>,
+        /// A group (repeat for several).
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        /// A card or badge number (repeat for several).
+        #[arg(long = "card")]
+        cards: Vec<String>,
+        /// Ask for a PIN.
+        #[arg(long)]
+        pin: bool,
+        /// Ask for a password.
+        #[arg(long)]
+        password: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Add users from a CSV file with a header row: id, display_name, email,
+    /// groups, pin, cards, password (groups and cards separated by ';').
+    /// All rows are checked first; either every user is added or none.
+    Import {
+        /// The CSV file.
+        file: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Refuse a user's logins from now on.
+    Disable {
+        /// Login name.
+        id: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Allow a disabled user's logins again.
+    Enable {
+        /// Login name.
+        id: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List users and how each can log in (never any secret).
+    List {
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
     },
 }
 
@@ -93,18 +176,19 @@ fn main() -> ExitCode {
         Command::Jobs {
             command:
                 JobsCommand::List {
-                    config,
-                    data_dir,
+                    store,
                     queue,
                     user,
                     all,
                     json,
                 },
-        } => data_dir_of(config.as_deref(), data_dir)
-            .and_then(|dir| list_jobs(&dir, queue, user, all, json)),
+        } => store
+            .resolve()
+            .and_then(|c| list_jobs(&c.data_dir, queue, user, all, json)),
         Command::Spool {
-            command: SpoolCommand::Check { config, data_dir },
-        } => data_dir_of(config.as_deref(), data_dir).and_then(|dir| check_spool(&dir)),
+            command: SpoolCommand::Check { store },
+        } => store.resolve().and_then(|c| check_spool(&c.data_dir)),
+        Command::Users { command } => users_command(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -135,13 +219,6 @@ fn load(path: Option<&Path>) -> Result<Config, Failure> {
     match path {
         Some(path) => Config::load(path).map_err(|e| Failure::Usage(e.to_string())),
         None => Ok(Config::embedded()),
-    }
-}
-
-fn data_dir_of(config: Option<&Path>, data_dir: Option<PathBuf>) -> Result<PathBuf, Failure> {
-    match data_dir {
-        Some(dir) => Ok(dir),
-        None => Ok(load(config)?.data_dir),
     }
 }
 
@@ -192,6 +269,175 @@ async fn wait_for_signal() {
             let _ = tokio::signal::ctrl_c().await;
         }
     }
+}
+
+fn users_command(command: UsersCommand) -> Result<(), Failure> {
+    match command {
+        UsersCommand::Add {
+            id,
+            name,
+            email,
+            groups,
+            cards,
+            pin,
+            password,
+            store,
+        } => {
+            let config = store.resolve()?;
+            let mut secrets = SecretInput::default();
+            let user = NewUser {
+                pin: pin
+                    .then(|| secrets.read(&format!("PIN for {id}: ")))
+                    .transpose()?,
+                password: password
+                    .then(|| secrets.read(&format!("Password for {id}: ")))
+                    .transpose()?,
+                id,
+                display_name: name,
+                email,
+                groups,
+                cards: cards.into_iter().map(Secret::new).collect(),
+            };
+            add_users(&config, vec![user])
+        }
+        UsersCommand::Import { file, store } => {
+            let config = store.resolve()?;
+            let input = std::fs::File::open(&file)
+                .map_err(|e| Failure::Usage(format!("cannot read {}: {e}", file.display())))?;
+            let users = users::parse_csv(input).map_err(|problems| {
+                Failure::Usage(format!(
+                    "{} has {} problem(s); nothing was imported:\n  {}",
+                    file.display(),
+                    problems.len(),
+                    problems.join("\n  ")
+                ))
+            })?;
+            add_users(&config, users)
+        }
+        UsersCommand::Disable { id, store } => set_disabled(&store.resolve()?, &id, true),
+        UsersCommand::Enable { id, store } => set_disabled(&store.resolve()?, &id, false),
+        UsersCommand::List { json, store } => list_users(&store.resolve()?, json),
+    }
+}
+
+/// Reads secrets without echo from the terminal, or line by line from
+/// standard input when it is not a terminal.
+#[derive(Default)]
+struct SecretInput {
+    lines: Option<std::io::Lines<std::io::StdinLock<'static>>>,
+}
+
+impl SecretInput {
+    fn read(&mut self, prompt: &str) -> Result<Secret, Failure> {
+        use std::io::BufRead;
+        if std::io::stdin().is_terminal() {
+            return rpassword::prompt_password(prompt)
+                .map(Secret::new)
+                .map_err(|e| {
+                    Failure::Runtime(anyhow::anyhow!("cannot read from the terminal: {e}"))
+                });
+        }
+        let lines = self
+            .lines
+            .get_or_insert_with(|| std::io::stdin().lock().lines());
+        match lines.next() {
+            Some(Ok(line)) => Ok(Secret::new(line)),
+            _ => Err(Failure::Usage(format!(
+                "expected a line on standard input for {:?}",
+                prompt.trim_end_matches([':', ' '])
+            ))),
+        }
+    }
+}
+
+fn add_users(config: &Config, users: Vec<NewUser>) -> Result<(), Failure> {
+    let mut admin = UserAdmin::open(&config.data_dir).context("cannot open the store")?;
+    let total = users.len();
+    let mut prepared = Vec::with_capacity(total);
+    for (i, user) in users.iter().enumerate() {
+        // argon2id takes tens of milliseconds per secret on purpose; say how far along.
+        if total > 1 && (i % 25 == 0 || i + 1 == total) {
+            eprintln!("hashing credentials: {}/{total}", i + 1);
+        }
+        let user = users::prepare(user, admin.key(), config.users.pin_only_login)
+            .map_err(|e| Failure::Usage(e.to_string()))?;
+        prepared.push(user);
+    }
+    admin.add(&prepared).map_err(|e| match e {
+        StoreError::Conflict(message) => Failure::Usage(format!("{message}; nothing was added")),
+        other => Failure::Runtime(anyhow::Error::new(other).context("cannot add users")),
+    })?;
+    println!("added {total} user(s)");
+    Ok(())
+}
+
+fn set_disabled(config: &Config, id: &str, disabled: bool) -> Result<(), Failure> {
+    let admin = UserAdmin::open(&config.data_dir).context("cannot open the store")?;
+    admin.set_disabled(id, disabled).map_err(|e| match e {
+        StoreError::NotFound => Failure::Usage(format!("no user {id}")),
+        other => Failure::Runtime(anyhow::Error::new(other).context("cannot change the user")),
+    })?;
+    println!("{id} {}", if disabled { "disabled" } else { "enabled" });
+    Ok(())
+}
+
+fn list_users(config: &Config, json: bool) -> Result<(), Failure> {
+    let admin = UserAdmin::open(&config.data_dir).context("cannot open the store")?;
+    let users = admin.list().context("cannot read users")?;
+    let mut out = std::io::stdout().lock();
+    let logins = |u: &UserSummary| {
+        let mut kinds = Vec::new();
+        if u.password {
+            kinds.push("password".to_owned());
+        }
+        if u.pin {
+            kinds.push("pin".to_owned());
+        }
+        if u.pin_only {
+            kinds.push("pin-only".to_owned());
+        }
+        if u.cards > 0 {
+            kinds.push(format!("{} card(s)", u.cards));
+        }
+        kinds.join(", ")
+    };
+    if json {
+        for u in &users {
+            let line = serde_json::json!({
+                "id": u.id,
+                "display_name": u.display_name,
+                "email": u.email,
+                "groups": u.groups,
+                "disabled": u.disabled,
+                "password": u.password,
+                "pin": u.pin,
+                "pin_only": u.pin_only,
+                "cards": u.cards,
+            });
+            writeln!(out, "{line}").context("cannot write to stdout")?;
+        }
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{:<20}  {:<24}  {:<28}  {:<20}  {:<8}  LOGIN",
+        "ID", "NAME", "EMAIL", "GROUPS", "STATE"
+    )
+    .context("cannot write to stdout")?;
+    for u in &users {
+        writeln!(
+            out,
+            "{:<20}  {:<24}  {:<28}  {:<20}  {:<8}  {}",
+            u.id,
+            u.display_name,
+            u.email.as_deref().unwrap_or("-"),
+            u.groups.join(","),
+            if u.disabled { "disabled" } else { "active" },
+            logins(u)
+        )
+        .context("cannot write to stdout")?;
+    }
+    Ok(())
 }
 
 fn list_jobs(

@@ -14,7 +14,9 @@
 
 pub mod dir_sync;
 pub mod schema;
+pub mod secret;
 pub mod spool;
+mod users;
 
 use std::collections::HashSet;
 use std::io;
@@ -62,6 +64,9 @@ pub enum StoreError {
     /// The store is shutting down.
     #[error("the job store is shut down")]
     Closed,
+    /// The write would duplicate something that must be unique.
+    #[error("{0}")]
+    Conflict(String),
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -161,15 +166,9 @@ impl JobStore {
         compression_level: i32,
         metrics: Arc<Metrics>,
     ) -> Result<(JobStore, Recovery), StoreError> {
-        std::fs::create_dir_all(data_dir)?;
-        let db_path = data_dir.join(DB_FILE);
-        let mut conn = Connection::open(&db_path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        // FULL: every commit fsyncs the WAL, so an acknowledged job survives power loss.
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        schema::migrate(&mut conn)?;
+        let (conn, db_path) = open_writer(data_dir)?;
+        // Created at first start, so it exists before anyone registers a card.
+        secret::load_or_create(data_dir)?;
 
         let spool = Spool::open(&data_dir.join("spool"), compression_level)?;
         let committed = committed_documents(&conn)?;
@@ -371,6 +370,59 @@ impl JobStore {
         tokio::task::spawn_blocking(move || inner.readers.with(f))
             .await
             .map_err(|_| StoreError::Closed)?
+    }
+}
+
+/// Opens (creating and migrating if needed) the database for writing.
+fn open_writer(data_dir: &Path) -> Result<(Connection, PathBuf), StoreError> {
+    // Private from the start: it holds documents and credential hashes.
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+        .create(data_dir)?;
+    let db_path = data_dir.join(DB_FILE);
+    let mut conn = Connection::open(&db_path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // FULL: every commit fsyncs the WAL, so an acknowledged write survives power loss.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    schema::migrate(&mut conn)?;
+    Ok((conn, db_path))
+}
+
+/// User management for the operator CLI (blocking; works beside a running
+/// daemon, SQLite serialising the writers).
+pub struct UserAdmin {
+    conn: Connection,
+    key: crate::credentials::LookupKey,
+}
+
+impl UserAdmin {
+    /// Opens the store under `data_dir`, creating it and the installation
+    /// key if this is the first use.
+    pub fn open(data_dir: &Path) -> Result<UserAdmin, StoreError> {
+        let (conn, _) = open_writer(data_dir)?;
+        let key = secret::load_or_create(data_dir)?;
+        Ok(UserAdmin { conn, key })
+    }
+
+    /// The installation key, for preparing lookup hashes.
+    pub fn key(&self) -> &crate::credentials::LookupKey {
+        &self.key
+    }
+
+    /// Adds users, all or none.
+    pub fn add(&mut self, users: &[crate::users::PreparedUser]) -> Result<(), StoreError> {
+        users::add(&mut self.conn, users)
+    }
+
+    /// Disables (or enables again) a user's logins.
+    pub fn set_disabled(&self, id: &str, disabled: bool) -> Result<(), StoreError> {
+        users::set_disabled(&self.conn, id, disabled)
+    }
+
+    /// Every user, without secrets.
+    pub fn list(&self) -> Result<Vec<crate::users::UserSummary>, StoreError> {
+        users::list(&self.conn)
     }
 }
 

@@ -9,8 +9,9 @@ use crate::job::{DocumentRecord, JobRecord, JobState, JobUuid};
 
 /// Ordered migrations; append only, never edit a released one.
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(
-        r#"
+    Migrations::new(vec![
+        M::up(
+            r#"
         CREATE TABLE jobs (
             uuid TEXT PRIMARY KEY NOT NULL,
             queue TEXT NOT NULL,
@@ -45,7 +46,41 @@ fn migrations() -> Migrations<'static> {
             last_job_id INTEGER NOT NULL
         ) STRICT;
         "#,
-    )])
+        ),
+        // Users and their credentials (see crate::credentials for the hashes).
+        M::up(
+            r#"
+        CREATE TABLE users (
+            id TEXT PRIMARY KEY NOT NULL,
+            display_name TEXT NOT NULL,
+            email TEXT,
+            disabled INTEGER NOT NULL DEFAULT 0,
+            created_ms INTEGER NOT NULL,
+            updated_ms INTEGER NOT NULL
+        ) STRICT;
+        CREATE TABLE user_groups (
+            user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+            group_name TEXT NOT NULL,
+            PRIMARY KEY (user_id, group_name)
+        ) STRICT;
+        -- argon2id PHC strings, verified once the user is known
+        CREATE TABLE user_secrets (
+            user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+            kind TEXT NOT NULL CHECK (kind IN ('password', 'pin')),
+            phc TEXT NOT NULL,
+            PRIMARY KEY (user_id, kind)
+        ) STRICT;
+        -- HMAC-SHA256 under the installation key, found by value
+        CREATE TABLE credential_lookups (
+            kind TEXT NOT NULL CHECK (kind IN ('card', 'pin_only')),
+            lookup BLOB NOT NULL,
+            user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+            PRIMARY KEY (kind, lookup)
+        ) STRICT;
+        CREATE INDEX credential_lookups_by_user ON credential_lookups (user_id);
+        "#,
+        ),
+    ])
 }
 
 /// Brings a database to the current schema version.
