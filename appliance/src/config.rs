@@ -56,6 +56,8 @@ pub struct Config {
     pub output: OutputConfig,
     /// How users log in.
     pub users: UsersConfig,
+    /// How long jobs are kept.
+    pub retention: RetentionConfig,
     /// Output devices (printers) known to this site.
     #[serde(rename = "printer")]
     pub printers: Vec<PrinterConfig>,
@@ -104,6 +106,30 @@ pub struct OutputConfig {
     pub request_timeout_secs: u64,
     /// How often a printer is asked about a job it is printing, in seconds.
     pub poll_interval_secs: u64,
+}
+
+/// How long jobs are kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// A held job not released within this many seconds of its submission
+    /// expires: it ends and its document is deleted.
+    pub held_job_secs: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            held_job_secs: 24 * 3600,
+        }
+    }
+}
+
+impl RetentionConfig {
+    /// [`Self::held_job_secs`] as a duration.
+    pub fn held_job(&self) -> Duration {
+        Duration::from_secs(self.held_job_secs)
+    }
 }
 
 /// User login settings.
@@ -172,6 +198,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             output: OutputConfig::default(),
             users: UsersConfig::default(),
+            retention: RetentionConfig::default(),
             printers: Vec::new(),
             queues: Vec::new(),
         }
@@ -284,6 +311,12 @@ impl Config {
             return invalid(
                 "ipp.idle_timeout_secs / ipp.document_timeout_secs".into(),
                 "timeouts must be at least 1 second".into(),
+            );
+        }
+        if self.retention.held_job_secs == 0 {
+            return invalid(
+                "retention.held_job_secs".into(),
+                "must be at least 1 (held jobs would expire at once)".into(),
             );
         }
         if self.ipp.max_connections == 0 {

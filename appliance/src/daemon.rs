@@ -1,7 +1,7 @@
 //! Wires the appliance together: opens the store (cleaning up after a
-//! crash), starts one forwarder per printer that a direct queue feeds, the
-//! Create-Job document timeout, and the IPP server; stops them all on the
-//! shutdown signal, committing every write already queued.
+//! crash), starts one forwarder per printer that a direct queue feeds,
+//! housekeeping (timeouts and retention), and the IPP server; stops them
+//! all on the shutdown signal, committing every write already queued.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -11,9 +11,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::Config;
+use crate::housekeeping::Housekeeping;
 use crate::ipp::server;
 use crate::ipp::service::IppService;
-use crate::job::{JobState, NotPossible, now_ms};
 use crate::metrics::Metrics;
 use crate::output::PrinterHealth;
 use crate::output::forwarder::{Forwarder, OutputWake};
@@ -108,11 +108,12 @@ pub async fn run(
         wake,
         uploads: Mutex::new(HashSet::new()),
     });
-    tasks.push(tokio::spawn(abort_stale_incoming(
+    let housekeeping = Housekeeping::new(
         service.clone(),
         config.ipp.document_timeout(),
-        shutdown.clone(),
-    )));
+        config.retention.held_job(),
+    );
+    tasks.push(tokio::spawn(housekeeping.run(shutdown.clone())));
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, queues = ?service.queues.all().iter().map(|q| &q.name).collect::<Vec<_>>(), "IPP listening");
     }
@@ -122,59 +123,4 @@ pub async fn run(
     }
     tracing::info!("stopped; every acknowledged job is on disk");
     Ok(())
-}
-
-/// Aborts Create-Job jobs whose last document did not come in time
-/// (`multiple-operation-time-out`).
-async fn abort_stale_incoming(
-    service: Arc<IppService>,
-    timeout: Duration,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let period = (timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
-    let timeout_ms = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX);
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(period) => {}
-            _ = shutdown.changed() => return,
-        }
-        let stale = match service.store.stale_incoming(now_ms() - timeout_ms).await {
-            Ok(jobs) => jobs,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot look for stale Create-Job jobs");
-                continue;
-            }
-        };
-        for job in stale {
-            if service.is_uploading(job.uuid) {
-                continue;
-            }
-            let secs = timeout.as_secs();
-            let result = service
-                .store
-                .modify(
-                    job.uuid,
-                    None,
-                    Box::new(move |j, _| {
-                        if j.documents_complete || j.state.is_terminal() {
-                            return Err(NotPossible("the job completed meanwhile".into()));
-                        }
-                        j.state = JobState::Aborted;
-                        j.state_reasons = "aborted-by-system".into();
-                        j.state_message =
-                            format!("No last document arrived within {secs} s of Create-Job");
-                        j.completed_ms = Some(now_ms());
-                        Ok(())
-                    }),
-                )
-                .await;
-            match result {
-                Ok(j) => {
-                    tracing::warn!(job = %j.uuid, queue = %j.queue, id = j.ipp_job_id, "aborted: document never arrived")
-                }
-                Err(StoreError::NotPossible(_)) => {}
-                Err(e) => tracing::error!(job = %job.uuid, error = %e, "cannot abort a stale job"),
-            }
-        }
-    }
 }

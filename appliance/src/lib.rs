@@ -14,6 +14,7 @@
 //! - [`ipp`]: the IPP server and its operations.
 //! - [`output`]: sending jobs to printers (IPP, raw socket).
 //! - [`metrics`]: Prometheus metrics.
+//! - [`housekeeping`]: jobs ended by time (document timeout, held-job expiry).
 //! - [`daemon`]: wires the above together.
 //!
 //! # The invariant everything serves
@@ -28,6 +29,7 @@ pub mod config;
 pub mod credentials;
 pub mod daemon;
 pub mod format;
+pub mod housekeeping;
 pub mod ipp;
 pub mod job;
 pub mod metrics;

@@ -339,14 +339,38 @@ impl JobStore {
         .await
     }
 
-    /// Unfinished jobs created before `cutoff_ms` that still wait for their last document.
-    pub async fn stale_incoming(&self, cutoff_ms: i64) -> Result<Vec<JobRecord>, StoreError> {
+    /// Up to `limit` unfinished jobs created before `cutoff_ms` that still
+    /// wait for their last document, oldest first.
+    pub async fn stale_incoming(
+        &self,
+        cutoff_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<JobRecord>, StoreError> {
         self.read(move |conn| {
-            let mut stmt = conn.prepare(&format!(
+            let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {JOB_COLUMNS} FROM jobs WHERE documents_complete = 0 \
-                 AND state IN (3, 4, 5, 6) AND created_ms < ?1 ORDER BY created_ms"
+                 AND state IN (3, 4, 5, 6) AND created_ms < ?1 ORDER BY created_ms LIMIT ?2"
             ))?;
-            let rows = stmt.query_map(params![cutoff_ms], schema::job_from_row)?;
+            let rows = stmt.query_map(params![cutoff_ms, limit], schema::job_from_row)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// Up to `limit` held jobs, complete with their document, submitted
+    /// before `cutoff_ms`, oldest first.
+    pub async fn held_since(
+        &self,
+        cutoff_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<JobRecord>, StoreError> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE state = {} AND documents_complete = 1 \
+                 AND created_ms < ?1 ORDER BY created_ms LIMIT ?2",
+                JobState::PendingHeld as i64
+            ))?;
+            let rows = stmt.query_map(params![cutoff_ms, limit], schema::job_from_row)?;
             rows.collect()
         })
         .await

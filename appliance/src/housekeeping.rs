@@ -1,0 +1,181 @@
+//! Housekeeping: ends jobs whose time is up, in periodic sweeps.
+//!
+//! - A Create-Job whose last document has not arrived within
+//!   `ipp.document_timeout_secs` is aborted (`multiple-operation-time-out`),
+//!   unless a Send-Document is streaming for it right now.
+//! - A held job not released within `retention.held_job_secs` of its
+//!   submission expires: it is aborted, its document deleted, and the
+//!   expiry logged.
+//!
+//! Each sweep reads a bounded batch of candidates and ends each with a
+//! compare-and-set in the store, so a job released or canceled meanwhile is
+//! left alone.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::ipp::service::IppService;
+use crate::job::{JobRecord, JobState, NotPossible, now_ms};
+use crate::store::StoreError;
+
+/// Most jobs ended per sweep; the rest wait for the next one.
+const SWEEP_BATCH: u32 = 500;
+
+/// The periodic sweeps.
+pub struct Housekeeping {
+    service: Arc<IppService>,
+    document_timeout: Duration,
+    held_job: Duration,
+}
+
+impl Housekeeping {
+    /// Sweeps with these limits.
+    pub fn new(
+        service: Arc<IppService>,
+        document_timeout: Duration,
+        held_job: Duration,
+    ) -> Housekeeping {
+        Housekeeping {
+            service,
+            document_timeout,
+            held_job,
+        }
+    }
+
+    /// How often to sweep: often enough that a limit is overrun by at most
+    /// a quarter, never more than once a second or less than once a minute.
+    fn period(&self) -> Duration {
+        (self.document_timeout.min(self.held_job) / 4)
+            .clamp(Duration::from_secs(1), Duration::from_secs(60))
+    }
+
+    /// Sweeps until `shutdown` turns true.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let period = self.period();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(period) => {}
+                _ = shutdown.changed() => return,
+            }
+            self.abort_stale_incoming().await;
+            self.expire_held().await;
+        }
+    }
+
+    async fn abort_stale_incoming(&self) {
+        let cutoff = now_ms() - millis(self.document_timeout);
+        let stale = match self.service.store.stale_incoming(cutoff, SWEEP_BATCH).await {
+            Ok(jobs) => jobs,
+            Err(e) => return tracing::error!(error = %e, "cannot look for stale Create-Job jobs"),
+        };
+        let secs = self.document_timeout.as_secs();
+        for job in stale {
+            if self.service.is_uploading(job.uuid) {
+                continue;
+            }
+            let ended = self
+                .end(&job, move |j| {
+                    if j.documents_complete || j.state.is_terminal() {
+                        return Err(NotPossible("the job completed meanwhile".into()));
+                    }
+                    Ok(format!(
+                        "No last document arrived within {secs} s of Create-Job"
+                    ))
+                })
+                .await;
+            if let Some(j) = ended {
+                tracing::warn!(job = %j.uuid, queue = %j.queue, id = j.ipp_job_id, "aborted: document never arrived");
+            }
+        }
+    }
+
+    async fn expire_held(&self) {
+        let cutoff = now_ms() - millis(self.held_job);
+        let expired = match self.service.store.held_since(cutoff, SWEEP_BATCH).await {
+            Ok(jobs) => jobs,
+            Err(e) => return tracing::error!(error = %e, "cannot look for expired held jobs"),
+        };
+        let after = human(self.held_job);
+        for job in expired {
+            let after = after.clone();
+            let ended = self
+                .end(&job, move |j| {
+                    if j.state != JobState::PendingHeld {
+                        return Err(NotPossible(format!("the job is {}", j.state.keyword())));
+                    }
+                    Ok(format!(
+                        "Expired: not released within {after}; the document was deleted"
+                    ))
+                })
+                .await;
+            if let Some(j) = ended {
+                tracing::info!(job = %j.uuid, queue = %j.queue, id = j.ipp_job_id, owner = %j.owner, "held job expired; its document is deleted");
+            }
+        }
+    }
+
+    /// Aborts a job with the message `check` returns (or leaves it alone if
+    /// `check` says it moved on). The store deletes the document when the
+    /// job ends.
+    async fn end(
+        &self,
+        job: &JobRecord,
+        check: impl FnOnce(&JobRecord) -> Result<String, NotPossible> + Send + 'static,
+    ) -> Option<JobRecord> {
+        let result = self
+            .service
+            .store
+            .modify(
+                job.uuid,
+                None,
+                Box::new(move |j, _| {
+                    let message = check(j)?;
+                    j.state = JobState::Aborted;
+                    j.state_reasons = "aborted-by-system".into();
+                    j.state_message = message;
+                    j.completed_ms = Some(now_ms());
+                    Ok(())
+                }),
+            )
+            .await;
+        match result {
+            Ok(j) => Some(j),
+            Err(StoreError::NotPossible(_)) => None,
+            Err(e) => {
+                tracing::error!(job = %job.uuid, error = %e, "cannot end a job");
+                None
+            }
+        }
+    }
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// `24 h`, `90 min`, `45 s`.
+fn human(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs >= 3600 && secs % 3600 == 0 {
+        format!("{} h", secs / 3600)
+    } else if secs >= 60 && secs % 60 == 0 {
+        format!("{} min", secs / 60)
+    } else {
+        format!("{secs} s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_a_person_wrote_them() {
+        assert_eq!(human(Duration::from_secs(86_400)), "24 h");
+        assert_eq!(human(Duration::from_secs(5_400)), "90 min");
+        assert_eq!(human(Duration::from_secs(45)), "45 s");
+        assert_eq!(human(Duration::from_secs(3_601)), "3601 s");
+    }
+}
