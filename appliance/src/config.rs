@@ -147,7 +147,7 @@ pub struct UsersConfig {
 pub struct PrinterConfig {
     /// Short identifier, referenced by queues.
     pub id: String,
-    /// `ipp://`, `ipps://` or `socket://host:port`.
+    /// `ipp://`, `ipps://`, `socket://host[:port]` or `lpd://host[:port]/queue`.
     pub uri: String,
     /// Human-readable name; defaults to the id.
     #[serde(default)]

@@ -16,7 +16,7 @@ use crate::ipp::server;
 use crate::ipp::service::IppService;
 use crate::metrics::Metrics;
 use crate::output::PrinterHealth;
-use crate::output::forwarder::{Forwarder, OutputWake};
+use crate::output::forwarder::{Forwarder, OutputShared, OutputWake};
 use crate::queue::Queues;
 use crate::store::{JobStore, StoreError};
 
@@ -77,23 +77,24 @@ pub async fn run(
     let health = PrinterHealth::default();
     let wake = OutputWake::new(config.printers.iter().map(|p| p.id.as_str()));
     let mut tasks = Vec::new();
+    let shared = OutputShared {
+        store: store.clone(),
+        health: health.clone(),
+        wake: wake.clone(),
+        config: config.output.clone(),
+        metrics: metrics.clone(),
+        site: config.site.clone(),
+    };
     for printer in &config.printers {
         let feeding = queues.feeding(&printer.id);
         if feeding.is_empty() {
             continue;
         }
-        let forwarder = Forwarder::new(
-            printer.clone(),
-            feeding,
-            store.clone(),
-            health.clone(),
-            &wake,
-            config.output.clone(),
-            metrics.clone(),
-        )
-        .map_err(|message| DaemonError::Printer {
-            id: printer.id.clone(),
-            message,
+        let forwarder = Forwarder::new(printer.clone(), feeding, &shared).map_err(|message| {
+            DaemonError::Printer {
+                id: printer.id.clone(),
+                message,
+            }
         })?;
         tasks.push(tokio::spawn(forwarder.run(shutdown.clone())));
     }

@@ -406,6 +406,115 @@ impl Drop for Printer {
     }
 }
 
+/// A real LPD server: CUPS's `cups-lpd` (an inetd-style program: one
+/// process per connection, talking on its standard input and output) in
+/// front of a private `cupsd` with a raw queue `held` that keeps what it
+/// gets (`peers/cupsd-held.sh`).
+pub struct LpdServer {
+    /// The LPD port on 127.0.0.1.
+    pub port: u16,
+    cupsd_dir: PathBuf,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    acceptor: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LpdServer {
+    /// Starts cupsd in `dir` (whose parent is made world-searchable, as
+    /// cupsd runs as an unprivileged user) and an LPD acceptor.
+    pub fn start(dir: &Path) -> Result<LpdServer> {
+        use std::os::unix::fs::PermissionsExt;
+        use std::sync::atomic::Ordering;
+        if let Some(parent) = dir.parent() {
+            fs::set_permissions(parent, fs::Permissions::from_mode(0o755))?;
+        }
+        let cups_port = free_port();
+        let out = run_with_timeout(
+            Command::new(workspace().join("tests/peers/cupsd-held.sh"))
+                .arg("start")
+                .arg(cups_port.to_string())
+                .arg(dir),
+            Duration::from_secs(300),
+        )?;
+        if !out.status.success() {
+            bail!(
+                "cupsd did not start: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let port = listener.local_addr()?.port();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = stop.clone();
+        let acceptor = std::thread::spawn(move || {
+            let mut children = Vec::new();
+            while !stopping.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((conn, _)) => {
+                        let _ = conn.set_nonblocking(false);
+                        let Ok(input) = conn.try_clone() else {
+                            continue;
+                        };
+                        let spawned = Command::new("/usr/lib/cups/daemon/cups-lpd")
+                            .env("CUPS_SERVER", format!("127.0.0.1:{cups_port}"))
+                            .stdin(Stdio::from(std::os::fd::OwnedFd::from(input)))
+                            .stdout(Stdio::from(std::os::fd::OwnedFd::from(conn)))
+                            .stderr(Stdio::null())
+                            .spawn();
+                        if let Ok(child) = spawned {
+                            children.push(child);
+                        }
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+            for mut child in children {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        });
+        Ok(LpdServer {
+            port,
+            cupsd_dir: dir.to_owned(),
+            stop,
+            acceptor: Some(acceptor),
+        })
+    }
+
+    /// Documents cupsd received (its spool keeps them as `d*` files), oldest first.
+    pub fn documents(&self) -> Vec<Vec<u8>> {
+        let mut paths: Vec<PathBuf> = fs::read_dir(self.cupsd_dir.join("spool"))
+            .map(|d| {
+                d.filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| {
+                        p.file_name()
+                            .and_then(|n| n.to_str())
+                            .is_some_and(|n| n.starts_with('d'))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        paths.sort();
+        paths.iter().filter_map(|p| fs::read(p).ok()).collect()
+    }
+}
+
+impl Drop for LpdServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
+        }
+        let _ = run_with_timeout(
+            Command::new(workspace().join("tests/peers/cupsd-held.sh"))
+                .arg("stop")
+                .arg(&self.cupsd_dir),
+            Duration::from_secs(30),
+        );
+    }
+}
+
 /// The outcome of one ipptool test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {

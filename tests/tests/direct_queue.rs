@@ -9,7 +9,7 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use e2e::{
-    Appliance, Printer, fixture, free_port, ipptool_text, lobby_config, send_print_job,
+    Appliance, LpdServer, Printer, fixture, free_port, ipptool_text, lobby_config, send_print_job,
     send_print_job_to, wait_for,
 };
 
@@ -163,4 +163,25 @@ fn a_socket_printer_receives_the_exact_bytes() {
     assert_eq!(r.status, 0, "{r:?}");
     assert_eq!(receiver.join().unwrap(), document);
     wait_state(&appliance, "lobby-direct", 1, "completed");
+}
+
+#[test]
+fn an_lpd_printer_receives_the_exact_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lpd = LpdServer::start(&tmp.path().join("cupsd")).unwrap();
+    let appliance = Appliance::start(
+        &tmp.path().join("appliance"),
+        &lobby_config(&format!("lpd://127.0.0.1:{}/held", lpd.port)),
+    )
+    .unwrap();
+    let document = fs::read(fixture("three-pages.pdf")).unwrap();
+    let r = send_print_job(appliance.port, "lobby-direct", "dave", &document).unwrap();
+    assert_eq!(r.status, 0, "{r:?}");
+    wait_state(&appliance, "lobby-direct", 1, "completed");
+    let received = wait_for(Duration::from_secs(30), "cupsd to spool the job", || {
+        let docs = lpd.documents();
+        (!docs.is_empty()).then_some(docs)
+    })
+    .unwrap();
+    assert_eq!(received, [document]);
 }

@@ -85,7 +85,7 @@ fn config_errors_exit_2_and_name_the_key() {
             "queue[0].printer",
         ),
         (
-            "[[printer]]\nid = \"p\"\nuri = \"lpd://x/q\"\n",
+            "[[printer]]\nid = \"p\"\nuri = \"ftp://x/q\"\n",
             "printer[0].uri",
         ),
         ("sight = \"typo\"\n", "sight"),

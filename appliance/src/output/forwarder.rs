@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 
 use super::ipp::{self as ipp_output, DeviceJobState};
-use super::{DeviceUri, OutputError, PrinterHealth, socket};
+use super::{DeviceUri, OutputError, PrinterHealth, lpd, socket};
 use crate::config::{OutputConfig, PrinterConfig};
 use crate::job::{JobRecord, JobState, NotPossible, now_ms};
 use crate::metrics::{Metrics, OutputLabels};
@@ -64,6 +64,23 @@ fn transfer_timeout(base: Duration, bytes: u64) -> Duration {
     base + Duration::from_secs(bytes / (1024 * 1024))
 }
 
+/// What every forwarder of an appliance shares.
+#[derive(Clone)]
+pub struct OutputShared {
+    /// The job store.
+    pub store: JobStore,
+    /// Printer conditions, reported back to IPP clients.
+    pub health: PrinterHealth,
+    /// Wake-ups for new work.
+    pub wake: OutputWake,
+    /// Retry and timeout settings.
+    pub config: OutputConfig,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// This site's name (the client host name LPD servers see).
+    pub site: String,
+}
+
 /// Sends the jobs of one printer.
 pub struct Forwarder {
     printer: PrinterConfig,
@@ -74,6 +91,7 @@ pub struct Forwarder {
     wake: Arc<Notify>,
     config: OutputConfig,
     metrics: Arc<Metrics>,
+    site: String,
 }
 
 impl Forwarder {
@@ -81,23 +99,20 @@ impl Forwarder {
     pub fn new(
         printer: PrinterConfig,
         queues: Vec<String>,
-        store: JobStore,
-        health: PrinterHealth,
-        wake: &OutputWake,
-        config: OutputConfig,
-        metrics: Arc<Metrics>,
+        shared: &OutputShared,
     ) -> Result<Forwarder, String> {
         let device = DeviceUri::parse(&printer.uri)?;
-        let wake = wake.handle(&printer.id);
+        let wake = shared.wake.handle(&printer.id);
         Ok(Forwarder {
             printer,
             device,
             queues,
-            store,
-            health,
+            store: shared.store.clone(),
+            health: shared.health.clone(),
             wake,
-            config,
-            metrics,
+            config: shared.config.clone(),
+            metrics: shared.metrics.clone(),
+            site: shared.site.clone(),
         })
     }
 
@@ -207,6 +222,17 @@ impl Forwarder {
                     .await
                     .map(|()| None)
             }
+            DeviceUri::Lpd { host, port, queue } => lpd::submit(
+                host,
+                *port,
+                queue,
+                &self.site,
+                self.store.spool(),
+                &job,
+                timeout,
+            )
+            .await
+            .map(|()| None),
         };
         match result {
             Ok(device_job_id) => {

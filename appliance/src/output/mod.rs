@@ -1,7 +1,7 @@
 //! Output: handing a stored job to a printer.
 //!
-//! [`DeviceUri`] says how a printer is reached; [`ipp`] and [`socket`] speak
-//! to it; [`forwarder`] decides when to send what and records the outcome.
+//! [`DeviceUri`] says how a printer is reached; [`ipp`], [`socket`] and
+//! [`lpd`] speak to it; [`forwarder`] decides when to send what and records the outcome.
 //! Documents are streamed from the spool, decompressed on a blocking thread
 //! and checked against their recorded SHA-256 on the way out, so a damaged
 //! spool file fails the transfer instead of printing garbage.
@@ -12,6 +12,7 @@
 
 pub mod forwarder;
 pub mod ipp;
+pub mod lpd;
 pub mod socket;
 
 use std::collections::HashMap;
@@ -38,14 +39,23 @@ pub enum DeviceUri {
         /// TCP port.
         port: u16,
     },
+    /// LPD (RFC 1179): `lpd://host[:port]/queue`, port 515 by default.
+    Lpd {
+        /// Host name or address.
+        host: String,
+        /// TCP port.
+        port: u16,
+        /// The server's queue name.
+        queue: String,
+    },
 }
 
 impl DeviceUri {
     /// Parses a printer URI from the config; the error says what is accepted.
     pub fn parse(text: &str) -> Result<DeviceUri, String> {
-        let (scheme, rest) = text
-            .split_once("://")
-            .ok_or_else(|| format!("{text:?} is not a URI; use ipp://, ipps:// or socket://"))?;
+        let (scheme, rest) = text.split_once("://").ok_or_else(|| {
+            format!("{text:?} is not a URI; use ipp://, ipps://, socket:// or lpd://")
+        })?;
         match scheme {
             "ipp" | "ipps" => {
                 let uri: http::Uri = text
@@ -57,28 +67,47 @@ impl DeviceUri {
                 Ok(DeviceUri::Ipp(text.to_owned()))
             }
             "socket" => {
-                let authority = rest.trim_end_matches('/');
-                let (host, port) = match authority.rsplit_once(':') {
-                    Some((host, port)) => (
-                        host,
-                        port.parse::<u16>()
-                            .map_err(|_| format!("{text:?} has an invalid port"))?,
-                    ),
-                    None => (authority, 9100),
-                };
-                if host.is_empty() || host.contains('/') {
+                let (host, port) = host_port(rest.trim_end_matches('/'), 9100, text)?;
+                if host.contains('/') {
                     return Err(format!("{text:?} must be socket://host[:port]"));
                 }
-                Ok(DeviceUri::Socket {
-                    host: host.to_owned(),
+                Ok(DeviceUri::Socket { host, port })
+            }
+            "lpd" => {
+                let (authority, queue) = rest.split_once('/').unwrap_or((rest, ""));
+                let queue = queue.trim_end_matches('/');
+                if queue.is_empty() || queue.contains('/') {
+                    return Err(format!("{text:?} must be lpd://host[:port]/queue"));
+                }
+                let (host, port) = host_port(authority, 515, text)?;
+                Ok(DeviceUri::Lpd {
+                    host,
                     port,
+                    queue: queue.to_owned(),
                 })
             }
             other => Err(format!(
-                "scheme {other:?} is not supported; use ipp://, ipps:// or socket://host:9100"
+                "scheme {other:?} is not supported; use ipp://, ipps://, socket://host:9100 or \
+                 lpd://host/queue"
             )),
         }
     }
+}
+
+/// `host[:port]`, with a default port.
+fn host_port(authority: &str, default_port: u16, uri: &str) -> Result<(String, u16), String> {
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) => (
+            host,
+            port.parse::<u16>()
+                .map_err(|_| format!("{uri:?} has an invalid port"))?,
+        ),
+        None => (authority, default_port),
+    };
+    if host.is_empty() {
+        return Err(format!("{uri:?} has no host"));
+    }
+    Ok((host.to_owned(), port))
 }
 
 /// Why a hand-over did not complete.
@@ -211,7 +240,19 @@ mod tests {
                 port: 9101
             })
         );
-        assert!(DeviceUri::parse("lpd://p/q").is_err());
+        assert_eq!(
+            DeviceUri::parse("lpd://p/raw"),
+            Ok(DeviceUri::Lpd {
+                host: "p".into(),
+                port: 515,
+                queue: "raw".into()
+            })
+        );
+        assert!(
+            DeviceUri::parse("lpd://p:5515/").is_err(),
+            "a queue is required"
+        );
+        assert!(DeviceUri::parse("http://p/").is_err());
         assert!(DeviceUri::parse("socket://p:x").is_err());
         assert!(DeviceUri::parse("ipp://").is_err());
         assert!(DeviceUri::parse("printer").is_err());
