@@ -10,6 +10,7 @@ use anyhow::Context;
 use appliance::config::Config;
 use appliance::credentials::Secret;
 use appliance::job::{JobRecord, JobState};
+use appliance::output::{self, DeviceUri};
 use appliance::store::{JobQuery, StoreError, StoreReader, UserAdmin, spool};
 use appliance::users::{self, NewUser, UserSummary};
 use clap::{Parser, Subcommand};
@@ -44,6 +45,11 @@ enum Command {
     Users {
         #[command(subcommand)]
         command: UsersCommand,
+    },
+    /// Look at the configured printers.
+    Printers {
+        #[command(subcommand)]
+        command: PrintersCommand,
     },
     /// Check a config file and print the effective configuration.
     CheckConfig {
@@ -101,6 +107,23 @@ enum SpoolCommand {
     Check {
         #[command(flatten)]
         store: StoreArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum PrintersCommand {
+    /// List printers with what each says it can do (asked over IPP, in
+    /// parallel; raw-socket and LPD printers cannot say).
+    List {
+        /// TOML config file (the printers are configured there).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Seconds to wait for each printer.
+        #[arg(long, default_value_t = 5)]
+        timeout: u64,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -189,6 +212,14 @@ fn main() -> ExitCode {
             command: SpoolCommand::Check { store },
         } => store.resolve().and_then(|c| check_spool(&c.data_dir)),
         Command::Users { command } => users_command(command),
+        Command::Printers {
+            command:
+                PrintersCommand::List {
+                    config,
+                    timeout,
+                    json,
+                },
+        } => load(config.as_deref()).and_then(|c| list_printers(&c, timeout, json)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -269,6 +300,101 @@ async fn wait_for_signal() {
             let _ = tokio::signal::ctrl_c().await;
         }
     }
+}
+
+fn list_printers(config: &Config, timeout: u64, json: bool) -> Result<(), Failure> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let timeout = std::time::Duration::from_secs(timeout.max(1));
+    let answers = runtime.block_on(futures_util::future::join_all(config.printers.iter().map(
+        |printer| async move {
+            match DeviceUri::parse(&printer.uri) {
+                Ok(DeviceUri::Ipp(uri)) => Some(output::ipp::capabilities(&uri, timeout).await),
+                _ => None,
+            }
+        },
+    )));
+    let mut out = std::io::stdout().lock();
+    if config.printers.is_empty() {
+        writeln!(
+            out,
+            "(no printers configured; add [[printer]] tables to the config)"
+        )
+        .context("cannot write to stdout")?;
+        return Ok(());
+    }
+    let yes_no = |b: Option<bool>| match b {
+        Some(true) => "yes",
+        Some(false) => "no",
+        None => "?",
+    };
+    for (printer, answer) in config.printers.iter().zip(answers) {
+        let (caps, problem) = match answer {
+            Some(Ok(caps)) => (Some(caps), None),
+            Some(Err(e)) => (None, Some(format!("unreachable: {e}"))),
+            None => (
+                None,
+                Some("capabilities unknown (raw socket or LPD printers cannot say)".to_owned()),
+            ),
+        };
+        if json {
+            let line = serde_json::json!({
+                "id": printer.id,
+                "name": printer.name,
+                "location": printer.location,
+                "uri": printer.uri,
+                "reachable": caps.is_some(),
+                "problem": problem,
+                "make_and_model": caps.as_ref().and_then(|c| c.make_and_model.clone()),
+                "color": caps.as_ref().and_then(|c| c.color),
+                "duplex": caps.as_ref().and_then(|c| c.duplex),
+                "formats": caps.as_ref().map(|c| c.formats.clone()),
+                "state": caps.as_ref().and_then(|c| c.state.clone()),
+                "state_message": caps.as_ref().and_then(|c| c.state_message.clone()),
+            });
+            writeln!(out, "{line}").context("cannot write to stdout")?;
+            continue;
+        }
+        writeln!(
+            out,
+            "{} ({}){}",
+            printer.id,
+            printer.name.as_deref().unwrap_or(&printer.id),
+            printer
+                .location
+                .as_deref()
+                .map(|l| format!(", {l}"))
+                .unwrap_or_default()
+        )
+        .context("cannot write to stdout")?;
+        writeln!(out, "  uri:     {}", printer.uri).context("cannot write to stdout")?;
+        match (&caps, &problem) {
+            (Some(c), _) => {
+                writeln!(
+                    out,
+                    "  model:   {}\n  state:   {}{}\n  colour:  {}   duplex: {}\n  formats: {}",
+                    c.make_and_model.as_deref().unwrap_or("?"),
+                    c.state.as_deref().unwrap_or("?"),
+                    c.state_message
+                        .as_deref()
+                        .map(|m| format!(" ({m})"))
+                        .unwrap_or_default(),
+                    yes_no(c.color),
+                    yes_no(c.duplex),
+                    c.formats.join(", ")
+                )
+                .context("cannot write to stdout")?;
+            }
+            (None, Some(problem)) => {
+                writeln!(out, "  {problem}").context("cannot write to stdout")?;
+            }
+            (None, None) => {}
+        }
+    }
+    Ok(())
 }
 
 fn users_command(command: UsersCommand) -> Result<(), Failure> {

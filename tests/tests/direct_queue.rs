@@ -185,3 +185,62 @@ fn an_lpd_printer_receives_the_exact_bytes() {
     .unwrap();
     assert_eq!(received, [document]);
 }
+
+#[test]
+fn printers_list_shows_what_each_printer_can_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let printer = Printer::start(&tmp.path().join("printer")).unwrap();
+    let config = tmp.path().join("appliance.toml");
+    fs::write(
+        &config,
+        format!(
+            "[[printer]]\nid = \"lobby\"\nname = \"Lobby MFD\"\nlocation = \"Ground floor\"\nuri = \"{}\"\n\
+             [[printer]]\nid = \"gone\"\nuri = \"ipp://127.0.0.1:{}/ipp/print\"\n\
+             [[printer]]\nid = \"raw\"\nuri = \"socket://127.0.0.1:9100\"\n",
+            printer.uri(),
+            free_port()
+        ),
+    )
+    .unwrap();
+    let out = e2e::run_with_timeout(
+        std::process::Command::new(e2e::appliance_bin())
+            .args(["printers", "list", "--json", "--timeout", "3", "--config"])
+            .arg(&config),
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printers: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(printers.len(), 3);
+    let lobby = &printers[0];
+    assert_eq!(lobby["reachable"], true, "{lobby}");
+    assert_eq!(lobby["color"], true);
+    assert_eq!(lobby["state"], "idle");
+    assert!(
+        lobby["formats"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f == "application/pdf")
+    );
+    assert_eq!(printers[1]["reachable"], false);
+    assert!(
+        printers[1]["problem"]
+            .as_str()
+            .unwrap()
+            .contains("unreachable")
+    );
+    assert!(
+        printers[2]["problem"]
+            .as_str()
+            .unwrap()
+            .contains("cannot say")
+    );
+}

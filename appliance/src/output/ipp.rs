@@ -203,6 +203,99 @@ pub fn device_outcome(attributes: &IppAttributes) -> DeviceJobState {
     }
 }
 
+/// What a printer says it can do (from Get-Printer-Attributes).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    /// `printer-make-and-model`.
+    pub make_and_model: Option<String>,
+    /// `color-supported`.
+    pub color: Option<bool>,
+    /// Whether `sides-supported` offers two-sided printing.
+    pub duplex: Option<bool>,
+    /// `document-format-supported`.
+    pub formats: Vec<String>,
+    /// `printer-state` as a word (idle, processing, stopped).
+    pub state: Option<String>,
+    /// `printer-state-message`, when it says something.
+    pub state_message: Option<String>,
+}
+
+/// Asks a printer what it can do.
+pub async fn capabilities(uri: &str, timeout: Duration) -> Result<Capabilities, OutputError> {
+    let mut req = request(uri, Operation::GetPrinterAttributes, "appliance")?;
+    req.attributes_mut().add(
+        DelimiterTag::OperationAttributes,
+        attr(
+            "requested-attributes",
+            IppValue::Array(
+                [
+                    "printer-make-and-model",
+                    "color-supported",
+                    "sides-supported",
+                    "document-format-supported",
+                    "printer-state",
+                    "printer-state-message",
+                ]
+                .iter()
+                .map(|k| keyword(k))
+                .collect(),
+            ),
+        ),
+    );
+    let response = client(uri, timeout)?
+        .send(req)
+        .await
+        .map_err(|e| OutputError::Retry(format!("printer not reachable: {e}")))?;
+    let status = response.header().status_code();
+    if (status as u16) >= 0x0100 {
+        return Err(OutputError::Rejected(format!("printer answered {status}")));
+    }
+    Ok(capabilities_from(response.attributes()))
+}
+
+/// Reads [`Capabilities`] out of a Get-Printer-Attributes answer.
+pub fn capabilities_from(attributes: &IppAttributes) -> Capabilities {
+    let find = |n: &str| {
+        attributes
+            .groups_of(DelimiterTag::PrinterAttributes)
+            .flat_map(|g| g.attributes())
+            .find(|a| a.name().as_str() == n)
+            .map(|a| a.value().clone())
+    };
+    let strings = |v: Option<IppValue>| -> Vec<String> {
+        match v {
+            Some(IppValue::Array(values)) => values
+                .iter()
+                .filter_map(as_str)
+                .map(str::to_owned)
+                .collect(),
+            Some(other) => as_str(&other).map(str::to_owned).into_iter().collect(),
+            None => Vec::new(),
+        }
+    };
+    let sides = find("sides-supported");
+    Capabilities {
+        make_and_model: find("printer-make-and-model").and_then(|v| as_str(&v).map(str::to_owned)),
+        color: match find("color-supported") {
+            Some(IppValue::Boolean(b)) => Some(b),
+            _ => None,
+        },
+        duplex: sides
+            .is_some()
+            .then(|| strings(sides).iter().any(|s| s.starts_with("two-sided"))),
+        formats: strings(find("document-format-supported")),
+        state: match find("printer-state") {
+            Some(IppValue::Enum(3)) => Some("idle".into()),
+            Some(IppValue::Enum(4)) => Some("processing".into()),
+            Some(IppValue::Enum(5)) => Some("stopped".into()),
+            _ => None,
+        },
+        state_message: find("printer-state-message")
+            .and_then(|v| as_str(&v).map(str::to_owned))
+            .filter(|m| !m.is_empty()),
+    }
+}
+
 /// Cancels a job at the printer (best effort: the printer may have finished).
 pub async fn cancel(uri: &str, device_job_id: i32, user: &str, timeout: Duration) {
     let Ok(mut req) = request(uri, Operation::CancelJob, user) else {
@@ -267,6 +360,38 @@ mod tests {
             classify_submission(StatusCode::ClientErrorDocumentFormatNotSupported, &none),
             Err(OutputError::Rejected(_))
         ));
+    }
+
+    #[test]
+    fn capabilities_are_read() {
+        let mut all = IppAttributes::new();
+        for a in [
+            attr("printer-make-and-model", text("Lobby MFD 9000")),
+            attr("color-supported", IppValue::Boolean(false)),
+            attr(
+                "sides-supported",
+                IppValue::Array(vec![keyword("one-sided"), keyword("two-sided-long-edge")]),
+            ),
+            attr(
+                "document-format-supported",
+                IppValue::Array(vec![
+                    crate::ipp::values::mime("application/pdf"),
+                    crate::ipp::values::mime("image/pwg-raster"),
+                ]),
+            ),
+            attr("printer-state", enumeration(3)),
+        ] {
+            all.add(DelimiterTag::PrinterAttributes, a);
+        }
+        let caps = capabilities_from(&all);
+        assert_eq!(caps.make_and_model.as_deref(), Some("Lobby MFD 9000"));
+        assert_eq!((caps.color, caps.duplex), (Some(false), Some(true)));
+        assert_eq!(caps.formats, ["application/pdf", "image/pwg-raster"]);
+        assert_eq!(caps.state.as_deref(), Some("idle"));
+        assert_eq!(
+            capabilities_from(&IppAttributes::new()),
+            Capabilities::default()
+        );
     }
 
     #[test]
