@@ -224,6 +224,41 @@ pub enum SendDocumentRefusal {
     AlreadyComplete,
 }
 
+#[cfg(test)]
+impl JobRecord {
+    /// A held job of alice's with a small PDF, for tests across the crate
+    /// (each overrides what it is about).
+    pub(crate) fn sample() -> JobRecord {
+        JobRecord {
+            uuid: JobUuid::new(),
+            queue: "secure".into(),
+            ipp_job_id: 7,
+            owner: "alice".into(),
+            name: "report.pdf".into(),
+            state: JobState::PendingHeld,
+            state_reasons: "job-hold-until-specified".into(),
+            state_message: String::new(),
+            hold_until: Some("indefinite".into()),
+            template: Vec::new(),
+            document: Some(DocumentRecord {
+                format: "application/pdf".into(),
+                name: Some("report.pdf".into()),
+                size: 2049,
+                spool_size: 1000,
+                sha256: "00".into(),
+            }),
+            documents_complete: true,
+            created_ms: 1_700_000_000_000,
+            processing_ms: None,
+            completed_ms: None,
+            printer: None,
+            device_job_id: None,
+            attempts: 0,
+            next_attempt_ms: None,
+        }
+    }
+}
+
 /// Milliseconds since the Unix epoch, from the system clock.
 pub fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
@@ -235,25 +270,9 @@ mod tests {
 
     fn job(state: JobState) -> JobRecord {
         JobRecord {
-            uuid: JobUuid::new(),
-            queue: "q".into(),
-            ipp_job_id: 7,
-            owner: "alice".into(),
-            name: "doc".into(),
             state,
-            state_reasons: "none".into(),
-            state_message: String::new(),
-            hold_until: None,
-            template: Vec::new(),
-            document: None,
             documents_complete: false,
-            created_ms: 0,
-            processing_ms: None,
-            completed_ms: None,
-            printer: None,
-            device_job_id: None,
-            attempts: 0,
-            next_attempt_ms: None,
+            ..JobRecord::sample()
         }
     }
 

@@ -9,12 +9,18 @@ use std::process::{Command, Output, Stdio};
 
 use e2e::{Appliance, appliance_bin};
 
+/// Runs `appliance users ARGS --data-dir DIR` with `stdin` as input.
 fn users(data_dir: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut full = vec!["users"];
+    full.extend_from_slice(args);
+    full.push("--data-dir");
+    full.push(data_dir.to_str().unwrap());
+    appliance(&full, stdin)
+}
+
+fn appliance(args: &[&str], stdin: &str) -> Output {
     let mut child = Command::new(appliance_bin())
-        .arg("users")
         .args(args)
-        .arg("--data-dir")
-        .arg(data_dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -192,21 +198,13 @@ fn pin_only_login_needs_unique_pins() {
     )
     .unwrap();
     let add = |id: &str, pin: &str| {
-        let mut child = Command::new(appliance_bin())
-            .args(["users", "add", id, "--name", id, "--pin", "--config"])
-            .arg(&config)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(format!("{pin}\n").as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+        let config = config.to_str().unwrap();
+        appliance(
+            &[
+                "users", "add", id, "--name", id, "--pin", "--config", config,
+            ],
+            &format!("{pin}\n"),
+        )
     };
     assert!(add("erin", "8642").status.success());
     let out = add("frank", "8642");

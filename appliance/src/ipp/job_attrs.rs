@@ -131,37 +131,16 @@ pub fn job_attributes(
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::job::{DocumentRecord, JobState, JobUuid};
     use crate::queue::Queues;
     use std::path::Path;
 
     fn job() -> JobRecord {
         JobRecord {
-            uuid: JobUuid::new(),
-            queue: "secure".into(),
             ipp_job_id: 4,
-            owner: "alice".into(),
             name: "salaries.pdf".into(),
-            state: JobState::PendingHeld,
-            state_reasons: "job-hold-until-specified".into(),
             state_message: "Release it at any printer".into(),
-            hold_until: Some("indefinite".into()),
             template: template::encode(&[attr("copies", IppValue::Integer(2))]),
-            document: Some(DocumentRecord {
-                format: "application/pdf".into(),
-                name: Some("salaries.pdf".into()),
-                size: 2049,
-                spool_size: 1000,
-                sha256: "00".into(),
-            }),
-            documents_complete: true,
-            created_ms: 1_700_000_000_000,
-            processing_ms: None,
-            completed_ms: None,
-            printer: None,
-            device_job_id: None,
-            attempts: 0,
-            next_attempt_ms: None,
+            ..JobRecord::sample()
         }
     }
 

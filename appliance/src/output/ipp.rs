@@ -62,10 +62,7 @@ pub async fn submit(
     job: &JobRecord,
     timeout: Duration,
 ) -> Result<Option<i32>, OutputError> {
-    let document = job
-        .document
-        .as_ref()
-        .ok_or_else(|| OutputError::Rejected("the job has no document".into()))?;
+    let document = super::document_of(job)?;
     let mut req = request(uri, Operation::PrintJob, &job.owner)?;
     let op = DelimiterTag::OperationAttributes;
     req.attributes_mut()

@@ -17,9 +17,8 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 
-use super::{OutputError, document_stream};
+use super::{OutputError, connect, document_of, document_stream};
 use crate::job::JobRecord;
 use crate::store::Spool;
 
@@ -72,14 +71,8 @@ pub async fn submit(
     job: &JobRecord,
     timeout: Duration,
 ) -> Result<(), OutputError> {
-    let document = job
-        .document
-        .as_ref()
-        .ok_or_else(|| OutputError::Rejected("the job has no document".into()))?;
-    let mut stream = tokio::time::timeout(timeout, TcpStream::connect((host, port)))
-        .await
-        .map_err(|_| OutputError::Retry(format!("printer {host}:{port} did not answer")))?
-        .map_err(|e| OutputError::Retry(format!("printer {host}:{port} not reachable: {e}")))?;
+    let document = document_of(job)?;
+    let mut stream = connect(host, port, timeout).await?;
     let (control, data_name) = control_file(job, client_host);
     let control_name = data_name.replacen("dfA", "cfA", 1);
     let retry = |e: std::io::Error| {
@@ -172,35 +165,12 @@ async fn ack<S: AsyncRead + Unpin>(stream: &mut S, what: &str) -> Result<(), Out
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::job::{DocumentRecord, JobState, JobUuid};
 
     fn job(name: &str) -> JobRecord {
         JobRecord {
-            uuid: JobUuid::new(),
-            queue: "q".into(),
             ipp_job_id: 1042,
-            owner: "alice".into(),
             name: name.into(),
-            state: JobState::Processing,
-            state_reasons: "none".into(),
-            state_message: String::new(),
-            hold_until: None,
-            template: Vec::new(),
-            document: Some(DocumentRecord {
-                format: "application/pdf".into(),
-                name: Some("report.pdf".into()),
-                size: 10,
-                spool_size: 10,
-                sha256: String::new(),
-            }),
-            documents_complete: true,
-            created_ms: 0,
-            processing_ms: None,
-            completed_ms: None,
-            printer: None,
-            device_job_id: None,
-            attempts: 0,
-            next_attempt_ms: None,
+            ..JobRecord::sample()
         }
     }
 

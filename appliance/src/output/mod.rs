@@ -156,6 +156,27 @@ impl PrinterHealth {
     }
 }
 
+/// The document of a job being sent (a job without one cannot be sent).
+pub(crate) fn document_of(
+    job: &crate::job::JobRecord,
+) -> Result<&crate::job::DocumentRecord, OutputError> {
+    job.document
+        .as_ref()
+        .ok_or_else(|| OutputError::Rejected("the job has no document".into()))
+}
+
+/// Opens a TCP connection to a printer; failing to is always safe to retry.
+pub(crate) async fn connect(
+    host: &str,
+    port: u16,
+    timeout: std::time::Duration,
+) -> Result<tokio::net::TcpStream, OutputError> {
+    tokio::time::timeout(timeout, tokio::net::TcpStream::connect((host, port)))
+        .await
+        .map_err(|_| OutputError::Retry(format!("printer {host}:{port} did not answer")))?
+        .map_err(|e| OutputError::Retry(format!("printer {host}:{port} not reachable: {e}")))
+}
+
 /// Chunks in flight between the decompressing thread and the network.
 const STREAM_DEPTH: usize = 4;
 const STREAM_CHUNK: usize = 64 * 1024;

@@ -8,9 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
-use super::{OutputError, document_stream};
+use super::{OutputError, connect, document_of, document_stream};
 use crate::job::JobRecord;
 use crate::store::Spool;
 
@@ -25,14 +24,8 @@ pub async fn submit(
     job: &JobRecord,
     timeout: Duration,
 ) -> Result<(), OutputError> {
-    let document = job
-        .document
-        .as_ref()
-        .ok_or_else(|| OutputError::Rejected("the job has no document".into()))?;
-    let mut stream = tokio::time::timeout(timeout, TcpStream::connect((host, port)))
-        .await
-        .map_err(|_| OutputError::Retry(format!("printer {host}:{port} did not answer")))?
-        .map_err(|e| OutputError::Retry(format!("printer {host}:{port} not reachable: {e}")))?;
+    let document = document_of(job)?;
+    let mut stream = connect(host, port, timeout).await?;
 
     let sent_everything = Arc::new(AtomicBool::new(false));
     let mut reader = document_stream(

@@ -346,14 +346,11 @@ impl JobStore {
         cutoff_ms: i64,
         limit: u32,
     ) -> Result<Vec<JobRecord>, StoreError> {
-        self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {JOB_COLUMNS} FROM jobs WHERE documents_complete = 0 \
-                 AND state IN (3, 4, 5, 6) AND created_ms < ?1 ORDER BY created_ms LIMIT ?2"
-            ))?;
-            let rows = stmt.query_map(params![cutoff_ms, limit], schema::job_from_row)?;
-            rows.collect()
-        })
+        self.created_before(
+            "documents_complete = 0 AND state IN (3, 4, 5, 6)",
+            cutoff_ms,
+            limit,
+        )
         .await
     }
 
@@ -364,11 +361,20 @@ impl JobStore {
         cutoff_ms: i64,
         limit: u32,
     ) -> Result<Vec<JobRecord>, StoreError> {
+        self.created_before("documents_complete = 1 AND state = 4", cutoff_ms, limit)
+            .await
+    }
+
+    async fn created_before(
+        &self,
+        condition: &'static str,
+        cutoff_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<JobRecord>, StoreError> {
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {JOB_COLUMNS} FROM jobs WHERE state = {} AND documents_complete = 1 \
-                 AND created_ms < ?1 ORDER BY created_ms LIMIT ?2",
-                JobState::PendingHeld as i64
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE {condition} AND created_ms < ?1 \
+                 ORDER BY created_ms LIMIT ?2"
             ))?;
             let rows = stmt.query_map(params![cutoff_ms, limit], schema::job_from_row)?;
             rows.collect()
