@@ -722,7 +722,7 @@ fn apply_insert(
     document: Option<SpooledDocument>,
 ) -> Result<Applied, StoreError> {
     job.ipp_job_id = schema::next_ipp_job_id(conn, &job.queue)?;
-    schema::insert_job(conn, &job)?;
+    schema::save_job(conn, &job)?;
     Ok(Applied {
         job,
         document,
@@ -739,7 +739,7 @@ fn apply_modify(
     let mut job = find_job(conn, uuid)?.ok_or(StoreError::NotFound)?;
     let was_finished = job.state.is_terminal();
     change(&mut job, document.as_ref())?;
-    schema::update_job(conn, &job)?;
+    schema::save_job(conn, &job)?;
     Ok(Applied {
         release_document: !was_finished && job.state.is_terminal() && job.document.is_some(),
         job,
@@ -751,5 +751,51 @@ fn clone_sqlite_error(e: &rusqlite::Error) -> rusqlite::Error {
     match e.sqlite_error() {
         Some(ffi) => rusqlite::Error::SqliteFailure(*ffi, Some(e.to_string())),
         None => rusqlite::Error::InvalidQuery,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn every_mutable_column_of_a_change_is_saved() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = JobStore::open(dir.path(), 1, Arc::new(Metrics::new())).unwrap();
+        let job = store
+            .insert(
+                JobRecord {
+                    document: None,
+                    ..JobRecord::sample()
+                },
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(job.ipp_job_id, 1);
+        let changed = store
+            .modify(
+                job.uuid,
+                None,
+                Box::new(|j, _| {
+                    j.state = JobState::Pending;
+                    j.hold_until = None;
+                    j.template = b"new template".to_vec();
+                    j.attempts = 3;
+                    // Identity fields are not the change's to rewrite.
+                    j.owner = "mallory".into();
+                    Ok(())
+                }),
+            )
+            .await
+            .unwrap();
+        let stored = store.job(job.uuid).await.unwrap().unwrap();
+        assert_eq!(stored.template, b"new template");
+        assert_eq!(
+            (stored.state, stored.hold_until, stored.attempts),
+            (JobState::Pending, None, 3)
+        );
+        assert_eq!(stored.owner, "alice", "the owner is never rewritten");
+        assert_eq!(changed.uuid, stored.uuid);
     }
 }

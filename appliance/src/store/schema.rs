@@ -152,13 +152,25 @@ pub(super) fn next_ipp_job_id(conn: &Connection, queue: &str) -> rusqlite::Resul
     .query_row(params![queue], |row| row.get(0))
 }
 
-/// Inserts a new job row.
-pub(super) fn insert_job(conn: &Connection, job: &JobRecord) -> rusqlite::Result<()> {
+/// Writes a job: inserts a new one, or writes back every mutable column
+/// of an existing one. One statement for both, so the two can never
+/// disagree about which columns a change may touch; identity, queue,
+/// job-id, owner and submission time are never rewritten.
+pub(super) fn save_job(conn: &Connection, job: &JobRecord) -> rusqlite::Result<()> {
     let doc = job.document.as_ref();
     conn.prepare_cached(&format!(
         "INSERT INTO jobs ({JOB_COLUMNS}) VALUES \
          (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
-          ?19, ?20, ?21, ?22, ?23)"
+          ?19, ?20, ?21, ?22, ?23) \
+         ON CONFLICT (uuid) DO UPDATE SET name = excluded.name, state = excluded.state, \
+         state_reasons = excluded.state_reasons, state_message = excluded.state_message, \
+         hold_until = excluded.hold_until, template = excluded.template, \
+         doc_format = excluded.doc_format, doc_name = excluded.doc_name, \
+         doc_size = excluded.doc_size, doc_spool_size = excluded.doc_spool_size, \
+         doc_sha256 = excluded.doc_sha256, documents_complete = excluded.documents_complete, \
+         processing_ms = excluded.processing_ms, completed_ms = excluded.completed_ms, \
+         printer = excluded.printer, device_job_id = excluded.device_job_id, \
+         attempts = excluded.attempts, next_attempt_ms = excluded.next_attempt_ms"
     ))?
     .execute(params![
         job.uuid.to_string(),
@@ -178,39 +190,6 @@ pub(super) fn insert_job(conn: &Connection, job: &JobRecord) -> rusqlite::Result
         doc.map(|d| &d.sha256),
         job.documents_complete,
         job.created_ms,
-        job.processing_ms,
-        job.completed_ms,
-        job.printer,
-        job.device_job_id,
-        job.attempts,
-        job.next_attempt_ms,
-    ])?;
-    Ok(())
-}
-
-/// Writes back every mutable column of an existing job.
-pub(super) fn update_job(conn: &Connection, job: &JobRecord) -> rusqlite::Result<()> {
-    let doc = job.document.as_ref();
-    conn.prepare_cached(
-        "UPDATE jobs SET name = ?2, state = ?3, state_reasons = ?4, state_message = ?5, \
-         hold_until = ?6, doc_format = ?7, doc_name = ?8, doc_size = ?9, doc_spool_size = ?10, \
-         doc_sha256 = ?11, documents_complete = ?12, processing_ms = ?13, completed_ms = ?14, \
-         printer = ?15, device_job_id = ?16, attempts = ?17, next_attempt_ms = ?18 \
-         WHERE uuid = ?1",
-    )?
-    .execute(params![
-        job.uuid.to_string(),
-        job.name,
-        job.state as i64,
-        job.state_reasons,
-        job.state_message,
-        job.hold_until,
-        doc.map(|d| &d.format),
-        doc.and_then(|d| d.name.as_ref()),
-        doc.map(|d| d.size as i64),
-        doc.map(|d| d.spool_size as i64),
-        doc.map(|d| &d.sha256),
-        job.documents_complete,
         job.processing_ms,
         job.completed_ms,
         job.printer,
