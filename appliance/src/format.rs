@@ -11,6 +11,7 @@
 /// for clients that let the server detect the format.
 pub const SUPPORTED: &[&str] = &[
     "application/pdf",
+    "application/PCLm",
     "application/postscript",
     "application/vnd.hp-pcl",
     "image/pwg-raster",
@@ -45,7 +46,12 @@ pub struct FormatMismatch {
 pub fn detect(prefix: &[u8]) -> Option<&'static str> {
     let body = skip_pjl_header(prefix);
     if body.starts_with(b"%PDF-") || find(prefix, b"%PDF-").is_some() {
-        Some("application/pdf")
+        // PCLm (Wi-Fi Direct Print) is a PDF subset that says so in a comment.
+        if find(prefix, b"%PCLm").is_some() {
+            Some("application/PCLm")
+        } else {
+            Some("application/pdf")
+        }
     } else if body.starts_with(b"%!") || body.starts_with(b"\x04%!") {
         Some("application/postscript")
     } else if body.starts_with(b"RaS2") {
@@ -69,12 +75,17 @@ pub fn detect(prefix: &[u8]) -> Option<&'static str> {
 /// PCL has no reliable signature, so a document declared as PCL is taken as
 /// it is; for the others a recognisable signature is required.
 pub fn check_prefix(declared: &str, prefix: &[u8]) -> Result<String, FormatMismatch> {
-    let declared = declared.to_ascii_lowercase();
+    let declared = SUPPORTED
+        .iter()
+        .find(|f| f.eq_ignore_ascii_case(declared))
+        .map_or_else(|| declared.to_ascii_lowercase(), |f| (*f).to_owned());
     let detected = detect(prefix);
-    match declared.as_str() {
-        "application/octet-stream" => Ok(detected.unwrap_or(DEFAULT).to_owned()),
-        "application/vnd.hp-pcl" => Ok(declared),
-        _ if detected == Some(declared.as_str()) => Ok(declared),
+    match (declared.as_str(), detected) {
+        ("application/octet-stream", _) => Ok(detected.unwrap_or(DEFAULT).to_owned()),
+        ("application/vnd.hp-pcl", _) => Ok(declared),
+        // Every PCLm document is a PDF too.
+        ("application/pdf", Some("application/PCLm")) => Ok(declared),
+        (_, Some(d)) if d == declared => Ok(declared),
         _ => Err(FormatMismatch { declared, detected }),
     }
 }
@@ -147,6 +158,21 @@ mod tests {
             check_prefix("application/octet-stream", b"???").unwrap(),
             "application/octet-stream"
         );
+    }
+
+    #[test]
+    fn pclm_is_a_pdf_that_says_so() {
+        let pclm = b"%PDF-1.3\n%PCLm 1.0\n";
+        assert_eq!(detect(pclm), Some("application/PCLm"));
+        assert_eq!(
+            check_prefix("application/pclm", pclm).unwrap(),
+            "application/PCLm"
+        );
+        assert_eq!(
+            check_prefix("application/pdf", pclm).unwrap(),
+            "application/pdf"
+        );
+        assert!(check_prefix("application/PCLm", b"%PDF-1.4\n").is_err());
     }
 
     #[test]

@@ -7,6 +7,8 @@ use std::fmt;
 
 use uuid::Uuid;
 
+use crate::analysis::Analysis;
+
 /// A job's globally unique identity (UUIDv7: time-ordered, so sorting by id
 /// sorts by submission), stable across sites for roaming.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -116,6 +118,8 @@ pub struct DocumentRecord {
     pub spool_size: u64,
     /// Hex SHA-256 of the bytes as the client sent them.
     pub sha256: String,
+    /// Page count and colour read from the document at intake.
+    pub analysis: Analysis,
 }
 
 /// A job as the store keeps it.
@@ -246,6 +250,7 @@ impl JobRecord {
                 size: 2049,
                 spool_size: 1000,
                 sha256: "00".into(),
+                analysis: Analysis::UNKNOWN,
             }),
             documents_complete: true,
             created_ms: 1_700_000_000_000,

@@ -25,6 +25,7 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod analysis;
 pub mod config;
 pub mod credentials;
 pub mod daemon;

@@ -600,20 +600,23 @@ fn list_jobs(
     }
     writeln!(
         out,
-        "{:<36}  {:<14}  {:>5}  {:<12}  {:<10}  {:>10}  {:<20}  NAME",
-        "UUID", "QUEUE", "ID", "OWNER", "STATE", "BYTES", "SUBMITTED (UTC)"
+        "{:<36}  {:<14}  {:>5}  {:<12}  {:<10}  {:>10}  {:>6}  {:<20}  NAME",
+        "UUID", "QUEUE", "ID", "OWNER", "STATE", "BYTES", "PAGES", "SUBMITTED (UTC)"
     )
     .context("cannot write to stdout")?;
     for job in &jobs {
         writeln!(
             out,
-            "{:<36}  {:<14}  {:>5}  {:<12}  {:<10}  {:>10}  {:<20}  {}",
+            "{:<36}  {:<14}  {:>5}  {:<12}  {:<10}  {:>10}  {:>6}  {:<20}  {}",
             job.uuid,
             job.queue,
             job.ipp_job_id,
             job.owner,
             job.state.keyword(),
             job.document.as_ref().map_or(0, |d| d.size),
+            job.document
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), |d| d.analysis.pages_label()),
             utc(job.created_ms),
             job.name
         )
@@ -647,6 +650,9 @@ fn job_json(job: &JobRecord) -> serde_json::Value {
         "format": job.document.as_ref().map(|d| &d.format),
         "size": job.document.as_ref().map(|d| d.size),
         "sha256": job.document.as_ref().map(|d| &d.sha256),
+        "pages": job.document.as_ref().and_then(|d| d.analysis.pages),
+        "pages_exact": job.document.as_ref().is_some_and(|d| d.analysis.pages_exact),
+        "color": job.document.as_ref().map(|d| d.analysis.color.keyword()),
         "created": utc(job.created_ms),
         "printer": job.printer,
     })

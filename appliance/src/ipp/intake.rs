@@ -16,6 +16,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 
 use super::error::IppError;
+use crate::analysis::{Analysis, Analyzer};
 use crate::format;
 use crate::job::JobUuid;
 use crate::store::{Spool, SpooledDocument};
@@ -31,6 +32,8 @@ pub struct Received {
     pub document: SpooledDocument,
     /// Declared format, or the detected one for `application/octet-stream`.
     pub format: String,
+    /// Pages and colour, read on the way in.
+    pub analysis: Analysis,
 }
 
 /// Copies `body` into the spool for job `uuid`. Returns `None` when the body
@@ -123,10 +126,12 @@ fn copy_to_spool(
     let prefix = &head[..head.len().min(format::PREFIX_LEN)];
     let format = format::check_prefix(declared_format, prefix).map_err(CopyError::Format)?;
     let mut writer = spool.create(uuid).map_err(CopyError::Disk)?;
+    let mut analyzer = Analyzer::new(&format);
     let mut write = |data: &[u8]| -> Result<(), CopyError> {
         if writer.size() + data.len() as u64 > max_bytes {
             return Err(CopyError::TooLarge(max_bytes));
         }
+        analyzer.feed(data);
         writer.write_all(data).map_err(CopyError::Disk)
     };
     write(&head)?;
@@ -134,7 +139,11 @@ fn copy_to_spool(
         write(&chunk?)?;
     }
     let document = writer.finish().map_err(CopyError::Disk)?;
-    Ok(Some(Received { document, format }))
+    Ok(Some(Received {
+        document,
+        format,
+        analysis: analyzer.finish(),
+    }))
 }
 
 #[cfg(test)]

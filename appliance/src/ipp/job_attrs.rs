@@ -104,6 +104,13 @@ pub fn job_attributes(
             IppValue::Integer(i32::try_from(doc.size.div_ceil(1024)).unwrap_or(i32::MAX)),
         ));
         all.push(("document-format-supplied", mime(&doc.format)));
+        if let Some(pages) = doc.analysis.pages {
+            let copies = template::settings(&job.template).copies;
+            all.push((
+                "job-impressions",
+                IppValue::Integer(i32::try_from(pages.saturating_mul(copies)).unwrap_or(i32::MAX)),
+            ));
+        }
         if let Some(doc_name) = &doc.name {
             all.push(("document-name-supplied", name(doc_name)));
         }

@@ -776,6 +776,7 @@ fn document_record(received: &Received, name: Option<String>) -> DocumentRecord 
         size: received.document.size,
         spool_size: received.document.spool_size,
         sha256: received.document.sha256.clone(),
+        analysis: received.analysis,
     }
 }
 

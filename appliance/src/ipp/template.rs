@@ -138,6 +138,52 @@ pub fn hold_until(accepted: &[IppAttribute]) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// The settings of a stored template that accounting and rules read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrintSettings {
+    /// `copies` (1 when absent).
+    pub copies: u32,
+    /// `print-color-mode`, when given.
+    pub color_mode: Option<String>,
+    /// `sides` (`one-sided` when absent).
+    pub sides: String,
+    /// `media`, when given as a name.
+    pub media: Option<String>,
+}
+
+impl PrintSettings {
+    /// Whether the printer is asked to print on both sides.
+    pub fn two_sided(&self) -> bool {
+        self.sides.starts_with("two-sided")
+    }
+}
+
+/// Reads [`PrintSettings`] from a stored template.
+pub fn settings(stored: &[u8]) -> PrintSettings {
+    let attributes = decode(stored);
+    let value = |name: &str| {
+        attributes
+            .iter()
+            .find(|a| a.name().as_str() == name)
+            .map(|a| a.value())
+    };
+    let copies = match value("copies") {
+        Some(IppValue::Integer(n)) => u32::try_from(*n).unwrap_or(1).max(1),
+        _ => 1,
+    };
+    PrintSettings {
+        copies,
+        color_mode: value("print-color-mode")
+            .and_then(as_str)
+            .map(str::to_owned),
+        sides: value("sides")
+            .and_then(as_str)
+            .unwrap_or("one-sided")
+            .to_owned(),
+        media: value("media").and_then(as_str).map(str::to_owned),
+    }
+}
+
 /// Encodes accepted attributes for storage (a minimal IPP message holding
 /// one job-attributes group).
 pub fn encode(accepted: &[IppAttribute]) -> Vec<u8> {

@@ -5,6 +5,7 @@
 use rusqlite::{Connection, Row, params};
 use rusqlite_migration::{M, Migrations};
 
+use crate::analysis::{Analysis, DocumentColor};
 use crate::job::{DocumentRecord, JobRecord, JobState, JobUuid};
 
 /// Ordered migrations; append only, never edit a released one.
@@ -80,6 +81,14 @@ fn migrations() -> Migrations<'static> {
         CREATE INDEX credential_lookups_by_user ON credential_lookups (user_id);
         "#,
         ),
+        // Document analysis (crate::analysis): pages and colour.
+        M::up(
+            r#"
+        ALTER TABLE jobs ADD COLUMN doc_pages INTEGER;
+        ALTER TABLE jobs ADD COLUMN doc_pages_exact INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE jobs ADD COLUMN doc_color TEXT NOT NULL DEFAULT 'unknown';
+        "#,
+        ),
     ])
 }
 
@@ -92,7 +101,7 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), rusqlite_migration::E
 pub(super) const JOB_COLUMNS: &str = "uuid, queue, ipp_job_id, owner, name, state, \
     state_reasons, state_message, hold_until, template, doc_format, doc_name, doc_size, \
     doc_spool_size, doc_sha256, documents_complete, created_ms, processing_ms, completed_ms, \
-    printer, device_job_id, attempts, next_attempt_ms";
+    printer, device_job_id, attempts, next_attempt_ms, doc_pages, doc_pages_exact, doc_color";
 
 /// Reads one `SELECT {JOB_COLUMNS}` row.
 pub(super) fn job_from_row(row: &Row<'_>) -> rusqlite::Result<JobRecord> {
@@ -108,6 +117,11 @@ pub(super) fn job_from_row(row: &Row<'_>) -> rusqlite::Result<JobRecord> {
             spool_size: u64::try_from(row.get::<_, i64>(13)?)
                 .map_err(|_| corrupt(13, "doc_spool_size"))?,
             sha256,
+            analysis: Analysis {
+                pages: row.get(23)?,
+                pages_exact: row.get(24)?,
+                color: DocumentColor::from_keyword(&row.get::<_, String>(25)?),
+            },
         }),
         _ => None,
     };
@@ -161,7 +175,7 @@ pub(super) fn save_job(conn: &Connection, job: &JobRecord) -> rusqlite::Result<(
     conn.prepare_cached(&format!(
         "INSERT INTO jobs ({JOB_COLUMNS}) VALUES \
          (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
-          ?19, ?20, ?21, ?22, ?23) \
+          ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26) \
          ON CONFLICT (uuid) DO UPDATE SET name = excluded.name, state = excluded.state, \
          state_reasons = excluded.state_reasons, state_message = excluded.state_message, \
          hold_until = excluded.hold_until, template = excluded.template, \
@@ -170,7 +184,9 @@ pub(super) fn save_job(conn: &Connection, job: &JobRecord) -> rusqlite::Result<(
          doc_sha256 = excluded.doc_sha256, documents_complete = excluded.documents_complete, \
          processing_ms = excluded.processing_ms, completed_ms = excluded.completed_ms, \
          printer = excluded.printer, device_job_id = excluded.device_job_id, \
-         attempts = excluded.attempts, next_attempt_ms = excluded.next_attempt_ms"
+         attempts = excluded.attempts, next_attempt_ms = excluded.next_attempt_ms, \
+         doc_pages = excluded.doc_pages, doc_pages_exact = excluded.doc_pages_exact, \
+         doc_color = excluded.doc_color"
     ))?
     .execute(params![
         job.uuid.to_string(),
@@ -196,6 +212,9 @@ pub(super) fn save_job(conn: &Connection, job: &JobRecord) -> rusqlite::Result<(
         job.device_job_id,
         job.attempts,
         job.next_attempt_ms,
+        doc.and_then(|d| d.analysis.pages),
+        doc.is_some_and(|d| d.analysis.pages_exact),
+        doc.map_or("unknown", |d| d.analysis.color.keyword()),
     ])?;
     Ok(())
 }
