@@ -55,12 +55,14 @@ pub async fn run(
     let dir = config.data_dir.clone();
     let level = config.store.compression_level;
     let store_metrics = metrics.clone();
-    let opened = tokio::task::spawn_blocking(move || JobStore::open(&dir, level, store_metrics))
-        .await
-        .map_err(|e| DaemonError::Store {
-            dir: config.data_dir.display().to_string(),
-            source: StoreError::Io(std::io::Error::other(e.to_string())),
-        })?;
+    let site = config.site.clone();
+    let opened =
+        tokio::task::spawn_blocking(move || JobStore::open(&dir, level, &site, store_metrics))
+            .await
+            .map_err(|e| DaemonError::Store {
+                dir: config.data_dir.display().to_string(),
+                source: StoreError::Io(std::io::Error::other(e.to_string())),
+            })?;
     let (store, recovery) = opened.map_err(|source| DaemonError::Store {
         dir: config.data_dir.display().to_string(),
         source,

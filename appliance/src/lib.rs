@@ -25,6 +25,7 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod accounting;
 pub mod analysis;
 pub mod config;
 pub mod credentials;

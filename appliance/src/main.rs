@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
+use appliance::accounting::{self, GroupBy};
 use appliance::config::Config;
 use appliance::credentials::Secret;
 use appliance::job::{JobRecord, JobState};
@@ -51,6 +52,21 @@ enum Command {
         #[command(subcommand)]
         command: PrintersCommand,
     },
+    /// Sum the accounting journal per user, printer or day.
+    Report {
+        /// What each line is.
+        #[arg(long, value_enum)]
+        by: ReportBy,
+        /// Only prints finished at or after this date (YYYY-MM-DD, UTC) or
+        /// RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        /// CSV with a header row instead of a table.
+        #[arg(long)]
+        csv: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Check a config file and print the effective configuration.
     CheckConfig {
         /// TOML config file.
@@ -78,6 +94,13 @@ impl StoreArgs {
         }
         Ok(config)
     }
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ReportBy {
+    User,
+    Device,
+    Day,
 }
 
 #[derive(Subcommand)]
@@ -212,6 +235,14 @@ fn main() -> ExitCode {
             command: SpoolCommand::Check { store },
         } => store.resolve().and_then(|c| check_spool(&c.data_dir)),
         Command::Users { command } => users_command(command),
+        Command::Report {
+            by,
+            since,
+            csv,
+            store,
+        } => store
+            .resolve()
+            .and_then(|c| report(&c.data_dir, by, since.as_deref(), csv)),
         Command::Printers {
             command:
                 PrintersCommand::List {
@@ -630,6 +661,61 @@ fn list_jobs(
                 ""
             } else {
                 "; --all shows finished ones"
+            }
+        )
+        .context("cannot write to stdout")?;
+    }
+    Ok(())
+}
+
+fn report(data_dir: &Path, by: ReportBy, since: Option<&str>, csv: bool) -> Result<(), Failure> {
+    let since_ms = since
+        .map(accounting::parse_since)
+        .transpose()
+        .map_err(|e| Failure::Usage(format!("--since: {e}")))?
+        .unwrap_or(i64::MIN);
+    let reader = StoreReader::open(data_dir).context("cannot open the job store")?;
+    let entries = reader
+        .journal_since(since_ms)
+        .context("cannot read the accounting journal")?;
+    let (by, label) = match by {
+        ReportBy::User => (GroupBy::User, "USER"),
+        ReportBy::Device => (GroupBy::Device, "PRINTER"),
+        ReportBy::Day => (GroupBy::Day, "DAY (UTC)"),
+    };
+    let rows = accounting::report(&entries, by);
+    let stdout = std::io::stdout();
+    if csv {
+        let mut out = csv::Writer::from_writer(stdout.lock());
+        for row in &rows {
+            out.serialize(row).context("cannot write to stdout")?;
+        }
+        out.flush().context("cannot write to stdout")?;
+        return Ok(());
+    }
+    let mut out = stdout.lock();
+    writeln!(
+        out,
+        "{label:<24}  {:>6}  {:>8}  {:>8}  {:>8}  {:>13}  {:>6}",
+        "JOBS", "PAGES", "COLOR", "SHEETS", "PAGES UNKNOWN", "FAILED"
+    )
+    .context("cannot write to stdout")?;
+    for r in &rows {
+        writeln!(
+            out,
+            "{:<24}  {:>6}  {:>8}  {:>8}  {:>8}  {:>13}  {:>6}",
+            r.key, r.jobs, r.pages, r.color_pages, r.sheets, r.jobs_pages_unknown, r.failed
+        )
+        .context("cannot write to stdout")?;
+    }
+    if rows.is_empty() {
+        writeln!(
+            out,
+            "(nothing printed{})",
+            if since.is_some() {
+                " since then"
+            } else {
+                " yet"
             }
         )
         .context("cannot write to stdout")?;

@@ -13,6 +13,7 @@
 //! released" are atomic with the write: a compare-and-set.
 
 pub mod dir_sync;
+mod journal;
 pub mod schema;
 pub mod secret;
 pub mod spool;
@@ -27,6 +28,7 @@ use std::thread::JoinHandle;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::accounting::{self, JournalEntry};
 use crate::job::{JobRecord, JobState, JobUuid, NotPossible};
 use crate::metrics::Metrics;
 use schema::JOB_COLUMNS;
@@ -164,6 +166,7 @@ impl JobStore {
     pub fn open(
         data_dir: &Path,
         compression_level: i32,
+        site: &str,
         metrics: Arc<Metrics>,
     ) -> Result<(JobStore, Recovery), StoreError> {
         let (conn, db_path) = open_writer(data_dir)?;
@@ -182,10 +185,15 @@ impl JobStore {
         };
 
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
-        let writer_spool = spool.clone();
+        let writer = Writer {
+            conn,
+            spool: spool.clone(),
+            site: site.to_owned(),
+            metrics,
+        };
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || run_writer(conn, writer_spool, rx, metrics))?;
+            .spawn(move || writer.run(rx))?;
         let store = JobStore {
             inner: Arc::new(Inner {
                 writer: tx,
@@ -382,6 +390,11 @@ impl JobStore {
         .await
     }
 
+    /// Journal records from `since_ms` on, in sequence order.
+    pub async fn journal_since(&self, since_ms: i64) -> Result<Vec<JournalEntry>, StoreError> {
+        self.read(move |conn| journal::since(conn, since_ms)).await
+    }
+
     /// Number of jobs per state, over every queue or one.
     pub async fn count_by_state(
         &self,
@@ -490,6 +503,11 @@ impl StoreReader {
     pub fn spool(&self) -> &Spool {
         &self.spool
     }
+
+    /// Journal records from `since_ms` on, in sequence order.
+    pub fn journal_since(&self, since_ms: i64) -> Result<Vec<JournalEntry>, StoreError> {
+        self.readers.with(|conn| journal::since(conn, since_ms))
+    }
 }
 
 fn find_job(conn: &Connection, uuid: JobUuid) -> rusqlite::Result<Option<JobRecord>> {
@@ -595,26 +613,114 @@ impl ReadPool {
     }
 }
 
-fn run_writer(
-    mut conn: Connection,
+/// The writer thread's state: the only write connection.
+struct Writer {
+    conn: Connection,
     spool: Spool,
-    mut rx: mpsc::Receiver<WriteOp>,
+    /// This site's name, for journal records.
+    site: String,
     metrics: Arc<Metrics>,
-) {
-    while let Some(first) = rx.blocking_recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(op) => batch.push(op),
-                Err(_) => break,
+}
+
+impl Writer {
+    fn run(mut self, mut rx: mpsc::Receiver<WriteOp>) {
+        while let Some(first) = rx.blocking_recv() {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(op) => batch.push(op),
+                    Err(_) => break,
+                }
             }
+            self.metrics.store_commit_batch.observe(batch.len() as f64);
+            let started = std::time::Instant::now();
+            self.commit_batch(batch);
+            self.metrics
+                .store_commit_seconds
+                .observe(started.elapsed().as_secs_f64());
         }
-        metrics.store_commit_batch.observe(batch.len() as f64);
-        let started = std::time::Instant::now();
-        commit_batch(&mut conn, &spool, batch, &metrics);
-        metrics
-            .store_commit_seconds
-            .observe(started.elapsed().as_secs_f64());
+    }
+
+    fn commit_batch(&mut self, batch: Vec<WriteOp>) {
+        let metrics = self.metrics.clone();
+        let site = self.site.clone();
+        let mut replies: Vec<(Reply, Result<Applied, StoreError>)> =
+            Vec::with_capacity(batch.len());
+        let mut tx = match self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+        {
+            Ok(tx) => tx,
+            Err(e) => {
+                tracing::error!(error = %e, "store: cannot begin a transaction");
+                for op in batch {
+                    metrics.store_errors.inc();
+                    let reply = match op {
+                        WriteOp::Insert { reply, .. } | WriteOp::Modify { reply, .. } => reply,
+                    };
+                    let _ = reply.send(Err(StoreError::from(clone_sqlite_error(&e))));
+                }
+                return;
+            }
+        };
+        for op in batch {
+            let (reply, result) = match op {
+                WriteOp::Insert {
+                    job,
+                    document,
+                    reply,
+                } => (
+                    reply,
+                    apply_in_savepoint(&mut tx, |sp| apply_insert(sp, *job, document)),
+                ),
+                WriteOp::Modify {
+                    uuid,
+                    document,
+                    change,
+                    reply,
+                } => (
+                    reply,
+                    apply_in_savepoint(&mut tx, |sp| {
+                        apply_modify(sp, &site, uuid, document, change)
+                    }),
+                ),
+            };
+            replies.push((reply, result));
+        }
+
+        if let Err(e) = tx.commit().map_err(StoreError::from) {
+            tracing::error!(error = %e, "store: batch commit failed; nothing in it was acknowledged");
+            // Dropping the results deletes the documents they carried.
+            for (reply, _) in replies {
+                metrics.store_errors.inc();
+                let _ = reply.send(Err(match &e {
+                    StoreError::DiskFull(m) => StoreError::DiskFull(m.clone()),
+                    other => StoreError::Io(io::Error::other(other.to_string())),
+                }));
+            }
+            return;
+        }
+
+        for (reply, result) in replies {
+            let answer = result.map(|applied| {
+                if let Some(document) = applied.document {
+                    document.keep();
+                }
+                if applied.release_document
+                    && let Err(e) = self.spool.remove(applied.job.uuid)
+                {
+                    // The file is an orphan now; start-up recovery removes it.
+                    tracing::warn!(job = %applied.job.uuid, error = %e, "store: could not remove spool file");
+                }
+                applied.job
+            });
+            if let Err(e) = &answer
+                && !matches!(e, StoreError::NotFound | StoreError::NotPossible(_))
+            {
+                metrics.store_errors.inc();
+            }
+            let _ = reply.send(answer);
+        }
     }
 }
 
@@ -626,80 +732,6 @@ struct Applied {
     document: Option<SpooledDocument>,
     /// The job just finished: its document can go once the batch commits.
     release_document: bool,
-}
-
-fn commit_batch(conn: &mut Connection, spool: &Spool, batch: Vec<WriteOp>, metrics: &Metrics) {
-    let mut replies: Vec<(Reply, Result<Applied, StoreError>)> = Vec::with_capacity(batch.len());
-    let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
-        Ok(tx) => tx,
-        Err(e) => {
-            tracing::error!(error = %e, "store: cannot begin a transaction");
-            for op in batch {
-                metrics.store_errors.inc();
-                let reply = match op {
-                    WriteOp::Insert { reply, .. } | WriteOp::Modify { reply, .. } => reply,
-                };
-                let _ = reply.send(Err(StoreError::from(clone_sqlite_error(&e))));
-            }
-            return;
-        }
-    };
-    for op in batch {
-        let (reply, result) = match op {
-            WriteOp::Insert {
-                job,
-                document,
-                reply,
-            } => (
-                reply,
-                apply_in_savepoint(&mut tx, |sp| apply_insert(sp, *job, document)),
-            ),
-            WriteOp::Modify {
-                uuid,
-                document,
-                change,
-                reply,
-            } => (
-                reply,
-                apply_in_savepoint(&mut tx, |sp| apply_modify(sp, uuid, document, change)),
-            ),
-        };
-        replies.push((reply, result));
-    }
-
-    if let Err(e) = tx.commit().map_err(StoreError::from) {
-        tracing::error!(error = %e, "store: batch commit failed; nothing in it was acknowledged");
-        // Dropping the results deletes the documents they carried.
-        for (reply, _) in replies {
-            metrics.store_errors.inc();
-            let _ = reply.send(Err(match &e {
-                StoreError::DiskFull(m) => StoreError::DiskFull(m.clone()),
-                other => StoreError::Io(io::Error::other(other.to_string())),
-            }));
-        }
-        return;
-    }
-
-    for (reply, result) in replies {
-        let answer = result.map(|applied| {
-            if let Some(document) = applied.document {
-                document.keep();
-            }
-            if applied.release_document
-                && let Err(e) = spool.remove(applied.job.uuid)
-            {
-                // The file is an orphan now; start-up recovery removes it.
-                tracing::warn!(job = %applied.job.uuid, error = %e, "store: could not remove spool file");
-            }
-            applied.job
-        });
-        if let Err(e) = &answer
-            && !matches!(e, StoreError::NotFound | StoreError::NotPossible(_))
-        {
-            metrics.store_errors.inc();
-        }
-        let _ = reply.send(answer);
-    }
 }
 
 /// Runs one operation so that its failure undoes only its own writes.
@@ -730,18 +762,26 @@ fn apply_insert(
     })
 }
 
+/// Applies a change and, when it ends a print, appends the journal record
+/// in the same savepoint: both or neither.
 fn apply_modify(
     conn: &Connection,
+    site: &str,
     uuid: JobUuid,
     document: Option<SpooledDocument>,
     change: Change,
 ) -> Result<Applied, StoreError> {
     let mut job = find_job(conn, uuid)?.ok_or(StoreError::NotFound)?;
-    let was_finished = job.state.is_terminal();
+    let before = job.state;
     change(&mut job, document.as_ref())?;
     schema::save_job(conn, &job)?;
+    if let Some(entry) = accounting::entry_for(before, &job, site) {
+        journal::append(conn, &entry)?;
+    }
     Ok(Applied {
-        release_document: !was_finished && job.state.is_terminal() && job.document.is_some(),
+        release_document: !before.is_terminal()
+            && job.state.is_terminal()
+            && job.document.is_some(),
         job,
         document,
     })
@@ -761,7 +801,8 @@ mod tests {
     #[tokio::test]
     async fn every_mutable_column_of_a_change_is_saved() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, _) = JobStore::open(dir.path(), 1, Arc::new(Metrics::new())).unwrap();
+        let (store, _) =
+            JobStore::open(dir.path(), 1, "test-site", Arc::new(Metrics::new())).unwrap();
         let job = store
             .insert(
                 JobRecord {
@@ -797,5 +838,54 @@ mod tests {
         );
         assert_eq!(stored.owner, "alice", "the owner is never rewritten");
         assert_eq!(changed.uuid, stored.uuid);
+    }
+
+    #[tokio::test]
+    async fn finishing_a_print_appends_one_journal_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) =
+            JobStore::open(dir.path(), 1, "branch-7", Arc::new(Metrics::new())).unwrap();
+        let mut seqs = Vec::new();
+        for _ in 0..2 {
+            let job = store
+                .insert(
+                    JobRecord {
+                        document: None,
+                        ..JobRecord::sample()
+                    },
+                    None,
+                )
+                .await
+                .unwrap();
+            let printing: Change = Box::new(|j, _| {
+                j.state = JobState::Processing;
+                j.processing_ms = Some(1);
+                j.printer = Some("lobby".into());
+                Ok(())
+            });
+            store.modify(job.uuid, None, printing).await.unwrap();
+            assert!(store.journal_since(0).await.unwrap().len() == seqs.len());
+            let done: Change = Box::new(|j, _| {
+                j.state = JobState::Completed;
+                j.completed_ms = Some(2);
+                Ok(())
+            });
+            store.modify(job.uuid, None, done).await.unwrap();
+            // A later change to the finished job adds nothing.
+            let touch: Change = Box::new(|j, _| {
+                j.state_message = "noted".into();
+                Ok(())
+            });
+            store.modify(job.uuid, None, touch).await.unwrap();
+            let journal = store.journal_since(0).await.unwrap();
+            let last = journal.last().unwrap();
+            assert_eq!(
+                (last.job.as_str(), last.site.as_str()),
+                (job.uuid.to_string().as_str(), "branch-7")
+            );
+            seqs.push(last.seq);
+        }
+        assert_eq!(store.journal_since(0).await.unwrap().len(), 2);
+        assert!(seqs[0] < seqs[1]);
     }
 }

@@ -89,6 +89,32 @@ fn migrations() -> Migrations<'static> {
         ALTER TABLE jobs ADD COLUMN doc_color TEXT NOT NULL DEFAULT 'unknown';
         "#,
         ),
+        // The accounting journal (crate::accounting). AUTOINCREMENT: a
+        // sequence number is never reused, even after old records go.
+        M::up(
+            r#"
+        CREATE TABLE journal (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            job_uuid TEXT NOT NULL,
+            queue TEXT NOT NULL,
+            ipp_job_id INTEGER NOT NULL,
+            user_id TEXT NOT NULL,
+            device TEXT NOT NULL,
+            site TEXT NOT NULL,
+            pages INTEGER,
+            pages_exact INTEGER NOT NULL,
+            sheets INTEGER,
+            copies INTEGER NOT NULL,
+            color TEXT NOT NULL CHECK (color IN ('color', 'monochrome')),
+            sides TEXT NOT NULL,
+            media TEXT,
+            time_ms INTEGER NOT NULL,
+            outcome TEXT NOT NULL CHECK (outcome IN ('completed', 'aborted', 'canceled'))
+        ) STRICT;
+        CREATE INDEX journal_by_time ON journal (time_ms);
+        CREATE INDEX journal_by_user ON journal (user_id, time_ms);
+        "#,
+        ),
     ])
 }
 

@@ -1,0 +1,74 @@
+//! SQL for the accounting journal ([`crate::accounting`]).
+
+use rusqlite::{Connection, Row, params};
+
+use crate::accounting::JournalEntry;
+
+/// Appends a record; its sequence number is assigned here.
+pub(super) fn append(conn: &Connection, entry: &JournalEntry) -> rusqlite::Result<i64> {
+    conn.prepare_cached(
+        "INSERT INTO journal (job_uuid, queue, ipp_job_id, user_id, device, site, pages, \
+         pages_exact, sheets, copies, color, sides, media, time_ms, outcome) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+    )?
+    .execute(params![
+        entry.job,
+        entry.queue,
+        entry.job_id,
+        entry.user,
+        entry.device,
+        entry.site,
+        entry.pages,
+        entry.pages_exact,
+        entry.sheets,
+        entry.copies,
+        entry.color,
+        entry.sides,
+        entry.media,
+        entry.time_ms,
+        entry.outcome,
+    ])?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Records from `since_ms` on, in sequence order.
+pub(super) fn since(conn: &Connection, since_ms: i64) -> rusqlite::Result<Vec<JournalEntry>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, job_uuid, queue, ipp_job_id, user_id, device, site, pages, pages_exact, \
+         sheets, copies, color, sides, media, time_ms, outcome \
+         FROM journal WHERE time_ms >= ?1 ORDER BY seq",
+    )?;
+    let rows = stmt.query_map(params![since_ms], entry_from_row)?;
+    rows.collect()
+}
+
+fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<JournalEntry> {
+    let color: String = row.get(11)?;
+    let outcome: String = row.get(15)?;
+    Ok(JournalEntry {
+        seq: row.get(0)?,
+        job: row.get(1)?,
+        queue: row.get(2)?,
+        job_id: row.get(3)?,
+        user: row.get(4)?,
+        device: row.get(5)?,
+        site: row.get(6)?,
+        pages: row.get(7)?,
+        pages_exact: row.get(8)?,
+        sheets: row.get(9)?,
+        copies: row.get(10)?,
+        color: if color == "monochrome" {
+            "monochrome"
+        } else {
+            "color"
+        },
+        sides: row.get(12)?,
+        media: row.get(13)?,
+        time_ms: row.get(14)?,
+        outcome: match outcome.as_str() {
+            "completed" => "completed",
+            "canceled" => "canceled",
+            _ => "aborted",
+        },
+    })
+}
