@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::rules::Rules;
+
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -58,6 +60,10 @@ pub struct Config {
     pub users: UsersConfig,
     /// How long jobs are kept.
     pub retention: RetentionConfig,
+    /// The release API (what printer panels and terminals talk to).
+    pub api: ApiConfig,
+    /// Print rules applied at release.
+    pub rules: Rules,
     /// Output devices (printers) known to this site.
     #[serde(rename = "printer")]
     pub printers: Vec<PrinterConfig>,
@@ -106,6 +112,60 @@ pub struct OutputConfig {
     pub request_timeout_secs: u64,
     /// How often a printer is asked about a job it is printing, in seconds.
     pub poll_interval_secs: u64,
+    /// When an IPP printer's job counts as printed: when the printer says
+    /// it completed it, or as soon as it accepted it.
+    pub printed_when: PrintedWhen,
+    /// Attempts to reach a printer for a job released there before the job
+    /// goes back to held with a message (the user can release it again).
+    pub release_attempts: u32,
+}
+
+/// When an IPP printer's job counts as printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PrintedWhen {
+    /// The printer reports the job completed (accurate; needs polling).
+    Completed,
+    /// The printer accepted the job (for printers that forget jobs early).
+    Accepted,
+}
+
+/// The release API listener and its login security.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Address the release API binds.
+    pub listen: SocketAddr,
+    /// PEM certificate chain; with `tls_private_key`, the API speaks HTTPS.
+    pub tls_certificate: Option<PathBuf>,
+    /// PEM private key for `tls_certificate`.
+    pub tls_private_key: Option<PathBuf>,
+    /// A session unused for this many seconds ends (users walk away from printers).
+    pub session_idle_secs: u64,
+    /// Wrong secrets in a row after which a user, and separately a
+    /// printer, is locked out for a while.
+    pub lockout_after: u32,
+    /// First lockout, in seconds; each further failure doubles it.
+    pub lockout_secs: u64,
+    /// Longest lockout, in seconds.
+    pub lockout_max_secs: u64,
+    /// Connections served at once.
+    pub max_connections: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            tls_certificate: None,
+            tls_private_key: None,
+            session_idle_secs: 60,
+            lockout_after: 5,
+            lockout_secs: 30,
+            lockout_max_secs: 900,
+            max_connections: 64,
+        }
+    }
 }
 
 /// How long jobs are kept.
@@ -199,6 +259,8 @@ impl Default for Config {
             output: OutputConfig::default(),
             users: UsersConfig::default(),
             retention: RetentionConfig::default(),
+            api: ApiConfig::default(),
+            rules: Rules::default(),
             printers: Vec::new(),
             queues: Vec::new(),
         }
@@ -234,6 +296,8 @@ impl Default for OutputConfig {
             retry_max_secs: 300,
             request_timeout_secs: 60,
             poll_interval_secs: 1,
+            printed_when: PrintedWhen::Completed,
+            release_attempts: 3,
         }
     }
 }
@@ -340,6 +404,31 @@ impl Config {
             return invalid(
                 "output.request_timeout_secs / output.poll_interval_secs".into(),
                 "must be at least 1 second".into(),
+            );
+        }
+        if self.output.release_attempts == 0 {
+            return invalid(
+                "output.release_attempts".into(),
+                "must be at least 1".into(),
+            );
+        }
+        if self.api.tls_certificate.is_some() != self.api.tls_private_key.is_some() {
+            return invalid(
+                "api.tls_certificate / api.tls_private_key".into(),
+                "give both (HTTPS) or neither (HTTP on a trusted network)".into(),
+            );
+        }
+        if self.api.session_idle_secs == 0
+            || self.api.lockout_after == 0
+            || self.api.lockout_secs == 0
+            || self.api.lockout_max_secs < self.api.lockout_secs
+            || self.api.max_connections == 0
+        {
+            return invalid(
+                "api".into(),
+                "session_idle_secs, lockout_after, lockout_secs and max_connections must be at \
+                 least 1, and lockout_max_secs not below lockout_secs"
+                    .into(),
             );
         }
         for (i, printer) in self.printers.iter().enumerate() {

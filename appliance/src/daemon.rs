@@ -1,7 +1,7 @@
 //! Wires the appliance together: opens the store (cleaning up after a
-//! crash), starts one forwarder per printer that a direct queue feeds,
-//! housekeeping (timeouts and retention), and the IPP server; stops them
-//! all on the shutdown signal, committing every write already queued.
+//! crash), starts one forwarder per printer, housekeeping (timeouts and
+//! retention), the IPP server and the release API; stops them all on the
+//! shutdown signal, committing every write already queued.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::api::ApiService;
 use crate::config::Config;
 use crate::housekeeping::Housekeeping;
 use crate::ipp::server;
@@ -34,6 +35,9 @@ pub enum DaemonError {
         /// What failed.
         source: StoreError,
     },
+    /// The API's TLS certificate or key is unusable.
+    #[error("api.tls_certificate / api.tls_private_key: {0}")]
+    Tls(#[from] crate::http_server::TlsError),
     /// A printer's URI is unusable (config validation should have caught it).
     #[error("printer {id}: {message}")]
     Printer {
@@ -44,13 +48,24 @@ pub enum DaemonError {
     },
 }
 
-/// Runs the appliance on an already-bound IPP listener until `shutdown`
-/// turns true.
+/// The bound sockets the appliance serves.
+pub struct Listeners {
+    /// IPP (and `/metrics`).
+    pub ipp: TcpListener,
+    /// The release API.
+    pub api: TcpListener,
+}
+
+/// Runs the appliance on already-bound listeners until `shutdown` turns true.
 pub async fn run(
     config: Config,
-    listener: TcpListener,
+    listeners: Listeners,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), DaemonError> {
+    let tls = match (&config.api.tls_certificate, &config.api.tls_private_key) {
+        (Some(cert), Some(key)) => Some(crate::http_server::tls_acceptor(cert, key)?),
+        _ => None,
+    };
     let metrics = Arc::new(Metrics::new());
     let dir = config.data_dir.clone();
     let level = config.store.compression_level;
@@ -87,11 +102,9 @@ pub async fn run(
         metrics: metrics.clone(),
         site: config.site.clone(),
     };
+    // Every printer gets a forwarder: any of them can be released to.
     for printer in &config.printers {
         let feeding = queues.feeding(&printer.id);
-        if feeding.is_empty() {
-            continue;
-        }
         let forwarder = Forwarder::new(printer.clone(), feeding, &shared).map_err(|message| {
             DaemonError::Printer {
                 id: printer.id.clone(),
@@ -108,19 +121,31 @@ pub async fn run(
         site: config.site.clone(),
         metrics,
         health,
-        wake,
+        wake: wake.clone(),
         uploads: Mutex::new(HashSet::new()),
     });
+    let api = Arc::new(ApiService::new(&config, store.clone(), wake));
+    if let Ok(addr) = listeners.api.local_addr() {
+        tracing::info!(%addr, tls = tls.is_some(), "API listening");
+    }
+    tasks.push(tokio::spawn(crate::api::serve(
+        listeners.api,
+        api,
+        tls,
+        config.api.max_connections,
+        shutdown.clone(),
+        DRAIN,
+    )));
     let housekeeping = Housekeeping::new(
         service.clone(),
         config.ipp.document_timeout(),
         config.retention.held_job(),
     );
     tasks.push(tokio::spawn(housekeeping.run(shutdown.clone())));
-    if let Ok(addr) = listener.local_addr() {
+    if let Ok(addr) = listeners.ipp.local_addr() {
         tracing::info!(%addr, queues = ?service.queues.all().iter().map(|q| &q.name).collect::<Vec<_>>(), "IPP listening");
     }
-    server::serve(listener, service, shutdown, DRAIN).await;
+    server::serve(listeners.ipp, service, shutdown, DRAIN).await;
     for task in tasks {
         let _ = task.await;
     }

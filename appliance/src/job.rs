@@ -183,6 +183,17 @@ impl JobRecord {
         Ok(())
     }
 
+    /// Cancels the job (IPP Cancel-Job, or deleted at a printer), saying
+    /// who or why in `message`.
+    pub fn cancel(&mut self, message: String) -> Result<(), NotPossible> {
+        self.check_cancel()?;
+        self.state = JobState::Canceled;
+        self.state_reasons = "job-canceled-by-user".into();
+        self.state_message = message;
+        self.completed_ms = Some(now_ms());
+        Ok(())
+    }
+
     /// Hold-Job: only a job that has not started printing can be held.
     pub fn check_hold(&self) -> Result<(), NotPossible> {
         match self.state {

@@ -27,15 +27,18 @@
 
 pub mod accounting;
 pub mod analysis;
+pub mod api;
 pub mod config;
 pub mod credentials;
 pub mod daemon;
 pub mod format;
 pub mod housekeeping;
+pub mod http_server;
 pub mod ipp;
 pub mod job;
 pub mod metrics;
 pub mod output;
 pub mod queue;
+pub mod rules;
 pub mod store;
 pub mod users;

@@ -67,6 +67,17 @@ enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Show the audit log: logins, failed logins, logouts, releases, deletes.
+    Audit {
+        /// Only events at or after this date (YYYY-MM-DD, UTC) or RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Check a config file and print the effective configuration.
     CheckConfig {
         /// TOML config file.
@@ -235,6 +246,9 @@ fn main() -> ExitCode {
             command: SpoolCommand::Check { store },
         } => store.resolve().and_then(|c| check_spool(&c.data_dir)),
         Command::Users { command } => users_command(command),
+        Command::Audit { since, json, store } => store
+            .resolve()
+            .and_then(|c| audit(&c.data_dir, since.as_deref(), json)),
         Command::Report {
             by,
             since,
@@ -300,19 +314,24 @@ fn serve(config: Config) -> Result<(), Failure> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let listen = config.ipp.listen;
-        let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
-            Failure::Usage(format!(
-                "cannot listen on {listen} ({e}); change ipp.listen or stop what uses the port"
-            ))
-        })?;
+        let bind = |listen: std::net::SocketAddr, key: &'static str| async move {
+            tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+                Failure::Usage(format!(
+                    "cannot listen on {listen} ({e}); change {key} or stop what uses the port"
+                ))
+            })
+        };
+        let listeners = appliance::daemon::Listeners {
+            ipp: bind(config.ipp.listen, "ipp.listen").await?,
+            api: bind(config.api.listen, "api.listen").await?,
+        };
         let (stop, stopped) = watch::channel(false);
         tokio::spawn(async move {
             wait_for_signal().await;
             tracing::info!("shutting down: finishing requests in flight");
             let _ = stop.send(true);
         });
-        appliance::daemon::run(config, listener, stopped)
+        appliance::daemon::run(config, listeners, stopped)
             .await
             .map_err(|e| Failure::Runtime(e.into()))
     })
@@ -668,12 +687,45 @@ fn list_jobs(
     Ok(())
 }
 
-fn report(data_dir: &Path, by: ReportBy, since: Option<&str>, csv: bool) -> Result<(), Failure> {
-    let since_ms = since
+fn since_ms(since: Option<&str>) -> Result<i64, Failure> {
+    Ok(since
         .map(accounting::parse_since)
         .transpose()
         .map_err(|e| Failure::Usage(format!("--since: {e}")))?
-        .unwrap_or(i64::MIN);
+        .unwrap_or(i64::MIN))
+}
+
+fn audit(data_dir: &Path, since: Option<&str>, json: bool) -> Result<(), Failure> {
+    let since_ms = since_ms(since)?;
+    let reader = StoreReader::open(data_dir).context("cannot open the job store")?;
+    let events = reader
+        .audit_since(since_ms)
+        .context("cannot read the audit log")?;
+    let mut out = std::io::stdout().lock();
+    for e in &events {
+        if json {
+            let line = serde_json::to_string(e).context("cannot encode an event")?;
+            writeln!(out, "{line}")
+        } else {
+            writeln!(
+                out,
+                "{:>6}  {}  {:<13}  {:<12}  {:<12}  {:<36}  {}",
+                e.seq,
+                utc(e.time_ms),
+                e.action,
+                e.user.as_deref().unwrap_or("-"),
+                e.device.as_deref().unwrap_or("-"),
+                e.job.as_deref().unwrap_or("-"),
+                e.detail
+            )
+        }
+        .context("cannot write to stdout")?;
+    }
+    Ok(())
+}
+
+fn report(data_dir: &Path, by: ReportBy, since: Option<&str>, csv: bool) -> Result<(), Failure> {
+    let since_ms = since_ms(since)?;
     let reader = StoreReader::open(data_dir).context("cannot open the job store")?;
     let entries = reader
         .journal_since(since_ms)
@@ -686,7 +738,19 @@ fn report(data_dir: &Path, by: ReportBy, since: Option<&str>, csv: bool) -> Resu
     let rows = accounting::report(&entries, by);
     let stdout = std::io::stdout();
     if csv {
-        let mut out = csv::Writer::from_writer(stdout.lock());
+        let mut out = csv::WriterBuilder::new()
+            .has_headers(false)
+            .from_writer(stdout.lock());
+        out.write_record([
+            "key",
+            "jobs",
+            "pages",
+            "color_pages",
+            "sheets",
+            "jobs_pages_unknown",
+            "failed",
+        ])
+        .context("cannot write to stdout")?;
         for row in &rows {
             out.serialize(row).context("cannot write to stdout")?;
         }

@@ -54,6 +54,19 @@ pub struct UserSummary {
     pub cards: usize,
 }
 
+/// A user as a login sees them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginUser {
+    /// Login name.
+    pub id: String,
+    /// Name shown at the printer.
+    pub display_name: String,
+    /// Groups, for rules.
+    pub groups: Vec<String>,
+    /// Whether logins are refused.
+    pub disabled: bool,
+}
+
 /// A user ready to store: secrets replaced by their hashes.
 #[derive(Debug, Clone)]
 pub struct PreparedUser {

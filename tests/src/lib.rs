@@ -134,6 +134,8 @@ pub struct Appliance {
     child: Option<Child>,
     /// Its IPP port on 127.0.0.1.
     pub port: u16,
+    /// Its release API port on 127.0.0.1.
+    pub api_port: u16,
     /// Its data directory.
     pub data_dir: PathBuf,
     config_path: PathBuf,
@@ -153,10 +155,14 @@ impl Appliance {
         if !extra.contains("[ipp]") {
             config.push_str("[ipp]\nlisten = \"127.0.0.1:0\"\n");
         }
+        if !extra.contains("[api]") {
+            config.push_str("[api]\nlisten = \"127.0.0.1:0\"\n");
+        }
         fs::write(&config_path, config)?;
         let mut appliance = Appliance {
             child: None,
             port: 0,
+            api_port: 0,
             data_dir,
             config_path,
             log_path: dir.join("appliance.log"),
@@ -180,15 +186,19 @@ impl Appliance {
             .context("cannot start the appliance")?;
         self.child = Some(child);
         let log_path = self.log_path.clone();
-        let port = wait_for(Duration::from_secs(20), "the appliance to listen", || {
+        let ports = wait_for(Duration::from_secs(20), "the appliance to listen", || {
             let log = fs::read_to_string(&log_path).ok()?;
-            let line = log.lines().find(|l| l.contains("IPP listening"))?;
-            let addr = line.split("addr=").nth(1)?.split_whitespace().next()?;
-            addr.rsplit(':').next()?.parse::<u16>().ok()
+            let port = |what: &str| {
+                let line = log.lines().find(|l| l.contains(what))?;
+                let addr = line.split("addr=").nth(1)?.split_whitespace().next()?;
+                addr.rsplit(':').next()?.parse::<u16>().ok()
+            };
+            Some((port("IPP listening")?, port("API listening")?))
         });
-        match port {
-            Ok(port) => {
+        match ports {
+            Ok((port, api_port)) => {
                 self.port = port;
+                self.api_port = api_port;
                 Ok(())
             }
             Err(e) => {
@@ -279,6 +289,51 @@ impl Appliance {
             .lines()
             .map(|l| serde_json::from_str(l).map_err(|e| anyhow!("bad JSON line {l:?}: {e}")))
             .collect()
+    }
+
+    /// Runs `appliance ARGS --data-dir DIR` with `stdin` as input, bounded in time.
+    pub fn cli(&self, args: &[&str], stdin: &str) -> Result<Output> {
+        let mut child = Command::new(appliance_bin())
+            .args(args)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot run the appliance CLI")?;
+        child
+            .stdin
+            .take()
+            .context("stdin")?
+            .write_all(stdin.as_bytes())?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while child.try_wait()?.is_none() {
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                bail!("appliance {args:?} did not finish within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(child.wait_with_output()?)
+    }
+
+    /// Adds a user with a PIN (and the given groups) through the CLI.
+    pub fn add_user(&self, id: &str, pin: &str, groups: &[&str]) -> Result<()> {
+        let mut args = vec!["users", "add", id, "--name", id, "--pin"];
+        for g in groups {
+            args.extend(["--group", g]);
+        }
+        let out = self.cli(&args, &format!("{pin}\n"))?;
+        if !out.status.success() {
+            bail!("users add {id}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    }
+
+    /// A client for the release API.
+    pub fn api(&self) -> Result<ApiClient> {
+        ApiClient::new(self.api_port)
     }
 
     /// `GET path` on the appliance's listener; the response body as text.
@@ -404,6 +459,233 @@ impl Drop for Printer {
             Duration::from_secs(30),
         );
     }
+}
+
+/// A raw-socket (port 9100 style) printer: accepts connections one after
+/// another and keeps each one's bytes, in order.
+pub struct SocketSink {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    received: std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+}
+
+impl SocketSink {
+    /// Starts listening on a free loopback port.
+    pub fn start() -> Result<SocketSink> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = received.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { break };
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(60)));
+                let mut bytes = Vec::new();
+                if conn.read_to_end(&mut bytes).is_ok()
+                    && let Ok(mut all) = sink.lock()
+                {
+                    all.push(bytes);
+                }
+            }
+        });
+        Ok(SocketSink { port, received })
+    }
+
+    /// `socket://127.0.0.1:PORT`.
+    pub fn uri(&self) -> String {
+        format!("socket://127.0.0.1:{}", self.port)
+    }
+
+    /// What each connection delivered so far, in order.
+    pub fn documents(&self) -> Vec<Vec<u8>> {
+        self.received.lock().map(|d| d.clone()).unwrap_or_default()
+    }
+}
+
+/// An answer from the release API.
+#[derive(Debug)]
+pub struct ApiResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// Response headers, names lowercased.
+    pub headers: Vec<(String, String)>,
+    /// The JSON body (`null` when empty).
+    pub json: serde_json::Value,
+}
+
+impl ApiResponse {
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A release API client that checks every answer against the OpenAPI
+/// document the appliance serves: the status must be one the document
+/// lists for that operation, and errors must have the documented shape.
+pub struct ApiClient {
+    port: u16,
+    doc: serde_json::Value,
+}
+
+impl ApiClient {
+    /// Connects to the API on `port` and fetches its OpenAPI document.
+    pub fn new(port: u16) -> Result<ApiClient> {
+        let answer = http_call(port, "GET", "/api/v1/openapi.json", None, None)?;
+        if answer.status != 200 {
+            bail!("GET /api/v1/openapi.json answered {}", answer.status);
+        }
+        Ok(ApiClient {
+            port,
+            doc: serde_json::from_slice(&answer.body)?,
+        })
+    }
+
+    /// The OpenAPI document.
+    pub fn openapi(&self) -> &serde_json::Value {
+        &self.doc
+    }
+
+    /// Calls `METHOD path` with an optional bearer token and JSON body.
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&serde_json::Value>,
+    ) -> Result<ApiResponse> {
+        let body = body.map(|b| b.to_string());
+        let RawAnswer {
+            status,
+            headers,
+            body: raw,
+        } = http_call(self.port, method, path, token, body.as_deref())?;
+        let json = if raw.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_slice(&raw)
+                .with_context(|| format!("{method} {path}: body is not JSON: {raw:?}"))?
+        };
+        let template = self.doc["paths"]
+            .as_object()
+            .and_then(|paths| {
+                paths
+                    .keys()
+                    .filter(|t| path_matches(t, path))
+                    .min_by_key(|t| t.matches('{').count())
+            })
+            .with_context(|| format!("{path} is not in the OpenAPI document"))?;
+        let documented = &self.doc["paths"][template][method.to_ascii_lowercase()]["responses"];
+        if documented.get(status.to_string()).is_none() {
+            bail!(
+                "{method} {path} answered {status}, which the OpenAPI document does not list: {json}"
+            );
+        }
+        if status >= 400
+            && !(json["error"]["code"].is_string() && json["error"]["message"].is_string())
+        {
+            bail!("{method} {path}: error {status} without {{error: {{code, message}}}}: {json}");
+        }
+        Ok(ApiResponse {
+            status,
+            headers,
+            json,
+        })
+    }
+
+    /// Logs in with a PIN; returns the token.
+    pub fn login_pin(&self, device: &str, user: &str, pin: &str) -> Result<String> {
+        let r = self.call(
+            "POST",
+            "/api/v1/sessions",
+            None,
+            Some(&serde_json::json!({"device": device, "method": "pin", "user": user, "secret": pin})),
+        )?;
+        if r.status != 201 {
+            bail!(
+                "login of {user} at {device} answered {}: {}",
+                r.status,
+                r.json
+            );
+        }
+        r.json["token"]
+            .as_str()
+            .map(str::to_owned)
+            .context("no token in the login answer")
+    }
+}
+
+fn path_matches(template: &str, path: &str) -> bool {
+    let (t, p): (Vec<&str>, Vec<&str>) = (template.split('/').collect(), path.split('/').collect());
+    t.len() == p.len()
+        && t.iter()
+            .zip(&p)
+            .all(|(a, b)| a == b || (a.starts_with('{') && !b.is_empty()))
+}
+
+/// An HTTP answer as received.
+struct RawAnswer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+/// One HTTP/1.1 request on a fresh connection.
+fn http_call(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> Result<RawAnswer> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    if let Some(token) = token {
+        head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    let body = body.unwrap_or("");
+    if !body.is_empty() || method == "POST" {
+        head.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body.as_bytes())?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .context("no end of HTTP head")?;
+    let head = String::from_utf8_lossy(&response[..split]).to_string();
+    let mut body = response[split + 4..].to_vec();
+    let mut lines = head.lines();
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .context("bad status line")?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    if headers
+        .iter()
+        .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"))
+    {
+        body = dechunk(&body).context("bad chunked body")?;
+    }
+    Ok(RawAnswer {
+        status,
+        headers,
+        body,
+    })
 }
 
 /// A real LPD server: CUPS's `cups-lpd` (an inetd-style program: one

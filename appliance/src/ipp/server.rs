@@ -4,7 +4,6 @@
 //! as a stream, and writes the encoded response. Also serves `/metrics`
 //! and a one-line status page per queue (`printer-more-info`).
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
@@ -16,90 +15,38 @@ use futures_util::FutureExt;
 use http::{Method, StatusCode as HttpStatus, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use ipp::model::IppVersion;
 use ipp::parser::AsyncIppParser;
 use ipp::reader::AsyncIppReader;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio_util::compat::TokioAsyncReadCompatExt;
 
 use super::body::BodyReader;
 use super::error::IppError;
 use super::request::{self, operation_name};
 use super::service::IppService;
+use crate::http_server::{self, Response};
 use crate::queue::Target;
 
-/// Longest time a client may take to send its request headers.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-/// Largest request head (line and headers) accepted.
-const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// Unread request body read and discarded before an early answer, so the
 /// client finishes sending and sees the answer instead of a reset.
 const DRAIN_LIMIT: u64 = 16 * 1024 * 1024;
-
-type Response = http::Response<Full<Bytes>>;
 
 /// Serves IPP on `listener` until `shutdown` turns true, then waits (up to
 /// `drain`) for requests in flight to finish.
 pub async fn serve(
     listener: TcpListener,
     service: Arc<IppService>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
     drain: Duration,
 ) {
     let max = service.limits.max_connections;
-    let slots = Arc::new(Semaphore::new(max));
-    let mut accept_errors = 0u32;
-    loop {
-        let permit = tokio::select! {
-            permit = slots.clone().acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            _ = shutdown.changed() => break,
-        };
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = shutdown.changed() => break,
-        };
-        let (stream, peer) = match accepted {
-            Ok(conn) => {
-                accept_errors = 0;
-                conn
-            }
-            Err(e) => {
-                // Out of file descriptors and the like: back off instead of spinning.
-                accept_errors = (accept_errors + 1).min(6);
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(10 << accept_errors)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
+    let handler = move |req, local| {
         let service = service.clone();
-        let local = stream.local_addr().ok();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req| {
-                let service = service.clone();
-                async move { Ok::<_, Infallible>(route(req, &service, local).await) }
-            });
-            let conn = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .max_buf_size(MAX_HEAD_BYTES.max(8192))
-                .serve_connection(TokioIo::new(stream), svc);
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-            drop(permit);
-        });
-    }
-    // Wait for requests in flight, bounded.
-    let all = u32::try_from(max).unwrap_or(u32::MAX);
-    let _ = tokio::time::timeout(drain, slots.acquire_many(all)).await;
+        async move { route(req, &service, local).await }
+    };
+    http_server::serve(listener, max, None, handler, shutdown, drain).await;
 }
 
 async fn route(

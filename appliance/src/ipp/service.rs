@@ -416,17 +416,14 @@ impl IppService {
             .modify(
                 job.uuid,
                 None,
-                Box::new(move |j, _| {
-                    j.check_cancel()?;
-                    j.state = JobState::Canceled;
-                    j.state_reasons = "job-canceled-by-user".into();
-                    j.state_message = format!("Canceled by {user}");
-                    j.completed_ms = Some(now_ms());
-                    Ok(())
-                }),
+                Box::new(move |j, _| j.cancel(format!("Canceled by {user}"))),
             )
             .await?;
         self.wake_output(queue);
+        // A released job is followed by the forwarder of the printer it went to.
+        if let Some(printer) = &job.printer {
+            self.wake.wake(printer);
+        }
         tracing::info!(job = %job.uuid, by = %req.user, "job canceled");
         Ok(Reply::default())
     }

@@ -1,12 +1,16 @@
-//! One forwarder per printer: takes the oldest due job of the direct queues
-//! that feed the printer, sends it, follows it until the printer has
-//! finished it, and records every step in the store. One job at a time per
-//! printer, in submission order, as a printer prints them.
+//! One forwarder per printer: takes the oldest due job of its [`Feed`] (the
+//! direct queues that forward to the printer, and the jobs users released
+//! there), sends it, follows it until the printer has finished it, and
+//! records every step in the store. One job at a time per printer, in
+//! submission order, as a printer prints them.
 //!
 //! Failures follow [`OutputError`]: retried later with a doubling delay
 //! (the job stays pending with a message saying why and when), held for a
-//! person to decide, or aborted. After a restart, a job that was being sent
-//! is resumed if the printer had given it an id, and held otherwise.
+//! person to decide, or aborted. A released job is retried a bounded number
+//! of times and then goes back to held with a message, so its owner can
+//! release it again or at another printer; it is never aborted. After a
+//! restart, a job that was being sent is resumed if the printer had given
+//! it an id, and held otherwise.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,10 +20,10 @@ use tokio::sync::{Notify, watch};
 
 use super::ipp::{self as ipp_output, DeviceJobState};
 use super::{DeviceUri, OutputError, PrinterHealth, lpd, socket};
-use crate::config::{OutputConfig, PrinterConfig};
+use crate::config::{OutputConfig, PrintedWhen, PrinterConfig};
 use crate::job::{JobRecord, JobState, NotPossible, now_ms};
 use crate::metrics::{Metrics, OutputLabels};
-use crate::store::{JobStore, StoreError};
+use crate::store::{Feed, JobStore, StoreError};
 
 /// Wakes forwarders when a job becomes due (submitted, released, canceled).
 #[derive(Debug, Clone, Default)]
@@ -85,7 +89,7 @@ pub struct OutputShared {
 pub struct Forwarder {
     printer: PrinterConfig,
     device: DeviceUri,
-    queues: Vec<String>,
+    feed: Feed,
     store: JobStore,
     health: PrinterHealth,
     wake: Arc<Notify>,
@@ -103,10 +107,14 @@ impl Forwarder {
     ) -> Result<Forwarder, String> {
         let device = DeviceUri::parse(&printer.uri)?;
         let wake = shared.wake.handle(&printer.id);
+        let feed = Feed {
+            queues,
+            printer: printer.id.clone(),
+        };
         Ok(Forwarder {
             printer,
             device,
-            queues,
+            feed,
             store: shared.store.clone(),
             health: shared.health.clone(),
             wake,
@@ -125,7 +133,7 @@ impl Forwarder {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         self.recover(&mut shutdown).await;
         while !*shutdown.borrow() {
-            match self.store.next_due(self.queues.clone(), now_ms()).await {
+            match self.store.next_due(self.feed.clone(), now_ms()).await {
                 Ok(Some(job)) => self.deliver(job, &mut shutdown).await,
                 Ok(None) => self.idle(&mut shutdown).await,
                 Err(e) => {
@@ -140,7 +148,7 @@ impl Forwarder {
     async fn idle(&self, shutdown: &mut watch::Receiver<bool>) {
         let next = self
             .store
-            .next_retry_ms(self.queues.clone())
+            .next_retry_ms(self.feed.clone())
             .await
             .ok()
             .flatten();
@@ -165,7 +173,7 @@ impl Forwarder {
     async fn recover(&self, shutdown: &mut watch::Receiver<bool>) {
         let interrupted = match self
             .store
-            .jobs_in_states(self.queues.clone(), vec![JobState::Processing])
+            .jobs_at(self.feed.clone(), JobState::Processing)
             .await
         {
             Ok(jobs) => jobs,
@@ -249,12 +257,26 @@ impl Forwarder {
                                 Ok(())
                             })
                             .await;
-                        if let Some(job) = accepted {
-                            self.follow(uri, device_job_id, job, shutdown).await;
+                        match accepted {
+                            Some(job) if self.config.printed_when == PrintedWhen::Completed => {
+                                self.follow(uri, device_job_id, job, shutdown).await;
+                            }
+                            Some(job) => self.finish(&job, Ok(())).await,
+                            None => {}
                         }
                     }
                     _ => self.finish(&job, Ok(())).await,
                 }
+            }
+            Err(OutputError::Retry(reason))
+                if self.is_release(&job) && job.attempts >= self.config.release_attempts =>
+            {
+                let message = format!(
+                    "{} could not be reached ({reason}). Your job is still held: release it \
+                     again, or at another printer.",
+                    self.label()
+                );
+                self.return_to_owner(&job, message).await;
             }
             Err(OutputError::Retry(reason)) => self.retry_later(&job, reason).await,
             Err(OutputError::Uncertain(reason)) => {
@@ -264,8 +286,50 @@ impl Forwarder {
                 )
                 .await
             }
+            Err(OutputError::Rejected(reason)) if self.is_release(&job) => {
+                let message = format!(
+                    "{} refused the job: {reason}. It is still held: release it at another printer.",
+                    self.label()
+                );
+                self.return_to_owner(&job, message).await;
+            }
             Err(OutputError::Rejected(reason)) => self.finish(&job, Err(reason)).await,
         }
+    }
+
+    /// Whether `job` was released here from a pull queue (rather than
+    /// submitted to a direct queue of this printer).
+    fn is_release(&self, job: &JobRecord) -> bool {
+        !self.feed.queues.contains(&job.queue)
+    }
+
+    /// Puts a released job that certainly did not print back on hold for
+    /// its owner, as if never released (no journal record will name this
+    /// printer).
+    async fn return_to_owner(&self, job: &JobRecord, message: String) {
+        self.count("returned");
+        self.health.set(
+            &self.printer.id,
+            false,
+            Some(format!("{}: {message}", self.label())),
+        );
+        tracing::warn!(job = %job.uuid, printer = %self.printer.id, %message, "released job back on hold");
+        self.update(job, move |j| {
+            if j.state != JobState::Processing {
+                return Err(NotPossible(format!("job is {}", j.state.keyword())));
+            }
+            j.state = JobState::PendingHeld;
+            j.state_reasons = "job-hold-until-specified".into();
+            j.hold_until = Some("indefinite".into());
+            j.state_message = message;
+            j.printer = None;
+            j.processing_ms = None;
+            j.device_job_id = None;
+            j.attempts = 0;
+            j.next_attempt_ms = None;
+            Ok(())
+        })
+        .await;
     }
 
     /// Polls the printer about an accepted job until it is finished there.

@@ -42,6 +42,17 @@ pub(super) fn since(conn: &Connection, since_ms: i64) -> rusqlite::Result<Vec<Jo
     rows.collect()
 }
 
+/// Impressions a user printed to completion since `since_ms`.
+pub(super) fn pages_since(conn: &Connection, user: &str, since_ms: i64) -> rusqlite::Result<u64> {
+    let total: i64 = conn
+        .prepare_cached(
+            "SELECT coalesce(sum(pages), 0) FROM journal \
+             WHERE user_id = ?1 AND time_ms >= ?2 AND outcome = 'completed'",
+        )?
+        .query_row(params![user, since_ms], |r| r.get(0))?;
+    Ok(total.max(0) as u64)
+}
+
 fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<JournalEntry> {
     let color: String = row.get(11)?;
     let outcome: String = row.get(15)?;

@@ -12,6 +12,7 @@
 //! row ([`JobStore::modify`]), so checks like "only a held job can be
 //! released" are atomic with the write: a compare-and-set.
 
+mod audit;
 pub mod dir_sync;
 mod journal;
 pub mod schema;
@@ -29,8 +30,11 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, pa
 use tokio::sync::{mpsc, oneshot};
 
 use crate::accounting::{self, JournalEntry};
+use crate::credentials::LookupKind;
 use crate::job::{JobRecord, JobState, JobUuid, NotPossible};
 use crate::metrics::Metrics;
+use crate::users::LoginUser;
+pub use audit::AuditEvent;
 use schema::JOB_COLUMNS;
 pub use spool::{Spool, SpoolRecovery, SpoolWriter, SpooledDocument};
 
@@ -107,6 +111,25 @@ pub type Change =
 
 type Reply = oneshot::Sender<Result<JobRecord, StoreError>>;
 
+/// Where a write operation's outcome goes.
+enum Answer {
+    Job(Reply),
+    Done(oneshot::Sender<Result<(), StoreError>>),
+}
+
+impl Answer {
+    fn send(self, result: Result<Option<JobRecord>, StoreError>) {
+        match self {
+            Answer::Job(tx) => {
+                let _ = tx.send(result.and_then(|job| job.ok_or(StoreError::NotFound)));
+            }
+            Answer::Done(tx) => {
+                let _ = tx.send(result.map(|_| ()));
+            }
+        }
+    }
+}
+
 enum WriteOp {
     Insert {
         job: Box<JobRecord>,
@@ -117,7 +140,13 @@ enum WriteOp {
         uuid: JobUuid,
         document: Option<SpooledDocument>,
         change: Change,
+        /// Logged in the same savepoint when the change succeeds.
+        audit: Option<AuditEvent>,
         reply: Reply,
+    },
+    Audit {
+        event: AuditEvent,
+        reply: oneshot::Sender<Result<(), StoreError>>,
     },
 }
 
@@ -134,6 +163,29 @@ pub struct JobQuery {
     pub limit: u32,
 }
 
+/// The jobs one printer takes: those of the direct queues that feed it,
+/// and those released to it from pull queues.
+#[derive(Debug, Clone)]
+pub struct Feed {
+    /// Direct queues forwarding to the printer.
+    pub queues: Vec<String>,
+    /// The printer's id.
+    pub printer: String,
+}
+
+impl Feed {
+    /// SQL condition selecting the feed's jobs, and its parameters.
+    fn condition(&self) -> (String, Vec<String>) {
+        let placeholders = vec!["?"; self.queues.len()].join(",");
+        let mut params = self.queues.clone();
+        params.push(self.printer.clone());
+        (
+            format!("(queue IN ({placeholders}) OR printer = ?)"),
+            params,
+        )
+    }
+}
+
 /// Handle to the store; cheap to clone.
 #[derive(Clone)]
 pub struct JobStore {
@@ -147,6 +199,7 @@ struct Inner {
     writer: mpsc::Sender<WriteOp>,
     readers: ReadPool,
     spool: Spool,
+    key: crate::credentials::LookupKey,
     _thread: WriterThread,
 }
 
@@ -171,7 +224,7 @@ impl JobStore {
     ) -> Result<(JobStore, Recovery), StoreError> {
         let (conn, db_path) = open_writer(data_dir)?;
         // Created at first start, so it exists before anyone registers a card.
-        secret::load_or_create(data_dir)?;
+        let key = secret::load_or_create(data_dir)?;
 
         let spool = Spool::open(&data_dir.join("spool"), compression_level)?;
         let committed = committed_documents(&conn)?;
@@ -199,6 +252,7 @@ impl JobStore {
                 writer: tx,
                 readers: ReadPool::new(db_path),
                 spool,
+                key,
                 _thread: WriterThread(Some(thread)),
             }),
         };
@@ -235,15 +289,49 @@ impl JobStore {
         document: Option<SpooledDocument>,
         change: Change,
     ) -> Result<JobRecord, StoreError> {
+        self.modify_op(uuid, document, change, None).await
+    }
+
+    /// Applies `change` like [`JobStore::modify`] and, if it succeeds,
+    /// writes `audit` in the same transaction.
+    pub async fn modify_audited(
+        &self,
+        uuid: JobUuid,
+        change: Change,
+        audit: AuditEvent,
+    ) -> Result<JobRecord, StoreError> {
+        self.modify_op(uuid, None, change, Some(audit)).await
+    }
+
+    async fn modify_op(
+        &self,
+        uuid: JobUuid,
+        document: Option<SpooledDocument>,
+        change: Change,
+        audit: Option<AuditEvent>,
+    ) -> Result<JobRecord, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.submit(WriteOp::Modify {
             uuid,
             document,
             change,
+            audit,
             reply,
         })
         .await?;
         answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Appends an event to the audit log, durably.
+    pub async fn audit(&self, event: AuditEvent) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(WriteOp::Audit { event, reply }).await?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Audit events from `since_ms` on, in order.
+    pub async fn audit_since(&self, since_ms: i64) -> Result<Vec<AuditEvent>, StoreError> {
+        self.read(move |conn| audit::since(conn, since_ms)).await
     }
 
     async fn submit(&self, op: WriteOp) -> Result<(), StoreError> {
@@ -281,23 +369,19 @@ impl JobStore {
         self.read(move |conn| list_jobs(conn, &query)).await
     }
 
-    /// The next job due to be sent from one of `queues` (oldest first), if any.
-    pub async fn next_due(
-        &self,
-        queues: Vec<String>,
-        now_ms: i64,
-    ) -> Result<Option<JobRecord>, StoreError> {
+    /// The next job due at a printer (oldest first), if any.
+    pub async fn next_due(&self, feed: Feed, now_ms: i64) -> Result<Option<JobRecord>, StoreError> {
         self.read(move |conn| {
-            let placeholders = vec!["?"; queues.len()].join(",");
+            let (fed, params) = feed.condition();
             let sql = format!(
                 "SELECT {JOB_COLUMNS} FROM jobs WHERE state = {} AND documents_complete = 1 \
                  AND (next_attempt_ms IS NULL OR next_attempt_ms <= {now_ms}) \
-                 AND queue IN ({placeholders}) ORDER BY created_ms, uuid LIMIT 1",
+                 AND {fed} ORDER BY created_ms, uuid LIMIT 1",
                 JobState::Pending as i64
             );
             conn.query_row(
                 &sql,
-                rusqlite::params_from_iter(queues.iter()),
+                rusqlite::params_from_iter(params),
                 schema::job_from_row,
             )
             .optional()
@@ -305,44 +389,34 @@ impl JobStore {
         .await
     }
 
-    /// The earliest pending retry time among `queues`, to know how long to sleep.
-    pub async fn next_retry_ms(&self, queues: Vec<String>) -> Result<Option<i64>, StoreError> {
+    /// The earliest pending retry time at a printer, to know how long to sleep.
+    pub async fn next_retry_ms(&self, feed: Feed) -> Result<Option<i64>, StoreError> {
         self.read(move |conn| {
-            let placeholders = vec!["?"; queues.len()].join(",");
+            let (fed, params) = feed.condition();
             conn.query_row(
                 &format!(
                     "SELECT min(next_attempt_ms) FROM jobs WHERE state = {} \
-                     AND documents_complete = 1 AND queue IN ({placeholders})",
+                     AND documents_complete = 1 AND {fed}",
                     JobState::Pending as i64
                 ),
-                rusqlite::params_from_iter(queues.iter()),
+                rusqlite::params_from_iter(params),
                 |row| row.get(0),
             )
         })
         .await
     }
 
-    /// Jobs in `states` belonging to `queues`, oldest first.
-    pub async fn jobs_in_states(
-        &self,
-        queues: Vec<String>,
-        states: Vec<JobState>,
-    ) -> Result<Vec<JobRecord>, StoreError> {
+    /// Jobs at a printer in `state`, oldest first.
+    pub async fn jobs_at(&self, feed: Feed, state: JobState) -> Result<Vec<JobRecord>, StoreError> {
         self.read(move |conn| {
-            let mut all = Vec::new();
-            for queue in queues {
-                all.extend(list_jobs(
-                    conn,
-                    &JobQuery {
-                        queue: Some(queue),
-                        states: states.clone(),
-                        owner: None,
-                        limit: u32::MAX,
-                    },
-                )?);
-            }
-            all.sort_by_key(|j| (j.created_ms, j.uuid));
-            Ok(all)
+            let (fed, params) = feed.condition();
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE state = {} AND {fed} \
+                 ORDER BY created_ms, uuid",
+                state as i64
+            ))?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(params), schema::job_from_row)?;
+            rows.collect()
         })
         .await
     }
@@ -388,6 +462,41 @@ impl JobStore {
             rows.collect()
         })
         .await
+    }
+
+    /// The installation key that card and PIN-only lookups are hashed with.
+    pub fn lookup_key(&self) -> &crate::credentials::LookupKey {
+        &self.inner.key
+    }
+
+    /// A user by id, with the PHC string of their `pin` or `password`.
+    pub async fn login_by_id(
+        &self,
+        id: String,
+        kind: &'static str,
+    ) -> Result<Option<(LoginUser, Option<String>)>, StoreError> {
+        self.read(move |conn| users::login_by_id(conn, &id, kind))
+            .await
+    }
+
+    /// The user a card or PIN-only lookup hash belongs to.
+    pub async fn login_by_lookup(
+        &self,
+        kind: LookupKind,
+        lookup: [u8; 32],
+    ) -> Result<Option<LoginUser>, StoreError> {
+        self.read(move |conn| users::login_by_lookup(conn, kind, &lookup))
+            .await
+    }
+
+    /// Impressions `user` printed (completed) since `since_ms`, from the journal.
+    pub async fn pages_printed_since(
+        &self,
+        user: String,
+        since_ms: i64,
+    ) -> Result<u64, StoreError> {
+        self.read(move |conn| journal::pages_since(conn, &user, since_ms))
+            .await
     }
 
     /// Journal records from `since_ms` on, in sequence order.
@@ -507,6 +616,11 @@ impl StoreReader {
     /// Journal records from `since_ms` on, in sequence order.
     pub fn journal_since(&self, since_ms: i64) -> Result<Vec<JournalEntry>, StoreError> {
         self.readers.with(|conn| journal::since(conn, since_ms))
+    }
+
+    /// Audit events from `since_ms` on, in order.
+    pub fn audit_since(&self, since_ms: i64) -> Result<Vec<AuditEvent>, StoreError> {
+        self.readers.with(|conn| audit::since(conn, since_ms))
     }
 }
 
@@ -644,7 +758,7 @@ impl Writer {
     fn commit_batch(&mut self, batch: Vec<WriteOp>) {
         let metrics = self.metrics.clone();
         let site = self.site.clone();
-        let mut replies: Vec<(Reply, Result<Applied, StoreError>)> =
+        let mut replies: Vec<(Answer, Result<Applied, StoreError>)> =
             Vec::with_capacity(batch.len());
         let mut tx = match self
             .conn
@@ -655,45 +769,56 @@ impl Writer {
                 tracing::error!(error = %e, "store: cannot begin a transaction");
                 for op in batch {
                     metrics.store_errors.inc();
-                    let reply = match op {
-                        WriteOp::Insert { reply, .. } | WriteOp::Modify { reply, .. } => reply,
+                    let answer = match op {
+                        WriteOp::Insert { reply, .. } | WriteOp::Modify { reply, .. } => {
+                            Answer::Job(reply)
+                        }
+                        WriteOp::Audit { reply, .. } => Answer::Done(reply),
                     };
-                    let _ = reply.send(Err(StoreError::from(clone_sqlite_error(&e))));
+                    answer.send(Err(StoreError::from(clone_sqlite_error(&e))));
                 }
                 return;
             }
         };
         for op in batch {
-            let (reply, result) = match op {
+            let (answer, result) = match op {
                 WriteOp::Insert {
                     job,
                     document,
                     reply,
                 } => (
-                    reply,
+                    Answer::Job(reply),
                     apply_in_savepoint(&mut tx, |sp| apply_insert(sp, *job, document)),
                 ),
                 WriteOp::Modify {
                     uuid,
                     document,
                     change,
+                    audit,
                     reply,
                 } => (
-                    reply,
+                    Answer::Job(reply),
                     apply_in_savepoint(&mut tx, |sp| {
-                        apply_modify(sp, &site, uuid, document, change)
+                        apply_modify(sp, &site, uuid, document, change, audit)
+                    }),
+                ),
+                WriteOp::Audit { event, reply } => (
+                    Answer::Done(reply),
+                    apply_in_savepoint(&mut tx, |sp| {
+                        audit::append(sp, &event)?;
+                        Ok(Applied::nothing())
                     }),
                 ),
             };
-            replies.push((reply, result));
+            replies.push((answer, result));
         }
 
         if let Err(e) = tx.commit().map_err(StoreError::from) {
             tracing::error!(error = %e, "store: batch commit failed; nothing in it was acknowledged");
             // Dropping the results deletes the documents they carried.
-            for (reply, _) in replies {
+            for (answer, _) in replies {
                 metrics.store_errors.inc();
-                let _ = reply.send(Err(match &e {
+                answer.send(Err(match &e {
                     StoreError::DiskFull(m) => StoreError::DiskFull(m.clone()),
                     other => StoreError::Io(io::Error::other(other.to_string())),
                 }));
@@ -701,37 +826,49 @@ impl Writer {
             return;
         }
 
-        for (reply, result) in replies {
-            let answer = result.map(|applied| {
+        for (answer, result) in replies {
+            let result = result.map(|applied| {
                 if let Some(document) = applied.document {
                     document.keep();
                 }
-                if applied.release_document
-                    && let Err(e) = self.spool.remove(applied.job.uuid)
+                if let Some(job) = &applied.job
+                    && applied.release_document
+                    && let Err(e) = self.spool.remove(job.uuid)
                 {
                     // The file is an orphan now; start-up recovery removes it.
-                    tracing::warn!(job = %applied.job.uuid, error = %e, "store: could not remove spool file");
+                    tracing::warn!(job = %job.uuid, error = %e, "store: could not remove spool file");
                 }
                 applied.job
             });
-            if let Err(e) = &answer
+            if let Err(e) = &result
                 && !matches!(e, StoreError::NotFound | StoreError::NotPossible(_))
             {
                 metrics.store_errors.inc();
             }
-            let _ = reply.send(answer);
+            answer.send(result);
         }
     }
 }
 
 /// The result of one operation inside a batch, before the batch commits.
 struct Applied {
-    job: JobRecord,
+    job: Option<JobRecord>,
     /// The document this operation attached: kept once the batch commits,
     /// deleted (by its drop) if it does not.
     document: Option<SpooledDocument>,
     /// The job just finished: its document can go once the batch commits.
     release_document: bool,
+}
+
+impl Applied {
+    /// An operation that changed no job.
+    fn nothing() -> Applied {
+        Applied {
+            job: None,
+            document: None,
+            release_document: false,
+        }
+    }
 }
 
 /// Runs one operation so that its failure undoes only its own writes.
@@ -756,20 +893,21 @@ fn apply_insert(
     job.ipp_job_id = schema::next_ipp_job_id(conn, &job.queue)?;
     schema::save_job(conn, &job)?;
     Ok(Applied {
-        job,
+        job: Some(job),
         document,
         release_document: false,
     })
 }
 
 /// Applies a change and, when it ends a print, appends the journal record
-/// in the same savepoint: both or neither.
+/// (and the audit event, if any) in the same savepoint: all or nothing.
 fn apply_modify(
     conn: &Connection,
     site: &str,
     uuid: JobUuid,
     document: Option<SpooledDocument>,
     change: Change,
+    audit: Option<AuditEvent>,
 ) -> Result<Applied, StoreError> {
     let mut job = find_job(conn, uuid)?.ok_or(StoreError::NotFound)?;
     let before = job.state;
@@ -778,11 +916,14 @@ fn apply_modify(
     if let Some(entry) = accounting::entry_for(before, &job, site) {
         journal::append(conn, &entry)?;
     }
+    if let Some(event) = audit {
+        audit::append(conn, &event)?;
+    }
     Ok(Applied {
         release_document: !before.is_terminal()
             && job.state.is_terminal()
             && job.document.is_some(),
-        job,
+        job: Some(job),
         document,
     })
 }

@@ -115,6 +115,21 @@ fn migrations() -> Migrations<'static> {
         CREATE INDEX journal_by_user ON journal (user_id, time_ms);
         "#,
         ),
+        // The audit log (store::audit).
+        M::up(
+            r#"
+        CREATE TABLE audit (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            time_ms INTEGER NOT NULL,
+            action TEXT NOT NULL,
+            user_id TEXT,
+            device TEXT,
+            job_uuid TEXT,
+            detail TEXT NOT NULL
+        ) STRICT;
+        CREATE INDEX audit_by_time ON audit (time_ms);
+        "#,
+        ),
     ])
 }
 

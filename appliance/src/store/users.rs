@@ -4,8 +4,9 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::StoreError;
+use crate::credentials::LookupKind;
 use crate::job::now_ms;
-use crate::users::{PreparedUser, UserSummary};
+use crate::users::{LoginUser, PreparedUser, UserSummary};
 
 /// Adds users. Refuses (and writes nothing) if an id exists or a card or
 /// PIN-only PIN is already registered to someone.
@@ -109,6 +110,63 @@ pub(super) fn list(conn: &Connection) -> Result<Vec<UserSummary>, StoreError> {
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// A user by id, with the argon2 PHC string of their `kind` secret
+/// (`pin` or `password`) if they have one.
+pub(super) fn login_by_id(
+    conn: &Connection,
+    id: &str,
+    kind: &str,
+) -> rusqlite::Result<Option<(LoginUser, Option<String>)>> {
+    let Some(user) = login_user(conn, id)? else {
+        return Ok(None);
+    };
+    let phc = conn
+        .prepare_cached("SELECT phc FROM user_secrets WHERE user_id = ?1 AND kind = ?2")?
+        .query_row(params![id, kind], |r| r.get(0))
+        .optional()?;
+    Ok(Some((user, phc)))
+}
+
+/// The user a card or PIN-only lookup hash belongs to.
+pub(super) fn login_by_lookup(
+    conn: &Connection,
+    kind: LookupKind,
+    lookup: &[u8; 32],
+) -> rusqlite::Result<Option<LoginUser>> {
+    let id: Option<String> = conn
+        .prepare_cached("SELECT user_id FROM credential_lookups WHERE kind = ?1 AND lookup = ?2")?
+        .query_row(params![kind.as_str(), &lookup[..]], |r| r.get(0))
+        .optional()?;
+    match id {
+        Some(id) => login_user(conn, &id),
+        None => Ok(None),
+    }
+}
+
+fn login_user(conn: &Connection, id: &str) -> rusqlite::Result<Option<LoginUser>> {
+    let found = conn
+        .prepare_cached("SELECT display_name, disabled FROM users WHERE id = ?1")?
+        .query_row(params![id], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?))
+        })
+        .optional()?;
+    let Some((display_name, disabled)) = found else {
+        return Ok(None);
+    };
+    let mut stmt = conn.prepare_cached(
+        "SELECT group_name FROM user_groups WHERE user_id = ?1 ORDER BY group_name",
+    )?;
+    let groups = stmt
+        .query_map(params![id], |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<String>>>()?;
+    Ok(Some(LoginUser {
+        id: id.to_owned(),
+        display_name,
+        groups,
+        disabled,
+    }))
 }
 
 #[cfg(test)]

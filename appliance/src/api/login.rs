@@ -1,0 +1,162 @@
+//! Checking a login's secret against the store.
+//!
+//! Passwords and user+PIN pairs are argon2id hashes, checked on a blocking
+//! thread; at most one check per core runs at a time (each takes ~19 MiB
+//! and tens of milliseconds), so a burst of logins cannot exhaust a small
+//! box. An unknown user costs the same check against a dummy hash, so
+//! timing does not tell which user names exist. Cards and PIN-only PINs
+//! are found by their keyed hash; the value itself is never compared.
+
+use std::sync::{Arc, OnceLock};
+
+use serde::Deserialize;
+use tokio::sync::Semaphore;
+
+use crate::credentials::{self, LookupKind, Secret, normalize_card, normalize_pin};
+use crate::store::{JobStore, StoreError};
+use crate::users::LoginUser;
+
+/// A malformed secret is a wrong secret (and counts towards lockout).
+const MALFORMED: &str = "malformed secret";
+
+/// How a user proves who they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum Method {
+    /// A PIN, with the user name or (where enabled) alone.
+    Pin,
+    /// A card or badge number.
+    Card,
+    /// User name and password.
+    Password,
+}
+
+impl Method {
+    /// The keyword, for the audit log.
+    pub(super) fn keyword(self) -> &'static str {
+        match self {
+            Method::Pin => "pin",
+            Method::Card => "card",
+            Method::Password => "password",
+        }
+    }
+}
+
+/// The outcome of a check.
+#[derive(Debug)]
+pub(super) enum Checked {
+    /// The secret is right and the user may log in.
+    Valid(LoginUser),
+    /// Wrong secret, unknown user or card, or a disabled user (told apart
+    /// only in the audit log).
+    Invalid(&'static str),
+    /// The request cannot be checked as asked.
+    Unusable(String),
+}
+
+/// Checks secrets; shared by every login.
+pub(super) struct Verifier {
+    store: JobStore,
+    pin_only: bool,
+    slots: Arc<Semaphore>,
+}
+
+impl Verifier {
+    /// A verifier over `store`; `pin_only` allows a PIN without a user name.
+    pub(super) fn new(store: JobStore, pin_only: bool) -> Verifier {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Verifier {
+            store,
+            pin_only,
+            slots: Arc::new(Semaphore::new(cores)),
+        }
+    }
+
+    /// Checks one login attempt.
+    pub(super) async fn check(
+        &self,
+        method: Method,
+        user: Option<&str>,
+        secret: &Secret,
+    ) -> Result<Checked, StoreError> {
+        match (method, user) {
+            (Method::Password, None) => Ok(Checked::Unusable(
+                "a password login needs the user name".into(),
+            )),
+            (Method::Password, Some(user)) => {
+                if credentials::check_password(secret).is_err() {
+                    return Ok(Checked::Invalid(MALFORMED));
+                }
+                self.by_hash(user, "password", secret.expose()).await
+            }
+            (Method::Pin, Some(user)) => match normalize_pin(secret) {
+                Ok(pin) => self.by_hash(user, "pin", &pin).await,
+                Err(_) => Ok(Checked::Invalid(MALFORMED)),
+            },
+            (Method::Pin, None) if !self.pin_only => Ok(Checked::Unusable(
+                "this site needs your user name with the PIN".into(),
+            )),
+            (Method::Pin, None) => match normalize_pin(secret) {
+                Ok(pin) => self.by_lookup(LookupKind::PinOnly, &pin).await,
+                Err(_) => Ok(Checked::Invalid(MALFORMED)),
+            },
+            (Method::Card, _) => match normalize_card(secret) {
+                Ok(card) => self.by_lookup(LookupKind::Card, &card).await,
+                Err(_) => Ok(Checked::Invalid(MALFORMED)),
+            },
+        }
+    }
+
+    async fn by_hash(
+        &self,
+        user: &str,
+        kind: &'static str,
+        secret: &str,
+    ) -> Result<Checked, StoreError> {
+        let found = self.store.login_by_id(user.to_owned(), kind).await?;
+        let (phc, known) = match &found {
+            Some((_, Some(phc))) => (phc.clone(), true),
+            _ => (dummy_phc().to_owned(), false),
+        };
+        let permit = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        let (user_id, secret) = (user.to_owned(), secret.to_owned());
+        let matches = tokio::task::spawn_blocking(move || {
+            let ok = credentials::verify_for_user(&phc, &user_id, &secret);
+            drop(permit);
+            ok
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?;
+        Ok(match found {
+            Some((user, _)) if known && matches && !user.disabled => Checked::Valid(user),
+            Some((user, _)) if known && matches && user.disabled => Checked::Invalid("disabled"),
+            Some(_) if known => Checked::Invalid("wrong secret"),
+            Some(_) => Checked::Invalid("no such secret for this user"),
+            None => Checked::Invalid("unknown user"),
+        })
+    }
+
+    async fn by_lookup(&self, kind: LookupKind, normalized: &str) -> Result<Checked, StoreError> {
+        let lookup = self.store.lookup_key().lookup(kind, normalized);
+        Ok(match self.store.login_by_lookup(kind, lookup).await? {
+            Some(user) if !user.disabled => Checked::Valid(user),
+            Some(_) => Checked::Invalid("disabled"),
+            None => Checked::Invalid(match kind {
+                LookupKind::Card => "unknown card",
+                LookupKind::PinOnly => "unknown PIN",
+            }),
+        })
+    }
+}
+
+/// A hash to check against when the user or their secret does not exist,
+/// so the answer takes as long as a real check.
+fn dummy_phc() -> &'static str {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| credentials::hash_for_user("\0no-user", "\0no-secret").unwrap_or_default())
+}

@@ -1,0 +1,690 @@
+//! The release API: what printer panels and terminals use to log a user in
+//! at a printer, list their jobs, release or delete them, and follow a
+//! release. JSON over HTTP/1.1 (HTTPS when a certificate is configured),
+//! versioned under `/api/v1`, described by the OpenAPI document it serves
+//! at `/api/v1/openapi.json`.
+//!
+//! Sessions are bound to the printer they were made at: a release prints
+//! there and nowhere else. A user sees and touches only their own jobs;
+//! another user's job is "not found", never "forbidden", so ids reveal
+//! nothing. Every login, logout, release and delete goes to the audit log.
+
+mod error;
+mod lockout;
+mod login;
+mod release;
+pub mod routes;
+mod sessions;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::{Config, PrinterConfig};
+use crate::credentials::Secret;
+use crate::http_server::{self, Response};
+use crate::job::{JobState, JobUuid, now_ms};
+use crate::output::forwarder::OutputWake;
+use crate::rules::{self, Rules};
+use crate::store::{AuditEvent, JobQuery, JobStore, StoreError};
+pub use error::ApiError;
+use lockout::{Locked, Lockout, Subject};
+use login::{Checked, Method, Verifier};
+use release::{Chosen, Releases};
+use routes::{NoRoute, Route};
+use sessions::{Session, Sessions};
+
+/// The OpenAPI 3.1 description of this API, served as is.
+pub const OPENAPI: &str = include_str!("openapi.json");
+/// Largest request body accepted.
+const MAX_BODY: usize = 64 * 1024;
+/// Longest time to receive a request body.
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most jobs listed for one user.
+const MAX_JOBS_LISTED: u32 = 500;
+
+/// Everything the API's handlers share.
+pub struct ApiService {
+    store: JobStore,
+    site: String,
+    printers: HashMap<String, PrinterConfig>,
+    rules: Rules,
+    wake: OutputWake,
+    sessions: Mutex<Sessions>,
+    lockout: Mutex<Lockout>,
+    releases: Mutex<Releases>,
+    verifier: Verifier,
+}
+
+impl ApiService {
+    /// The API of an appliance configured by `config`.
+    pub fn new(config: &Config, store: JobStore, wake: OutputWake) -> ApiService {
+        let api = &config.api;
+        ApiService {
+            verifier: Verifier::new(store.clone(), config.users.pin_only_login),
+            store,
+            site: config.site.clone(),
+            printers: config
+                .printers
+                .iter()
+                .map(|p| (p.id.clone(), p.clone()))
+                .collect(),
+            rules: config.rules.clone(),
+            wake,
+            sessions: Mutex::new(Sessions::new(api.session_idle_secs)),
+            lockout: Mutex::new(Lockout::new(
+                api.lockout_after,
+                api.lockout_secs,
+                api.lockout_max_secs,
+            )),
+            releases: Mutex::new(Releases::default()),
+        }
+    }
+
+    /// Answers one request; never fails (errors are JSON answers).
+    pub async fn handle(&self, req: http::Request<Incoming>) -> Response {
+        let route = match routes::route(req.method(), req.uri().path()) {
+            Ok(route) => route,
+            Err(NoRoute::NotFound) => {
+                return ApiError::not_found(format!(
+                    "No such API path: {}. The API is described at /api/v1/openapi.json.",
+                    req.uri().path()
+                ))
+                .response();
+            }
+            Err(NoRoute::MethodNotAllowed(allowed)) => {
+                let mut r = ApiError::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    format!("{} takes {allowed} only.", req.uri().path()),
+                )
+                .response();
+                r.headers_mut()
+                    .insert(header::ALLOW, header::HeaderValue::from_static(allowed));
+                return r;
+            }
+        };
+        let outcome = match route {
+            Route::OpenApi => Ok(json_text(StatusCode::OK, OPENAPI.to_owned())),
+            Route::Devices => Ok(self.devices()),
+            Route::Login => match read_json(req).await {
+                Ok(body) => self.login(&body).await,
+                Err(e) => Err(e),
+            },
+            Route::Logout => self.logout(req.headers()).await,
+            Route::Jobs => self.jobs(req.headers()).await,
+            Route::Release => match self.session(req.headers()) {
+                Ok((_, session)) => match read_json(req).await {
+                    Ok(body) => self.release(&session, &body).await,
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            },
+            Route::DeleteJob(id) => self.delete(req.headers(), &id).await,
+            Route::ReleaseStatus(id) => self.release_status(req.headers(), &id).await,
+        };
+        outcome.unwrap_or_else(|e| e.response())
+    }
+
+    fn devices(&self) -> Response {
+        let mut devices: Vec<_> = self.printers.values().collect();
+        devices.sort_by(|a, b| a.id.cmp(&b.id));
+        let list: Vec<_> = devices
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "id": p.id,
+                    "name": p.name.as_deref().unwrap_or(&p.id),
+                    "location": p.location,
+                })
+            })
+            .collect();
+        json(StatusCode::OK, &serde_json::json!({ "devices": list }))
+    }
+
+    async fn login(&self, body: &[u8]) -> Result<Response, ApiError> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct LoginBody {
+            device: String,
+            method: Method,
+            #[serde(default)]
+            user: Option<String>,
+            secret: String,
+        }
+        let body: LoginBody = serde_json::from_slice(body).map_err(|e| {
+            ApiError::bad_request(format!(
+                "invalid login: {e}. Send {{\"device\", \"method\": \"pin\"|\"card\"|\"password\", \
+                 \"user\"?, \"secret\"}}."
+            ))
+        })?;
+        let Some(printer) = self.printers.get(&body.device) else {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_device",
+                format!(
+                    "No printer {:?} at this site; GET /api/v1/devices lists them.",
+                    body.device
+                ),
+            ));
+        };
+        let device = printer.id.clone();
+        let user = body.user.as_deref().filter(|u| !u.is_empty());
+        let secret = Secret::new(body.secret);
+        let method = body.method.keyword();
+
+        let now = now_ms();
+        let locked = self.with_lockout(|l| l.check(user, &device, now));
+        if let Err(locked) = locked {
+            self.audit(AuditEvent::now(
+                "login-refused",
+                user,
+                Some(&device),
+                format!("method={method}; locked out"),
+            ))
+            .await?;
+            return Err(locked_error(locked));
+        }
+
+        match self.verifier.check(body.method, user, &secret).await? {
+            Checked::Unusable(message) => Err(ApiError::bad_request(message)),
+            Checked::Invalid(reason) => {
+                let lock = self.with_lockout(|l| l.failed(user, &device, now_ms()));
+                let detail = match lock {
+                    Some(l) => format!(
+                        "method={method}; {reason}; {} locked for {} s",
+                        subject_name(l.subject),
+                        l.retry_after_secs
+                    ),
+                    None => format!("method={method}; {reason}"),
+                };
+                self.audit(AuditEvent::now("login-failed", user, Some(&device), detail))
+                    .await?;
+                match lock {
+                    Some(locked) => Err(locked_error(locked)),
+                    None => Err(ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "invalid_credentials",
+                        "Wrong PIN, card or password. Try again.",
+                    )),
+                }
+            }
+            Checked::Valid(found) => {
+                self.with_lockout(|l| l.succeeded(&found.id, &device));
+                let (user_id, display_name) = (found.id.clone(), found.display_name.clone());
+                let session = Session::new(found, device.clone(), now_ms());
+                let (token, idle) = {
+                    let mut sessions = self.lock_sessions()?;
+                    let token = sessions.create(session).map_err(|e| {
+                        ApiError::new(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "internal",
+                            format!("no randomness for a session token: {e}"),
+                        )
+                    })?;
+                    (token, sessions.idle_secs())
+                };
+                self.audit(AuditEvent::now(
+                    "login",
+                    Some(&user_id),
+                    Some(&device),
+                    format!("method={method}"),
+                ))
+                .await?;
+                tracing::info!(user = %user_id, %device, method, "login");
+                Ok(json(
+                    StatusCode::CREATED,
+                    &serde_json::json!({
+                        "token": token,
+                        "user": { "id": user_id, "display_name": display_name },
+                        "device": device,
+                        "idle_timeout_secs": idle,
+                    }),
+                ))
+            }
+        }
+    }
+
+    async fn logout(&self, headers: &HeaderMap) -> Result<Response, ApiError> {
+        let (token, session) = self.session(headers)?;
+        self.lock_sessions()?.remove(&token);
+        self.audit(AuditEvent::now(
+            "logout",
+            Some(&session.user),
+            Some(&session.device),
+            String::new(),
+        ))
+        .await?;
+        Ok(no_content())
+    }
+
+    async fn jobs(&self, headers: &HeaderMap) -> Result<Response, ApiError> {
+        let (_, session) = self.session(headers)?;
+        let jobs = self
+            .store
+            .list(JobQuery {
+                queue: None,
+                states: vec![
+                    JobState::PendingHeld,
+                    JobState::Pending,
+                    JobState::Processing,
+                ],
+                owner: Some(session.user.clone()),
+                limit: MAX_JOBS_LISTED,
+            })
+            .await?;
+        let list: Vec<_> = jobs
+            .iter()
+            .filter(|j| j.documents_complete)
+            .map(|j| release::job_view(j, &self.site))
+            .collect();
+        Ok(json(StatusCode::OK, &serde_json::json!({ "jobs": list })))
+    }
+
+    async fn release(&self, session: &Session, body: &[u8]) -> Result<Response, ApiError> {
+        let (chosen, overrides) = release::parse_request(body)?;
+        let candidates = match chosen {
+            Chosen::All => self
+                .store
+                .list(JobQuery {
+                    queue: None,
+                    states: vec![JobState::PendingHeld],
+                    owner: Some(session.user.clone()),
+                    limit: MAX_JOBS_LISTED,
+                })
+                .await?
+                .into_iter()
+                .filter(|j| j.documents_complete)
+                .map(|j| (j.uuid.to_string(), Some(j)))
+                .collect::<Vec<_>>(),
+            Chosen::Ids(ids) => {
+                let mut found = Vec::with_capacity(ids.len());
+                for id in ids {
+                    let job = match JobUuid::parse(&id) {
+                        Some(uuid) => self.store.job(uuid).await?,
+                        None => None,
+                    };
+                    found.push((id, job.filter(|j| j.is_owned_by(&session.user))));
+                }
+                found
+            }
+        };
+
+        let mut used = match self.rules.quota {
+            Some(quota) => {
+                self.store
+                    .pages_printed_since(session.user.clone(), quota.period.start_ms(now_ms()))
+                    .await?
+            }
+            None => 0,
+        };
+        let label = self.device_label(&session.device);
+        let mut outcomes = Vec::with_capacity(candidates.len());
+        let mut queued = Vec::new();
+        for (id, job) in candidates {
+            let Some(job) = job else {
+                outcomes.push(outcome(
+                    &id,
+                    None,
+                    "not_found",
+                    "No such job among yours.",
+                    &[],
+                ));
+                continue;
+            };
+            let decision = match rules::decide(
+                &self.rules,
+                &session.groups,
+                &release::facts(&job),
+                &overrides,
+                used,
+            ) {
+                Ok(d) => d,
+                Err(refusal) => {
+                    outcomes.push(outcome(&id, Some(&job.name), "refused", &refusal.0, &[]));
+                    continue;
+                }
+            };
+            let notes = decision.notes.clone();
+            let impressions = decision.impressions;
+            let detail = format!(
+                "copies={}; mono={}; sides={}",
+                decision.copies,
+                decision.mono,
+                decision.sides.as_deref().unwrap_or("as submitted")
+            );
+            let change = release::release_change(
+                session.user.clone(),
+                session.device.clone(),
+                label.clone(),
+                decision,
+            );
+            let audit = AuditEvent::now(
+                "release",
+                Some(&session.user),
+                Some(&session.device),
+                detail,
+            )
+            .for_job(job.uuid);
+            match self
+                .store
+                .modify_audited(job.uuid, Box::new(move |j, _| change(j)), audit)
+                .await
+            {
+                Ok(_) => {
+                    used += u64::from(impressions.unwrap_or(0));
+                    queued.push(job.uuid);
+                    outcomes.push(outcome(
+                        &id,
+                        Some(&job.name),
+                        "queued",
+                        "Sent to the printer.",
+                        &notes,
+                    ));
+                }
+                Err(StoreError::NotPossible(reason)) => {
+                    outcomes.push(outcome(&id, Some(&job.name), "not_held", &reason.0, &[]));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if !queued.is_empty() {
+            self.wake.wake(&session.device);
+            tracing::info!(user = %session.user, device = %session.device, jobs = queued.len(), "release");
+        }
+        let release_id = self.releases.lock().map_err(|_| poisoned())?.add(
+            session.user.clone(),
+            session.device.clone(),
+            queued,
+        );
+        Ok(json(
+            StatusCode::ACCEPTED,
+            &serde_json::json!({
+                "release": release_id,
+                "device": session.device,
+                "jobs": outcomes,
+            }),
+        ))
+    }
+
+    async fn release_status(&self, headers: &HeaderMap, id: &str) -> Result<Response, ApiError> {
+        let (_, session) = self.session(headers)?;
+        let release = self
+            .releases
+            .lock()
+            .map_err(|_| poisoned())?
+            .get(id, &session.user)
+            .ok_or_else(|| ApiError::not_found("No such release (they are kept for an hour)."))?;
+        let mut jobs = Vec::with_capacity(release.jobs.len());
+        let mut done = true;
+        let mut printed = 0;
+        for uuid in &release.jobs {
+            let Some(job) = self.store.job(*uuid).await? else {
+                continue;
+            };
+            done &= release::progress_done(job.state);
+            printed += usize::from(job.state == JobState::Completed);
+            jobs.push(serde_json::json!({
+                "id": job.uuid.to_string(),
+                "name": job.name,
+                "state": release::progress_state(job.state),
+                "message": job.state_message,
+            }));
+        }
+        Ok(json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "release": id,
+                "device": release.device,
+                "done": done,
+                "printed": printed,
+                "total": jobs.len(),
+                "jobs": jobs,
+            }),
+        ))
+    }
+
+    async fn delete(&self, headers: &HeaderMap, id: &str) -> Result<Response, ApiError> {
+        let (_, session) = self.session(headers)?;
+        let not_found = || ApiError::not_found("No such job among yours.");
+        let uuid = JobUuid::parse(id).ok_or_else(not_found)?;
+        let job = self
+            .store
+            .job(uuid)
+            .await?
+            .filter(|j| j.is_owned_by(&session.user))
+            .ok_or_else(not_found)?;
+        let label = self.device_label(&session.device);
+        let user = session.user.clone();
+        let audit = AuditEvent::now(
+            "delete",
+            Some(&session.user),
+            Some(&session.device),
+            String::new(),
+        )
+        .for_job(uuid);
+        let deleted = self
+            .store
+            .modify_audited(
+                uuid,
+                Box::new(move |j, _| {
+                    if j.owner != user {
+                        return Err(crate::job::NotPossible("not your job".into()));
+                    }
+                    j.cancel(format!("Deleted by {user} at {label}"))
+                }),
+                audit,
+            )
+            .await?;
+        if let Some(printer) = job.printer.as_ref().or(deleted.printer.as_ref()) {
+            self.wake.wake(printer);
+        }
+        Ok(no_content())
+    }
+
+    /// The live session of the request's bearer token.
+    fn session(&self, headers: &HeaderMap) -> Result<(String, Session), ApiError> {
+        let mut sessions = self.lock_sessions()?;
+        let idle = sessions.idle_secs();
+        let token = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or_else(|| ApiError::unauthorized(idle))?;
+        let session = sessions
+            .touch(token, now_ms())
+            .ok_or_else(|| ApiError::unauthorized(idle))?;
+        Ok((token.to_owned(), session))
+    }
+
+    fn lock_sessions(&self) -> Result<std::sync::MutexGuard<'_, Sessions>, ApiError> {
+        self.sessions.lock().map_err(|_| poisoned())
+    }
+
+    fn with_lockout<T>(&self, f: impl FnOnce(&mut Lockout) -> T) -> T {
+        let mut guard = self
+            .lockout
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut guard)
+    }
+
+    fn device_label(&self, id: &str) -> String {
+        self.printers
+            .get(id)
+            .and_then(|p| p.name.clone())
+            .unwrap_or_else(|| id.to_owned())
+    }
+
+    async fn audit(&self, event: AuditEvent) -> Result<(), ApiError> {
+        self.store.audit(event).await.map_err(ApiError::from)
+    }
+}
+
+fn outcome(
+    id: &str,
+    name: Option<&str>,
+    outcome: &str,
+    message: &str,
+    notes: &[String],
+) -> serde_json::Value {
+    serde_json::json!({
+        "id": id,
+        "name": name,
+        "outcome": outcome,
+        "message": message,
+        "notes": notes,
+    })
+}
+
+fn subject_name(subject: Subject) -> &'static str {
+    match subject {
+        Subject::User => "user",
+        Subject::Device => "device",
+    }
+}
+
+fn locked_error(locked: Locked) -> ApiError {
+    let whom = match locked.subject {
+        Subject::User => "this account",
+        Subject::Device => "this printer",
+    };
+    ApiError {
+        retry_after: Some(locked.retry_after_secs),
+        ..ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "locked",
+            format!(
+                "Too many wrong attempts: logins for {whom} are paused. Try again in {} s.",
+                locked.retry_after_secs
+            ),
+        )
+    }
+}
+
+fn poisoned() -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "internal state is unavailable; restart the appliance",
+    )
+}
+
+/// Reads a JSON request body: `Content-Type: application/json`, at most
+/// [`MAX_BODY`] bytes, within [`BODY_TIMEOUT`].
+async fn read_json(req: http::Request<Incoming>) -> Result<Bytes, ApiError> {
+    let is_json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "Send the request body as Content-Type: application/json.",
+        ));
+    }
+    let limited = Limited::new(req.into_body(), MAX_BODY);
+    match tokio::time::timeout(BODY_TIMEOUT, limited.collect()).await {
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout",
+            "The request body did not arrive in time.",
+        )),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("Request bodies are limited to {MAX_BODY} bytes."),
+        )),
+        Ok(Err(e)) => Err(ApiError::bad_request(format!(
+            "the request body could not be read: {e}"
+        ))),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    }
+}
+
+fn json(status: StatusCode, value: &serde_json::Value) -> Response {
+    json_text(status, value.to_string())
+}
+
+fn json_text(status: StatusCode, body: String) -> Response {
+    http::Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap_or_else(|_| http::Response::new(Full::new(Bytes::new())))
+}
+
+fn no_content() -> Response {
+    http::Response::builder()
+        .status(StatusCode::NO_CONTENT)
+        .body(Full::new(Bytes::new()))
+        .unwrap_or_else(|_| http::Response::new(Full::new(Bytes::new())))
+}
+
+/// Serves the API on `listener` until `shutdown` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    service: Arc<ApiService>,
+    tls: Option<TlsAcceptor>,
+    max_connections: usize,
+    shutdown: watch::Receiver<bool>,
+    drain: Duration,
+) {
+    let handler = move |req, _local: Option<SocketAddr>| {
+        let service = service.clone();
+        async move { service.handle(req).await }
+    };
+    http_server::serve(listener, max_connections, tls, handler, shutdown, drain).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The published document and the router agree: every documented
+    /// operation is routed, and every route is documented.
+    #[test]
+    fn openapi_documents_exactly_the_routes() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        assert_eq!(doc["openapi"].as_str().map(|v| &v[..2]), Some("3."));
+        let mut documented = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                if ["get", "post", "put", "patch", "delete"].contains(&method.as_str()) {
+                    documented.push((method.clone(), path.clone()));
+                    let op = &item[method];
+                    assert!(
+                        op["operationId"].is_string(),
+                        "{method} {path}: operationId"
+                    );
+                    assert!(
+                        op["responses"].as_object().is_some_and(|r| !r.is_empty()),
+                        "{method} {path}: responses"
+                    );
+                }
+            }
+        }
+        documented.sort();
+        let mut routed: Vec<(String, String)> = routes::ROUTES
+            .iter()
+            .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+            .collect();
+        routed.sort();
+        assert_eq!(documented, routed);
+    }
+}

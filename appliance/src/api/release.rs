@@ -1,0 +1,350 @@
+//! Releasing held jobs at a printer: the request, the rules, the state
+//! change, and the progress of a release.
+//!
+//! A release moves each chosen job from held to pending at the session's
+//! printer, with the user's overrides as the rules allow them, in one
+//! store change per job (checked against the row at commit time, so a job
+//! is never released twice) that also writes the audit record. The
+//! printer's forwarder then sends the jobs in submission order. Progress
+//! is read back from the jobs' states; the registry only remembers which
+//! jobs a release covered.
+
+use std::collections::HashMap;
+
+use ipp::prelude::IppValue;
+use serde::Deserialize;
+
+use super::error::ApiError;
+use crate::analysis::DocumentColor;
+use crate::ipp::template::{self, SIDES};
+use crate::ipp::values::keyword;
+use crate::job::{JobRecord, JobState, JobUuid, NotPossible, now_ms};
+use crate::rules::{Decision, JobFacts, Overrides};
+
+/// Releases remembered for progress queries.
+const MAX_RELEASES: usize = 10_000;
+/// How long a release's progress can be asked for.
+const RELEASE_TTL_MS: i64 = 3600 * 1000;
+
+/// `POST /api/v1/jobs/release` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReleaseBody {
+    jobs: Selection,
+    #[serde(default)]
+    copies: Option<u32>,
+    #[serde(default)]
+    color: Option<String>,
+    #[serde(default)]
+    sides: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Selection {
+    Ids(Vec<String>),
+    Keyword(String),
+}
+
+/// Which jobs a release asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Chosen {
+    /// Every held job of the user, oldest first.
+    All,
+    /// These, in this order.
+    Ids(Vec<String>),
+}
+
+/// Reads and checks a release request.
+pub(super) fn parse_request(body: &[u8]) -> Result<(Chosen, Overrides), ApiError> {
+    let body: ReleaseBody = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid release request: {e}")))?;
+    let chosen = match body.jobs {
+        Selection::Keyword(k) if k == "all" => Chosen::All,
+        Selection::Keyword(k) => {
+            return Err(ApiError::bad_request(format!(
+                "`jobs` must be \"all\" or a list of job ids, not {k:?}"
+            )));
+        }
+        Selection::Ids(ids) if ids.is_empty() => {
+            return Err(ApiError::bad_request("`jobs` lists no job"));
+        }
+        Selection::Ids(ids) if ids.len() > 500 => {
+            return Err(ApiError::bad_request("at most 500 jobs per release"));
+        }
+        Selection::Ids(ids) => Chosen::Ids(ids),
+    };
+    if let Some(c) = body.copies
+        && !(1..=template::MAX_COPIES as u32).contains(&c)
+    {
+        return Err(ApiError::bad_request(format!(
+            "`copies` must be 1 to {}",
+            template::MAX_COPIES
+        )));
+    }
+    let mono = match body.color.as_deref() {
+        None => false,
+        Some("mono") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "`color` can only be \"mono\" (to print in black and white), not {other:?}"
+            )));
+        }
+    };
+    if let Some(s) = &body.sides
+        && !SIDES.contains(&s.as_str())
+    {
+        return Err(ApiError::bad_request(format!(
+            "`sides` must be one of {}",
+            SIDES.join(", ")
+        )));
+    }
+    Ok((
+        chosen,
+        Overrides {
+            copies: body.copies,
+            mono,
+            sides: body.sides,
+        },
+    ))
+}
+
+/// What the rules read about a job.
+pub(super) fn facts(job: &JobRecord) -> JobFacts {
+    let settings = template::settings(&job.template);
+    JobFacts {
+        pages: job.document.as_ref().and_then(|d| d.analysis.pages),
+        copies: settings.copies,
+        sides: settings.sides,
+    }
+}
+
+/// The change that releases a held job to `device` as `decision` says.
+pub(super) fn release_change(
+    user: String,
+    device: String,
+    device_label: String,
+    decision: Decision,
+) -> impl FnOnce(&mut JobRecord) -> Result<(), NotPossible> + Send + 'static {
+    move |j| {
+        if j.owner != user {
+            return Err(NotPossible("not your job".into()));
+        }
+        if j.state != JobState::PendingHeld || !j.documents_complete {
+            return Err(NotPossible(format!(
+                "job {} is {}, not held",
+                j.ipp_job_id,
+                j.state.keyword()
+            )));
+        }
+        let mut stored = j.template.clone();
+        if decision.copies != template::settings(&stored).copies {
+            stored = template::with_replaced(
+                &stored,
+                "copies",
+                Some(IppValue::Integer(
+                    i32::try_from(decision.copies).unwrap_or(1),
+                )),
+            );
+        }
+        if decision.mono {
+            stored =
+                template::with_replaced(&stored, "print-color-mode", Some(keyword("monochrome")));
+        }
+        if let Some(sides) = &decision.sides {
+            stored = template::with_replaced(&stored, "sides", Some(keyword(sides)));
+        }
+        stored = template::with_replaced(&stored, "job-hold-until", None);
+        j.template = stored;
+        j.state = JobState::Pending;
+        j.state_reasons = "none".into();
+        j.state_message = format!("Released at {device_label}");
+        j.hold_until = None;
+        j.printer = Some(device);
+        j.processing_ms = None;
+        j.device_job_id = None;
+        j.attempts = 0;
+        j.next_attempt_ms = None;
+        Ok(())
+    }
+}
+
+/// A job as the API shows it to its owner.
+pub(super) fn job_view(job: &JobRecord, site: &str) -> serde_json::Value {
+    let settings = template::settings(&job.template);
+    let analysis = job.document.as_ref().map(|d| d.analysis);
+    let color = if settings.color_mode.as_deref() == Some("monochrome") {
+        "monochrome"
+    } else {
+        match analysis.map(|a| a.color) {
+            Some(DocumentColor::Monochrome) => "monochrome",
+            Some(DocumentColor::Color) => "color",
+            _ if settings.color_mode.as_deref() == Some("color") => "color",
+            _ => "unknown",
+        }
+    };
+    serde_json::json!({
+        "id": job.uuid.to_string(),
+        "name": job.name,
+        "queue": job.queue,
+        "job_id": job.ipp_job_id,
+        "pages": analysis.and_then(|a| a.pages),
+        "pages_exact": analysis.is_some_and(|a| a.pages_exact),
+        "copies": settings.copies,
+        "color": color,
+        "sides": settings.sides,
+        "size": job.document.as_ref().map_or(0, |d| d.size),
+        "submitted": rfc3339(job.created_ms),
+        "site": site,
+        "state": api_state(job.state),
+        "message": job.state_message,
+    })
+}
+
+/// The job states as the API names them.
+pub(super) fn api_state(state: JobState) -> &'static str {
+    match state {
+        JobState::PendingHeld => "held",
+        JobState::Pending => "waiting",
+        JobState::Processing | JobState::ProcessingStopped => "printing",
+        JobState::Completed => "printed",
+        JobState::Canceled => "deleted",
+        JobState::Aborted => "failed",
+    }
+}
+
+/// A job's place in a release: held again means the printer could not
+/// take it (its message says why).
+pub(super) fn progress_state(state: JobState) -> &'static str {
+    match state {
+        JobState::PendingHeld => "returned",
+        other => api_state(other),
+    }
+}
+
+/// Whether a job in `state` is done as far as its release is concerned.
+pub(super) fn progress_done(state: JobState) -> bool {
+    state.is_terminal() || state == JobState::PendingHeld
+}
+
+fn rfc3339(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+/// One release, for progress queries.
+#[derive(Debug, Clone)]
+pub(super) struct Release {
+    /// Who released.
+    pub(super) user: String,
+    /// Where.
+    pub(super) device: String,
+    /// The jobs it queued, in print order.
+    pub(super) jobs: Vec<JobUuid>,
+    created_ms: i64,
+}
+
+/// Recent releases by id.
+#[derive(Debug, Default)]
+pub(super) struct Releases {
+    by_id: HashMap<String, Release>,
+}
+
+impl Releases {
+    /// Remembers a release; returns its id.
+    pub(super) fn add(&mut self, user: String, device: String, jobs: Vec<JobUuid>) -> String {
+        let now = now_ms();
+        if self.by_id.len() >= MAX_RELEASES {
+            self.by_id
+                .retain(|_, r| now - r.created_ms < RELEASE_TTL_MS);
+            if self.by_id.len() >= MAX_RELEASES
+                && let Some(oldest) = self
+                    .by_id
+                    .iter()
+                    .min_by_key(|(_, r)| r.created_ms)
+                    .map(|(k, _)| k.clone())
+            {
+                self.by_id.remove(&oldest);
+            }
+        }
+        let id = JobUuid::new().to_string();
+        self.by_id.insert(
+            id.clone(),
+            Release {
+                user,
+                device,
+                jobs,
+                created_ms: now,
+            },
+        );
+        id
+    }
+
+    /// A release of `user`'s, if it is still remembered.
+    pub(super) fn get(&self, id: &str, user: &str) -> Option<Release> {
+        self.by_id
+            .get(id)
+            .filter(|r| r.user == user && now_ms() - r.created_ms < RELEASE_TTL_MS)
+            .cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_checked() {
+        let (chosen, o) =
+            parse_request(br#"{"jobs": "all", "color": "mono", "copies": 2}"#).unwrap();
+        assert_eq!(chosen, Chosen::All);
+        assert!(o.mono && o.copies == Some(2));
+        let (chosen, _) = parse_request(br#"{"jobs": ["a", "b"]}"#).unwrap();
+        assert_eq!(chosen, Chosen::Ids(vec!["a".into(), "b".into()]));
+        for bad in [
+            &br#"{"jobs": "some"}"#[..],
+            br#"{"jobs": []}"#,
+            br#"{"jobs": "all", "copies": 0}"#,
+            br#"{"jobs": "all", "color": "color"}"#,
+            br#"{"jobs": "all", "sides": "three-sided"}"#,
+            br#"{"jobs": "all", "staple": true}"#,
+            br#"{"copies": 1}"#,
+            b"not json",
+        ] {
+            let e = parse_request(bad).unwrap_err();
+            assert_eq!(e.code, "bad_request", "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn a_release_changes_only_a_held_job_of_its_owner() {
+        let decision = Decision {
+            copies: 2,
+            mono: true,
+            sides: Some("two-sided-long-edge".into()),
+            impressions: Some(6),
+            notes: vec![],
+        };
+        let change = |user: &str| {
+            release_change(
+                user.into(),
+                "lobby".into(),
+                "Lobby MFP".into(),
+                decision.clone(),
+            )
+        };
+        let mut job = JobRecord::sample();
+        assert!(change("bob")(&mut job).is_err());
+        change("alice")(&mut job).unwrap();
+        assert_eq!(job.state, JobState::Pending);
+        assert_eq!(job.printer.as_deref(), Some("lobby"));
+        let s = template::settings(&job.template);
+        assert_eq!(
+            (s.copies, s.color_mode.as_deref(), s.sides.as_str()),
+            (2, Some("monochrome"), "two-sided-long-edge")
+        );
+        // Released already: a second release of the same job is refused.
+        assert!(change("alice")(&mut job).is_err());
+    }
+}

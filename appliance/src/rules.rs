@@ -1,0 +1,286 @@
+//! Print rules applied at release: forced monochrome for groups, forced
+//! duplex for long jobs, a maximum job size and a per-user page quota.
+//!
+//! [`Rules`] is read from the local config for now; it is plain serde data
+//! so central can push the same shape later. [`decide`] is a pure function
+//! of the rules, the user, the job and what the user asked for at the
+//! printer: overrides are granted only within the rules, and a refusal says
+//! why in words a user at a printer can act on.
+
+use serde::{Deserialize, Serialize};
+
+/// The rules of a site.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Rules {
+    /// Members of these groups always print in monochrome.
+    pub force_mono_groups: Vec<String>,
+    /// Jobs of more pages than this print two-sided (0: never forced).
+    pub force_duplex_above_pages: u32,
+    /// Largest job in impressions, pages times copies (0: no limit).
+    pub max_pages_per_job: u32,
+    /// A page quota per user, if any.
+    pub quota: Option<Quota>,
+}
+
+/// A per-user page quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quota {
+    /// Impressions a user may print per period.
+    pub pages: u32,
+    /// The period, starting at midnight UTC (Monday for weeks, the 1st for months).
+    pub period: Period,
+}
+
+/// A quota period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Period {
+    /// Calendar day.
+    Day,
+    /// Calendar week from Monday.
+    Week,
+    /// Calendar month.
+    Month,
+}
+
+impl Period {
+    fn noun(self) -> &'static str {
+        match self {
+            Period::Day => "today",
+            Period::Week => "this week",
+            Period::Month => "this month",
+        }
+    }
+
+    /// Start of the period containing `now_ms` (UTC), in ms since the epoch.
+    pub fn start_ms(self, now_ms: i64) -> i64 {
+        let Ok(now) = jiff::Timestamp::from_millisecond(now_ms) else {
+            return now_ms;
+        };
+        let date = now.to_zoned(jiff::tz::TimeZone::UTC).date();
+        let start = match self {
+            Period::Day => Ok(date),
+            Period::Week => date.checked_sub(
+                jiff::Span::new().days(i64::from(date.weekday().to_monday_zero_offset())),
+            ),
+            Period::Month => Ok(date.first_of_month()),
+        };
+        start
+            .and_then(|d| d.to_zoned(jiff::tz::TimeZone::UTC))
+            .map(|z| z.timestamp().as_millisecond())
+            .unwrap_or(now_ms)
+    }
+}
+
+/// What a rule decision reads about a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobFacts {
+    /// Pages of one copy, when known.
+    pub pages: Option<u32>,
+    /// Copies the job was submitted with.
+    pub copies: u32,
+    /// `sides` the job was submitted with.
+    pub sides: String,
+}
+
+/// What the user asked for when releasing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// Copies instead of the submitted number.
+    pub copies: Option<u32>,
+    /// Print in monochrome.
+    pub mono: bool,
+    /// `sides` instead of the submitted value.
+    pub sides: Option<String>,
+}
+
+/// How a job is printed, after the rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// Copies to print.
+    pub copies: u32,
+    /// Force `print-color-mode=monochrome`.
+    pub mono: bool,
+    /// `sides` to set, when it changes.
+    pub sides: Option<String>,
+    /// Impressions this prints (pages times copies), when known.
+    pub impressions: Option<u32>,
+    /// What the rules changed, for the user.
+    pub notes: Vec<String>,
+}
+
+/// Why a job may not be printed, for the user.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Refusal(pub String);
+
+/// Decides how a job is printed for a user in `groups` who has printed
+/// `used` impressions in the current quota period.
+pub fn decide(
+    rules: &Rules,
+    groups: &[String],
+    job: &JobFacts,
+    asked: &Overrides,
+    used: u64,
+) -> Result<Decision, Refusal> {
+    let copies = asked.copies.unwrap_or(job.copies).max(1);
+    let impressions = job.pages.map(|p| p.saturating_mul(copies));
+    let mut notes = Vec::new();
+
+    if rules.max_pages_per_job > 0
+        && let Some(n) = impressions
+        && n > rules.max_pages_per_job
+    {
+        return Err(Refusal(format!(
+            "This job is {n} pages with {copies} cop{}; the limit here is {} pages per job. \
+             Release it with fewer copies, or ask your administrator.",
+            if copies == 1 { "y" } else { "ies" },
+            rules.max_pages_per_job
+        )));
+    }
+    if let (Some(quota), Some(n)) = (rules.quota, impressions) {
+        let left = u64::from(quota.pages).saturating_sub(used);
+        if u64::from(n) > left {
+            return Err(Refusal(format!(
+                "This job needs {n} pages and you have {left} of your {} pages left {}. \
+                 Your quota renews at the start of the next period.",
+                quota.pages,
+                quota.period.noun()
+            )));
+        }
+    }
+
+    let forced_mono = groups.iter().any(|g| rules.force_mono_groups.contains(g));
+    if forced_mono && !asked.mono {
+        notes.push("Printed in black and white: the rules for your group ask for it.".into());
+    }
+    let mut sides = asked.sides.clone().filter(|s| *s != job.sides);
+    let long_job = rules.force_duplex_above_pages > 0
+        && job
+            .pages
+            .is_some_and(|p| p > rules.force_duplex_above_pages);
+    let effective = sides.as_deref().unwrap_or(&job.sides);
+    if long_job && !effective.starts_with("two-sided") {
+        sides = Some("two-sided-long-edge".into());
+        notes.push(format!(
+            "Printed on both sides: jobs over {} pages print two-sided here.",
+            rules.force_duplex_above_pages
+        ));
+    }
+    Ok(Decision {
+        copies,
+        mono: forced_mono || asked.mono,
+        sides,
+        impressions,
+        notes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(pages: Option<u32>) -> JobFacts {
+        JobFacts {
+            pages,
+            copies: 1,
+            sides: "one-sided".into(),
+        }
+    }
+
+    fn rules() -> Rules {
+        Rules {
+            force_mono_groups: vec!["students".into()],
+            force_duplex_above_pages: 10,
+            max_pages_per_job: 100,
+            quota: Some(Quota {
+                pages: 50,
+                period: Period::Month,
+            }),
+        }
+    }
+
+    #[test]
+    fn no_rules_grant_what_is_asked() {
+        let d = decide(
+            &Rules::default(),
+            &[],
+            &job(Some(3)),
+            &Overrides {
+                copies: Some(2),
+                mono: true,
+                sides: Some("two-sided-short-edge".into()),
+            },
+            0,
+        )
+        .unwrap();
+        assert_eq!(
+            (d.copies, d.mono, d.sides.as_deref(), d.impressions),
+            (2, true, Some("two-sided-short-edge"), Some(6))
+        );
+        assert!(d.notes.is_empty());
+    }
+
+    #[test]
+    fn groups_are_forced_to_mono_and_long_jobs_to_duplex() {
+        let d = decide(
+            &rules(),
+            &["staff".into(), "students".into()],
+            &job(Some(11)),
+            &Overrides {
+                sides: Some("one-sided".into()),
+                ..Overrides::default()
+            },
+            0,
+        )
+        .unwrap();
+        assert!(d.mono);
+        assert_eq!(d.sides.as_deref(), Some("two-sided-long-edge"));
+        assert_eq!(d.notes.len(), 2);
+        let short = decide(
+            &rules(),
+            &["staff".into()],
+            &job(Some(10)),
+            &Overrides::default(),
+            0,
+        )
+        .unwrap();
+        assert_eq!((short.mono, short.sides), (false, None));
+    }
+
+    #[test]
+    fn size_and_quota_refuse_with_a_reason() {
+        let big = Overrides {
+            copies: Some(11),
+            ..Overrides::default()
+        };
+        let e = decide(&rules(), &[], &job(Some(10)), &big, 0).unwrap_err();
+        assert!(
+            e.0.contains("110 pages") && e.0.contains("100 pages per job"),
+            "{e}"
+        );
+        let e = decide(&rules(), &[], &job(Some(8)), &Overrides::default(), 45).unwrap_err();
+        assert!(e.0.contains("5 of your 50 pages left this month"), "{e}");
+        assert!(decide(&rules(), &[], &job(Some(5)), &Overrides::default(), 45).is_ok());
+        // Unknown page counts are not refused.
+        assert!(decide(&rules(), &[], &job(None), &big, 50).is_ok());
+    }
+
+    #[test]
+    fn periods_start_at_utc_midnight() {
+        // Wednesday 2026-11-18 15:30 UTC.
+        let now = jiff::Timestamp::from_second(1_795_015_800)
+            .unwrap()
+            .as_millisecond();
+        let at = |p: Period| {
+            jiff::Timestamp::from_millisecond(p.start_ms(now))
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(at(Period::Day), "2026-11-18T00:00:00Z");
+        assert_eq!(at(Period::Week), "2026-11-16T00:00:00Z");
+        assert_eq!(at(Period::Month), "2026-11-01T00:00:00Z");
+    }
+}
