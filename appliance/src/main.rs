@@ -333,7 +333,11 @@ fn serve(config: Config) -> Result<(), Failure> {
         });
         appliance::daemon::run(config, listeners, stopped)
             .await
-            .map_err(|e| Failure::Runtime(e.into()))
+            .map_err(|e| match e {
+                // A certificate that cannot be used is the operator's to fix.
+                appliance::daemon::DaemonError::Tls(_) => Failure::Usage(e.to_string()),
+                other => Failure::Runtime(other.into()),
+            })
     })
 }
 

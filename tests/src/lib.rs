@@ -596,6 +596,37 @@ impl ApiClient {
         })
     }
 
+    /// Sends anything (for bad-input tests): no check against the document
+    /// except that errors are JSON `{error: {code, message}}`.
+    pub fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Result<ApiResponse> {
+        let answer = http_exchange(self.port, method, path, token, content_type, body)?;
+        let json: serde_json::Value = if answer.body.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_slice(&answer.body)?
+        };
+        if answer.status >= 400
+            && !(json["error"]["code"].is_string() && json["error"]["message"].is_string())
+        {
+            bail!(
+                "{method} {path}: error {} without {{error: {{code, message}}}}: {json}",
+                answer.status
+            );
+        }
+        Ok(ApiResponse {
+            status: answer.status,
+            headers: answer.headers,
+            json,
+        })
+    }
+
     /// Logs in with a PIN; returns the token.
     pub fn login_pin(&self, device: &str, user: &str, pin: &str) -> Result<String> {
         let r = self.call(
@@ -633,7 +664,7 @@ struct RawAnswer {
     body: Vec<u8>,
 }
 
-/// One HTTP/1.1 request on a fresh connection.
+/// One HTTP/1.1 request with a JSON body (if any) on a fresh connection.
 fn http_call(
     port: u16,
     method: &str,
@@ -641,22 +672,35 @@ fn http_call(
     token: Option<&str>,
     body: Option<&str>,
 ) -> Result<RawAnswer> {
+    let body = body.unwrap_or("");
+    let content_type = (!body.is_empty() || method == "POST").then_some("application/json");
+    http_exchange(port, method, path, token, content_type, body.as_bytes())
+}
+
+/// One HTTP/1.1 request on a fresh connection, body sent as given.
+fn http_exchange(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<RawAnswer> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
     if let Some(token) = token {
         head.push_str(&format!("Authorization: Bearer {token}\r\n"));
     }
-    let body = body.unwrap_or("");
-    if !body.is_empty() || method == "POST" {
+    if let Some(content_type) = content_type {
         head.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
             body.len()
         ));
     }
     head.push_str("\r\n");
     stream.write_all(head.as_bytes())?;
-    stream.write_all(body.as_bytes())?;
+    stream.write_all(body)?;
     let mut response = Vec::new();
     stream.read_to_end(&mut response)?;
     let split = response

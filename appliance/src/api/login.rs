@@ -160,3 +160,143 @@ fn dummy_phc() -> &'static str {
     static DUMMY: OnceLock<String> = OnceLock::new();
     DUMMY.get_or_init(|| credentials::hash_for_user("\0no-user", "\0no-secret").unwrap_or_default())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::store::UserAdmin;
+    use crate::users::{NewUser, prepare};
+
+    /// A store with alice (PIN 1234, card 04:A2:19:FF, a password, PIN-only
+    /// on) and a disabled bob (PIN 5678).
+    async fn verifier(pin_only: bool) -> (tempfile::TempDir, Verifier) {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut admin = UserAdmin::open(dir.path()).unwrap();
+            let alice = NewUser {
+                id: "alice".into(),
+                display_name: "Alice".into(),
+                groups: vec!["finance".into()],
+                pin: Some(Secret::new("1234")),
+                cards: vec![Secret::new("04:A2:19:FF")],
+                password: Some(Secret::new("correct horse")),
+                ..NewUser::default()
+            };
+            let bob = NewUser {
+                id: "bob".into(),
+                display_name: "Bob".into(),
+                pin: Some(Secret::new("5678")),
+                ..NewUser::default()
+            };
+            let key = admin.key().clone();
+            let users = [
+                prepare(&alice, &key, true).unwrap(),
+                prepare(&bob, &key, true).unwrap(),
+            ];
+            admin.add(&users).unwrap();
+            admin.set_disabled("bob", true).unwrap();
+        }
+        let (store, _) = JobStore::open(dir.path(), 1, "s", Arc::new(Metrics::new())).unwrap();
+        (dir, Verifier::new(store, pin_only))
+    }
+
+    fn user(checked: Checked) -> Option<String> {
+        match checked {
+            Checked::Valid(u) => Some(u.id),
+            _ => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn every_method_finds_its_user() {
+        let (_dir, v) = verifier(true).await;
+        let check = |m, u: Option<&'static str>, s: &'static str| {
+            let v = &v;
+            async move { user(v.check(m, u, &Secret::new(s)).await.unwrap()) }
+        };
+        assert_eq!(
+            check(Method::Pin, Some("alice"), "1234").await.as_deref(),
+            Some("alice")
+        );
+        assert_eq!(
+            check(Method::Pin, None, "1234").await.as_deref(),
+            Some("alice")
+        );
+        assert_eq!(
+            check(Method::Card, None, "04a2 19ff").await.as_deref(),
+            Some("alice")
+        );
+        assert_eq!(
+            check(Method::Password, Some("alice"), "correct horse")
+                .await
+                .as_deref(),
+            Some("alice")
+        );
+        let alice = v
+            .check(Method::Card, None, &Secret::new("04A219FF"))
+            .await
+            .unwrap();
+        assert!(matches!(alice, Checked::Valid(u) if u.groups == ["finance"]));
+    }
+
+    #[tokio::test]
+    async fn wrong_unknown_and_disabled_are_all_invalid() {
+        let (_dir, v) = verifier(true).await;
+        let reason = |c: Checked| match c {
+            Checked::Invalid(r) => r,
+            other => panic!("expected invalid, got {other:?}"),
+        };
+        let check = |m, u: Option<&'static str>, s: &'static str| {
+            let v = &v;
+            async move { v.check(m, u, &Secret::new(s)).await }
+        };
+        assert_eq!(
+            reason(check(Method::Pin, Some("alice"), "9999").await.unwrap()),
+            "wrong secret"
+        );
+        assert_eq!(
+            reason(check(Method::Pin, Some("zed"), "1234").await.unwrap()),
+            "unknown user"
+        );
+        assert_eq!(
+            reason(check(Method::Pin, Some("bob"), "5678").await.unwrap()),
+            "disabled"
+        );
+        assert_eq!(
+            reason(check(Method::Pin, None, "5678").await.unwrap()),
+            "disabled"
+        );
+        assert_eq!(
+            reason(check(Method::Card, None, "ffff0000").await.unwrap()),
+            "unknown card"
+        );
+        assert_eq!(
+            reason(
+                check(Method::Password, Some("bob"), "correct horse")
+                    .await
+                    .unwrap()
+            ),
+            "no such secret for this user"
+        );
+        assert_eq!(
+            reason(check(Method::Pin, Some("alice"), "12ab").await.unwrap()),
+            MALFORMED
+        );
+    }
+
+    #[tokio::test]
+    async fn requests_that_cannot_be_checked_say_why() {
+        let (_dir, v) = verifier(false).await;
+        assert!(matches!(
+            v.check(Method::Pin, None, &Secret::new("1234")).await.unwrap(),
+            Checked::Unusable(m) if m.contains("user name")
+        ));
+        assert!(matches!(
+            v.check(Method::Password, None, &Secret::new("correct horse"))
+                .await
+                .unwrap(),
+            Checked::Unusable(_)
+        ));
+    }
+}
