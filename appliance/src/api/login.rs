@@ -1,16 +1,17 @@
 //! Checking a login's secret against the store.
 //!
-//! Passwords and user+PIN pairs are argon2id hashes, checked on a blocking
-//! thread; at most one check per core runs at a time (each takes ~19 MiB
-//! and tens of milliseconds), so a burst of logins cannot exhaust a small
-//! box. An unknown user costs the same check against a dummy hash, so
+//! Passwords and user+PIN pairs are argon2id hashes, checked by one
+//! dedicated thread per core, each reusing its own argon2 memory (~19 MiB):
+//! a burst of logins queues instead of exhausting a small box, and memory
+//! stays at one buffer per core. An unknown user costs the same check against a dummy hash, so
 //! timing does not tell which user names exist. Cards and PIN-only PINs
 //! are found by their keyed hash; the value itself is never compared.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::Deserialize;
-use tokio::sync::Semaphore;
+use tokio::sync::oneshot;
 
 use crate::credentials::{self, LookupKind, Secret, normalize_card, normalize_pin};
 use crate::store::{JobStore, StoreError};
@@ -54,11 +55,47 @@ pub(super) enum Checked {
     Unusable(String),
 }
 
+/// One argon2 check for the checker threads.
+struct CheckJob {
+    phc: String,
+    user: String,
+    secret: Secret,
+    reply: oneshot::Sender<bool>,
+}
+
 /// Checks secrets; shared by every login.
 pub(super) struct Verifier {
     store: JobStore,
     pin_only: bool,
-    slots: Arc<Semaphore>,
+    checks: std_mpsc::Sender<CheckJob>,
+}
+
+/// Starts `n` checker threads taking jobs from one queue; they end when
+/// the sender is dropped.
+fn start_checkers(n: usize) -> std_mpsc::Sender<CheckJob> {
+    let (tx, rx) = std_mpsc::channel::<CheckJob>();
+    let rx = Arc::new(Mutex::new(rx));
+    for i in 0..n {
+        let rx = rx.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("argon2-check-{i}"))
+            .spawn(move || {
+                let mut checker = credentials::HashChecker::new();
+                loop {
+                    let job = match rx.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok(job) = job else { return };
+                    let ok = checker.verify_for_user(&job.phc, &job.user, job.secret.expose());
+                    let _ = job.reply.send(ok);
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start a password-check thread");
+        }
+    }
+    tx
 }
 
 impl Verifier {
@@ -68,7 +105,7 @@ impl Verifier {
         Verifier {
             store,
             pin_only,
-            slots: Arc::new(Semaphore::new(cores)),
+            checks: start_checkers(cores),
         }
     }
 
@@ -118,20 +155,15 @@ impl Verifier {
             Some((_, Some(phc))) => (phc.clone(), true),
             _ => (dummy_phc().to_owned(), false),
         };
-        let permit = self
-            .slots
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        let (user_id, secret) = (user.to_owned(), secret.to_owned());
-        let matches = tokio::task::spawn_blocking(move || {
-            let ok = credentials::verify_for_user(&phc, &user_id, &secret);
-            drop(permit);
-            ok
-        })
-        .await
-        .map_err(|_| StoreError::Closed)?;
+        let (reply, answer) = oneshot::channel();
+        let job = CheckJob {
+            phc,
+            user: user.to_owned(),
+            secret: Secret::new(secret),
+            reply,
+        };
+        self.checks.send(job).map_err(|_| StoreError::Closed)?;
+        let matches = answer.await.map_err(|_| StoreError::Closed)?;
         Ok(match found {
             Some((user, _)) if known && matches && !user.disabled => Checked::Valid(user),
             Some((user, _)) if known && matches && user.disabled => Checked::Invalid("disabled"),
