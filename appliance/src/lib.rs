@@ -41,4 +41,5 @@ pub mod output;
 pub mod queue;
 pub mod rules;
 pub mod store;
+pub mod terminal;
 pub mod users;

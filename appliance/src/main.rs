@@ -78,6 +78,19 @@ enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// An interactive release station in the console: log in at a
+    /// printer, list your jobs, release them and watch them print.
+    Terminal {
+        /// The release API, e.g. http://127.0.0.1:8080.
+        #[arg(long)]
+        api: String,
+        /// The printer (device id) this terminal stands at.
+        #[arg(long)]
+        device: String,
+        /// PEM certificate to trust for an https:// API.
+        #[arg(long)]
+        ca: Option<PathBuf>,
+    },
     /// Check a config file and print the effective configuration.
     CheckConfig {
         /// TOML config file.
@@ -246,6 +259,7 @@ fn main() -> ExitCode {
             command: SpoolCommand::Check { store },
         } => store.resolve().and_then(|c| check_spool(&c.data_dir)),
         Command::Users { command } => users_command(command),
+        Command::Terminal { api, device, ca } => terminal(&api, device, ca.as_deref()),
         Command::Audit { since, json, store } => store
             .resolve()
             .and_then(|c| audit(&c.data_dir, since.as_deref(), json)),
@@ -689,6 +703,22 @@ fn list_jobs(
         .context("cannot write to stdout")?;
     }
     Ok(())
+}
+
+fn terminal(api: &str, device: String, ca: Option<&Path>) -> Result<(), Failure> {
+    use appliance::terminal::{ApiClient, Secrets, Terminal, TerminalError};
+    let client = ApiClient::new(api, ca).map_err(|e| Failure::Usage(e.to_string()))?;
+    let stdin = std::io::stdin();
+    let secrets = if stdin.is_terminal() {
+        Secrets::Console
+    } else {
+        Secrets::Input
+    };
+    let mut terminal = Terminal::new(client, device, stdin.lock(), std::io::stdout(), secrets);
+    terminal.run().map_err(|e| match e {
+        TerminalError::Device(message) => Failure::Usage(message),
+        other => Failure::Runtime(other.into()),
+    })
 }
 
 fn since_ms(since: Option<&str>) -> Result<i64, Failure> {

@@ -417,3 +417,61 @@ fn a_group_rule_prints_in_monochrome_and_limits_are_explained() {
         "a monochrome page: {report}"
     );
 }
+
+#[test]
+fn the_console_terminal_logs_in_lists_releases_and_follows_progress() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sink = SocketSink::start().unwrap();
+    let appliance = Appliance::start(tmp.path(), &config(&[("lobby", sink.uri())], "")).unwrap();
+    appliance.add_user("alice", "1234", &[]).unwrap();
+    lp(&appliance, "alice", "first", &fixture("three-pages.pdf"));
+    lp(&appliance, "alice", "second", &fixture("document-a4.pdf"));
+    let api_url = format!("http://127.0.0.1:{}", appliance.api_port);
+    let terminal = |device: &str, script: &str| {
+        let mut child = Command::new(e2e::appliance_bin())
+            .args(["terminal", "--api", &api_url, "--device", device])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(script.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // A wrong PIN, the right one, release job 1, log out, quit.
+    let (code, screen, err) = terminal("lobby", "p\nalice\n0000\np\nalice\n1234\n1\nl\nq\n");
+    assert_eq!(code, Some(0), "{screen}{err}");
+    for expected in [
+        "lobby MFP — release station",
+        "Wrong PIN, card or password",
+        "Welcome, alice.",
+        "first",
+        "second",
+        "first: printed",
+        "Done: 1 of 1 printed.",
+        "Logged out.",
+        "Goodbye.",
+    ] {
+        assert!(
+            screen.contains(expected),
+            "{expected:?} missing from:\n{screen}"
+        );
+    }
+    assert!(!screen.contains("1234"), "the PIN is never shown");
+    assert!(sink.documents() == [fs::read(fixture("three-pages.pdf")).unwrap()]);
+
+    let (code, _, err) = terminal("basement", "");
+    assert_eq!(code, Some(2));
+    assert!(err.contains("no printer \"basement\""), "{err}");
+}
