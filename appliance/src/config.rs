@@ -175,12 +175,16 @@ pub struct RetentionConfig {
     /// A held job not released within this many seconds of its submission
     /// expires: it ends and its document is deleted.
     pub held_job_secs: u64,
+    /// A printed job's document is kept this many seconds for reprint
+    /// (0: deleted as soon as the job printed).
+    pub printed_job_secs: u64,
 }
 
 impl Default for RetentionConfig {
     fn default() -> Self {
         RetentionConfig {
             held_job_secs: 24 * 3600,
+            printed_job_secs: 0,
         }
     }
 }

@@ -19,7 +19,7 @@ use crate::metrics::Metrics;
 use crate::output::PrinterHealth;
 use crate::output::forwarder::{Forwarder, OutputShared, OutputWake};
 use crate::queue::Queues;
-use crate::store::{JobStore, StoreError};
+use crate::store::{JobStore, StoreError, StoreOptions};
 
 /// How long shutdown waits for requests in flight.
 const DRAIN: Duration = Duration::from_secs(10);
@@ -68,16 +68,19 @@ pub async fn run(
     };
     let metrics = Arc::new(Metrics::new());
     let dir = config.data_dir.clone();
-    let level = config.store.compression_level;
+    let options = StoreOptions {
+        compression_level: config.store.compression_level,
+        site: config.site.clone(),
+        keep_printed_ms: i64::try_from(config.retention.printed_job_secs.saturating_mul(1000))
+            .unwrap_or(i64::MAX),
+    };
     let store_metrics = metrics.clone();
-    let site = config.site.clone();
-    let opened =
-        tokio::task::spawn_blocking(move || JobStore::open(&dir, level, &site, store_metrics))
-            .await
-            .map_err(|e| DaemonError::Store {
-                dir: config.data_dir.display().to_string(),
-                source: StoreError::Io(std::io::Error::other(e.to_string())),
-            })?;
+    let opened = tokio::task::spawn_blocking(move || JobStore::open(&dir, options, store_metrics))
+        .await
+        .map_err(|e| DaemonError::Store {
+            dir: config.data_dir.display().to_string(),
+            source: StoreError::Io(std::io::Error::other(e.to_string())),
+        })?;
     let (store, recovery) = opened.map_err(|source| DaemonError::Store {
         dir: config.data_dir.display().to_string(),
         source,
@@ -140,6 +143,8 @@ pub async fn run(
         service.clone(),
         config.ipp.document_timeout(),
         config.retention.held_job(),
+        (config.retention.printed_job_secs > 0)
+            .then(|| Duration::from_secs(config.retention.printed_job_secs)),
     );
     tasks.push(tokio::spawn(housekeeping.run(shutdown.clone())));
     if let Ok(addr) = listeners.ipp.local_addr() {

@@ -6,6 +6,9 @@
 //! - A held job not released within `retention.held_job_secs` of its
 //!   submission expires: it is aborted, its document deleted, and the
 //!   expiry logged.
+//! - A printed job's document kept for reprint
+//!   (`retention.printed_job_secs`) is deleted when its time is over, and
+//!   that is logged.
 //!
 //! Each sweep reads a bounded batch of candidates and ends each with a
 //! compare-and-set in the store, so a job released or canceled meanwhile is
@@ -28,6 +31,8 @@ pub struct Housekeeping {
     service: Arc<IppService>,
     document_timeout: Duration,
     held_job: Duration,
+    /// How long printed documents are kept for reprint, if they are.
+    printed_job: Option<Duration>,
 }
 
 impl Housekeeping {
@@ -36,19 +41,25 @@ impl Housekeeping {
         service: Arc<IppService>,
         document_timeout: Duration,
         held_job: Duration,
+        printed_job: Option<Duration>,
     ) -> Housekeeping {
         Housekeeping {
             service,
             document_timeout,
             held_job,
+            printed_job,
         }
     }
 
     /// How often to sweep: often enough that a limit is overrun by at most
     /// a quarter, never more than once a second or less than once a minute.
     fn period(&self) -> Duration {
-        (self.document_timeout.min(self.held_job) / 4)
-            .clamp(Duration::from_secs(1), Duration::from_secs(60))
+        (self
+            .document_timeout
+            .min(self.held_job)
+            .min(self.printed_job.unwrap_or(Duration::MAX))
+            / 4)
+        .clamp(Duration::from_secs(1), Duration::from_secs(60))
     }
 
     /// Sweeps until `shutdown` turns true.
@@ -61,6 +72,30 @@ impl Housekeeping {
             }
             self.abort_stale_incoming().await;
             self.expire_held().await;
+            if self.printed_job.is_some() {
+                self.expire_reprints().await;
+            }
+        }
+    }
+
+    /// Deletes the documents of printed jobs whose time for reprint is over.
+    async fn expire_reprints(&self) {
+        let store = &self.service.store;
+        let expired = match store.reprint_expired(now_ms(), SWEEP_BATCH).await {
+            Ok(jobs) => jobs,
+            Err(e) => return tracing::error!(error = %e, "cannot look for expired reprints"),
+        };
+        for job in expired {
+            let change = Box::new(|j: &mut JobRecord, _: Option<&_>| {
+                j.kept_until_ms = None;
+                Ok(())
+            });
+            match store.modify(job.uuid, None, change).await {
+                Ok(j) => {
+                    tracing::info!(job = %j.uuid, queue = %j.queue, id = j.ipp_job_id, owner = %j.owner, "printed job's document deleted: its time for reprint is over");
+                }
+                Err(e) => tracing::error!(job = %job.uuid, error = %e, "cannot end a reprint"),
+            }
         }
     }
 

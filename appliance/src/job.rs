@@ -163,6 +163,8 @@ pub struct JobRecord {
     pub attempts: u32,
     /// Earliest time of the next send attempt (ms since epoch), after a failure.
     pub next_attempt_ms: Option<i64>,
+    /// A printed job whose document is kept for reprint: until when.
+    pub kept_until_ms: Option<i64>,
 }
 
 impl JobRecord {
@@ -192,6 +194,13 @@ impl JobRecord {
         self.state_message = message;
         self.completed_ms = Some(now_ms());
         Ok(())
+    }
+
+    /// Whether the job printed and its document is still kept for reprint.
+    pub fn is_reprintable(&self, now_ms: i64) -> bool {
+        self.state == JobState::Completed
+            && self.document.is_some()
+            && self.kept_until_ms.is_some_and(|until| until > now_ms)
     }
 
     /// Hold-Job: only a job that has not started printing can be held.
@@ -271,6 +280,7 @@ impl JobRecord {
             device_job_id: None,
             attempts: 0,
             next_attempt_ms: None,
+            kept_until_ms: None,
         }
     }
 }

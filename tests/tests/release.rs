@@ -475,3 +475,57 @@ fn the_console_terminal_logs_in_lists_releases_and_follows_progress() {
     assert_eq!(code, Some(2));
     assert!(err.contains("no printer \"basement\""), "{err}");
 }
+
+#[test]
+fn a_printed_job_can_be_printed_again_until_its_time_for_reprint_is_over() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sink = SocketSink::start().unwrap();
+    let appliance = Appliance::start(
+        tmp.path(),
+        &config(
+            &[("lobby", sink.uri())],
+            "[retention]\nprinted_job_secs = 4\n",
+        ),
+    )
+    .unwrap();
+    appliance.add_user("alice", "1234", &[]).unwrap();
+    lp(&appliance, "alice", "minutes", &fixture("three-pages.pdf"));
+    let document = fs::read(fixture("three-pages.pdf")).unwrap();
+    let api = appliance.api().unwrap();
+    let alice = api.login_pin("lobby", "alice", "1234").unwrap();
+    assert_eq!(
+        finished(&api, &alice, &release(&api, &alice, json!({"jobs": "all"})))["printed"],
+        1
+    );
+
+    // Still listed, as printed, and can be printed again (a new job on the same bytes).
+    let listed = jobs(&api, &alice);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["state"], "printed");
+    assert!(listed[0]["reprint_until"].is_string());
+    let id = listed[0]["id"].as_str().unwrap().to_owned();
+    let again = release(&api, &alice, json!({"jobs": [id], "copies": 2}));
+    assert_eq!(again["jobs"][0]["outcome"], "queued", "{again}");
+    assert_eq!(finished(&api, &alice, &again)["printed"], 1);
+    assert!(
+        sink.documents() == [document.clone(), document],
+        "two identical prints"
+    );
+    let report = cli_text(&appliance, &["report", "--by", "user", "--csv"]);
+    assert!(
+        report.contains("\nalice,2,9,"),
+        "3 pages, then 2 copies of 3: {report}"
+    );
+
+    // "all" never reprints; and once the time is over, the document goes.
+    let all = release(&api, &alice, json!({"jobs": "all"}));
+    assert!(all["jobs"].as_array().unwrap().is_empty(), "{all}");
+    let spool = appliance.data_dir.join(format!("spool/{id}.zst"));
+    wait_for(Duration::from_secs(20), "the reprint time to end", || {
+        (!spool.exists() && jobs(&api, &alice).is_empty()).then_some(())
+    })
+    .unwrap();
+    assert!(appliance.log().contains("time for reprint is over"));
+    let gone = release(&api, &alice, json!({"jobs": [id]}));
+    assert_eq!(gone["jobs"][0]["outcome"], "not_held", "{gone}");
+}

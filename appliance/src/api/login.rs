@@ -229,7 +229,8 @@ mod tests {
             admin.add(&users).unwrap();
             admin.set_disabled("bob", true).unwrap();
         }
-        let (store, _) = JobStore::open(dir.path(), 1, "s", Arc::new(Metrics::new())).unwrap();
+        let options = crate::store::test_options(0);
+        let (store, _) = JobStore::open(dir.path(), options, Arc::new(Metrics::new())).unwrap();
         (dir, Verifier::new(store, pin_only))
     }
 

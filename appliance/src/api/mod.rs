@@ -283,9 +283,14 @@ impl ApiService {
                 limit: MAX_JOBS_LISTED,
             })
             .await?;
+        let printed = self
+            .store
+            .reprintable(session.user.clone(), now_ms())
+            .await?;
         let list: Vec<_> = jobs
             .iter()
             .filter(|j| j.documents_complete)
+            .chain(&printed)
             .map(|j| release::job_view(j, &self.site))
             .collect();
         Ok(json(StatusCode::OK, &serde_json::json!({ "jobs": list })))
@@ -363,6 +368,33 @@ impl ApiService {
                 decision.mono,
                 decision.sides.as_deref().unwrap_or("as submitted")
             );
+            if job.is_reprintable(now_ms()) {
+                let copy = release::reprint_of(
+                    &job,
+                    session.user.clone(),
+                    session.device.clone(),
+                    label.clone(),
+                    decision,
+                );
+                let Ok(copy) = copy else {
+                    let why = "This job cannot be printed again.";
+                    outcomes.push(outcome(&id, Some(&job.name), "not_held", why, &[]));
+                    continue;
+                };
+                let reprint = self.store.insert_reprint(&job, copy).await?;
+                let event = AuditEvent::now(
+                    "reprint",
+                    Some(&session.user),
+                    Some(&session.device),
+                    format!("{detail}; of job {}", job.uuid),
+                );
+                self.audit(event.for_job(reprint.uuid)).await?;
+                used += u64::from(impressions.unwrap_or(0));
+                queued.push(reprint.uuid);
+                let said = "Printing it again.";
+                outcomes.push(outcome(&id, Some(&job.name), "queued", said, &notes));
+                continue;
+            }
             let change = release::release_change(
                 session.user.clone(),
                 session.device.clone(),

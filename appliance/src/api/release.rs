@@ -169,6 +169,41 @@ pub(super) fn release_change(
     }
 }
 
+/// A new job that prints `original`'s document again, released to
+/// `device` as `decision` says (the caller links the document).
+pub(super) fn reprint_of(
+    original: &JobRecord,
+    user: String,
+    device: String,
+    device_label: String,
+    decision: Decision,
+) -> Result<JobRecord, NotPossible> {
+    let mut copy = JobRecord {
+        uuid: JobUuid::new(),
+        ipp_job_id: 0,
+        state: JobState::PendingHeld,
+        state_reasons: "job-hold-until-specified".into(),
+        state_message: String::new(),
+        hold_until: Some("indefinite".into()),
+        documents_complete: true,
+        created_ms: now_ms(),
+        processing_ms: None,
+        completed_ms: None,
+        printer: None,
+        device_job_id: None,
+        attempts: 0,
+        next_attempt_ms: None,
+        kept_until_ms: None,
+        ..original.clone()
+    };
+    release_change(user, device, device_label, decision)(&mut copy)?;
+    copy.state_message = format!(
+        "Reprint of job {}: {}",
+        original.ipp_job_id, copy.state_message
+    );
+    Ok(copy)
+}
+
 /// A job as the API shows it to its owner.
 pub(super) fn job_view(job: &JobRecord, site: &str) -> serde_json::Value {
     let settings = template::settings(&job.template);
@@ -198,6 +233,7 @@ pub(super) fn job_view(job: &JobRecord, site: &str) -> serde_json::Value {
         "site": site,
         "state": api_state(job.state),
         "message": job.state_message,
+        "reprint_until": job.kept_until_ms.filter(|_| job.state == JobState::Completed).map(rfc3339),
     })
 }
 

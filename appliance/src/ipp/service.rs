@@ -273,6 +273,7 @@ impl IppService {
             device_job_id: None,
             attempts: 0,
             next_attempt_ms: None,
+            kept_until_ms: None,
         }
     }
 

@@ -186,6 +186,18 @@ impl Feed {
     }
 }
 
+/// How a store is opened.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// zstd level of new spool files.
+    pub compression_level: i32,
+    /// This site's name, for journal records.
+    pub site: String,
+    /// How long a printed job's document is kept for reprint (0: deleted
+    /// when the job completes), in ms.
+    pub keep_printed_ms: i64,
+}
+
 /// Handle to the store; cheap to clone.
 #[derive(Clone)]
 pub struct JobStore {
@@ -218,15 +230,14 @@ impl JobStore {
     /// cleans crash leftovers and starts the writer thread.
     pub fn open(
         data_dir: &Path,
-        compression_level: i32,
-        site: &str,
+        options: StoreOptions,
         metrics: Arc<Metrics>,
     ) -> Result<(JobStore, Recovery), StoreError> {
         let (conn, db_path) = open_writer(data_dir)?;
         // Created at first start, so it exists before anyone registers a card.
         let key = secret::load_or_create(data_dir)?;
 
-        let spool = Spool::open(&data_dir.join("spool"), compression_level)?;
+        let spool = Spool::open(&data_dir.join("spool"), options.compression_level)?;
         let committed = committed_documents(&conn)?;
         let recovery = Recovery {
             spool: spool.recover(&committed)?,
@@ -241,7 +252,8 @@ impl JobStore {
         let writer = Writer {
             conn,
             spool: spool.clone(),
-            site: site.to_owned(),
+            site: options.site,
+            keep_printed_ms: options.keep_printed_ms,
             metrics,
         };
         let thread = std::thread::Builder::new()
@@ -504,6 +516,57 @@ impl JobStore {
         self.read(move |conn| journal::since(conn, since_ms)).await
     }
 
+    /// Printed jobs of `owner` whose document is kept for reprint, newest first.
+    pub async fn reprintable(
+        &self,
+        owner: String,
+        now_ms: i64,
+    ) -> Result<Vec<JobRecord>, StoreError> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE owner = ?1 AND state = {} \
+                 AND kept_until_ms > ?2 ORDER BY completed_ms DESC LIMIT 100",
+                JobState::Completed as i64
+            ))?;
+            let rows = stmt.query_map(params![owner, now_ms], schema::job_from_row)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// Up to `limit` printed jobs whose time for reprint ended before `now_ms`.
+    pub async fn reprint_expired(
+        &self,
+        now_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<JobRecord>, StoreError> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE kept_until_ms IS NOT NULL \
+                 AND kept_until_ms <= ?1 ORDER BY kept_until_ms LIMIT ?2"
+            ))?;
+            let rows = stmt.query_map(params![now_ms, limit], schema::job_from_row)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// Commits `job`, a new job printing the document of `original` again
+    /// (the spool file is linked, not copied).
+    pub async fn insert_reprint(
+        &self,
+        original: &JobRecord,
+        job: JobRecord,
+    ) -> Result<JobRecord, StoreError> {
+        let record = original.document.as_ref().ok_or(StoreError::NotFound)?;
+        let spool = self.spool().clone();
+        let (from, to, record) = (original.uuid, job.uuid, record.clone());
+        let linked = tokio::task::spawn_blocking(move || spool.link(from, to, &record))
+            .await
+            .map_err(|_| StoreError::Closed)??;
+        self.insert(job, Some(linked)).await
+    }
+
     /// Number of jobs per state, over every queue or one.
     pub async fn count_by_state(
         &self,
@@ -678,8 +741,10 @@ fn count_by_state(
 
 /// Jobs whose spool file must exist: they have a document and are not finished.
 fn committed_documents(conn: &Connection) -> rusqlite::Result<HashSet<JobUuid>> {
-    let mut stmt = conn
-        .prepare("SELECT uuid FROM jobs WHERE doc_sha256 IS NOT NULL AND state IN (3, 4, 5, 6)")?;
+    let mut stmt = conn.prepare(
+        "SELECT uuid FROM jobs WHERE doc_sha256 IS NOT NULL \
+         AND (state IN (3, 4, 5, 6) OR kept_until_ms IS NOT NULL)",
+    )?;
     let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
     let mut set = HashSet::new();
     for uuid in rows {
@@ -733,6 +798,8 @@ struct Writer {
     spool: Spool,
     /// This site's name, for journal records.
     site: String,
+    /// How long printed documents are kept for reprint, in ms.
+    keep_printed_ms: i64,
     metrics: Arc<Metrics>,
 }
 
@@ -758,6 +825,7 @@ impl Writer {
     fn commit_batch(&mut self, batch: Vec<WriteOp>) {
         let metrics = self.metrics.clone();
         let site = self.site.clone();
+        let keep_printed_ms = self.keep_printed_ms;
         let mut replies: Vec<(Answer, Result<Applied, StoreError>)> =
             Vec::with_capacity(batch.len());
         let mut tx = match self
@@ -799,7 +867,7 @@ impl Writer {
                 } => (
                     Answer::Job(reply),
                     apply_in_savepoint(&mut tx, |sp| {
-                        apply_modify(sp, &site, uuid, document, change, audit)
+                        apply_modify(sp, &site, keep_printed_ms, uuid, document, change, audit)
                     }),
                 ),
                 WriteOp::Audit { event, reply } => (
@@ -904,14 +972,19 @@ fn apply_insert(
 fn apply_modify(
     conn: &Connection,
     site: &str,
+    keep_printed_ms: i64,
     uuid: JobUuid,
     document: Option<SpooledDocument>,
     change: Change,
     audit: Option<AuditEvent>,
 ) -> Result<Applied, StoreError> {
     let mut job = find_job(conn, uuid)?.ok_or(StoreError::NotFound)?;
-    let before = job.state;
+    let (before, was_kept) = (job.state, job.kept_until_ms.is_some());
     change(&mut job, document.as_ref())?;
+    if !before.is_terminal() && job.state == JobState::Completed && keep_printed_ms > 0 {
+        let printed = job.completed_ms.unwrap_or_else(crate::job::now_ms);
+        job.kept_until_ms = Some(printed.saturating_add(keep_printed_ms));
+    }
     schema::save_job(conn, &job)?;
     if let Some(entry) = accounting::entry_for(before, &job, site) {
         journal::append(conn, &entry)?;
@@ -919,10 +992,14 @@ fn apply_modify(
     if let Some(event) = audit {
         audit::append(conn, &event)?;
     }
+    // A finished job's document goes when it finishes, or when its time
+    // for reprint is over.
+    let release_document = job.document.is_some()
+        && job.state.is_terminal()
+        && job.kept_until_ms.is_none()
+        && (!before.is_terminal() || was_kept);
     Ok(Applied {
-        release_document: !before.is_terminal()
-            && job.state.is_terminal()
-            && job.document.is_some(),
+        release_document,
         job: Some(job),
         document,
     })
@@ -935,6 +1012,17 @@ fn clone_sqlite_error(e: &rusqlite::Error) -> rusqlite::Error {
     }
 }
 
+/// Options for tests: level 1, site `test-site`, keeping printed documents
+/// for `keep_printed_ms`.
+#[cfg(test)]
+pub(crate) fn test_options(keep_printed_ms: i64) -> StoreOptions {
+    StoreOptions {
+        compression_level: 1,
+        site: "test-site".into(),
+        keep_printed_ms,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -943,7 +1031,7 @@ mod tests {
     async fn every_mutable_column_of_a_change_is_saved() {
         let dir = tempfile::tempdir().unwrap();
         let (store, _) =
-            JobStore::open(dir.path(), 1, "test-site", Arc::new(Metrics::new())).unwrap();
+            JobStore::open(dir.path(), test_options(0), Arc::new(Metrics::new())).unwrap();
         let job = store
             .insert(
                 JobRecord {
@@ -984,8 +1072,11 @@ mod tests {
     #[tokio::test]
     async fn finishing_a_print_appends_one_journal_record() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, _) =
-            JobStore::open(dir.path(), 1, "branch-7", Arc::new(Metrics::new())).unwrap();
+        let options = StoreOptions {
+            site: "branch-7".into(),
+            ..test_options(0)
+        };
+        let (store, _) = JobStore::open(dir.path(), options, Arc::new(Metrics::new())).unwrap();
         let mut seqs = Vec::new();
         for _ in 0..2 {
             let job = store
@@ -1028,5 +1119,45 @@ mod tests {
         }
         assert_eq!(store.journal_since(0).await.unwrap().len(), 2);
         assert!(seqs[0] < seqs[1]);
+    }
+
+    #[tokio::test]
+    async fn printed_documents_are_kept_for_reprint_until_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = || JobStore::open(dir.path(), test_options(60_000), Arc::new(Metrics::new()));
+        let (store, _) = open().unwrap();
+        let uuid = JobUuid::new();
+        let mut writer = store.spool().create(uuid).unwrap();
+        std::io::Write::write_all(&mut writer, b"%PDF-1.4 kept").unwrap();
+        let document = writer.finish().unwrap();
+        let job = JobRecord {
+            uuid,
+            ..JobRecord::sample()
+        };
+        store.insert(job, Some(document)).await.unwrap();
+        let printed: Change = Box::new(|j, _| {
+            j.state = JobState::Completed;
+            j.completed_ms = Some(1_000);
+            Ok(())
+        });
+        let done = store.modify(uuid, None, printed).await.unwrap();
+        assert_eq!(done.kept_until_ms, Some(61_000));
+        assert!(store.spool().path(uuid).exists(), "kept for reprint");
+        drop(store);
+
+        // A restart keeps it too; expiry then removes it.
+        let (store, recovery) = open().unwrap();
+        assert_eq!(recovery.spool.orphans, 0);
+        assert!(store.spool().path(uuid).exists());
+        assert_eq!(store.reprint_expired(61_000, 10).await.unwrap().len(), 1);
+        let expire: Change = Box::new(|j, _| {
+            j.kept_until_ms = None;
+            Ok(())
+        });
+        store.modify(uuid, None, expire).await.unwrap();
+        assert!(
+            !store.spool().path(uuid).exists(),
+            "deleted once its time is over"
+        );
     }
 }

@@ -130,6 +130,13 @@ fn migrations() -> Migrations<'static> {
         CREATE INDEX audit_by_time ON audit (time_ms);
         "#,
         ),
+        // Printed jobs' documents kept for reprint ([retention] printed_job_secs).
+        M::up(
+            r#"
+        ALTER TABLE jobs ADD COLUMN kept_until_ms INTEGER;
+        CREATE INDEX jobs_kept ON jobs (kept_until_ms) WHERE kept_until_ms IS NOT NULL;
+        "#,
+        ),
     ])
 }
 
@@ -142,7 +149,7 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), rusqlite_migration::E
 pub(super) const JOB_COLUMNS: &str = "uuid, queue, ipp_job_id, owner, name, state, \
     state_reasons, state_message, hold_until, template, doc_format, doc_name, doc_size, \
     doc_spool_size, doc_sha256, documents_complete, created_ms, processing_ms, completed_ms, \
-    printer, device_job_id, attempts, next_attempt_ms, doc_pages, doc_pages_exact, doc_color";
+    printer, device_job_id, attempts, next_attempt_ms, doc_pages, doc_pages_exact, doc_color, kept_until_ms";
 
 /// Reads one `SELECT {JOB_COLUMNS}` row.
 pub(super) fn job_from_row(row: &Row<'_>) -> rusqlite::Result<JobRecord> {
@@ -186,6 +193,7 @@ pub(super) fn job_from_row(row: &Row<'_>) -> rusqlite::Result<JobRecord> {
         device_job_id: row.get(20)?,
         attempts: row.get(21)?,
         next_attempt_ms: row.get(22)?,
+        kept_until_ms: row.get(26)?,
     })
 }
 
@@ -216,7 +224,7 @@ pub(super) fn save_job(conn: &Connection, job: &JobRecord) -> rusqlite::Result<(
     conn.prepare_cached(&format!(
         "INSERT INTO jobs ({JOB_COLUMNS}) VALUES \
          (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
-          ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26) \
+          ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27) \
          ON CONFLICT (uuid) DO UPDATE SET name = excluded.name, state = excluded.state, \
          state_reasons = excluded.state_reasons, state_message = excluded.state_message, \
          hold_until = excluded.hold_until, template = excluded.template, \
@@ -227,7 +235,7 @@ pub(super) fn save_job(conn: &Connection, job: &JobRecord) -> rusqlite::Result<(
          printer = excluded.printer, device_job_id = excluded.device_job_id, \
          attempts = excluded.attempts, next_attempt_ms = excluded.next_attempt_ms, \
          doc_pages = excluded.doc_pages, doc_pages_exact = excluded.doc_pages_exact, \
-         doc_color = excluded.doc_color"
+         doc_color = excluded.doc_color, kept_until_ms = excluded.kept_until_ms"
     ))?
     .execute(params![
         job.uuid.to_string(),
@@ -256,6 +264,7 @@ pub(super) fn save_job(conn: &Connection, job: &JobRecord) -> rusqlite::Result<(
         doc.and_then(|d| d.analysis.pages),
         doc.is_some_and(|d| d.analysis.pages_exact),
         doc.map_or("unknown", |d| d.analysis.color.keyword()),
+        job.kept_until_ms,
     ])?;
     Ok(())
 }

@@ -90,6 +90,28 @@ impl Spool {
         zstd::Decoder::new(file)
     }
 
+    /// A second, durable name for a stored document (a reprint is a new job
+    /// on the same bytes): a hard link, so no bytes are copied. Dropped
+    /// without [`SpooledDocument::keep`], the new name goes again.
+    pub fn link(
+        &self,
+        from: JobUuid,
+        to: JobUuid,
+        document: &crate::job::DocumentRecord,
+    ) -> io::Result<SpooledDocument> {
+        let path = self.path(to);
+        fs::hard_link(self.path(from), &path)?;
+        let guard = TempFile(Some(path));
+        self.sync_dir()?;
+        Ok(SpooledDocument {
+            uuid: to,
+            guard,
+            size: document.size,
+            spool_size: document.spool_size,
+            sha256: document.sha256.clone(),
+        })
+    }
+
     /// Deletes a job's document (after the job finished). Missing is fine.
     pub fn remove(&self, uuid: JobUuid) -> io::Result<()> {
         match fs::remove_file(self.path(uuid)) {
