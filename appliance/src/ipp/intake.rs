@@ -2,18 +2,22 @@
 //!
 //! Two stages run side by side: the async side reads the body in chunks of
 //! up to 256 KiB into a channel holding at most [`DEPTH`] of them, and a
-//! blocking thread hashes, compresses and writes each chunk (zstd and
-//! SHA-256 are CPU work, fsync blocks). So the network and the disk overlap,
-//! and memory stays at a few chunks however large the document. The first
-//! bytes are checked against the declared format before anything is
-//! written; the size limit is enforced while copying; any failure drops the
-//! temporary file.
+//! blocking thread hashes, compresses, analyses and writes each chunk (zstd
+//! and SHA-256 are CPU work, fsync blocks). So the network and the disk
+//! overlap, and memory stays at a few chunks however large the document.
+//! Every chunk in flight, and every spool writer, holds a permit of one
+//! [`ChunkBudget`] shared by all uploads, so many concurrent uploads wait
+//! for each other instead of multiplying the buffers. The first bytes are checked against the
+//! declared format before anything is written; the size limit is enforced
+//! while copying; any failure drops the temporary file.
 
 use std::io::{self, Write};
 
+use std::sync::Arc;
+
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use super::error::IppError;
 use crate::analysis::{Analysis, Analyzer};
@@ -24,6 +28,40 @@ use crate::store::{Spool, SpooledDocument};
 const CHUNK: usize = 256 * 1024;
 /// Chunks read ahead of the writing thread.
 const DEPTH: usize = 4;
+/// Chunks in flight across all uploads (8 MiB).
+const BUDGET_CHUNKS: usize = 32;
+/// Documents written to the spool at once (each needs a compressor and
+/// write buffer, about 0.5 MiB); further uploads wait for a turn.
+const BUDGET_WRITERS: usize = 16;
+
+/// The document buffers and spool writers all uploads share.
+#[derive(Debug, Clone)]
+pub struct ChunkBudget {
+    chunks: Arc<Semaphore>,
+    writers: Arc<Semaphore>,
+}
+
+impl Default for ChunkBudget {
+    fn default() -> Self {
+        ChunkBudget {
+            chunks: Arc::new(Semaphore::new(BUDGET_CHUNKS)),
+            writers: Arc::new(Semaphore::new(BUDGET_WRITERS)),
+        }
+    }
+}
+
+/// A chunk of a document, holding its share of the budget until written.
+struct Chunk {
+    data: Bytes,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl std::ops::Deref for Chunk {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.data
+    }
+}
 
 /// A document safely in the spool, with its stored format.
 #[derive(Debug)]
@@ -43,23 +81,33 @@ pub async fn receive<R>(
     uuid: JobUuid,
     body: &mut R,
     declared_format: String,
-    max_bytes: u64,
-    idle_timeout_secs: u64,
+    limits: (u64, u64),
+    budget: &ChunkBudget,
 ) -> Result<Option<Received>, IppError>
 where
     R: AsyncRead + Unpin + ?Sized,
 {
-    let (tx, mut rx) = mpsc::channel::<io::Result<Bytes>>(DEPTH);
+    let (max_bytes, idle_timeout_secs) = limits;
+    let turn = budget.writers.clone().acquire_owned().await;
+    let (tx, mut rx) = mpsc::channel::<io::Result<Chunk>>(DEPTH);
     let writer = tokio::task::spawn_blocking(move || {
         let chunks = std::iter::from_fn(|| rx.blocking_recv());
-        copy_to_spool(&spool, uuid, chunks, &declared_format, max_bytes)
+        let copied = copy_to_spool(&spool, uuid, chunks, &declared_format, max_bytes);
+        drop(turn);
+        copied
     });
     loop {
+        let Ok(permit) = budget.chunks.clone().acquire_owned().await else {
+            break;
+        };
         let mut buf = BytesMut::with_capacity(CHUNK);
         let read = body.read_buf(&mut buf).await;
         let item = match read {
             Ok(0) => break,
-            Ok(_) => Ok(buf.freeze()),
+            Ok(_) => Ok(Chunk {
+                data: buf.freeze(),
+                _permit: Some(permit),
+            }),
             Err(e) => Err(e),
         };
         let failed = item.is_err();
@@ -107,7 +155,7 @@ impl CopyError {
 fn copy_to_spool(
     spool: &Spool,
     uuid: JobUuid,
-    chunks: impl Iterator<Item = io::Result<Bytes>>,
+    chunks: impl Iterator<Item = io::Result<Chunk>>,
     declared_format: &str,
     max_bytes: u64,
 ) -> Result<Option<Received>, CopyError> {
@@ -150,9 +198,16 @@ fn copy_to_spool(
 mod tests {
     use super::*;
 
+    fn chunk(data: &[u8]) -> Chunk {
+        Chunk {
+            data: Bytes::copy_from_slice(data),
+            _permit: None,
+        }
+    }
+
     /// The document in 1000-byte chunks, as the channel would deliver it.
-    fn chunks(data: &[u8]) -> impl Iterator<Item = io::Result<Bytes>> + '_ {
-        data.chunks(1000).map(|c| Ok(Bytes::copy_from_slice(c)))
+    fn chunks(data: &[u8]) -> impl Iterator<Item = io::Result<Chunk>> + '_ {
+        data.chunks(1000).map(|c| Ok(chunk(c)))
     }
 
     fn spool() -> (tempfile::TempDir, Spool) {
@@ -231,7 +286,7 @@ mod tests {
     fn a_client_error_mid_document_leaves_nothing() {
         let (dir, spool) = spool();
         let broken = [
-            Ok(Bytes::from_static(b"%PDF-1.4 first part")),
+            Ok(chunk(b"%PDF-1.4 first part")),
             Err(io::Error::new(io::ErrorKind::TimedOut, "stalled")),
         ];
         let err = copy_to_spool(

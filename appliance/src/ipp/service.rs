@@ -75,6 +75,8 @@ pub struct IppService {
     /// Jobs whose Send-Document is streaming right now; the document
     /// timeout leaves them alone.
     pub uploads: Mutex<HashSet<JobUuid>>,
+    /// Document buffers shared by all uploads.
+    pub chunk_budget: intake::ChunkBudget,
 }
 
 /// Marks a job as receiving a document until dropped.
@@ -641,8 +643,8 @@ impl IppService {
             uuid,
             body,
             format.to_owned(),
-            self.limits.max_document_bytes,
-            self.limits.idle_timeout_secs,
+            (self.limits.max_document_bytes, self.limits.idle_timeout_secs),
+            &self.chunk_budget,
         )
         .await;
         if let Ok(Some(_)) = &received {

@@ -23,7 +23,7 @@ mod users;
 use std::collections::HashSet;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
@@ -42,8 +42,8 @@ pub use spool::{Spool, SpoolRecovery, SpoolWriter, SpooledDocument};
 const MAX_BATCH: usize = 512;
 /// Write operations that may wait for the writer; senders wait beyond this.
 const WRITE_QUEUE: usize = 4096;
-/// Read connections kept open between uses.
-const IDLE_READERS: usize = 8;
+/// Read connections at most (each has its own page cache).
+const READERS: usize = 8;
 const DB_FILE: &str = "appliance.db";
 
 /// Why a store operation failed.
@@ -755,40 +755,69 @@ fn committed_documents(conn: &Connection) -> rusqlite::Result<HashSet<JobUuid>> 
     Ok(set)
 }
 
-/// Read-only connections reused across blocking calls.
+/// Read-only connections reused across blocking calls: at most
+/// [`READERS`] exist, and a read waits for a free one, so a burst of
+/// requests cannot open a connection (and a page cache) each.
 struct ReadPool {
     path: PathBuf,
-    idle: Mutex<Vec<Connection>>,
+    state: Mutex<PoolState>,
+    freed: Condvar,
+}
+
+#[derive(Default)]
+struct PoolState {
+    idle: Vec<Connection>,
+    open: usize,
 }
 
 impl ReadPool {
     fn new(path: PathBuf) -> ReadPool {
         ReadPool {
             path,
-            idle: Mutex::new(Vec::new()),
+            state: Mutex::new(PoolState::default()),
+            freed: Condvar::new(),
         }
     }
 
     fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
-        let pooled = self.idle.lock().ok().and_then(|mut idle| idle.pop());
-        let conn = match pooled {
-            Some(conn) => conn,
-            None => {
-                let conn = Connection::open_with_flags(
-                    &self.path,
-                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                )?;
-                conn.busy_timeout(std::time::Duration::from_secs(10))?;
-                conn
-            }
-        };
+        let conn = self.take()?;
         let result = f(&conn);
-        if let Ok(mut idle) = self.idle.lock()
-            && idle.len() < IDLE_READERS
-        {
-            idle.push(conn);
+        if let Ok(mut state) = self.state.lock() {
+            state.idle.push(conn);
+            self.freed.notify_one();
         }
         Ok(result?)
+    }
+
+    /// An idle connection, a new one while fewer than [`READERS`] exist,
+    /// or the next one given back.
+    fn take(&self) -> Result<Connection, StoreError> {
+        let poisoned = || StoreError::Io(io::Error::other("the read pool is poisoned"));
+        let mut state = self.state.lock().map_err(|_| poisoned())?;
+        loop {
+            if let Some(conn) = state.idle.pop() {
+                return Ok(conn);
+            }
+            if state.open < READERS {
+                state.open += 1;
+                drop(state);
+                let opened = Connection::open_with_flags(
+                    &self.path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .and_then(|conn| {
+                    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+                    Ok(conn)
+                });
+                if opened.is_err()
+                    && let Ok(mut state) = self.state.lock()
+                {
+                    state.open -= 1;
+                }
+                return Ok(opened?);
+            }
+            state = self.freed.wait(state).map_err(|_| poisoned())?;
+        }
     }
 }
 
