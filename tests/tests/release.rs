@@ -362,10 +362,12 @@ fn all_prints_in_submission_order_on_a_socket_printer() {
 fn a_group_rule_prints_in_monochrome_and_limits_are_explained() {
     let tmp = tempfile::tempdir().unwrap();
     let printer = Printer::start(&tmp.path().join("printer")).unwrap();
+    // Also: a job counts as printed as soon as the printer accepted it.
     let appliance = Appliance::start(
         &tmp.path().join("appliance"),
-        &config(
+        &config_with_output(
             &[("lobby", printer.uri())],
+            "printed_when = \"accepted\"\n",
             "[rules]\nforce_mono_groups = [\"students\"]\nmax_pages_per_job = 5\n",
         ),
     )
