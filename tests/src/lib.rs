@@ -93,11 +93,27 @@ pub fn wait_for<T>(
 
 /// Runs a command with a deadline, killing it when the deadline passes.
 pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Result<Output> {
+    run_with_input(cmd.stdin(Stdio::null()), None, timeout)
+}
+
+/// Runs a command with `input` on its standard input and a deadline.
+pub fn run_with_input(cmd: &mut Command, input: Option<&str>, timeout: Duration) -> Result<Output> {
+    if input.is_some() {
+        cmd.stdin(Stdio::piped());
+    }
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("cannot run {cmd:?}"))?;
+    if let Some(input) = input {
+        // Written from a thread: a child that does not read cannot block us.
+        let mut stdin = child.stdin.take().context("stdin")?;
+        let input = input.to_owned();
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(input.as_bytes());
+        });
+    }
     let mut stdout = child.stdout.take().context("stdout")?;
     let mut stderr = child.stderr.take().context("stderr")?;
     let out_thread = std::thread::spawn(move || {
@@ -293,29 +309,14 @@ impl Appliance {
 
     /// Runs `appliance ARGS --data-dir DIR` with `stdin` as input, bounded in time.
     pub fn cli(&self, args: &[&str], stdin: &str) -> Result<Output> {
-        let mut child = Command::new(appliance_bin())
-            .args(args)
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("cannot run the appliance CLI")?;
-        child
-            .stdin
-            .take()
-            .context("stdin")?
-            .write_all(stdin.as_bytes())?;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while child.try_wait()?.is_none() {
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                bail!("appliance {args:?} did not finish within 60 s");
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Ok(child.wait_with_output()?)
+        run_with_input(
+            Command::new(appliance_bin())
+                .args(args)
+                .arg("--data-dir")
+                .arg(&self.data_dir),
+            Some(stdin),
+            Duration::from_secs(60),
+        )
     }
 
     /// Adds a user with a PIN (and the given groups) through the CLI.

@@ -430,21 +430,13 @@ fn the_console_terminal_logs_in_lists_releases_and_follows_progress() {
     lp(&appliance, "alice", "second", &fixture("document-a4.pdf"));
     let api_url = format!("http://127.0.0.1:{}", appliance.api_port);
     let terminal = |device: &str, script: &str| {
-        let mut child = Command::new(e2e::appliance_bin())
-            .args(["terminal", "--api", &api_url, "--device", device])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(script.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+        let out = e2e::run_with_input(
+            Command::new(e2e::appliance_bin())
+                .args(["terminal", "--api", &api_url, "--device", device]),
+            Some(script),
+            Duration::from_secs(120),
+        )
+        .unwrap();
         (
             out.status.code(),
             String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -2,12 +2,12 @@
 //! secrets read from standard input, hashed, and never shown again.
 
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
+use std::time::Duration;
 
-use e2e::{Appliance, appliance_bin};
+use e2e::{Appliance, appliance_bin, run_with_input};
 
 /// Runs `appliance users ARGS --data-dir DIR` with `stdin` as input.
 fn users(data_dir: &Path, args: &[&str], stdin: &str) -> Output {
@@ -19,20 +19,12 @@ fn users(data_dir: &Path, args: &[&str], stdin: &str) -> Output {
 }
 
 fn appliance(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(appliance_bin())
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    run_with_input(
+        Command::new(appliance_bin()).args(args),
+        Some(stdin),
+        Duration::from_secs(60),
+    )
+    .unwrap()
 }
 
 fn listed(data_dir: &Path) -> Vec<serde_json::Value> {

@@ -643,7 +643,10 @@ impl IppService {
             uuid,
             body,
             format.to_owned(),
-            (self.limits.max_document_bytes, self.limits.idle_timeout_secs),
+            (
+                self.limits.max_document_bytes,
+                self.limits.idle_timeout_secs,
+            ),
             &self.chunk_budget,
         )
         .await;

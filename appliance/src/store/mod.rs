@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
+use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
@@ -420,16 +421,14 @@ impl JobStore {
 
     /// Jobs at a printer in `state`, oldest first.
     pub async fn jobs_at(&self, feed: Feed, state: JobState) -> Result<Vec<JobRecord>, StoreError> {
-        self.read(move |conn| {
-            let (fed, params) = feed.condition();
-            let mut stmt = conn.prepare(&format!(
-                "SELECT {JOB_COLUMNS} FROM jobs WHERE state = {} AND {fed} \
-                 ORDER BY created_ms, uuid",
+        let (fed, params) = feed.condition();
+        self.select_jobs(
+            format!(
+                "state = {} AND {fed} ORDER BY created_ms, uuid",
                 state as i64
-            ))?;
-            let rows = stmt.query_map(rusqlite::params_from_iter(params), schema::job_from_row)?;
-            rows.collect()
-        })
+            ),
+            params.into_iter().map(Value::Text).collect(),
+        )
         .await
     }
 
@@ -465,12 +464,24 @@ impl JobStore {
         cutoff_ms: i64,
         limit: u32,
     ) -> Result<Vec<JobRecord>, StoreError> {
+        self.select_jobs(
+            format!("{condition} AND created_ms < ?1 ORDER BY created_ms LIMIT ?2"),
+            vec![Value::Integer(cutoff_ms), Value::Integer(i64::from(limit))],
+        )
+        .await
+    }
+
+    /// Jobs matching `condition` (the SQL after `WHERE`, with `?N`
+    /// placeholders for `params`).
+    async fn select_jobs(
+        &self,
+        condition: String,
+        params: Vec<Value>,
+    ) -> Result<Vec<JobRecord>, StoreError> {
         self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {JOB_COLUMNS} FROM jobs WHERE {condition} AND created_ms < ?1 \
-                 ORDER BY created_ms LIMIT ?2"
-            ))?;
-            let rows = stmt.query_map(params![cutoff_ms, limit], schema::job_from_row)?;
+            let mut stmt =
+                conn.prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE {condition}"))?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(params), schema::job_from_row)?;
             rows.collect()
         })
         .await
@@ -522,15 +533,14 @@ impl JobStore {
         owner: String,
         now_ms: i64,
     ) -> Result<Vec<JobRecord>, StoreError> {
-        self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {JOB_COLUMNS} FROM jobs WHERE owner = ?1 AND state = {} \
-                 AND kept_until_ms > ?2 ORDER BY completed_ms DESC LIMIT 100",
+        self.select_jobs(
+            format!(
+                "owner = ?1 AND state = {} AND kept_until_ms > ?2 \
+                 ORDER BY completed_ms DESC LIMIT 100",
                 JobState::Completed as i64
-            ))?;
-            let rows = stmt.query_map(params![owner, now_ms], schema::job_from_row)?;
-            rows.collect()
-        })
+            ),
+            vec![Value::Text(owner), Value::Integer(now_ms)],
+        )
         .await
     }
 
@@ -540,14 +550,11 @@ impl JobStore {
         now_ms: i64,
         limit: u32,
     ) -> Result<Vec<JobRecord>, StoreError> {
-        self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {JOB_COLUMNS} FROM jobs WHERE kept_until_ms IS NOT NULL \
-                 AND kept_until_ms <= ?1 ORDER BY kept_until_ms LIMIT ?2"
-            ))?;
-            let rows = stmt.query_map(params![now_ms, limit], schema::job_from_row)?;
-            rows.collect()
-        })
+        self.select_jobs(
+            "kept_until_ms IS NOT NULL AND kept_until_ms <= ?1 ORDER BY kept_until_ms LIMIT ?2"
+                .into(),
+            vec![Value::Integer(now_ms), Value::Integer(i64::from(limit))],
+        )
         .await
     }
 
