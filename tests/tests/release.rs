@@ -140,7 +140,7 @@ fn alice_releases_her_three_pages_at_the_lobby_printer_and_bob_cannot_touch_them
     assert_eq!(deleted.status, 404);
     let uri = appliance.uri("secure");
     let mut attrs = standard_attributes(&uri, "bob");
-    attrs.push((0x22, "my-jobs", b"\x01"));
+    attrs.push((0x44, "which-jobs", b"all"));
     let body = ipp_request(0x0200, 0x000A, 7, &attrs, b"");
     let answer =
         IppResponse::parse(&appliance.post_raw("/ipp/print/secure", &body).unwrap()).unwrap();

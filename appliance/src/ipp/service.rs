@@ -516,7 +516,10 @@ impl IppService {
             Some(_) => return Err(IppError::BadRequest("limit must be at least 1".into())),
             None => self.limits.max_jobs_listed,
         };
-        let owner = (req.boolean("my-jobs")? == Some(true)).then(|| req.user.clone());
+        // A pull queue is secure print: its jobs are listed to their owner
+        // only. Elsewhere other users' jobs show without private attributes.
+        let mine_only = req.boolean("my-jobs")? == Some(true) || queue.kind == QueueKind::Pull;
+        let owner = mine_only.then(|| req.user.clone());
         let jobs = self
             .store
             .list(JobQuery {
