@@ -219,6 +219,11 @@ pub struct PrinterConfig {
     /// Where the device stands, shown to users.
     #[serde(default)]
     pub location: Option<String>,
+    /// For `ipps://`: a PEM file of certificates to trust besides the
+    /// system's CAs (the printer's own CA, or its self-signed certificate,
+    /// as most MFDs ship with).
+    #[serde(default)]
+    pub tls_ca: Option<PathBuf>,
 }
 
 /// What a queue does with a job once it is stored.
@@ -447,6 +452,12 @@ impl Config {
             }
             if let Err(message) = crate::output::DeviceUri::parse(&printer.uri) {
                 return invalid(format!("printer[{i}].uri"), message);
+            }
+            if printer.tls_ca.is_some() && !printer.uri.starts_with("ipps://") {
+                return invalid(
+                    format!("printer[{i}].tls_ca"),
+                    "only an ipps:// printer uses a TLS certificate".into(),
+                );
             }
         }
         let mut defaults = 0;

@@ -379,9 +379,10 @@ fn list_printers(config: &Config, timeout: u64, json: bool) -> Result<(), Failur
     let timeout = std::time::Duration::from_secs(timeout.max(1));
     let answers = runtime.block_on(futures_util::future::join_all(config.printers.iter().map(
         |printer| async move {
-            match DeviceUri::parse(&printer.uri) {
-                Ok(DeviceUri::Ipp(uri)) => Some(output::ipp::capabilities(&uri, timeout).await),
-                _ => None,
+            match DeviceUri::for_printer(printer) {
+                Ok(DeviceUri::Ipp(ipp)) => Some(output::ipp::capabilities(&ipp, timeout).await),
+                Ok(_) => None,
+                Err(e) => Some(Err(output::OutputError::Rejected(e))),
             }
         },
     )));

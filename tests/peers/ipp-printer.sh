@@ -4,6 +4,9 @@
 #
 #   ipp-printer.sh start PORT DIR [NAME]   start on 127.0.0.1:PORT keeping
 #                                          documents in DIR; prints its URI
+#                                          (with IPP_PRINTER_KEYS=KEYDIR it also
+#                                          speaks ipps with KEYDIR/localhost.crt
+#                                          and .key)
 #   ipp-printer.sh stop DIR                stop the one keeping files in DIR
 #
 # ippeveprinter refuses to start without a DNS-SD daemon, so this gives it
@@ -61,7 +64,9 @@ start)
   port=${2:?port}; dir=${3:?dir}; name=${4:-Printer$port}
   ensure_packages; ensure_mdns
   mkdir -p "$dir"
-  setsid ippeveprinter -k -c /bin/true -d "$dir" -n localhost -p "$port" -r off \
+  keys=()
+  if [ -n "${IPP_PRINTER_KEYS:-}" ]; then keys=(-K "$IPP_PRINTER_KEYS"); fi
+  setsid ippeveprinter -k -c /bin/true -d "$dir" -n localhost -p "$port" -r off "${keys[@]}" \
     -f application/pdf,application/postscript,image/jpeg,image/pwg-raster,image/urf,application/octet-stream \
     -s 60,40 "$name" >"$dir/.printer.log" 2>&1 &
   echo $! >"$dir/.printer.pid"

@@ -225,6 +225,11 @@ impl Appliance {
         }
     }
 
+    /// The config file it runs with.
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
     /// `ipp://127.0.0.1:PORT/ipp/print/QUEUE`.
     pub fn uri(&self, queue: &str) -> String {
         format!("ipp://127.0.0.1:{}/ipp/print/{queue}", self.port)
@@ -399,13 +404,22 @@ impl Printer {
 
     /// Starts one on a given port (e.g. one the appliance already points at).
     pub fn start_on(dir: &Path, port: u16) -> Result<Printer> {
-        let out = run_with_timeout(
-            Command::new(workspace().join("tests/peers/ipp-printer.sh"))
-                .arg("start")
-                .arg(port.to_string())
-                .arg(dir),
-            Duration::from_secs(120),
-        )?;
+        Printer::launch(dir, port, None)
+    }
+
+    /// Starts one that also speaks IPPS with the identity in `keys`
+    /// (`localhost.crt`, `localhost.key`; see [`tls_identity`]).
+    pub fn start_tls(dir: &Path, keys: &Path) -> Result<Printer> {
+        Printer::launch(dir, free_port(), Some(keys))
+    }
+
+    fn launch(dir: &Path, port: u16, keys: Option<&Path>) -> Result<Printer> {
+        let mut cmd = Command::new(workspace().join("tests/peers/ipp-printer.sh"));
+        cmd.arg("start").arg(port.to_string()).arg(dir);
+        if let Some(keys) = keys {
+            cmd.env("IPP_PRINTER_KEYS", keys);
+        }
+        let out = run_with_timeout(&mut cmd, Duration::from_secs(120))?;
         if !out.status.success() {
             bail!(
                 "ippeveprinter did not start: {}{}",
@@ -460,6 +474,71 @@ impl Drop for Printer {
             Duration::from_secs(30),
         );
     }
+}
+
+/// Makes a test CA and a `localhost` server certificate it signed (as an
+/// enterprise CA would for a printer), with `openssl`: writes
+/// `DIR/ca.crt` and `DIR/keys/localhost.{crt,key}`; returns the CA path.
+pub fn tls_identity(dir: &Path) -> Result<PathBuf> {
+    let keys = dir.join("keys");
+    fs::create_dir_all(&keys)?;
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let openssl = |args: &[&str]| -> Result<()> {
+        let out = run_with_timeout(
+            Command::new("openssl").args(args).current_dir(dir),
+            Duration::from_secs(60),
+        )?;
+        if !out.status.success() {
+            bail!("openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    };
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &["-days", "2", "-subj", "/CN=Branch Test CA"],
+            &["-keyout", "ca.key", "-out", "ca.crt"],
+        ]
+        .concat(),
+    )?;
+    openssl(
+        &[
+            &["req"][..],
+            &ec,
+            &["-subj", "/CN=localhost"],
+            &["-keyout", "keys/localhost.key", "-out", "leaf.csr"],
+        ]
+        .concat(),
+    )?;
+    fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )?;
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "leaf.ext",
+        "-out",
+        "keys/localhost.crt",
+    ])?;
+    Ok(dir.join("ca.crt"))
 }
 
 /// A raw-socket (port 9100 style) printer: accepts connections one after

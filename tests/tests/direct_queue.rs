@@ -6,11 +6,12 @@
 use std::fs;
 use std::io::Read;
 use std::net::TcpListener;
+use std::process::Command;
 use std::time::Duration;
 
 use e2e::{
-    Appliance, LpdServer, Printer, fixture, free_port, ipptool_text, lobby_config, send_print_job,
-    send_print_job_to, wait_for,
+    Appliance, LpdServer, Printer, appliance_bin, fixture, free_port, ipptool_text, lobby_config,
+    run_with_timeout, send_print_job, send_print_job_to, wait_for,
 };
 
 const HEADER: &str = r#"
@@ -243,4 +244,54 @@ fn printers_list_shows_what_each_printer_can_do() {
             .unwrap()
             .contains("cannot say")
     );
+}
+
+#[test]
+fn an_ipps_printer_is_trusted_through_its_configured_ca_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = e2e::tls_identity(&tmp.path().join("pki")).unwrap();
+    let printer =
+        Printer::start_tls(&tmp.path().join("printer"), &tmp.path().join("pki/keys")).unwrap();
+    let ipps = format!("ipps://localhost:{}/ipp/print", printer.port);
+    let mut config = lobby_config(&ipps);
+    config.push_str(&format!(
+        "[[printer]]\nid = \"untrusted\"\nuri = \"{ipps}\"\n"
+    ));
+    let config = config.replacen(
+        &format!("uri = \"{ipps}\"\n"),
+        &format!(
+            "uri = \"{ipps}\"\ntls_ca = {:?}\n",
+            ca.display().to_string()
+        ),
+        1,
+    );
+    let appliance = Appliance::start(&tmp.path().join("appliance"), &config).unwrap();
+    let document = fs::read(fixture("three-pages.pdf")).unwrap();
+    let r =
+        send_print_job_to(appliance.port, "/printers/lobby-direct", "carol", &document).unwrap();
+    assert_eq!(r.status, 0, "{r:?}");
+    wait_state(&appliance, "lobby-direct", 1, "completed");
+    assert!(printer.documents().iter().any(|(_, d)| *d == document));
+
+    // Without the CA, the same printer's certificate is refused, and says why.
+    let out = run_with_timeout(
+        Command::new(appliance_bin())
+            .args(["printers", "list", "--json", "--config"])
+            .arg(appliance.config_path()),
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    let listed: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let text = |id: &str| {
+        listed
+            .iter()
+            .find(|p| p["id"] == id)
+            .map(|p| p.to_string())
+            .unwrap_or_default()
+    };
+    assert!(text("lobby").contains("application/pdf"), "{listed:?}");
+    assert!(text("untrusted").contains("UnknownIssuer"), "{listed:?}");
 }

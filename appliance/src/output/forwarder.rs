@@ -19,7 +19,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 
 use super::ipp::{self as ipp_output, DeviceJobState};
-use super::{DeviceUri, OutputError, PrinterHealth, lpd, socket};
+use super::{DeviceUri, IppPrinter, OutputError, PrinterHealth, lpd, socket};
 use crate::config::{OutputConfig, PrintedWhen, PrinterConfig};
 use crate::job::{JobRecord, JobState, NotPossible, now_ms};
 use crate::metrics::{Metrics, OutputLabels};
@@ -105,7 +105,7 @@ impl Forwarder {
         queues: Vec<String>,
         shared: &OutputShared,
     ) -> Result<Forwarder, String> {
-        let device = DeviceUri::parse(&printer.uri)?;
+        let device = DeviceUri::for_printer(&printer)?;
         let wake = shared.wake.handle(&printer.id);
         let feed = Feed {
             queues,
@@ -335,7 +335,7 @@ impl Forwarder {
     /// Polls the printer about an accepted job until it is finished there.
     async fn follow(
         &self,
-        uri: &str,
+        printer: &IppPrinter,
         device_job_id: i32,
         job: JobRecord,
         shutdown: &mut watch::Receiver<bool>,
@@ -365,11 +365,11 @@ impl Forwarder {
             if let Ok(Some(current)) = self.store.job(job.uuid).await
                 && current.state == JobState::Canceled
             {
-                ipp_output::cancel(uri, device_job_id, &job.owner, timeout).await;
+                ipp_output::cancel(printer, device_job_id, &job.owner, timeout).await;
                 self.health.set(&self.printer.id, false, None);
                 return;
             }
-            match ipp_output::query(uri, device_job_id, &job.owner, timeout).await {
+            match ipp_output::query(printer, device_job_id, &job.owner, timeout).await {
                 Ok(DeviceJobState::Completed) => return self.finish(&job, Ok(())).await,
                 Ok(DeviceJobState::Aborted(m)) => {
                     return self

@@ -14,7 +14,7 @@ use ipp::model::{DelimiterTag, Operation, StatusCode};
 use ipp::prelude::*;
 use tokio_util::compat::TokioAsyncReadCompatExt;
 
-use super::{OutputError, document_stream};
+use super::{IppPrinter, OutputError, document_stream};
 use crate::ipp::template;
 use crate::ipp::values::{as_str, attr, keyword, mime, name};
 use crate::job::JobRecord;
@@ -33,13 +33,15 @@ pub enum DeviceJobState {
     Aborted(String),
 }
 
-fn client(uri: &str, timeout: Duration) -> Result<AsyncIppClient, OutputError> {
-    let uri: Uri = uri
-        .parse()
-        .map_err(|e| OutputError::Rejected(format!("printer URI {uri:?} is invalid: {e}")))?;
-    Ok(AsyncIppClient::builder(uri)
-        .request_timeout(timeout)
-        .build())
+fn client(printer: &IppPrinter, timeout: Duration) -> Result<AsyncIppClient, OutputError> {
+    let uri: Uri = printer.uri.parse().map_err(|e| {
+        OutputError::Rejected(format!("printer URI {:?} is invalid: {e}", printer.uri))
+    })?;
+    let mut builder = AsyncIppClient::builder(uri).request_timeout(timeout);
+    if let Some(pem) = &printer.trusted_pem {
+        builder = builder.ca_cert(pem.as_slice());
+    }
+    Ok(builder.build())
 }
 
 fn request(uri: &str, operation: Operation, user: &str) -> Result<IppRequestResponse, OutputError> {
@@ -57,13 +59,13 @@ fn request(uri: &str, operation: Operation, user: &str) -> Result<IppRequestResp
 
 /// Sends `job` with Print-Job. Returns the printer's job-id (if it gave one).
 pub async fn submit(
-    uri: &str,
+    printer: &IppPrinter,
     spool: &Spool,
     job: &JobRecord,
     timeout: Duration,
 ) -> Result<Option<i32>, OutputError> {
     let document = super::document_of(job)?;
-    let mut req = request(uri, Operation::PrintJob, &job.owner)?;
+    let mut req = request(&printer.uri, Operation::PrintJob, &job.owner)?;
     let op = DelimiterTag::OperationAttributes;
     req.attributes_mut()
         .add(op, attr("job-name", name(&job.name)));
@@ -92,13 +94,13 @@ pub async fn submit(
     );
     *req.payload_mut() = IppPayload::new_async(stream.compat());
 
-    match client(uri, timeout)?.send(req).await {
+    match client(printer, timeout)?.send(req).await {
         Ok(response) => classify_submission(response.header().status_code(), response.attributes()),
         Err(e) if sent_everything.load(Ordering::SeqCst) => Err(OutputError::Uncertain(format!(
             "the connection to the printer failed after the whole document was sent ({e}); \
              it may have printed"
         ))),
-        Err(e) => Err(OutputError::Retry(format!("printer not reachable: {e}"))),
+        Err(e) => Err(unreachable(&e)),
     }
 }
 
@@ -132,12 +134,12 @@ pub fn classify_submission(
 
 /// Asks the printer about a job it accepted.
 pub async fn query(
-    uri: &str,
+    printer: &IppPrinter,
     device_job_id: i32,
     user: &str,
     timeout: Duration,
 ) -> Result<DeviceJobState, OutputError> {
-    let mut req = request(uri, Operation::GetJobAttributes, user)?;
+    let mut req = request(&printer.uri, Operation::GetJobAttributes, user)?;
     let op = DelimiterTag::OperationAttributes;
     req.attributes_mut()
         .add(op, attr("job-id", IppValue::Integer(device_job_id)));
@@ -152,10 +154,10 @@ pub async fn query(
             ]),
         ),
     );
-    let response = client(uri, timeout)?
+    let response = client(printer, timeout)?
         .send(req)
         .await
-        .map_err(|e| OutputError::Retry(format!("printer not reachable: {e}")))?;
+        .map_err(|e| unreachable(&e))?;
     let status = response.header().status_code();
     if status == StatusCode::ClientErrorNotFound {
         // Printers forget finished jobs; one we gave it and it no longer
@@ -218,8 +220,11 @@ pub struct Capabilities {
 }
 
 /// Asks a printer what it can do.
-pub async fn capabilities(uri: &str, timeout: Duration) -> Result<Capabilities, OutputError> {
-    let mut req = request(uri, Operation::GetPrinterAttributes, "appliance")?;
+pub async fn capabilities(
+    printer: &IppPrinter,
+    timeout: Duration,
+) -> Result<Capabilities, OutputError> {
+    let mut req = request(&printer.uri, Operation::GetPrinterAttributes, "appliance")?;
     req.attributes_mut().add(
         DelimiterTag::OperationAttributes,
         attr(
@@ -239,10 +244,10 @@ pub async fn capabilities(uri: &str, timeout: Duration) -> Result<Capabilities, 
             ),
         ),
     );
-    let response = client(uri, timeout)?
+    let response = client(printer, timeout)?
         .send(req)
         .await
-        .map_err(|e| OutputError::Retry(format!("printer not reachable: {e}")))?;
+        .map_err(|e| unreachable(&e))?;
     let status = response.header().status_code();
     if (status as u16) >= 0x0100 {
         return Err(OutputError::Rejected(format!("printer answered {status}")));
@@ -294,19 +299,32 @@ pub fn capabilities_from(attributes: &IppAttributes) -> Capabilities {
 }
 
 /// Cancels a job at the printer (best effort: the printer may have finished).
-pub async fn cancel(uri: &str, device_job_id: i32, user: &str, timeout: Duration) {
-    let Ok(mut req) = request(uri, Operation::CancelJob, user) else {
+pub async fn cancel(printer: &IppPrinter, device_job_id: i32, user: &str, timeout: Duration) {
+    let Ok(mut req) = request(&printer.uri, Operation::CancelJob, user) else {
         return;
     };
     req.attributes_mut().add(
         DelimiterTag::OperationAttributes,
         attr("job-id", IppValue::Integer(device_job_id)),
     );
-    if let Ok(client) = client(uri, timeout)
+    if let Ok(client) = client(printer, timeout)
         && let Err(e) = client.send(req).await
     {
         tracing::warn!(device_job_id, error = %e, "could not cancel the job at the printer");
     }
+}
+
+/// A failure to talk to the printer, with every cause in the chain (the
+/// last one, such as "invalid peer certificate: UnknownIssuer", is usually
+/// the one to act on).
+fn unreachable(e: &dyn std::error::Error) -> OutputError {
+    let mut message = format!("printer not reachable: {e}");
+    let mut source = e.source();
+    while let Some(cause) = source {
+        message.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    OutputError::Retry(message)
 }
 
 fn status_message(attributes: &IppAttributes) -> Option<String> {

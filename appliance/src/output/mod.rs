@@ -27,11 +27,21 @@ use tokio::sync::mpsc;
 use crate::job::JobUuid;
 use crate::store::Spool;
 
+/// An IPP printer: its URI, and for `ipps://` the certificates to trust.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IppPrinter {
+    /// `ipp://` or `ipps://` URI.
+    pub uri: String,
+    /// PEM certificates trusted for this printer (its CA, or its own
+    /// self-signed certificate), besides none by default.
+    pub trusted_pem: Option<std::sync::Arc<Vec<u8>>>,
+}
+
 /// How a printer is reached.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeviceUri {
     /// IPP or IPPS: `ipp://host[:port]/path`.
-    Ipp(String),
+    Ipp(IppPrinter),
     /// Raw TCP (AppSocket/JetDirect), usually port 9100.
     Socket {
         /// Host name or address.
@@ -51,6 +61,16 @@ pub enum DeviceUri {
 }
 
 impl DeviceUri {
+    /// How a configured printer is reached, with its `tls_ca` file read.
+    pub fn for_printer(printer: &crate::config::PrinterConfig) -> Result<DeviceUri, String> {
+        let mut device = DeviceUri::parse(&printer.uri)?;
+        if let (Some(path), DeviceUri::Ipp(ipp)) = (&printer.tls_ca, &mut device) {
+            let pem = std::fs::read(path).map_err(|e| format!("tls_ca {}: {e}", path.display()))?;
+            ipp.trusted_pem = Some(std::sync::Arc::new(pem));
+        }
+        Ok(device)
+    }
+
     /// Parses a printer URI from the config; the error says what is accepted.
     pub fn parse(text: &str) -> Result<DeviceUri, String> {
         let (scheme, rest) = text.split_once("://").ok_or_else(|| {
@@ -64,7 +84,10 @@ impl DeviceUri {
                 if uri.host().is_none_or(str::is_empty) {
                     return Err(format!("{text:?} has no host"));
                 }
-                Ok(DeviceUri::Ipp(text.to_owned()))
+                Ok(DeviceUri::Ipp(IppPrinter {
+                    uri: text.to_owned(),
+                    trusted_pem: None,
+                }))
             }
             "socket" => {
                 let (host, port) = host_port(rest.trim_end_matches('/'), 9100, text)?;
@@ -244,7 +267,10 @@ mod tests {
     fn device_uris() {
         assert_eq!(
             DeviceUri::parse("ipp://127.0.0.1:8632/ipp/print"),
-            Ok(DeviceUri::Ipp("ipp://127.0.0.1:8632/ipp/print".into()))
+            Ok(DeviceUri::Ipp(IppPrinter {
+                uri: "ipp://127.0.0.1:8632/ipp/print".into(),
+                trusted_pem: None
+            }))
         );
         assert!(DeviceUri::parse("ipps://printer.example/ipp/print").is_ok());
         assert_eq!(
