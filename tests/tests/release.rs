@@ -219,7 +219,19 @@ fn wrong_pins_lock_the_user_everywhere_and_the_device_for_everyone() {
         ),
     )
     .unwrap();
-    appliance.add_user("alice", "1234", &[]).unwrap();
+    let added = appliance
+        .cli(
+            &[
+                "users", "add", "alice", "--name", "alice", "--pin", "--card", "C0FFEE01",
+            ],
+            "1234\n",
+        )
+        .unwrap();
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
     appliance.add_user("bob", "9876", &[]).unwrap();
     let api = appliance.api().unwrap();
     let attempt = |device: &str, user: &str, pin: &str| {
@@ -256,8 +268,8 @@ fn wrong_pins_lock_the_user_everywhere_and_the_device_for_everyone() {
     .unwrap();
     let audit = cli_text(&appliance, &["audit"]);
     assert!(audit.contains("locked for 2 s"), "{audit}");
-    // Three refusals above, and more while waiting for the lock to end.
-    assert!(audit.matches("login-refused").count() >= 3, "{audit}");
+    // Four refusals above, and more while waiting for the lock to end.
+    assert!(audit.matches("login-refused").count() >= 4, "{audit}");
 
     // Bad requests are told apart from bad secrets, and never lock.
     let unknown = attempt("basement", "alice", "1234");

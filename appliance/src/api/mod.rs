@@ -220,6 +220,21 @@ impl ApiService {
                 }
             }
             Checked::Valid(found) => {
+                // A card or PIN-only login names its user only now: a
+                // locked-out account stays locked whatever the method.
+                if user.is_none()
+                    && let Err(locked) =
+                        self.with_lockout(|l| l.check(Some(&found.id), &device, now_ms()))
+                {
+                    self.audit(AuditEvent::now(
+                        "login-refused",
+                        Some(&found.id),
+                        Some(&device),
+                        format!("method={method}; locked out"),
+                    ))
+                    .await?;
+                    return Err(locked_error(locked));
+                }
                 self.with_lockout(|l| l.succeeded(&found.id, &device));
                 let (user_id, display_name) = (found.id.clone(), found.display_name.clone());
                 let session = Session::new(found, device.clone(), now_ms());
