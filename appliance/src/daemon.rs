@@ -122,13 +122,13 @@ pub async fn run(
         store: store.clone(),
         limits: config.ipp.clone(),
         site: config.site.clone(),
-        metrics,
+        metrics: metrics.clone(),
         health,
         wake: wake.clone(),
         uploads: Mutex::new(HashSet::new()),
         chunk_budget: Default::default(),
     });
-    let api = Arc::new(ApiService::new(&config, store.clone(), wake));
+    let api = Arc::new(ApiService::new(&config, store.clone(), wake, metrics));
     if let Ok(addr) = listeners.api.local_addr() {
         tracing::info!(%addr, tls = tls.is_some(), "API listening");
     }

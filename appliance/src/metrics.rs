@@ -38,6 +38,31 @@ pub struct OutputLabels {
     pub outcome: &'static str,
 }
 
+/// Labels of one answered release API request.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiLabels {
+    /// Route name, e.g. `release`.
+    pub route: &'static str,
+    /// HTTP status code.
+    pub status: u16,
+}
+
+/// Labels of one login attempt.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LoginLabels {
+    /// `pin`, `card` or `password`.
+    pub method: &'static str,
+    /// `ok`, `invalid` or `locked`.
+    pub outcome: &'static str,
+}
+
+/// Labels naming a printer.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PrinterLabels {
+    /// Printer id.
+    pub printer: String,
+}
+
 /// Every metric the appliance exports.
 pub struct Metrics {
     registry: Registry,
@@ -61,6 +86,12 @@ pub struct Metrics {
     pub jobs_queued: Gauge,
     /// Hand-overs to printers, by printer and outcome.
     pub output_attempts: Family<OutputLabels, Counter>,
+    /// Release API requests answered, by route and status.
+    pub api_requests: Family<ApiLabels, Counter>,
+    /// Login attempts at printers, by method and outcome.
+    pub logins: Family<LoginLabels, Counter>,
+    /// Jobs released (or reprinted) at a printer.
+    pub jobs_released: Family<PrinterLabels, Counter>,
 }
 
 impl Metrics {
@@ -77,6 +108,20 @@ impl Metrics {
         let jobs_held = Gauge::default();
         let jobs_queued = Gauge::default();
         let output_attempts = Family::<OutputLabels, Counter>::default();
+        let api_requests = Family::<ApiLabels, Counter>::default();
+        let logins = Family::<LoginLabels, Counter>::default();
+        let jobs_released = Family::<PrinterLabels, Counter>::default();
+        registry.register(
+            "api_requests",
+            "Release API requests answered",
+            api_requests.clone(),
+        );
+        registry.register("logins", "Login attempts at printers", logins.clone());
+        registry.register(
+            "jobs_released",
+            "Jobs released (or reprinted) at a printer",
+            jobs_released.clone(),
+        );
         registry.register(
             "jobs_received",
             "Jobs durably stored and acknowledged",
@@ -135,6 +180,9 @@ impl Metrics {
             jobs_held,
             jobs_queued,
             output_attempts,
+            api_requests,
+            logins,
+            jobs_released,
         }
     }
 

@@ -194,6 +194,15 @@ fn alice_releases_her_three_pages_at_the_lobby_printer_and_bob_cannot_touch_them
     for secret in ["1234", "9876"] {
         assert!(!audit.contains(secret) && !appliance.log().contains(secret));
     }
+    let metrics = appliance.get("/metrics").unwrap();
+    for line in [
+        "appliance_logins_total{method=\"pin\",outcome=\"ok\"} 2",
+        "appliance_jobs_released_total{printer=\"lobby\"} 1",
+        "appliance_api_requests_total{route=\"release\",status=\"202\"} 2",
+        "appliance_api_requests_total{route=\"delete_job\",status=\"404\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
+    }
     assert_eq!(
         api.call("DELETE", "/api/v1/sessions/current", Some(&alice), None)
             .unwrap()

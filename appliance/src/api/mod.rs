@@ -34,6 +34,7 @@ use crate::config::{Config, PrinterConfig};
 use crate::credentials::Secret;
 use crate::http_server::{self, Response};
 use crate::job::{JobState, JobUuid, now_ms};
+use crate::metrics::{ApiLabels, LoginLabels, Metrics, PrinterLabels};
 use crate::output::forwarder::OutputWake;
 use crate::rules::{self, Rules};
 use crate::store::{AuditEvent, JobQuery, JobStore, StoreError};
@@ -64,11 +65,17 @@ pub struct ApiService {
     lockout: Mutex<Lockout>,
     releases: Mutex<Releases>,
     verifier: Verifier,
+    metrics: Arc<Metrics>,
 }
 
 impl ApiService {
     /// The API of an appliance configured by `config`.
-    pub fn new(config: &Config, store: JobStore, wake: OutputWake) -> ApiService {
+    pub fn new(
+        config: &Config,
+        store: JobStore,
+        wake: OutputWake,
+        metrics: Arc<Metrics>,
+    ) -> ApiService {
         let api = &config.api;
         ApiService {
             verifier: Verifier::new(store.clone(), config.users.pin_only_login),
@@ -88,12 +95,31 @@ impl ApiService {
                 api.lockout_max_secs,
             )),
             releases: Mutex::new(Releases::default()),
+            metrics,
         }
     }
 
     /// Answers one request; never fails (errors are JSON answers).
     pub async fn handle(&self, req: http::Request<Incoming>) -> Response {
-        let route = match routes::route(req.method(), req.uri().path()) {
+        let route = routes::route(req.method(), req.uri().path());
+        let name = route.as_ref().map_or("unknown", Route::name);
+        let response = self.answer(route, req).await;
+        self.metrics
+            .api_requests
+            .get_or_create(&ApiLabels {
+                route: name,
+                status: response.status().as_u16(),
+            })
+            .inc();
+        response
+    }
+
+    async fn answer(
+        &self,
+        route: Result<Route, NoRoute>,
+        req: http::Request<Incoming>,
+    ) -> Response {
+        let route = match route {
             Ok(route) => route,
             Err(NoRoute::NotFound) => {
                 return ApiError::not_found(format!(
@@ -186,6 +212,7 @@ impl ApiService {
         let now = now_ms();
         let locked = self.with_lockout(|l| l.check(user, &device, now));
         if let Err(locked) = locked {
+            self.count_login(method, "locked");
             self.audit(AuditEvent::now(
                 "login-refused",
                 user,
@@ -200,6 +227,7 @@ impl ApiService {
             Checked::Unusable(message) => Err(ApiError::bad_request(message)),
             Checked::Invalid(reason) => {
                 let lock = self.with_lockout(|l| l.failed(user, &device, now_ms()));
+                self.count_login(method, if lock.is_some() { "locked" } else { "invalid" });
                 let detail = match lock {
                     Some(l) => format!(
                         "method={method}; {reason}; {} locked for {} s",
@@ -226,6 +254,7 @@ impl ApiService {
                     && let Err(locked) =
                         self.with_lockout(|l| l.check(Some(&found.id), &device, now_ms()))
                 {
+                    self.count_login(method, "locked");
                     self.audit(AuditEvent::now(
                         "login-refused",
                         Some(&found.id),
@@ -236,6 +265,7 @@ impl ApiService {
                     return Err(locked_error(locked));
                 }
                 self.with_lockout(|l| l.succeeded(&found.id, &device));
+                self.count_login(method, "ok");
                 let (user_id, display_name) = (found.id.clone(), found.display_name.clone());
                 let session = Session::new(found, device.clone(), now_ms());
                 let (token, idle) = {
@@ -446,6 +476,12 @@ impl ApiService {
             }
         }
         if !queued.is_empty() {
+            self.metrics
+                .jobs_released
+                .get_or_create(&PrinterLabels {
+                    printer: session.device.clone(),
+                })
+                .inc_by(queued.len() as u64);
             self.wake.wake(&session.device);
             tracing::info!(user = %session.user, device = %session.device, jobs = queued.len(), "release");
         }
@@ -565,6 +601,13 @@ impl ApiService {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         f(&mut guard)
+    }
+
+    fn count_login(&self, method: &'static str, outcome: &'static str) {
+        self.metrics
+            .logins
+            .get_or_create(&LoginLabels { method, outcome })
+            .inc();
     }
 
     fn device_label(&self, id: &str) -> String {

@@ -25,6 +25,22 @@ pub enum Route {
     ReleaseStatus(String),
 }
 
+impl Route {
+    /// A short name for logs and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Route::OpenApi => "openapi",
+            Route::Devices => "devices",
+            Route::Login => "login",
+            Route::Logout => "logout",
+            Route::Jobs => "jobs",
+            Route::Release => "release",
+            Route::DeleteJob(_) => "delete_job",
+            Route::ReleaseStatus(_) => "release_status",
+        }
+    }
+}
+
 /// Every route as (method, OpenAPI path template).
 pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/openapi.json"),
