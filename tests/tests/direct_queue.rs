@@ -63,6 +63,27 @@ fn a_held_job_prints_only_when_its_owner_releases_it() {
     );
     assert_eq!(held["owner"], "alice");
 
+    // The release API does not take it away from its queue's printer.
+    appliance.add_user("alice", "1234", &[]).unwrap();
+    let api = appliance.api().unwrap();
+    let token = api.login_pin("lobby", "alice", "1234").unwrap();
+    let body = serde_json::json!({"jobs": [held["uuid"]]});
+    let r = api
+        .call("POST", "/api/v1/jobs/release", Some(&token), Some(&body))
+        .unwrap();
+    assert_eq!(r.json["jobs"][0]["outcome"], "not_held", "{}", r.json);
+    assert!(
+        r.json["jobs"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("lobby-direct")
+    );
+    let all = serde_json::json!({"jobs": "all"});
+    let r = api
+        .call("POST", "/api/v1/jobs/release", Some(&token), Some(&all))
+        .unwrap();
+    assert_eq!(r.json["jobs"], serde_json::json!([]));
+
     // ipptool does not expand variables in STATUS, so the status is written in.
     let release = |expect: &str| {
         format!(

@@ -30,7 +30,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::{Config, PrinterConfig};
+use crate::config::{Config, PrinterConfig, QueueKind};
 use crate::credentials::Secret;
 use crate::http_server::{self, Response};
 use crate::job::{JobState, JobUuid, now_ms};
@@ -59,6 +59,8 @@ pub struct ApiService {
     store: JobStore,
     site: String,
     printers: HashMap<String, PrinterConfig>,
+    /// Queues whose jobs are released at a printer.
+    pull_queues: Vec<String>,
     rules: Rules,
     wake: OutputWake,
     sessions: Mutex<Sessions>,
@@ -85,6 +87,12 @@ impl ApiService {
                 .printers
                 .iter()
                 .map(|p| (p.id.clone(), p.clone()))
+                .collect(),
+            pull_queues: config
+                .queues
+                .iter()
+                .filter(|q| q.kind == QueueKind::Pull)
+                .map(|q| q.name.clone())
                 .collect(),
             rules: config.rules.clone(),
             wake,
@@ -354,7 +362,7 @@ impl ApiService {
                 })
                 .await?
                 .into_iter()
-                .filter(|j| j.documents_complete)
+                .filter(|j| j.documents_complete && self.pull_queues.contains(&j.queue))
                 .map(|j| (j.uuid.to_string(), Some(j)))
                 .collect::<Vec<_>>(),
             Chosen::Ids(ids) => {
@@ -392,6 +400,16 @@ impl ApiService {
                 ));
                 continue;
             };
+            if !self.pull_queues.contains(&job.queue) {
+                // A direct queue's job belongs to that queue's printer.
+                let why = format!(
+                    "This job was sent to queue {}, which prints on its own printer; it is not \
+                     released here.",
+                    job.queue
+                );
+                outcomes.push(outcome(&id, Some(&job.name), "not_held", &why, &[]));
+                continue;
+            }
             let decision = match rules::decide(
                 &self.rules,
                 &session.groups,
