@@ -851,40 +851,35 @@ fn utc(ms: i64) -> String {
 
 fn check_spool(dir: &Path) -> Result<(), Failure> {
     let reader = StoreReader::open(dir).context("cannot open the job store")?;
-    let jobs = reader
-        .list(&JobQuery {
-            queue: None,
-            states: vec![
-                JobState::Pending,
-                JobState::PendingHeld,
-                JobState::Processing,
-                JobState::ProcessingStopped,
-            ],
-            owner: None,
-            limit: u32::MAX,
-        })
-        .context("cannot read jobs")?;
     let mut bad = 0usize;
     let mut checked = 0usize;
-    for job in &jobs {
-        let Some(doc) = &job.document else { continue };
-        checked += 1;
-        let verdict = reader
-            .spool()
-            .open_document(job.uuid)
-            .and_then(spool::hash_document);
-        match verdict {
-            Ok((size, sha)) if size == doc.size && sha == doc.sha256 => {}
-            Ok((size, sha)) => {
-                bad += 1;
-                eprintln!(
-                    "job {} ({}/{}): stored {size} bytes sha256 {sha}, expected {} bytes sha256 {}",
-                    job.uuid, job.queue, job.ipp_job_id, doc.size, doc.sha256
-                );
-            }
-            Err(e) => {
-                bad += 1;
-                eprintln!("job {} ({}/{}): {e}", job.uuid, job.queue, job.ipp_job_id);
+    let mut after = None;
+    loop {
+        let jobs = reader
+            .documents_after(after, 500)
+            .context("cannot read jobs")?;
+        let Some(last) = jobs.last() else { break };
+        after = Some(last.uuid);
+        for job in &jobs {
+            let Some(doc) = &job.document else { continue };
+            checked += 1;
+            let verdict = reader
+                .spool()
+                .open_document(job.uuid)
+                .and_then(spool::hash_document);
+            match verdict {
+                Ok((size, sha)) if size == doc.size && sha == doc.sha256 => {}
+                Ok((size, sha)) => {
+                    bad += 1;
+                    eprintln!(
+                        "job {} ({}/{}): stored {size} bytes sha256 {sha}, expected {} bytes sha256 {}",
+                        job.uuid, job.queue, job.ipp_job_id, doc.size, doc.sha256
+                    );
+                }
+                Err(e) => {
+                    bad += 1;
+                    eprintln!("job {} ({}/{}): {e}", job.uuid, job.queue, job.ipp_job_id);
+                }
             }
         }
     }

@@ -688,6 +688,26 @@ impl StoreReader {
         self.readers.with(|conn| journal::since(conn, since_ms))
     }
 
+    /// Up to `limit` jobs whose document must be in the spool (unfinished,
+    /// or kept for reprint), in identity order after `after`: page through
+    /// them without holding them all.
+    pub fn documents_after(
+        &self,
+        after: Option<JobUuid>,
+        limit: u32,
+    ) -> Result<Vec<JobRecord>, StoreError> {
+        let after = after.map(|u| u.to_string()).unwrap_or_default();
+        self.readers.with(|conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE uuid > ?1 AND doc_sha256 IS NOT NULL \
+                 AND (state IN (3, 4, 5, 6) OR kept_until_ms IS NOT NULL) \
+                 ORDER BY uuid LIMIT ?2"
+            ))?;
+            let rows = stmt.query_map(params![after, limit], schema::job_from_row)?;
+            rows.collect()
+        })
+    }
+
     /// Audit events from `since_ms` on, in order.
     pub fn audit_since(&self, since_ms: i64) -> Result<Vec<AuditEvent>, StoreError> {
         self.readers.with(|conn| audit::since(conn, since_ms))
