@@ -389,6 +389,9 @@ impl ApiService {
         let label = self.device_label(&session.device);
         let mut outcomes = Vec::with_capacity(candidates.len());
         let mut queued = Vec::new();
+        // A store failure stops the release, but what it already queued
+        // still goes to the printer.
+        let mut failure = None;
         for (id, job) in candidates {
             let Some(job) = job else {
                 outcomes.push(outcome(
@@ -444,18 +447,27 @@ impl ApiService {
                     outcomes.push(outcome(&id, Some(&job.name), "not_held", why, &[]));
                     continue;
                 };
-                let reprint = self.store.insert_reprint(&job, copy).await?;
+                let reprint = match self.store.insert_reprint(&job, copy).await {
+                    Ok(reprint) => reprint,
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
+                };
+                used += u64::from(impressions.unwrap_or(0));
+                queued.push(reprint.uuid);
+                let said = "Printing it again.";
+                outcomes.push(outcome(&id, Some(&job.name), "queued", said, &notes));
                 let event = AuditEvent::now(
                     "reprint",
                     Some(&session.user),
                     Some(&session.device),
                     format!("{detail}; of job {}", job.uuid),
                 );
-                self.audit(event.for_job(reprint.uuid)).await?;
-                used += u64::from(impressions.unwrap_or(0));
-                queued.push(reprint.uuid);
-                let said = "Printing it again.";
-                outcomes.push(outcome(&id, Some(&job.name), "queued", said, &notes));
+                if let Err(e) = self.store.audit(event.for_job(reprint.uuid)).await {
+                    failure = Some(e);
+                    break;
+                }
                 continue;
             }
             let change = release::release_change(
@@ -490,7 +502,10 @@ impl ApiService {
                 Err(StoreError::NotPossible(reason)) => {
                     outcomes.push(outcome(&id, Some(&job.name), "not_held", &reason.0, &[]));
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
             }
         }
         if !queued.is_empty() {
@@ -502,6 +517,9 @@ impl ApiService {
                 .inc_by(queued.len() as u64);
             self.wake.wake(&session.device);
             tracing::info!(user = %session.user, device = %session.device, jobs = queued.len(), "release");
+        }
+        if let Some(e) = failure {
+            return Err(e.into());
         }
         let release_id = self.releases.lock().map_err(|_| poisoned())?.add(
             session.user.clone(),
