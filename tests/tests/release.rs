@@ -531,6 +531,20 @@ fn a_printed_job_can_be_printed_again_until_its_time_for_reprint_is_over() {
         report.contains("\nalice,2,9,"),
         "3 pages, then 2 copies of 3: {report}"
     );
+    let audit = cli_text(&appliance, &["audit", "--json"]);
+    let reprint: Value = audit
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|e| e["action"] == "reprint")
+        .expect("the reprint is audited");
+    assert!(
+        reprint["job"].is_string() && reprint["job"] != json!(id),
+        "{reprint}"
+    );
+    assert!(
+        reprint["detail"].as_str().unwrap().contains(&id),
+        "{reprint}"
+    );
 
     // "all" never reprints; and once the time is over, the document goes.
     let all = release(&api, &alice, json!({"jobs": "all"}));

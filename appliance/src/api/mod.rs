@@ -447,26 +447,23 @@ impl ApiService {
                     outcomes.push(outcome(&id, Some(&job.name), "not_held", why, &[]));
                     continue;
                 };
-                let reprint = match self.store.insert_reprint(&job, copy).await {
-                    Ok(reprint) => reprint,
-                    Err(e) => {
-                        failure = Some(e);
-                        break;
-                    }
-                };
-                used += u64::from(impressions.unwrap_or(0));
-                queued.push(reprint.uuid);
-                let said = "Printing it again.";
-                outcomes.push(outcome(&id, Some(&job.name), "queued", said, &notes));
                 let event = AuditEvent::now(
                     "reprint",
                     Some(&session.user),
                     Some(&session.device),
                     format!("{detail}; of job {}", job.uuid),
                 );
-                if let Err(e) = self.store.audit(event.for_job(reprint.uuid)).await {
-                    failure = Some(e);
-                    break;
+                match self.store.insert_reprint(&job, copy, event).await {
+                    Ok(reprint) => {
+                        used += u64::from(impressions.unwrap_or(0));
+                        queued.push(reprint.uuid);
+                        let said = "Printing it again.";
+                        outcomes.push(outcome(&id, Some(&job.name), "queued", said, &notes));
+                    }
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
                 }
                 continue;
             }

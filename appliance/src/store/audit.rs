@@ -1,7 +1,7 @@
-//! The audit log: every login (and failed login), logout, release and
-//! delete, with who, where and when. Appended by the writer thread; a
-//! release or delete is logged in the same savepoint as the job change it
-//! records.
+//! The audit log: every login (and failed login), logout, release, reprint
+//! and delete, with who, where and when. Appended by the writer thread; a
+//! release, reprint or delete is logged in the same savepoint as the job
+//! change it records.
 
 use rusqlite::{Connection, params};
 use serde::Serialize;

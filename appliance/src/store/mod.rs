@@ -135,6 +135,8 @@ enum WriteOp {
     Insert {
         job: Box<JobRecord>,
         document: Option<SpooledDocument>,
+        /// Logged in the same savepoint when the insert succeeds.
+        audit: Option<AuditEvent>,
         reply: Reply,
     },
     Modify {
@@ -284,10 +286,20 @@ impl JobStore {
         job: JobRecord,
         document: Option<SpooledDocument>,
     ) -> Result<JobRecord, StoreError> {
+        self.insert_op(job, document, None).await
+    }
+
+    async fn insert_op(
+        &self,
+        job: JobRecord,
+        document: Option<SpooledDocument>,
+        audit: Option<AuditEvent>,
+    ) -> Result<JobRecord, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.submit(WriteOp::Insert {
             job: Box::new(job),
             document,
+            audit,
             reply,
         })
         .await?;
@@ -559,11 +571,12 @@ impl JobStore {
     }
 
     /// Commits `job`, a new job printing the document of `original` again
-    /// (the spool file is linked, not copied).
+    /// (the spool file is linked, not copied), with its audit record.
     pub async fn insert_reprint(
         &self,
         original: &JobRecord,
         job: JobRecord,
+        audit: AuditEvent,
     ) -> Result<JobRecord, StoreError> {
         let record = original.document.as_ref().ok_or(StoreError::NotFound)?;
         let spool = self.spool().clone();
@@ -571,7 +584,7 @@ impl JobStore {
         let linked = tokio::task::spawn_blocking(move || spool.link(from, to, &record))
             .await
             .map_err(|_| StoreError::Closed)??;
-        self.insert(job, Some(linked)).await
+        self.insert_op(job, Some(linked), Some(audit)).await
     }
 
     /// Number of jobs per state, over every queue or one.
@@ -909,10 +922,11 @@ impl Writer {
                 WriteOp::Insert {
                     job,
                     document,
+                    audit,
                     reply,
                 } => (
                     Answer::Job(reply),
-                    apply_in_savepoint(&mut tx, |sp| apply_insert(sp, *job, document)),
+                    apply_in_savepoint(&mut tx, |sp| apply_insert(sp, *job, document, audit)),
                 ),
                 WriteOp::Modify {
                     uuid,
@@ -1013,9 +1027,14 @@ fn apply_insert(
     conn: &Connection,
     mut job: JobRecord,
     document: Option<SpooledDocument>,
+    audit: Option<AuditEvent>,
 ) -> Result<Applied, StoreError> {
     job.ipp_job_id = schema::next_ipp_job_id(conn, &job.queue)?;
     schema::save_job(conn, &job)?;
+    if let Some(mut event) = audit {
+        event.job = Some(job.uuid.to_string());
+        audit::append(conn, &event)?;
+    }
     Ok(Applied {
         job: Some(job),
         document,
