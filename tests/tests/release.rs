@@ -558,3 +558,30 @@ fn a_printed_job_can_be_printed_again_until_its_time_for_reprint_is_over() {
     let gone = release(&api, &alice, json!({"jobs": [id]}));
     assert_eq!(gone["jobs"][0]["outcome"], "not_held", "{gone}");
 }
+
+#[test]
+fn a_quota_counts_jobs_on_their_way_to_the_printer() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Nothing listens on the printer's port: released jobs stay on their way.
+    let appliance = Appliance::start(
+        tmp.path(),
+        &config_with_output(
+            &[("lobby", format!("socket://127.0.0.1:{}", free_port()))],
+            "release_attempts = 30\n",
+            "[rules]\nquota = { pages = 5, period = \"day\" }\n",
+        ),
+    )
+    .unwrap();
+    appliance.add_user("alice", "1234", &[]).unwrap();
+    lp(&appliance, "alice", "first", &fixture("three-pages.pdf"));
+    lp(&appliance, "alice", "second", &fixture("three-pages.pdf"));
+    let api = appliance.api().unwrap();
+    let alice = api.login_pin("lobby", "alice", "1234").unwrap();
+    let listed = jobs(&api, &alice);
+    let first = release(&api, &alice, json!({"jobs": [listed[0]["id"]]}));
+    assert_eq!(first["jobs"][0]["outcome"], "queued", "{first}");
+    let second = release(&api, &alice, json!({"jobs": [listed[1]["id"]]}));
+    assert_eq!(second["jobs"][0]["outcome"], "refused", "{second}");
+    let why = second["jobs"][0]["message"].as_str().unwrap();
+    assert!(why.contains("2 of your 5 pages left today"), "{why}");
+}

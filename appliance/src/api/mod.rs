@@ -66,6 +66,7 @@ pub struct ApiService {
     sessions: Mutex<Sessions>,
     lockout: Mutex<Lockout>,
     releases: Mutex<Releases>,
+    release_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     verifier: Verifier,
     metrics: Arc<Metrics>,
 }
@@ -103,6 +104,7 @@ impl ApiService {
                 api.lockout_max_secs,
             )),
             releases: Mutex::new(Releases::default()),
+            release_locks: Mutex::new(HashMap::new()),
             metrics,
         }
     }
@@ -378,12 +380,12 @@ impl ApiService {
             }
         };
 
+        // One release at a time per user, so two terminals cannot both
+        // spend the last pages of a quota.
+        let user_lock = self.release_lock(&session.user)?;
+        let _turn = user_lock.lock().await;
         let mut used = match self.rules.quota {
-            Some(quota) => {
-                self.store
-                    .pages_printed_since(session.user.clone(), quota.period.start_ms(now_ms()))
-                    .await?
-            }
+            Some(quota) => self.quota_used(&session.user, quota).await?,
             None => 0,
         };
         let label = self.device_label(&session.device);
@@ -634,6 +636,42 @@ impl ApiService {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         f(&mut guard)
+    }
+
+    /// Pages counted against `user`'s quota: printed this period, plus
+    /// released jobs still on their way to a printer.
+    async fn quota_used(&self, user: &str, quota: rules::Quota) -> Result<u64, ApiError> {
+        let printed = self
+            .store
+            .pages_printed_since(user.to_owned(), quota.period.start_ms(now_ms()))
+            .await?;
+        let in_flight: u64 = self
+            .store
+            .list(JobQuery {
+                queue: None,
+                states: vec![JobState::Pending, JobState::Processing],
+                owner: Some(user.to_owned()),
+                limit: MAX_JOBS_LISTED,
+            })
+            .await?
+            .iter()
+            .filter(|j| self.pull_queues.contains(&j.queue))
+            .map(|j| {
+                let facts = release::facts(j);
+                u64::from(facts.pages.unwrap_or(0)) * u64::from(facts.copies)
+            })
+            .sum();
+        Ok(printed + in_flight)
+    }
+
+    /// The lock that serialises `user`'s releases.
+    fn release_lock(&self, user: &str) -> Result<Arc<tokio::sync::Mutex<()>>, ApiError> {
+        let mut locks = self.release_locks.lock().map_err(|_| poisoned())?;
+        if locks.len() > 1000 {
+            // Forget the locks nobody holds or waits for.
+            locks.retain(|_, lock| Arc::strong_count(lock) > 1);
+        }
+        Ok(locks.entry(user.to_owned()).or_default().clone())
     }
 
     fn count_login(&self, method: &'static str, outcome: &'static str) {
