@@ -1102,21 +1102,21 @@ pub(crate) fn test_options(keep_printed_ms: i64) -> StoreOptions {
 mod tests {
     use super::*;
 
+    /// Commits a held sample job without a document.
+    async fn insert_sample(store: &JobStore) -> JobRecord {
+        let job = JobRecord {
+            document: None,
+            ..JobRecord::sample()
+        };
+        store.insert(job, None).await.unwrap()
+    }
+
     #[tokio::test]
     async fn every_mutable_column_of_a_change_is_saved() {
         let dir = tempfile::tempdir().unwrap();
         let (store, _) =
             JobStore::open(dir.path(), test_options(0), Arc::new(Metrics::new())).unwrap();
-        let job = store
-            .insert(
-                JobRecord {
-                    document: None,
-                    ..JobRecord::sample()
-                },
-                None,
-            )
-            .await
-            .unwrap();
+        let job = insert_sample(&store).await;
         assert_eq!(job.ipp_job_id, 1);
         let changed = store
             .modify(
@@ -1154,16 +1154,7 @@ mod tests {
         let (store, _) = JobStore::open(dir.path(), options, Arc::new(Metrics::new())).unwrap();
         let mut seqs = Vec::new();
         for _ in 0..2 {
-            let job = store
-                .insert(
-                    JobRecord {
-                        document: None,
-                        ..JobRecord::sample()
-                    },
-                    None,
-                )
-                .await
-                .unwrap();
+            let job = insert_sample(&store).await;
             let printing: Change = Box::new(|j, _| {
                 j.state = JobState::Processing;
                 j.processing_ms = Some(1);
