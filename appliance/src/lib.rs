@@ -8,13 +8,20 @@
 //! - [`credentials`]: PIN, password and card hashing (pure).
 //! - [`job`]: the job record and its IPP state machine (pure).
 //! - [`format`]: accepted document formats and content sniffing (pure).
+//! - [`analysis`]: page count and colour read from documents at intake.
 //! - [`queue`]: queues and the URIs they answer at (pure).
 //! - [`users`]: users, their groups and logins; CSV import (pure).
+//! - [`rules`]: print rules applied at release (pure).
+//! - [`accounting`]: the journal record of a finished print, and reports (pure).
 //! - [`store`]: the only door to SQLite and the spool files; group commit.
+//! - [`http_server`]: the HTTP/1.1 connection shell (optional TLS).
 //! - [`ipp`]: the IPP server and its operations.
-//! - [`output`]: sending jobs to printers (IPP, raw socket).
+//! - [`api`]: the release API for printer panels and terminals.
+//! - [`output`]: sending jobs to printers (IPP, IPPS, raw socket, LPD).
 //! - [`metrics`]: Prometheus metrics.
-//! - [`housekeeping`]: jobs ended by time (document timeout, held-job expiry).
+//! - [`housekeeping`]: jobs ended by time (document timeout, held-job and
+//!   reprint expiry).
+//! - [`terminal`]: the console release station, an API client.
 //! - [`daemon`]: wires the above together.
 //!
 //! # The invariant everything serves
