@@ -7,7 +7,7 @@
 //! - [`config`]: the TOML configuration and its defaults (pure).
 //! - [`credentials`]: PIN, password and card hashing (pure).
 //! - [`job`]: the job record and its IPP state machine (pure).
-//! - [`format`]: accepted document formats and content sniffing (pure).
+//! - [`format`](mod@format): accepted document formats and content sniffing (pure).
 //! - [`analysis`]: page count and colour read from documents at intake.
 //! - [`queue`]: queues and the URIs they answer at (pure).
 //! - [`users`]: users, their groups and logins; CSV import (pure).

@@ -1,7 +1,7 @@
 //! Document intake: streams a request's document into a spool file.
 //!
 //! Two stages run side by side: the async side reads the body in chunks of
-//! up to 256 KiB into a channel holding at most [`DEPTH`] of them, and a
+//! up to 256 KiB into a channel holding at most `DEPTH` of them, and a
 //! blocking thread hashes, compresses, analyses and writes each chunk (zstd
 //! and SHA-256 are CPU work, fsync blocks). So the network and the disk
 //! overlap, and memory stays at a few chunks however large the document.
