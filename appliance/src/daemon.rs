@@ -126,7 +126,7 @@ pub async fn run(
         health,
         wake: wake.clone(),
         uploads: Mutex::new(HashSet::new()),
-        chunk_budget: Default::default(),
+        upload_budget: Default::default(),
     });
     let api = Arc::new(ApiService::new(&config, store.clone(), wake, metrics));
     if let Ok(addr) = listeners.api.local_addr() {

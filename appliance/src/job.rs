@@ -203,6 +203,24 @@ impl JobRecord {
             && self.kept_until_ms.is_some_and(|until| until > now_ms)
     }
 
+    /// Holds the job until a person releases it, saying why in `message`.
+    pub fn hold_indefinitely(&mut self, message: String) {
+        self.state = JobState::PendingHeld;
+        self.state_reasons = "job-hold-until-specified".into();
+        self.hold_until = Some("indefinite".into());
+        self.state_message = message;
+    }
+
+    /// Forgets any hand-over to a printer (which printer, when, its job-id,
+    /// the attempts), as for a job that never left the appliance.
+    pub fn clear_output(&mut self) {
+        self.printer = None;
+        self.processing_ms = None;
+        self.device_job_id = None;
+        self.attempts = 0;
+        self.next_attempt_ms = None;
+    }
+
     /// Hold-Job: only a job that has not started printing can be held.
     pub fn check_hold(&self) -> Result<(), NotPossible> {
         match self.state {

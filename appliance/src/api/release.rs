@@ -160,11 +160,8 @@ pub(super) fn release_change(
         j.state_reasons = "none".into();
         j.state_message = format!("Released at {device_label}");
         j.hold_until = None;
+        j.clear_output();
         j.printer = Some(device);
-        j.processing_ms = None;
-        j.device_job_id = None;
-        j.attempts = 0;
-        j.next_attempt_ms = None;
         Ok(())
     }
 }
@@ -181,21 +178,14 @@ pub(super) fn reprint_of(
     let mut copy = JobRecord {
         uuid: JobUuid::new(),
         ipp_job_id: 0,
-        state: JobState::PendingHeld,
-        state_reasons: "job-hold-until-specified".into(),
-        state_message: String::new(),
-        hold_until: Some("indefinite".into()),
         documents_complete: true,
         created_ms: now_ms(),
-        processing_ms: None,
         completed_ms: None,
-        printer: None,
-        device_job_id: None,
-        attempts: 0,
-        next_attempt_ms: None,
         kept_until_ms: None,
         ..original.clone()
     };
+    copy.hold_indefinitely(String::new());
+    copy.clear_output();
     release_change(user, device, device_label, decision)(&mut copy)?;
     copy.state_message = format!(
         "Reprint of job {}: {}",

@@ -6,7 +6,7 @@
 //! and SHA-256 are CPU work, fsync blocks). So the network and the disk
 //! overlap, and memory stays at a few chunks however large the document.
 //! Every chunk in flight, and every spool writer, holds a permit of one
-//! [`ChunkBudget`] shared by all uploads, so many concurrent uploads wait
+//! [`UploadBudget`] shared by all uploads, so many concurrent uploads wait
 //! for each other instead of multiplying the buffers. The first bytes are checked against the
 //! declared format before anything is written; the size limit is enforced
 //! while copying; any failure drops the temporary file.
@@ -36,14 +36,14 @@ const BUDGET_WRITERS: usize = 16;
 
 /// The document buffers and spool writers all uploads share.
 #[derive(Debug, Clone)]
-pub struct ChunkBudget {
+pub struct UploadBudget {
     chunks: Arc<Semaphore>,
     writers: Arc<Semaphore>,
 }
 
-impl Default for ChunkBudget {
+impl Default for UploadBudget {
     fn default() -> Self {
-        ChunkBudget {
+        UploadBudget {
             chunks: Arc::new(Semaphore::new(BUDGET_CHUNKS)),
             writers: Arc::new(Semaphore::new(BUDGET_WRITERS)),
         }
@@ -82,7 +82,7 @@ pub async fn receive<R>(
     body: &mut R,
     declared_format: String,
     limits: (u64, u64),
-    budget: &ChunkBudget,
+    budget: &UploadBudget,
 ) -> Result<Option<Received>, IppError>
 where
     R: AsyncRead + Unpin + ?Sized,

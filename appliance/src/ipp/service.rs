@@ -76,7 +76,7 @@ pub struct IppService {
     /// timeout leaves them alone.
     pub uploads: Mutex<HashSet<JobUuid>>,
     /// Document buffers shared by all uploads.
-    pub chunk_budget: intake::ChunkBudget,
+    pub upload_budget: intake::UploadBudget,
 }
 
 /// Marks a job as receiving a document until dropped.
@@ -450,10 +450,7 @@ impl IppService {
                 None,
                 Box::new(|j, _| {
                     j.check_hold()?;
-                    j.state = JobState::PendingHeld;
-                    j.state_reasons = "job-hold-until-specified".into();
-                    j.state_message = "Held until released".into();
-                    j.hold_until = Some("indefinite".into());
+                    j.hold_indefinitely("Held until released".into());
                     j.template = template::with_replaced(
                         &j.template,
                         "job-hold-until",
@@ -650,7 +647,7 @@ impl IppService {
                 self.limits.max_document_bytes,
                 self.limits.idle_timeout_secs,
             ),
-            &self.chunk_budget,
+            &self.upload_budget,
         )
         .await;
         if let Ok(Some(_)) = &received {

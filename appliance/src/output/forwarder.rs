@@ -318,15 +318,8 @@ impl Forwarder {
             if j.state != JobState::Processing {
                 return Err(NotPossible(format!("job is {}", j.state.keyword())));
             }
-            j.state = JobState::PendingHeld;
-            j.state_reasons = "job-hold-until-specified".into();
-            j.hold_until = Some("indefinite".into());
-            j.state_message = message;
-            j.printer = None;
-            j.processing_ms = None;
-            j.device_job_id = None;
-            j.attempts = 0;
-            j.next_attempt_ms = None;
+            j.hold_indefinitely(message);
+            j.clear_output();
             Ok(())
         })
         .await;
@@ -483,10 +476,8 @@ impl Forwarder {
             if j.state.is_terminal() {
                 return Err(NotPossible(format!("job is {}", j.state.keyword())));
             }
-            j.state = JobState::PendingHeld;
-            j.state_reasons = "job-hold-until-specified".into();
-            j.hold_until = Some("indefinite".into());
-            j.state_message = message;
+            // It may have printed: the printer it went to stays on record.
+            j.hold_indefinitely(message);
             j.device_job_id = None;
             Ok(())
         })

@@ -46,6 +46,10 @@ const WRITE_QUEUE: usize = 4096;
 /// Read connections at most (each has its own page cache).
 const READERS: usize = 8;
 const DB_FILE: &str = "appliance.db";
+/// The jobs whose document must be in the spool: unfinished, or printed
+/// and kept for reprint.
+const SPOOLED: &str =
+    "doc_sha256 IS NOT NULL AND (state IN (3, 4, 5, 6) OR kept_until_ms IS NOT NULL)";
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -712,8 +716,7 @@ impl StoreReader {
         let after = after.map(|u| u.to_string()).unwrap_or_default();
         self.readers.with(|conn| {
             let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {JOB_COLUMNS} FROM jobs WHERE uuid > ?1 AND doc_sha256 IS NOT NULL \
-                 AND (state IN (3, 4, 5, 6) OR kept_until_ms IS NOT NULL) \
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE uuid > ?1 AND {SPOOLED} \
                  ORDER BY uuid LIMIT ?2"
             ))?;
             let rows = stmt.query_map(params![after, limit], schema::job_from_row)?;
@@ -781,10 +784,7 @@ fn count_by_state(
 
 /// Jobs whose spool file must exist: they have a document and are not finished.
 fn committed_documents(conn: &Connection) -> rusqlite::Result<HashSet<JobUuid>> {
-    let mut stmt = conn.prepare(
-        "SELECT uuid FROM jobs WHERE doc_sha256 IS NOT NULL \
-         AND (state IN (3, 4, 5, 6) OR kept_until_ms IS NOT NULL)",
-    )?;
+    let mut stmt = conn.prepare(&format!("SELECT uuid FROM jobs WHERE {SPOOLED}"))?;
     let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
     let mut set = HashSet::new();
     for uuid in rows {
