@@ -768,6 +768,18 @@ fn http_exchange(
 ) -> Result<RawAnswer> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    stream.write_all(&http_request(method, path, token, content_type, body))?;
+    read_answer(stream)
+}
+
+/// The bytes of one HTTP/1.1 request that closes its connection.
+fn http_request(
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Vec<u8> {
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
     if let Some(token) = token {
         head.push_str(&format!("Authorization: Bearer {token}\r\n"));
@@ -779,8 +791,13 @@ fn http_exchange(
         ));
     }
     head.push_str("\r\n");
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(body)?;
+    let mut request = head.into_bytes();
+    request.extend_from_slice(body);
+    request
+}
+
+/// Reads an HTTP/1.1 answer to the end of the connection.
+fn read_answer(mut stream: TcpStream) -> Result<RawAnswer> {
     let mut response = Vec::new();
     stream.read_to_end(&mut response)?;
     let split = response
@@ -810,6 +827,48 @@ fn http_exchange(
         headers,
         body,
     })
+}
+
+/// A JSON request to the release API sent but for its last byte, so that
+/// many can be completed at the same moment (races).
+pub struct HeldRequest {
+    stream: TcpStream,
+    last: u8,
+}
+
+impl HeldRequest {
+    /// Connects to the API on `port` and sends `POST path` with `body`,
+    /// all but the last byte.
+    pub fn post(port: u16, path: &str, body: &serde_json::Value) -> Result<HeldRequest> {
+        let mut request = http_request(
+            "POST",
+            path,
+            None,
+            Some("application/json"),
+            body.to_string().as_bytes(),
+        );
+        let last = request.pop().context("empty request")?;
+        let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+        stream.write_all(&request)?;
+        Ok(HeldRequest { stream, last })
+    }
+
+    /// Sends the last byte; the request is complete from now on.
+    pub fn complete(&mut self) -> Result<()> {
+        self.stream.write_all(&[self.last])?;
+        Ok(())
+    }
+
+    /// Reads the answer: its status and JSON body.
+    pub fn answer(self) -> Result<ApiResponse> {
+        let answer = read_answer(self.stream)?;
+        Ok(ApiResponse {
+            status: answer.status,
+            headers: answer.headers,
+            json: serde_json::from_slice(&answer.body).unwrap_or(serde_json::Value::Null),
+        })
+    }
 }
 
 /// A real LPD server: CUPS's `cups-lpd` (an inetd-style program: one

@@ -39,7 +39,7 @@ use crate::output::forwarder::OutputWake;
 use crate::rules::{self, Rules};
 use crate::store::{AuditEvent, JobQuery, JobStore, StoreError};
 pub use error::ApiError;
-use lockout::{Locked, Lockout, Subject};
+use lockout::{Attempt, Locked, Lockout, Refusal, Subject};
 use login::{Checked, Method, Verifier};
 use release::{Chosen, Releases};
 use routes::{NoRoute, Route};
@@ -216,27 +216,52 @@ impl ApiService {
         };
         let device = printer.id.clone();
         let user = body.user.as_deref().filter(|u| !u.is_empty());
+        if body.method == Method::Card && user.is_some() {
+            // A card names its user by itself; a second name could only
+            // be meant to steer the lockout to someone else.
+            return Err(ApiError::bad_request(
+                "a card login takes no user name: send {\"device\", \"method\": \"card\", \"secret\"}",
+            ));
+        }
         let secret = Secret::new(body.secret);
         let method = body.method.keyword();
 
-        let now = now_ms();
-        let locked = self.with_lockout(|l| l.check(user, &device, now));
-        if let Err(locked) = locked {
-            self.count_login(method, "locked");
-            self.audit(AuditEvent::now(
-                "login-refused",
-                user,
-                Some(&device),
-                format!("method={method}; locked out"),
-            ))
-            .await?;
-            return Err(locked_error(locked));
-        }
+        let attempt = match self.with_lockout(|l| l.begin(user, &device, now_ms())) {
+            Ok(attempt) => ReservedAttempt {
+                lockout: &self.lockout,
+                attempt: Some(attempt),
+            },
+            Err(refusal) => {
+                self.count_login(method, "locked");
+                let why = match refusal {
+                    Refusal::Locked(_) => "locked out",
+                    Refusal::Busy(_) => "too many attempts being checked",
+                };
+                self.audit(AuditEvent::now(
+                    "login-refused",
+                    user,
+                    Some(&device),
+                    format!("method={method}; {why}"),
+                ))
+                .await?;
+                return Err(refusal_error(refusal));
+            }
+        };
 
-        match self.verifier.check(body.method, user, &secret).await? {
-            Checked::Unusable(message) => Err(ApiError::bad_request(message)),
+        let checked = match self.verifier.check(body.method, user, &secret).await {
+            Ok(checked) => checked,
+            Err(e) => {
+                attempt.withdrawn();
+                return Err(e.into());
+            }
+        };
+        match checked {
+            Checked::Unusable(message) => {
+                attempt.withdrawn();
+                Err(ApiError::bad_request(message))
+            }
             Checked::Invalid(reason) => {
-                let lock = self.with_lockout(|l| l.failed(user, &device, now_ms()));
+                let lock = attempt.failed(now_ms());
                 self.count_login(method, if lock.is_some() { "locked" } else { "invalid" });
                 let detail = match lock {
                     Some(l) => format!(
@@ -249,7 +274,7 @@ impl ApiService {
                 self.audit(AuditEvent::now("login-failed", user, Some(&device), detail))
                     .await?;
                 match lock {
-                    Some(locked) => Err(locked_error(locked)),
+                    Some(locked) => Err(refusal_error(Refusal::Locked(locked))),
                     None => Err(ApiError::new(
                         StatusCode::UNAUTHORIZED,
                         "invalid_credentials",
@@ -258,12 +283,9 @@ impl ApiService {
                 }
             }
             Checked::Valid(found) => {
-                // A card or PIN-only login names its user only now: a
-                // locked-out account stays locked whatever the method.
-                if user.is_none()
-                    && let Err(locked) =
-                        self.with_lockout(|l| l.check(Some(&found.id), &device, now_ms()))
-                {
+                // The lock that counts is the one of the user the secret
+                // belongs to, whatever the request named.
+                if let Err(locked) = attempt.succeeded(&found.id, now_ms()) {
                     self.count_login(method, "locked");
                     self.audit(AuditEvent::now(
                         "login-refused",
@@ -272,9 +294,8 @@ impl ApiService {
                         format!("method={method}; locked out"),
                     ))
                     .await?;
-                    return Err(locked_error(locked));
+                    return Err(refusal_error(Refusal::Locked(locked)));
                 }
-                self.with_lockout(|l| l.succeeded(&found.id, &device));
                 self.count_login(method, "ok");
                 let (user_id, display_name) = (found.id.clone(), found.display_name.clone());
                 let session = Session::new(found, device.clone(), now_ms());
@@ -716,21 +737,71 @@ fn subject_name(subject: Subject) -> &'static str {
     }
 }
 
-fn locked_error(locked: Locked) -> ApiError {
-    let whom = match locked.subject {
+fn refusal_error(refusal: Refusal) -> ApiError {
+    let whom = |subject| match subject {
         Subject::User => "this account",
         Subject::Device => "this printer",
     };
-    ApiError {
-        retry_after: Some(locked.retry_after_secs),
-        ..ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
+    let (code, retry_after, message) = match refusal {
+        Refusal::Locked(locked) => (
             "locked",
+            locked.retry_after_secs,
             format!(
-                "Too many wrong attempts: logins for {whom} are paused. Try again in {} s.",
+                "Too many wrong attempts: logins for {} are paused. Try again in {} s.",
+                whom(locked.subject),
                 locked.retry_after_secs
             ),
-        )
+        ),
+        Refusal::Busy(subject) => (
+            "busy",
+            1,
+            format!(
+                "Other logins for {} are being checked. Try again in a moment.",
+                whom(subject)
+            ),
+        ),
+    };
+    ApiError {
+        retry_after: Some(retry_after),
+        ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, message)
+    }
+}
+
+/// A login attempt reserved in the lockout while its secret is checked.
+/// Dropped unfinished (the client went away mid-check, or shutdown), it
+/// is withdrawn: nobody learnt its verdict.
+struct ReservedAttempt<'a> {
+    lockout: &'a Mutex<Lockout>,
+    attempt: Option<Attempt>,
+}
+
+impl ReservedAttempt<'_> {
+    fn with<T>(&mut self, f: impl FnOnce(&mut Lockout, Attempt) -> T) -> Option<T> {
+        let attempt = self.attempt.take()?;
+        let mut lockout = self
+            .lockout
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Some(f(&mut lockout, attempt))
+    }
+
+    fn failed(mut self, now_ms: i64) -> Option<Locked> {
+        self.with(|l, a| l.failed(a, now_ms)).flatten()
+    }
+
+    fn succeeded(mut self, user: &str, now_ms: i64) -> Result<(), Locked> {
+        self.with(|l, a| l.succeeded(a, user, now_ms))
+            .unwrap_or(Ok(()))
+    }
+
+    fn withdrawn(mut self) {
+        self.with(Lockout::withdrawn);
+    }
+}
+
+impl Drop for ReservedAttempt<'_> {
+    fn drop(&mut self) {
+        self.with(Lockout::withdrawn);
     }
 }
 

@@ -1,0 +1,157 @@
+//! Attacks and bad days, each once found to break the appliance: logins
+//! raced past the lockout, a card login steering the lockout to another
+//! user, deeply nested IPP collections, slow uploads taking every spool
+//! writer, idle connections filling the API, a full disk. Each test sends
+//! what the attacker (or the bad day) sent and checks what must hold.
+
+use std::time::Duration;
+
+use e2e::{Appliance, HeldRequest};
+use serde_json::json;
+
+const PRINTERS: &str = "[[printer]]\nid = \"lobby\"\nuri = \"socket://127.0.0.1:9\"\n\
+                        [[printer]]\nid = \"floor-2\"\nuri = \"socket://127.0.0.1:9\"\n";
+
+fn audit_count(appliance: &Appliance, event: &str) -> usize {
+    let out = appliance.cli(&["audit"], "").unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.split_whitespace().any(|w| w == event))
+        .count()
+}
+
+fn login(device: &str, user: Option<&str>, method: &str, secret: &str) -> serde_json::Value {
+    let mut body = json!({"device": device, "method": method, "secret": secret});
+    if let Some(user) = user {
+        body["user"] = json!(user);
+    }
+    body
+}
+
+/// 39 wrong PINs completed at the same moment on 39 connections, and the
+/// right PIN 10 ms later: no more PINs are checked than one after the
+/// other would be (`lockout_after`), and the right one is refused.
+#[test]
+fn a_burst_of_wrong_pins_is_checked_no_more_than_the_lockout_allows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let appliance = Appliance::start(tmp.path(), PRINTERS).unwrap();
+    appliance.add_user("alice", "1234", &[]).unwrap();
+    let api = appliance.api().unwrap();
+
+    let mut guesses: Vec<HeldRequest> = (0..39)
+        .map(|i| {
+            let pin = format!("{:04}", 5000 + i);
+            HeldRequest::post(
+                appliance.api_port,
+                "/api/v1/sessions",
+                &login("lobby", Some("alice"), "pin", &pin),
+            )
+            .unwrap()
+        })
+        .collect();
+    let mut right = HeldRequest::post(
+        appliance.api_port,
+        "/api/v1/sessions",
+        &login("lobby", Some("alice"), "pin", "1234"),
+    )
+    .unwrap();
+    for guess in &mut guesses {
+        guess.complete().unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(10)); // the attacker's timing, not a wait for a result
+    right.complete().unwrap();
+    let statuses: Vec<u16> = guesses
+        .into_iter()
+        .map(|g| g.answer().unwrap().status)
+        .collect();
+    let right = right.answer().unwrap();
+    assert_eq!(
+        right.status, 429,
+        "the right PIN got through: {}",
+        right.json
+    );
+
+    // Four wrong (401), the fifth locks, the other 34 were never checked.
+    let wrong = statuses.iter().filter(|&&s| s == 401).count();
+    let refused = statuses.iter().filter(|&&s| s == 429).count();
+    assert_eq!((wrong, refused), (4, 35), "{statuses:?}");
+    assert_eq!(audit_count(&appliance, "login-failed"), 5);
+    assert_eq!(audit_count(&appliance, "login-refused"), 35);
+    // And the lock holds for the right PIN at every printer.
+    let later = api
+        .call(
+            "POST",
+            "/api/v1/sessions",
+            None,
+            Some(&login("floor-2", Some("alice"), "pin", "1234")),
+        )
+        .unwrap();
+    assert_eq!(
+        (later.status, later.json["error"]["code"].as_str()),
+        (429, Some("locked"))
+    );
+}
+
+/// Bob locked by wrong PINs cannot log in by card at another printer,
+/// whatever user name the request adds; a card login naming a user is a
+/// bad request and does not clear his lock.
+#[test]
+fn a_card_login_cannot_steer_the_lockout_to_someone_else() {
+    let tmp = tempfile::tempdir().unwrap();
+    let appliance = Appliance::start(
+        tmp.path(),
+        &format!(
+            "{PRINTERS}[api]\nlisten = \"127.0.0.1:0\"\nlockout_after = 3\nlockout_secs = 30\n"
+        ),
+    )
+    .unwrap();
+    let added = appliance
+        .cli(
+            &[
+                "users", "add", "bob", "--name", "Bob", "--pin", "--card", "C0FFEE01",
+            ],
+            "9876\n",
+        )
+        .unwrap();
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    appliance.add_user("someone-else", "1111", &[]).unwrap();
+    let api = appliance.api().unwrap();
+    let call = |body: serde_json::Value| {
+        api.call("POST", "/api/v1/sessions", None, Some(&body))
+            .unwrap()
+    };
+    for pin in ["0000", "0001"] {
+        assert_eq!(call(login("lobby", Some("bob"), "pin", pin)).status, 401);
+    }
+    assert_eq!(call(login("lobby", Some("bob"), "pin", "0002")).status, 429);
+
+    let card = call(login("floor-2", None, "card", "C0FFEE01"));
+    assert_eq!(
+        (card.status, card.json["error"]["code"].as_str()),
+        (429, Some("locked"))
+    );
+    let steered = call(login("floor-2", Some("someone-else"), "card", "C0FFEE01"));
+    assert_eq!(
+        (steered.status, steered.json["error"]["code"].as_str()),
+        (400, Some("bad_request")),
+        "{}",
+        steered.json
+    );
+    let steered = call(login("floor-2", Some("bob"), "card", "C0FFEE01"));
+    assert_eq!(steered.status, 400);
+    // Bob is still locked, everywhere.
+    assert_eq!(
+        call(login("floor-2", Some("bob"), "pin", "9876")).status,
+        429
+    );
+    assert_eq!(call(login("floor-2", None, "card", "C0FFEE01")).status, 429);
+}
