@@ -7,6 +7,18 @@
 //! tag-length-value framing (RFC 8010 section 3.1) and rejects such values
 //! first; it decodes nothing else. It stops at `end-of-attributes-tag`:
 //! the document that follows is never looked at.
+//!
+//! It also bounds the shape of the section. The crate copies a collection
+//! into each enclosing one as it closes, so parsing costs the nesting depth
+//! times the bytes: 4,000 levels in 64 KiB took most of a second. IPP needs
+//! a few levels (`media-col` holds `media-size`; presets hold a `media-col`),
+//! so deeper nesting is refused, as are more values than any request needs;
+//! with both bounded, the cost of parsing a request is linear in its bytes.
+
+/// Deepest collection nesting accepted (IPP's own attributes use three).
+pub const MAX_COLLECTION_DEPTH: u32 = 8;
+/// Most values in one attribute section.
+pub const MAX_VALUES: u32 = 4096;
 
 /// Walks the attribute section; see the module documentation.
 #[derive(Debug)]
@@ -17,6 +29,10 @@ pub struct AttributeGuard {
     /// The value being collected, for the two value tags that need checking.
     value: Vec<u8>,
     value_tag: u8,
+    /// Collections open around the current value.
+    depth: u32,
+    /// Values seen so far.
+    values: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +49,8 @@ enum State {
 const TEXT_WITH_LANGUAGE: u8 = 0x35;
 const NAME_WITH_LANGUAGE: u8 = 0x36;
 const END_OF_ATTRIBUTES: u8 = 0x03;
+const BEGIN_COLLECTION: u8 = 0x34;
+const END_COLLECTION: u8 = 0x37;
 
 impl Default for AttributeGuard {
     fn default() -> Self {
@@ -41,6 +59,8 @@ impl Default for AttributeGuard {
             length: [0; 2],
             value: Vec::new(),
             value_tag: 0,
+            depth: 0,
+            values: 0,
         }
     }
 }
@@ -61,6 +81,9 @@ impl AttributeGuard {
                 State::Done => return Ok(()),
                 State::Header(1) => State::Tag,
                 State::Header(left) => State::Header(left - 1),
+                State::Tag if b == END_OF_ATTRIBUTES && self.depth > 0 => {
+                    return Err("a collection is not closed".into());
+                }
                 State::Tag if b == END_OF_ATTRIBUTES => State::Done,
                 State::Tag if b < 0x10 => State::Tag,
                 State::Tag => {
@@ -112,10 +135,28 @@ impl AttributeGuard {
         matches!(self.value_tag, TEXT_WITH_LANGUAGE | NAME_WITH_LANGUAGE)
     }
 
-    /// A value is complete: check it if it carries inner lengths.
+    /// A value is complete: count it, follow collections, and check it if
+    /// it carries inner lengths.
     fn value_done(&mut self) -> Result<State, String> {
-        if self.checks_value() {
-            check_with_language(&self.value)?;
+        self.values += 1;
+        if self.values > MAX_VALUES {
+            return Err(format!(
+                "more than {MAX_VALUES} attribute values in one request"
+            ));
+        }
+        match self.value_tag {
+            BEGIN_COLLECTION if self.depth >= MAX_COLLECTION_DEPTH => {
+                return Err(format!(
+                    "collections nested deeper than {MAX_COLLECTION_DEPTH} levels"
+                ));
+            }
+            BEGIN_COLLECTION => self.depth += 1,
+            END_COLLECTION if self.depth == 0 => {
+                return Err("a collection ends that never began".into());
+            }
+            END_COLLECTION => self.depth -= 1,
+            _ if self.checks_value() => check_with_language(&self.value)?,
+            _ => {}
         }
         Ok(State::Tag)
     }
@@ -196,6 +237,48 @@ mod tests {
             let data = message(&[(0x36, "requesting-user-name", bad)], b"");
             assert!(check_in_pieces(&data, 3).is_err(), "{bad:?}");
         }
+    }
+
+    /// `name` = a collection nested `depth` deep.
+    fn nested(name: &str, depth: usize) -> Vec<(u8, &str, &'static [u8])> {
+        let mut attrs = vec![(BEGIN_COLLECTION, name, &b""[..])];
+        for _ in 1..depth {
+            attrs.push((0x4a, "", b"media-size"));
+            attrs.push((BEGIN_COLLECTION, "", b""));
+        }
+        attrs.push((0x4a, "", b"x-dimension"));
+        attrs.push((0x21, "", &[0, 0, 0x52, 0x08]));
+        for _ in 0..depth {
+            attrs.push((END_COLLECTION, "", b""));
+        }
+        attrs
+    }
+
+    #[test]
+    fn collections_nest_only_as_deep_as_ipp_needs() {
+        let ok = message(&nested("media-col", MAX_COLLECTION_DEPTH as usize), b"");
+        assert_eq!(check_in_pieces(&ok, 5), Ok(true));
+        let deep = message(&nested("media-col", MAX_COLLECTION_DEPTH as usize + 1), b"");
+        let refused = check_in_pieces(&deep, 5).unwrap_err();
+        assert!(refused.contains("nested deeper"), "{refused}");
+        // Unbalanced either way.
+        let mut open = nested("media-col", 2);
+        open.pop();
+        assert!(check_in_pieces(&message(&open, b""), 64).is_err());
+        let mut closed_twice = nested("media-col", 2);
+        closed_twice.push((END_COLLECTION, "", b""));
+        assert!(check_in_pieces(&message(&closed_twice, b""), 64).is_err());
+    }
+
+    #[test]
+    fn a_flood_of_values_is_refused() {
+        let many: Vec<_> = (0..=MAX_VALUES)
+            .map(|_| (0x44, "", &b"k"[..]))
+            .chain(std::iter::once((0x44, "requested-attributes", &b"all"[..])))
+            .rev()
+            .collect();
+        let refused = check_in_pieces(&message(&many, b""), 4096).unwrap_err();
+        assert!(refused.contains("values"), "{refused}");
     }
 
     #[test]

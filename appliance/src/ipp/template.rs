@@ -111,7 +111,7 @@ fn value_supported(name: &str, value: &IppValue) -> bool {
                 IppValue::Keyword(_) | IppValue::NameWithoutLanguage(_)
             ) && as_str(value).is_some_and(|m| MEDIA_SUPPORTED.iter().any(|(n, _, _)| *n == m))
         }
-        "media-col" => matches!(value, IppValue::Collection(_)),
+        "media-col" => media_col_supported(value),
         "multiple-document-handling" => keyword_in(DOCUMENT_HANDLING),
         "number-up" => *value == IppValue::Integer(1),
         "orientation-requested" => matches!(value, IppValue::Enum(3..=6)),
@@ -127,6 +127,53 @@ fn value_supported(name: &str, value: &IppValue) -> bool {
         "sides" => keyword_in(SIDES),
         _ => false,
     }
+}
+
+/// `media-col` members (PWG 5100.7) other than `media-size`, which takes
+/// simple values only.
+const MEDIA_COL_MEMBERS: &[&str] = &[
+    "media-back-coating",
+    "media-bottom-margin",
+    "media-color",
+    "media-front-coating",
+    "media-grain",
+    "media-hole-count",
+    "media-info",
+    "media-key",
+    "media-left-margin",
+    "media-order-count",
+    "media-pre-printed",
+    "media-recycled",
+    "media-right-margin",
+    "media-size-name",
+    "media-source",
+    "media-thickness",
+    "media-tooth",
+    "media-top-margin",
+    "media-type",
+    "media-weight-metric",
+];
+
+/// A `media-col` of known members, with `media-size` its only collection
+/// and that one holding integer dimensions: what is stored with a job is
+/// at most two levels deep, whatever a client sent.
+fn media_col_supported(value: &IppValue) -> bool {
+    let IppValue::Collection(members) = value else {
+        return false;
+    };
+    members.iter().all(|(name, member)| match name.as_str() {
+        "media-size" => match member {
+            IppValue::Collection(size) => size.iter().all(|(n, v)| {
+                matches!(n.as_str(), "x-dimension" | "y-dimension")
+                    && matches!(v, IppValue::Integer(_) | IppValue::RangeOfInteger { .. })
+            }),
+            _ => false,
+        },
+        other => {
+            MEDIA_COL_MEMBERS.contains(&other)
+                && !matches!(member, IppValue::Collection(_) | IppValue::Array(_))
+        }
+    })
 }
 
 /// The `job-hold-until` keyword among accepted attributes, if any.
@@ -202,6 +249,12 @@ pub fn encode(accepted: &[IppAttribute]) -> Vec<u8> {
 /// stays printable with the printer's defaults.
 pub fn decode(stored: &[u8]) -> Vec<IppAttribute> {
     if stored.is_empty() {
+        return Vec::new();
+    }
+    // Rows written before templates were bounded may hold anything a
+    // client sent; the guard keeps their cost linear too.
+    if let Err(e) = super::guard::AttributeGuard::default().feed(stored) {
+        tracing::warn!(error = %e, "stored job template attributes are refused; ignoring them");
         return Vec::new();
     }
     let parsed = IppParser::new(IppReader::new(Cursor::new(stored.to_vec()))).parse();
@@ -328,6 +381,40 @@ mod tests {
             decode(&with_replaced(&stored, "job-hold-until", None)).len(),
             1
         );
+    }
+
+    #[test]
+    fn media_col_is_accepted_with_known_members_only() {
+        let name = |n: &str| ipp::value::IppName::new(n).unwrap();
+        let size = |extra: Option<(&str, IppValue)>| {
+            let mut size = BTreeMap::from([
+                (name("x-dimension"), IppValue::Integer(21000)),
+                (name("y-dimension"), IppValue::Integer(29700)),
+            ]);
+            if let Some((n, v)) = extra {
+                size.insert(name(n), v);
+            }
+            IppValue::Collection(size)
+        };
+        let col = |members: Vec<(&str, IppValue)>| {
+            attr(
+                "media-col",
+                IppValue::Collection(members.into_iter().map(|(n, v)| (name(n), v)).collect()),
+            )
+        };
+        let good = col(vec![
+            ("media-size", size(None)),
+            ("media-type", keyword("stationery")),
+        ]);
+        assert_eq!(check(&[good]).accepted.len(), 1);
+        for bad in [
+            col(vec![("media-size", size(Some(("media-size", size(None)))))]),
+            col(vec![("media-type", size(None))]),
+            col(vec![("x-vendor", keyword("x"))]),
+            col(vec![("media-size", keyword("a4"))]),
+        ] {
+            assert_eq!(check(&[bad]).unsupported.len(), 1);
+        }
     }
 
     #[test]
