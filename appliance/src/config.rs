@@ -98,6 +98,9 @@ pub struct IppConfig {
 pub struct StoreConfig {
     /// zstd level for spool files (1 is fast; higher saves disk, costs CPU).
     pub compression_level: i32,
+    /// Room on the data disk kept for job state changes, logins and the
+    /// journal when documents have filled it (a ballast file); 0 keeps none.
+    pub reserve_bytes: u64,
 }
 
 /// Output (printer connection) settings.
@@ -294,6 +297,7 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             compression_level: 1,
+            reserve_bytes: 64 * 1024 * 1024,
         }
     }
 }

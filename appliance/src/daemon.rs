@@ -73,6 +73,7 @@ pub async fn run(
         site: config.site.clone(),
         keep_printed_ms: i64::try_from(config.retention.printed_job_secs.saturating_mul(1000))
             .unwrap_or(i64::MAX),
+        reserve_bytes: config.store.reserve_bytes,
     };
     let store_metrics = metrics.clone();
     let opened = tokio::task::spawn_blocking(move || JobStore::open(&dir, options, store_metrics))

@@ -70,11 +70,26 @@ impl Housekeeping {
                 _ = tokio::time::sleep(period) => {}
                 _ = shutdown.changed() => return,
             }
+            self.replenish_reserve().await;
             self.abort_stale_incoming().await;
             self.expire_held().await;
             if self.printed_job.is_some() {
                 self.expire_reprints().await;
             }
+        }
+    }
+
+    /// Puts the disk reserve back once a full disk has room again, so
+    /// intake takes documents again.
+    async fn replenish_reserve(&self) {
+        let reserve = self.service.store.reserve().clone();
+        if reserve.accepts_documents() {
+            return;
+        }
+        match tokio::task::spawn_blocking(move || reserve.replenish()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot put the disk reserve back"),
+            Err(e) => tracing::error!(error = %e, "the disk reserve task failed"),
         }
     }
 

@@ -92,6 +92,9 @@ pub struct Metrics {
     pub logins: Family<LoginLabels, Counter>,
     /// Jobs released (or reprinted) at a printer.
     pub jobs_released: Family<PrinterLabels, Counter>,
+    /// 1 while a printer's forwarder cannot record progress in the store
+    /// (a full disk), 0 otherwise.
+    pub output_store_failing: Family<PrinterLabels, Gauge>,
 }
 
 impl Metrics {
@@ -111,6 +114,12 @@ impl Metrics {
         let api_requests = Family::<ApiLabels, Counter>::default();
         let logins = Family::<LoginLabels, Counter>::default();
         let jobs_released = Family::<PrinterLabels, Counter>::default();
+        let output_store_failing = Family::<PrinterLabels, Gauge>::default();
+        registry.register(
+            "output_store_failing",
+            "1 while a printer's jobs cannot be recorded in the store (full disk); they wait",
+            output_store_failing.clone(),
+        );
         registry.register(
             "api_requests",
             "Release API requests answered",
@@ -183,6 +192,7 @@ impl Metrics {
             api_requests,
             logins,
             jobs_released,
+            output_store_failing,
         }
     }
 

@@ -20,7 +20,7 @@ const BAD_REQUEST: u16 = 0x0400;
 const TOO_LARGE: u16 = 0x0408;
 const FORMAT_NOT_SUPPORTED: u16 = 0x040A;
 const FORMAT_ERROR: u16 = 0x0411;
-const INTERNAL_ERROR: u16 = 0x0500;
+const TEMPORARY_ERROR: u16 = 0x0505;
 const OPERATION_NOT_SUPPORTED: u16 = 0x0501;
 const VERSION_NOT_SUPPORTED: u16 = 0x0503;
 
@@ -272,7 +272,7 @@ fn create_job_without_its_document_is_aborted_after_the_timeout() {
 }
 
 /// A full disk: the data directory on a 4 MiB tmpfs. A document that does
-/// not fit gets a server error naming the cause, and leaves no file and no
+/// not fit gets server-error-temporary-error naming the cause, and leaves no file and no
 /// job; the daemon keeps serving smaller jobs.
 #[test]
 fn a_full_disk_is_a_server_error_and_leaves_nothing() {
@@ -301,7 +301,8 @@ fn a_full_disk_is_a_server_error_and_leaves_nothing() {
 
     let mut appliance = Appliance::start(
         &dir,
-        "[ipp]\nlisten = \"127.0.0.1:0\"\nmax_document_bytes = 100000000\n",
+        "[ipp]\nlisten = \"127.0.0.1:0\"\nmax_document_bytes = 100000000\n\
+         [store]\nreserve_bytes = 1048576\n",
     )
     .unwrap();
     // Incompressible bytes, so zstd cannot make them fit.
@@ -314,7 +315,7 @@ fn a_full_disk_is_a_server_error_and_leaves_nothing() {
         document.extend_from_slice(&state.to_le_bytes());
     }
     let r = print_job(&appliance, "application/pdf", &document);
-    assert_eq!(r.status, INTERNAL_ERROR, "{r:?}");
+    assert_eq!(r.status, TEMPORARY_ERROR, "{r:?}");
     assert!(
         r.text("status-message").unwrap().contains("disk is full"),
         "{r:?}"

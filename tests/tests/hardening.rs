@@ -4,14 +4,21 @@
 //! writer, idle connections filling the API, a full disk. Each test sends
 //! what the attacker (or the bad day) sent and checks what must hold.
 
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
-use e2e::{Appliance, HeldRequest, IppResponse, ipp_request, standard_attributes};
+use e2e::{
+    Appliance, HeldRequest, IppResponse, SocketSink, fixture, ipp_request, run_with_timeout,
+    send_print_job, standard_attributes, wait_for,
+};
 use serde_json::json;
 
 const GET_PRINTER_ATTRIBUTES: u16 = 0x000B;
 const SUCCESSFUL_OK: u16 = 0x0000;
 const BAD_REQUEST: u16 = 0x0400;
+const TEMPORARY_ERROR: u16 = 0x0505;
 
 const PRINTERS: &str = "[[printer]]\nid = \"lobby\"\nuri = \"socket://127.0.0.1:9\"\n\
                         [[printer]]\nid = \"floor-2\"\nuri = \"socket://127.0.0.1:9\"\n";
@@ -207,4 +214,156 @@ fn deeply_nested_collections_are_refused_before_they_cost_anything() {
     eprintln!("20 requests nested 4,000 deep cost the daemon {spent:?} of CPU");
     let fine = IppResponse::parse(&appliance.post_raw("/ipp/print", &nested(3)).unwrap()).unwrap();
     assert_eq!(fine.status, SUCCESSFUL_OK, "{fine:?}");
+}
+
+/// A small disk of its own (tmpfs), unmounted when dropped.
+struct SmallDisk {
+    dir: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(parent: &Path, size: &str) -> SmallDisk {
+        let dir = parent.join("small-disk");
+        std::fs::create_dir_all(&dir).unwrap();
+        let mounted = run_with_timeout(
+            Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+                .arg(&dir),
+            Duration::from_secs(30),
+        )
+        .unwrap();
+        assert!(
+            mounted.status.success(),
+            "this test needs root to mount a tmpfs: {}",
+            String::from_utf8_lossy(&mounted.stderr)
+        );
+        SmallDisk { dir }
+    }
+
+    /// Fills the disk to the last byte with a file of its own.
+    fn fill(&self) -> std::path::PathBuf {
+        let path = self.dir.join("filler");
+        let mut file = std::fs::File::create(&path).unwrap();
+        let block = vec![0x5a; 64 * 1024];
+        let mut size = block.len();
+        while size > 0 {
+            match file.write_all(&block[..size]) {
+                Ok(()) => {}
+                Err(_) => size /= 2,
+            }
+        }
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+    }
+}
+
+/// Journal records of the data directory, via `appliance report`.
+fn journaled_jobs(appliance: &Appliance) -> u64 {
+    let out = appliance
+        .cli(&["report", "--by", "user", "--csv"], "")
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap().parse::<u64>().unwrap())
+        .sum()
+}
+
+/// The disk filled to the last byte by someone else: documents are
+/// refused with server-error-temporary-error and the queue says
+/// `spool-area-full`, while logins, releases, job progress and the journal
+/// go on in the reserve; every released job prints and is journaled once,
+/// and the answer lists exactly what was queued. Once space is back, jobs
+/// are taken again.
+#[test]
+fn a_full_disk_refuses_documents_and_keeps_releasing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let disk = SmallDisk::mount(tmp.path(), "32m");
+    let sink = SocketSink::start().unwrap();
+    let appliance = Appliance::start(
+        &disk.dir,
+        &format!(
+            "[store]\nreserve_bytes = 8388608\n[[printer]]\nid = \"lobby\"\nuri = \"{}\"\n\
+             [[queue]]\nname = \"secure\"\nkind = \"pull\"\ndefault = true\n\
+             [ipp]\nlisten = \"127.0.0.1:0\"\ndocument_timeout_secs = 4\n",
+            sink.uri()
+        ),
+    )
+    .unwrap();
+    appliance.add_user("alice", "1234", &[]).unwrap();
+    let pdf = std::fs::read(fixture("document-a4.pdf")).unwrap();
+    for _ in 0..10 {
+        let r = send_print_job(appliance.port, "secure", "alice", &pdf).unwrap();
+        assert_eq!(r.status, SUCCESSFUL_OK, "{r:?}");
+    }
+
+    let filler = disk.fill();
+    let r = send_print_job(appliance.port, "secure", "alice", &pdf).unwrap();
+    assert_eq!(r.status, TEMPORARY_ERROR, "{r:?}");
+    assert!(
+        r.text("status-message").unwrap().contains("disk is full"),
+        "{r:?}"
+    );
+
+    let api = appliance.api().unwrap();
+    let token = api.login_pin("lobby", "alice", "1234").unwrap();
+    let released = api
+        .call(
+            "POST",
+            "/api/v1/jobs/release",
+            Some(&token),
+            Some(&json!({"jobs": "all"})),
+        )
+        .unwrap();
+    assert_eq!(released.status, 202, "{}", released.json);
+    let outcomes: Vec<&str> = released.json["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["queued"; 10], "{}", released.json);
+    wait_for(
+        Duration::from_secs(60),
+        "ten documents at the printer",
+        || (sink.documents().len() == 10).then_some(()),
+    )
+    .unwrap();
+    wait_for(Duration::from_secs(30), "ten journal records", || {
+        (journaled_jobs(&appliance) == 10).then_some(())
+    })
+    .unwrap();
+    let gpa = ipp_request(
+        0x0200,
+        GET_PRINTER_ATTRIBUTES,
+        2,
+        &standard_attributes(&appliance.uri("secure"), "alice"),
+        b"",
+    );
+    let status =
+        IppResponse::parse(&appliance.post_raw("/ipp/print/secure", &gpa).unwrap()).unwrap();
+    assert_eq!(
+        status.text("printer-state-reasons").as_deref(),
+        Some("spool-area-full"),
+        "{status:?}"
+    );
+
+    // Space is back: the reserve is put back and documents are taken.
+    std::fs::remove_file(filler).unwrap();
+    wait_for(
+        Duration::from_secs(30),
+        "documents to be taken again",
+        || {
+            let r = send_print_job(appliance.port, "secure", "alice", &pdf).ok()?;
+            (r.status == SUCCESSFUL_OK).then_some(())
+        },
+    )
+    .unwrap();
+    assert!(appliance.log().contains("the reserve is in place"));
+    assert!(!appliance.log().contains("panicked"));
 }

@@ -413,9 +413,10 @@ impl ApiService {
         let mut outcomes = Vec::with_capacity(candidates.len());
         let mut queued = Vec::new();
         // A store failure stops the release, but what it already queued
-        // still goes to the printer.
+        // still goes to the printer, and the answer says which jobs stay.
         let mut failure = None;
-        for (id, job) in candidates {
+        let mut candidates = candidates.into_iter();
+        for (id, job) in candidates.by_ref() {
             let Some(job) = job else {
                 outcomes.push(outcome(
                     &id,
@@ -485,6 +486,7 @@ impl ApiService {
                     }
                     Err(e) => {
                         failure = Some(e);
+                        outcomes.push(not_recorded(&id, Some(&job.name)));
                         break;
                     }
                 }
@@ -524,9 +526,16 @@ impl ApiService {
                 }
                 Err(e) => {
                     failure = Some(e);
+                    outcomes.push(not_recorded(&id, Some(&job.name)));
                     break;
                 }
             }
+        }
+        if failure.is_some() {
+            outcomes.extend(
+                candidates
+                    .map(|(id, job)| not_recorded(&id, job.as_ref().map(|j| j.name.as_str()))),
+            );
         }
         if !queued.is_empty() {
             self.metrics
@@ -538,7 +547,11 @@ impl ApiService {
             self.wake.wake(&session.device);
             tracing::info!(user = %session.user, device = %session.device, jobs = queued.len(), "release");
         }
-        if let Some(e) = failure {
+        // Nothing done: the error says why. Some done: the answer lists
+        // what was queued and what was not, as it happened.
+        if let Some(e) = failure
+            && queued.is_empty()
+        {
             return Err(e.into());
         }
         let release_id = self.releases.lock().map_err(|_| poisoned())?.add(
@@ -728,6 +741,18 @@ fn outcome(
         "message": message,
         "notes": notes,
     })
+}
+
+/// A job the release could not record (the store failed): it stays held.
+fn not_recorded(id: &str, name: Option<&str>) -> serde_json::Value {
+    outcome(
+        id,
+        name,
+        "not_recorded",
+        "The appliance could not record this release (its disk may be full); the job stays \
+         held. Try again later.",
+        &[],
+    )
 }
 
 fn subject_name(subject: Subject) -> &'static str {

@@ -82,7 +82,7 @@ impl IppError {
             }
             IppError::MultipleDocuments => StatusCode::ServerErrorMultipleDocumentJobsNotSupported,
             IppError::Timeout(_) => StatusCode::ClientErrorTimeout,
-            IppError::DiskFull => StatusCode::ServerErrorInternalError,
+            IppError::DiskFull => StatusCode::ServerErrorTemporaryError,
             IppError::Internal(_) => StatusCode::ServerErrorInternalError,
         }
     }
@@ -115,7 +115,7 @@ mod tests {
             StatusCode::ClientErrorNotPossible
         );
         let full = IppError::from(StoreError::DiskFull("ENOSPC".into()));
-        assert_eq!(full.status(), StatusCode::ServerErrorInternalError);
+        assert_eq!(full.status(), StatusCode::ServerErrorTemporaryError);
         assert!(full.to_string().contains("disk is full"));
     }
 

@@ -9,7 +9,9 @@
 //! [`UploadBudget`] shared by all uploads, so many concurrent uploads wait
 //! for each other instead of multiplying the buffers. The first bytes are checked against the
 //! declared format before anything is written; the size limit is enforced
-//! while copying; any failure drops the temporary file.
+//! while copying; any failure drops the temporary file. Documents never
+//! take the room the [`DiskReserve`] keeps for state changes: once it is
+//! released (the disk is full), intake refuses them, also mid-upload.
 
 use std::io::{self, Write};
 
@@ -23,7 +25,7 @@ use super::error::IppError;
 use crate::analysis::{Analysis, Analyzer};
 use crate::format;
 use crate::job::JobUuid;
-use crate::store::{Spool, SpooledDocument};
+use crate::store::{DiskReserve, Spool, SpooledDocument};
 
 const CHUNK: usize = 256 * 1024;
 /// Chunks read ahead of the writing thread.
@@ -78,6 +80,7 @@ pub struct Received {
 /// is empty (a Send-Document that only closes the job).
 pub async fn receive<R>(
     spool: Spool,
+    reserve: DiskReserve,
     uuid: JobUuid,
     body: &mut R,
     declared_format: String,
@@ -88,11 +91,14 @@ where
     R: AsyncRead + Unpin + ?Sized,
 {
     let (max_bytes, idle_timeout_secs) = limits;
+    if !reserve.accepts_documents() {
+        return Err(IppError::DiskFull);
+    }
     let turn = budget.writers.clone().acquire_owned().await;
     let (tx, mut rx) = mpsc::channel::<io::Result<Chunk>>(DEPTH);
     let writer = tokio::task::spawn_blocking(move || {
         let chunks = std::iter::from_fn(|| rx.blocking_recv());
-        let copied = copy_to_spool(&spool, uuid, chunks, &declared_format, max_bytes);
+        let copied = copy_to_spool(&spool, &reserve, uuid, chunks, &declared_format, max_bytes);
         drop(turn);
         copied
     });
@@ -154,6 +160,7 @@ impl CopyError {
 
 fn copy_to_spool(
     spool: &Spool,
+    reserve: &DiskReserve,
     uuid: JobUuid,
     chunks: impl Iterator<Item = io::Result<Chunk>>,
     declared_format: &str,
@@ -178,6 +185,9 @@ fn copy_to_spool(
     let mut write = |data: &[u8]| -> Result<(), CopyError> {
         if writer.size() + data.len() as u64 > max_bytes {
             return Err(CopyError::TooLarge(max_bytes));
+        }
+        if !reserve.accepts_documents() {
+            return Err(CopyError::Disk(io::ErrorKind::StorageFull.into()));
         }
         analyzer.feed(data);
         writer.write_all(data).map_err(CopyError::Disk)
@@ -216,6 +226,34 @@ mod tests {
         (dir, spool)
     }
 
+    fn no_reserve(dir: &tempfile::TempDir) -> DiskReserve {
+        DiskReserve::open(dir.path(), 0).unwrap()
+    }
+
+    #[test]
+    fn a_released_reserve_stops_an_upload_in_flight() {
+        let (dir, spool) = spool();
+        let reserve = DiskReserve::open(dir.path(), 4096).unwrap();
+        let doc = b"%PDF-1.4 ".repeat(1000);
+        let mut released = false;
+        let pieces = chunks(&doc).inspect(|_| {
+            if !released {
+                released = reserve.release();
+            }
+        });
+        let err = copy_to_spool(
+            &spool,
+            &reserve,
+            JobUuid::new(),
+            pieces,
+            "application/pdf",
+            1 << 20,
+        )
+        .unwrap_err();
+        assert!(matches!(err.into_ipp(30), IppError::DiskFull));
+        assert_eq!(tmp_files(&dir), 0);
+    }
+
     fn tmp_files(dir: &tempfile::TempDir) -> usize {
         std::fs::read_dir(dir.path().join("spool/tmp"))
             .unwrap()
@@ -228,6 +266,7 @@ mod tests {
         let doc = b"%PDF-1.4 hello".repeat(10_000);
         let got = copy_to_spool(
             &spool,
+            &no_reserve(&dir),
             JobUuid::new(),
             chunks(&doc),
             "application/octet-stream",
@@ -245,9 +284,16 @@ mod tests {
     fn empty_body_is_no_document() {
         let (_dir, spool) = spool();
         assert!(
-            copy_to_spool(&spool, JobUuid::new(), chunks(b""), "application/pdf", 10)
-                .unwrap()
-                .is_none()
+            copy_to_spool(
+                &spool,
+                &no_reserve(&_dir),
+                JobUuid::new(),
+                chunks(b""),
+                "application/pdf",
+                10
+            )
+            .unwrap()
+            .is_none()
         );
     }
 
@@ -257,6 +303,7 @@ mod tests {
         let doc = b"%PDF-".repeat(100_000);
         let err = copy_to_spool(
             &spool,
+            &no_reserve(&dir),
             JobUuid::new(),
             chunks(&doc),
             "application/pdf",
@@ -272,6 +319,7 @@ mod tests {
         let (dir, spool) = spool();
         let err = copy_to_spool(
             &spool,
+            &no_reserve(&dir),
             JobUuid::new(),
             chunks(b"%!PS-Adobe-3.0\n"),
             "application/pdf",
@@ -291,6 +339,7 @@ mod tests {
         ];
         let err = copy_to_spool(
             &spool,
+            &no_reserve(&dir),
             JobUuid::new(),
             broken.into_iter(),
             "application/pdf",

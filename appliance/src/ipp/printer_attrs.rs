@@ -38,6 +38,8 @@ pub struct PrinterStatus {
     pub now_secs: i64,
     /// `ipp.max_document_bytes`.
     pub max_document_bytes: u64,
+    /// The data disk is full: jobs are refused (`spool-area-full`).
+    pub spool_area_full: bool,
     /// `ipp.document_timeout_secs` (`multiple-operation-time-out`).
     pub document_timeout_secs: u64,
 }
@@ -71,11 +73,14 @@ pub fn printer_attributes(
                 .map_or("a printer", |p| p.id.as_str())
         ),
     };
-    let state_reasons = if status.state_message.is_some() {
+    let state_reasons = if status.spool_area_full {
+        "spool-area-full"
+    } else if status.state_message.is_some() {
         "other-warning"
     } else {
         "none"
     };
+    let full_message = "Not accepting jobs: the appliance's disk is full";
 
     let all: Vec<(&str, IppValue)> = vec![
         ("printer-uri-supported", uri_value),
@@ -100,12 +105,19 @@ pub fn printer_attributes(
         ("printer-state-reasons", keyword(state_reasons)),
         (
             "printer-state-message",
-            text(status.state_message.as_deref().unwrap_or(match queue.kind {
-                QueueKind::Pull => "Accepting jobs; release them at any printer",
-                QueueKind::Direct => "Accepting jobs",
-            })),
+            text(match (status.spool_area_full, queue.kind) {
+                (true, _) => full_message,
+                (false, _) if status.state_message.is_some() => {
+                    status.state_message.as_deref().unwrap_or_default()
+                }
+                (false, QueueKind::Pull) => "Accepting jobs; release them at any printer",
+                (false, QueueKind::Direct) => "Accepting jobs",
+            }),
         ),
-        ("printer-is-accepting-jobs", IppValue::Boolean(true)),
+        (
+            "printer-is-accepting-jobs",
+            IppValue::Boolean(!status.spool_area_full),
+        ),
         (
             "queued-job-count",
             IppValue::Integer(i32::try_from(status.queued_job_count).unwrap_or(i32::MAX)),
@@ -310,6 +322,7 @@ mod tests {
             now_secs: 1_700_000_000,
             max_document_bytes: 1 << 31,
             document_timeout_secs: 300,
+            spool_area_full: false,
         }
     }
 

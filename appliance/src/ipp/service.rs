@@ -570,6 +570,7 @@ impl IppService {
             now_secs: now_ms() / 1000,
             max_document_bytes: self.limits.max_document_bytes,
             document_timeout_secs: self.limits.document_timeout_secs,
+            spool_area_full: !self.store.reserve().accepts_documents(),
         })
     }
 
@@ -640,6 +641,7 @@ impl IppService {
         let started = std::time::Instant::now();
         let received = intake::receive(
             self.store.spool().clone(),
+            self.store.reserve().clone(),
             uuid,
             body,
             format.to_owned(),

@@ -11,18 +11,24 @@
 //! release it again or at another printer; it is never aborted. After a
 //! restart, a job that was being sent is resumed if the printer had given
 //! it an id, and held otherwise.
+//!
+//! A step the store cannot record (a full disk) is retried with a doubling
+//! delay until it is recorded or the appliance stops ([`StoreTrouble`]): a
+//! job the printer has finished is always recorded, and so journaled, once
+//! the store can write again.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 
 use super::ipp::{self as ipp_output, DeviceJobState};
+use super::store_trouble::{StoreTrouble, TroubleLog};
 use super::{DeviceUri, IppPrinter, OutputError, PrinterHealth, lpd, socket};
 use crate::config::{OutputConfig, PrintedWhen, PrinterConfig};
 use crate::job::{JobRecord, JobState, NotPossible, now_ms};
-use crate::metrics::{Metrics, OutputLabels};
+use crate::metrics::{Metrics, OutputLabels, PrinterLabels};
 use crate::store::{Feed, JobStore, StoreError};
 
 /// Wakes forwarders when a job becomes due (submitted, released, canceled).
@@ -96,6 +102,9 @@ pub struct Forwarder {
     config: OutputConfig,
     metrics: Arc<Metrics>,
     site: String,
+    trouble: Mutex<StoreTrouble>,
+    /// The shutdown signal, once running.
+    stop: Option<watch::Receiver<bool>>,
 }
 
 impl Forwarder {
@@ -121,6 +130,8 @@ impl Forwarder {
             config: shared.config.clone(),
             metrics: shared.metrics.clone(),
             site: shared.site.clone(),
+            trouble: Mutex::new(StoreTrouble::default()),
+            stop: None,
         })
     }
 
@@ -130,15 +141,16 @@ impl Forwarder {
 
     /// Runs until `shutdown` turns true. A job being printed when it does
     /// stays `processing` and is picked up again at the next start.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        self.stop = Some(shutdown.clone());
         self.recover(&mut shutdown).await;
         while !*shutdown.borrow() {
             match self.store.next_due(self.feed.clone(), now_ms()).await {
                 Ok(Some(job)) => self.deliver(job, &mut shutdown).await,
                 Ok(None) => self.idle(&mut shutdown).await,
                 Err(e) => {
-                    tracing::error!(printer = %self.printer.id, error = %e, "forwarder cannot read the store");
-                    self.pause(Duration::from_secs(1), &mut shutdown).await;
+                    let delay = self.store_failed(&e);
+                    self.pause(delay, &mut shutdown).await;
                 }
             }
         }
@@ -485,27 +497,102 @@ impl Forwarder {
     }
 
     /// Applies a change; `None` when the job moved on meanwhile (canceled)
-    /// or the store failed (logged).
-    async fn update(
-        &self,
-        job: &JobRecord,
-        change: impl FnOnce(&mut JobRecord) -> Result<(), NotPossible> + Send + 'static,
-    ) -> Option<JobRecord> {
-        match self
-            .store
-            .modify(job.uuid, None, Box::new(move |j, _| change(j)))
-            .await
-        {
-            Ok(updated) => Some(updated),
-            Err(StoreError::NotPossible(reason)) => {
-                tracing::info!(job = %job.uuid, %reason, "job changed meanwhile");
-                None
-            }
-            Err(e) => {
-                tracing::error!(job = %job.uuid, error = %e, "cannot record the job's progress");
-                None
+    /// or the appliance is stopping. A change the store cannot write is
+    /// tried again, with a doubling delay, until it is written.
+    async fn update<F>(&self, job: &JobRecord, change: F) -> Option<JobRecord>
+    where
+        F: FnOnce(&mut JobRecord) -> Result<(), NotPossible> + Clone + Send + 'static,
+    {
+        loop {
+            let attempt = change.clone();
+            match self
+                .store
+                .modify(job.uuid, None, Box::new(move |j, _| attempt(j)))
+                .await
+            {
+                Ok(updated) => {
+                    self.store_succeeded();
+                    return Some(updated);
+                }
+                Err(StoreError::NotPossible(reason)) => {
+                    self.store_succeeded();
+                    tracing::info!(job = %job.uuid, %reason, "job changed meanwhile");
+                    return None;
+                }
+                Err(e) => {
+                    let delay = self.store_failed(&e);
+                    let mut stop = self.stop.clone()?;
+                    if *stop.borrow() {
+                        return None;
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = stop.changed() => return None,
+                    }
+                }
             }
         }
+    }
+
+    /// Counts a store failure; returns how long to wait before trying again.
+    fn store_failed(&self, error: &StoreError) -> Duration {
+        let (delay, log) = self
+            .trouble
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .failed(now_ms());
+        let printer = &self.printer.id;
+        match log {
+            TroubleLog::First => tracing::error!(
+                %printer, %error,
+                "cannot record print progress in the store; this printer's jobs wait until it can \
+                 (free space on the data disk)"
+            ),
+            TroubleLog::StillFailing {
+                failures,
+                untold,
+                secs,
+            } => tracing::error!(
+                %printer, %error, failures, untold, secs,
+                "still cannot record print progress in the store"
+            ),
+            TroubleLog::Quiet => {}
+        }
+        self.failing_gauge().set(1);
+        self.health.set(
+            printer,
+            false,
+            Some(format!(
+                "{}: the appliance cannot record print progress ({error}); jobs wait",
+                self.label()
+            )),
+        );
+        delay
+    }
+
+    fn store_succeeded(&self) {
+        let recovered = self
+            .trouble
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .succeeded(now_ms());
+        if let Some(r) = recovered {
+            tracing::info!(
+                printer = %self.printer.id, failures = r.failures, secs = r.secs,
+                "the store records print progress again"
+            );
+            self.failing_gauge().set(0);
+            self.health.set(&self.printer.id, false, None);
+        }
+    }
+
+    fn failing_gauge(&self) -> prometheus_client::metrics::gauge::Gauge {
+        self.metrics
+            .output_store_failing
+            .get_or_create(&PrinterLabels {
+                printer: self.printer.id.clone(),
+            })
+            .clone()
     }
 
     fn count(&self, outcome: &'static str) {

@@ -14,6 +14,7 @@ pub mod forwarder;
 pub mod ipp;
 pub mod lpd;
 pub mod socket;
+mod store_trouble;
 
 use std::collections::HashMap;
 use std::io::Read;

@@ -15,6 +15,7 @@
 mod audit;
 pub mod dir_sync;
 mod journal;
+mod reserve;
 pub mod schema;
 pub mod secret;
 pub mod spool;
@@ -36,6 +37,7 @@ use crate::job::{JobRecord, JobState, JobUuid, NotPossible};
 use crate::metrics::Metrics;
 use crate::users::LoginUser;
 pub use audit::AuditEvent;
+pub use reserve::{DiskReserve, free_bytes};
 use schema::JOB_COLUMNS;
 pub use spool::{Spool, SpoolRecovery, SpoolWriter, SpooledDocument};
 
@@ -203,6 +205,8 @@ pub struct StoreOptions {
     /// How long a printed job's document is kept for reprint (0: deleted
     /// when the job completes), in ms.
     pub keep_printed_ms: i64,
+    /// Room on the data disk kept for state changes ([`DiskReserve`]).
+    pub reserve_bytes: u64,
 }
 
 /// Handle to the store; cheap to clone.
@@ -218,6 +222,7 @@ struct Inner {
     writer: mpsc::Sender<WriteOp>,
     readers: ReadPool,
     spool: Spool,
+    reserve: DiskReserve,
     key: crate::credentials::LookupKey,
     _thread: WriterThread,
 }
@@ -245,6 +250,7 @@ impl JobStore {
         let key = secret::load_or_create(data_dir)?;
 
         let spool = Spool::open(&data_dir.join("spool"), options.compression_level)?;
+        let reserve = DiskReserve::open(data_dir, options.reserve_bytes)?;
         let committed = committed_documents(&conn)?;
         let recovery = Recovery {
             spool: spool.recover(&committed)?,
@@ -261,6 +267,7 @@ impl JobStore {
             spool: spool.clone(),
             site: options.site,
             keep_printed_ms: options.keep_printed_ms,
+            reserve: reserve.clone(),
             metrics,
         };
         let thread = std::thread::Builder::new()
@@ -271,6 +278,7 @@ impl JobStore {
                 writer: tx,
                 readers: ReadPool::new(db_path),
                 spool,
+                reserve,
                 key,
                 _thread: WriterThread(Some(thread)),
             }),
@@ -281,6 +289,11 @@ impl JobStore {
     /// The spool holding this store's documents.
     pub fn spool(&self) -> &Spool {
         &self.inner.spool
+    }
+
+    /// The room kept on the data disk for state changes.
+    pub fn reserve(&self) -> &DiskReserve {
+        &self.inner.reserve
     }
 
     /// Commits a new job (with its document, if it has one already) and
@@ -869,6 +882,7 @@ struct Writer {
     site: String,
     /// How long printed documents are kept for reprint, in ms.
     keep_printed_ms: i64,
+    reserve: DiskReserve,
     metrics: Arc<Metrics>,
 }
 
@@ -881,6 +895,11 @@ impl Writer {
                     Ok(op) => batch.push(op),
                     Err(_) => break,
                 }
+            }
+            // A nearly full disk: free the reserve before writing, so this
+            // batch of state changes has room.
+            if self.reserve.is_short() {
+                self.reserve.release();
             }
             self.metrics.store_commit_batch.observe(batch.len() as f64);
             let started = std::time::Instant::now();
@@ -903,6 +922,9 @@ impl Writer {
         {
             Ok(tx) => tx,
             Err(e) => {
+                if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
+                    self.reserve.release();
+                }
                 tracing::error!(error = %e, "store: cannot begin a transaction");
                 for op in batch {
                     metrics.store_errors.inc();
@@ -952,6 +974,10 @@ impl Writer {
         }
 
         if let Err(e) = tx.commit().map_err(StoreError::from) {
+            if matches!(e, StoreError::DiskFull(_)) {
+                // The next batch (a retry of this one) gets the reserve.
+                self.reserve.release();
+            }
             tracing::error!(error = %e, "store: batch commit failed; nothing in it was acknowledged");
             // Dropping the results deletes the documents they carried.
             for (answer, _) in replies {
@@ -1095,6 +1121,7 @@ pub(crate) fn test_options(keep_printed_ms: i64) -> StoreOptions {
         compression_level: 1,
         site: "test-site".into(),
         keep_printed_ms,
+        reserve_bytes: 0,
     }
 }
 
