@@ -388,6 +388,54 @@ impl Drop for Appliance {
     }
 }
 
+/// A small disk of its own (tmpfs), unmounted when dropped.
+pub struct SmallDisk {
+    /// Where it is mounted.
+    pub dir: PathBuf,
+}
+
+impl SmallDisk {
+    /// Mounts a tmpfs of `size` (as mount(8) takes it) at `parent/small-disk`.
+    pub fn mount(parent: &Path, size: &str) -> SmallDisk {
+        let dir = parent.join("small-disk");
+        fs::create_dir_all(&dir).unwrap();
+        let mounted = run_with_timeout(
+            Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+                .arg(&dir),
+            Duration::from_secs(30),
+        )
+        .unwrap();
+        assert!(
+            mounted.status.success(),
+            "this test needs root to mount a tmpfs: {}",
+            String::from_utf8_lossy(&mounted.stderr)
+        );
+        SmallDisk { dir }
+    }
+
+    /// Fills the disk to the last byte with a file of its own.
+    pub fn fill(&self) -> PathBuf {
+        let path = self.dir.join("filler");
+        let mut file = fs::File::create(&path).unwrap();
+        let block = vec![0x5a; 64 * 1024];
+        let mut size = block.len();
+        while size > 0 {
+            match file.write_all(&block[..size]) {
+                Ok(()) => {}
+                Err(_) => size /= 2,
+            }
+        }
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+    }
+}
+
 /// A real IPP printer (`ippeveprinter -k`) that keeps what it receives.
 pub struct Printer {
     /// Its port on 127.0.0.1.

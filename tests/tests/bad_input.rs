@@ -6,12 +6,9 @@ use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use e2e::{
-    Appliance, IppResponse, fixture, ipp_request, run_with_timeout, standard_attributes, wait_for,
-};
+use e2e::{Appliance, IppResponse, SmallDisk, fixture, ipp_request, standard_attributes, wait_for};
 
 const PRINT_JOB: u16 = 0x0002;
 const CREATE_JOB: u16 = 0x0005;
@@ -277,30 +274,9 @@ fn create_job_without_its_document_is_aborted_after_the_timeout() {
 #[test]
 fn a_full_disk_is_a_server_error_and_leaves_nothing() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("small-disk");
-    fs::create_dir_all(&dir).unwrap();
-    let mounted = run_with_timeout(
-        Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
-            .arg(&dir),
-        Duration::from_secs(30),
-    )
-    .unwrap();
-    assert!(
-        mounted.status.success(),
-        "this test needs root to mount a tmpfs: {}",
-        String::from_utf8_lossy(&mounted.stderr)
-    );
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        }
-    }
-    let _unmount = Unmount(dir.clone());
-
+    let disk = SmallDisk::mount(tmp.path(), "4m");
     let mut appliance = Appliance::start(
-        &dir,
+        &disk.dir,
         "[ipp]\nlisten = \"127.0.0.1:0\"\nmax_document_bytes = 100000000\n\
          [store]\nreserve_bytes = 1048576\n",
     )

@@ -4,13 +4,10 @@
 //! writer, idle connections filling the API, a full disk. Each test sends
 //! what the attacker (or the bad day) sent and checks what must hold.
 
-use std::io::Write;
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use e2e::{
-    Appliance, HeldRequest, IppResponse, SocketSink, fixture, ipp_request, run_with_timeout,
+    Appliance, HeldRequest, IppResponse, SmallDisk, SocketSink, fixture, ipp_request,
     send_print_job, standard_attributes, wait_for,
 };
 use serde_json::json;
@@ -214,52 +211,6 @@ fn deeply_nested_collections_are_refused_before_they_cost_anything() {
     eprintln!("20 requests nested 4,000 deep cost the daemon {spent:?} of CPU");
     let fine = IppResponse::parse(&appliance.post_raw("/ipp/print", &nested(3)).unwrap()).unwrap();
     assert_eq!(fine.status, SUCCESSFUL_OK, "{fine:?}");
-}
-
-/// A small disk of its own (tmpfs), unmounted when dropped.
-struct SmallDisk {
-    dir: std::path::PathBuf,
-}
-
-impl SmallDisk {
-    fn mount(parent: &Path, size: &str) -> SmallDisk {
-        let dir = parent.join("small-disk");
-        std::fs::create_dir_all(&dir).unwrap();
-        let mounted = run_with_timeout(
-            Command::new("mount")
-                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-                .arg(&dir),
-            Duration::from_secs(30),
-        )
-        .unwrap();
-        assert!(
-            mounted.status.success(),
-            "this test needs root to mount a tmpfs: {}",
-            String::from_utf8_lossy(&mounted.stderr)
-        );
-        SmallDisk { dir }
-    }
-
-    /// Fills the disk to the last byte with a file of its own.
-    fn fill(&self) -> std::path::PathBuf {
-        let path = self.dir.join("filler");
-        let mut file = std::fs::File::create(&path).unwrap();
-        let block = vec![0x5a; 64 * 1024];
-        let mut size = block.len();
-        while size > 0 {
-            match file.write_all(&block[..size]) {
-                Ok(()) => {}
-                Err(_) => size /= 2,
-            }
-        }
-        path
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
-    }
 }
 
 /// Journal records of the data directory, via `appliance report`.
