@@ -84,6 +84,9 @@ pub struct IppConfig {
     pub max_attribute_bytes: u64,
     /// Longest silence tolerated from a client mid-request, in seconds.
     pub idle_timeout_secs: u64,
+    /// Least a client must send, in bytes per second averaged over each
+    /// idle timeout (0: no floor); a slower upload is abandoned.
+    pub min_bytes_per_sec: u64,
     /// How long a Create-Job waits for its last document before it is aborted.
     pub document_timeout_secs: u64,
     /// Connections served at once; more wait in the kernel's accept queue.
@@ -286,6 +289,7 @@ impl Default for IppConfig {
             max_document_bytes: 2 * 1024 * 1024 * 1024,
             max_attribute_bytes: 64 * 1024,
             idle_timeout_secs: 30,
+            min_bytes_per_sec: 1024,
             document_timeout_secs: 300,
             max_connections: 256,
             max_jobs_listed: 500,
@@ -319,6 +323,14 @@ impl IppConfig {
     /// [`Self::idle_timeout_secs`] as a duration.
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_secs(self.idle_timeout_secs)
+    }
+
+    /// The least a client must send, measured over each idle timeout.
+    pub fn rate_floor(&self) -> crate::ipp::body::RateFloor {
+        crate::ipp::body::RateFloor {
+            bytes_per_sec: self.min_bytes_per_sec,
+            window: self.idle_timeout(),
+        }
     }
 
     /// [`Self::document_timeout_secs`] as a duration.

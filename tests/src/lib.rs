@@ -436,6 +436,40 @@ impl Drop for SmallDisk {
     }
 }
 
+/// A TCP connection to `127.0.0.1:port` from the loopback address
+/// `source` (any of 127.0.0.0/8), so one machine plays many clients.
+pub fn connect_from(source: std::net::Ipv4Addr, port: u16) -> Result<TcpStream> {
+    use std::os::fd::FromRawFd;
+    let sockaddr = |ip: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(ip).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: plain socket calls on a descriptor this function owns, with
+    // sockaddr_in values of the size passed; the descriptor is handed to
+    // TcpStream (which closes it) or closed here on failure.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        let from = sockaddr(source, 0);
+        let to = sockaddr(std::net::Ipv4Addr::LOCALHOST, port);
+        if libc::bind(fd, (&from as *const libc::sockaddr_in).cast(), len) != 0
+            || libc::connect(fd, (&to as *const libc::sockaddr_in).cast(), len) != 0
+        {
+            let e = std::io::Error::last_os_error();
+            libc::close(fd);
+            return Err(anyhow!("connect from {source}: {e}"));
+        }
+        Ok(TcpStream::from_raw_fd(fd))
+    }
+}
+
 /// A real IPP printer (`ippeveprinter -k`) that keeps what it receives.
 pub struct Printer {
     /// Its port on 127.0.0.1.

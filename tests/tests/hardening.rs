@@ -4,15 +4,22 @@
 //! writer, idle connections filling the API, a full disk. Each test sends
 //! what the attacker (or the bad day) sent and checks what must hold.
 
-use std::time::Duration;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use e2e::{
-    Appliance, HeldRequest, IppResponse, SmallDisk, SocketSink, fixture, ipp_request,
+    Appliance, HeldRequest, IppResponse, SmallDisk, SocketSink, connect_from, fixture, ipp_request,
     send_print_job, standard_attributes, wait_for,
 };
 use serde_json::json;
 
+const PRINT_JOB: u16 = 0x0002;
 const GET_PRINTER_ATTRIBUTES: u16 = 0x000B;
+const CLIENT_TIMEOUT: u16 = 0x0405;
+const SERVER_BUSY: u16 = 0x0507;
 const SUCCESSFUL_OK: u16 = 0x0000;
 const BAD_REQUEST: u16 = 0x0400;
 const TEMPORARY_ERROR: u16 = 0x0505;
@@ -317,4 +324,192 @@ fn a_full_disk_refuses_documents_and_keeps_releasing() {
     .unwrap();
     assert!(appliance.log().contains("the reserve is in place"));
     assert!(!appliance.log().contains("panicked"));
+}
+
+/// A Print-Job that sends its head and the first bytes of a 1 MB document
+/// at once, then one byte every half second (each inside any idle
+/// timeout), from the loopback address `from`, until it is answered.
+struct SlowUpload {
+    stream: TcpStream,
+    answer: std::sync::mpsc::Receiver<IppResponse>,
+    stop: Arc<AtomicBool>,
+}
+
+impl SlowUpload {
+    fn start(appliance: &Appliance, from: Ipv4Addr) -> SlowUpload {
+        let uri = appliance.uri("secure");
+        let mut attrs = standard_attributes(&uri, "mallory");
+        attrs.push((0x49, "document-format", b"application/pdf"));
+        let request = ipp_request(0x0101, PRINT_JOB, 1, &attrs, b"%PDF-1.4\n");
+        let mut stream = connect_from(from, appliance.port).unwrap();
+        let head = format!(
+            "POST /ipp/print/secure HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/ipp\r\n\
+             Content-Length: {}\r\n\r\n",
+            request.len() + 1_000_000
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        stream.write_all(&request).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (mut writer, trickling) = (stream.try_clone().unwrap(), stop.clone());
+        std::thread::spawn(move || {
+            for _ in 0..120 {
+                std::thread::sleep(Duration::from_millis(500)); // the attacker's pace
+                if trickling.load(Ordering::SeqCst) || writer.write_all(b"x").is_err() {
+                    return;
+                }
+            }
+        });
+        let (tell, answer) = std::sync::mpsc::channel();
+        let (mut reader, answered) = (stream.try_clone().unwrap(), stop.clone());
+        std::thread::spawn(move || {
+            let mut received = Vec::new();
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                received.extend_from_slice(&buf[..n]);
+                if let Ok(r) = IppResponse::parse(&received) {
+                    answered.store(true, Ordering::SeqCst);
+                    let _ = tell.send(r);
+                    return;
+                }
+            }
+        });
+        SlowUpload {
+            stream,
+            answer,
+            stop,
+        }
+    }
+
+    /// The IPP answer, if one comes by `deadline`.
+    fn answer_by(&self, deadline: Instant) -> Option<IppResponse> {
+        self.answer
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .ok()
+    }
+}
+
+impl Drop for SlowUpload {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// A good Print-Job from 127.0.0.1, answered within 30 s or failed.
+fn good_print_job(appliance: &Appliance) -> IppResponse {
+    let pdf = std::fs::read(fixture("document-a4.pdf")).unwrap();
+    let (done, answer) = std::sync::mpsc::channel();
+    let port = appliance.port;
+    std::thread::spawn(move || {
+        let _ = done.send(send_print_job(port, "secure", "alice", &pdf));
+    });
+    answer
+        .recv_timeout(Duration::from_secs(30))
+        .expect("a good Print-Job got no answer within 30 s")
+        .unwrap()
+}
+
+/// 16 Print-Jobs from 16 hosts, each sending a byte every half second,
+/// once took every spool writer and a good Print-Job hung. Now an upload
+/// under the rate floor is cut after one window and the good job gets its
+/// turn.
+#[test]
+fn slow_uploads_are_cut_and_others_print() {
+    let tmp = tempfile::tempdir().unwrap();
+    let appliance = Appliance::start(
+        tmp.path(),
+        "[ipp]\nlisten = \"127.0.0.1:0\"\nidle_timeout_secs = 2\nmin_bytes_per_sec = 1024\n",
+    )
+    .unwrap();
+    let slow: Vec<SlowUpload> = (2..18)
+        .map(|i| SlowUpload::start(&appliance, Ipv4Addr::new(127, 0, 0, i)))
+        .collect();
+    let good = good_print_job(&appliance);
+    assert_eq!(good.status, SUCCESSFUL_OK, "{good:?}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for upload in &slow {
+        let answer = upload
+            .answer_by(deadline)
+            .expect("a slow upload got no answer");
+        assert_eq!(answer.status, CLIENT_TIMEOUT, "{answer:?}");
+        assert!(
+            answer.text("status-message").unwrap().contains("bytes/s"),
+            "{answer:?}"
+        );
+    }
+    let jobs = appliance.jobs().unwrap();
+    assert_eq!(jobs.len(), 1, "only the good job is stored: {jobs:?}");
+}
+
+/// Without a rate floor, 16 slow uploads from one host take only that
+/// host's share of the spool writers: a good Print-Job from another host
+/// is served at once, and the host's uploads beyond its share are told
+/// the appliance is busy after a bounded wait.
+#[test]
+fn one_host_takes_only_its_share_of_the_spool_writers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let appliance = Appliance::start(
+        tmp.path(),
+        "[ipp]\nlisten = \"127.0.0.1:0\"\nidle_timeout_secs = 60\nmin_bytes_per_sec = 0\n",
+    )
+    .unwrap();
+    let host = Ipv4Addr::new(127, 0, 0, 9);
+    let slow: Vec<SlowUpload> = (0..16)
+        .map(|_| SlowUpload::start(&appliance, host))
+        .collect();
+    let good = good_print_job(&appliance);
+    assert_eq!(good.status, SUCCESSFUL_OK, "{good:?}");
+    // The bounded wait is 10 s, then at most 5 s of draining the body; the
+    // share's four keep trickling meanwhile.
+    let deadline = Instant::now() + Duration::from_secs(25);
+    let answers: Vec<Option<IppResponse>> = slow.iter().map(|u| u.answer_by(deadline)).collect();
+    let busy = answers
+        .iter()
+        .flatten()
+        .filter(|r| r.status == SERVER_BUSY)
+        .count();
+    assert_eq!(
+        (busy, answers.iter().filter(|a| a.is_none()).count()),
+        (12, 4),
+        "all but the host's share of 4 are told busy: {answers:?}"
+    );
+}
+
+/// 64 idle keep-alive connections (the release API's limit) once stalled
+/// a new client until the header timeout closed them; now the idle ones
+/// are closed as soon as the slots run out.
+#[test]
+fn idle_keep_alive_connections_do_not_lock_out_the_api() {
+    let tmp = tempfile::tempdir().unwrap();
+    let appliance = Appliance::start(tmp.path(), PRINTERS).unwrap();
+    let request = b"GET /api/v1/devices HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    let idle: Vec<TcpStream> = (0..64)
+        .map(|_| {
+            let mut s = TcpStream::connect(("127.0.0.1", appliance.api_port)).unwrap();
+            s.write_all(request).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut buf = [0u8; 4096];
+            let n = s.read(&mut buf).unwrap();
+            assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+            s
+        })
+        .collect();
+    // A new client is answered well before the 10 s header timeout would
+    // have closed the idle ones.
+    let mut s = TcpStream::connect(("127.0.0.1", appliance.api_port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET /api/v1/devices HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer)
+        .expect("the new client got no answer within 5 s");
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    drop(idle);
 }

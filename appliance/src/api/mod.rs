@@ -17,7 +17,6 @@ pub mod routes;
 mod sessions;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -902,7 +901,7 @@ pub async fn serve(
     shutdown: watch::Receiver<bool>,
     drain: Duration,
 ) {
-    let handler = move |req, _local: Option<SocketAddr>| {
+    let handler = move |req, _conn: http_server::Conn| {
         let service = service.clone();
         async move { service.handle(req).await }
     };

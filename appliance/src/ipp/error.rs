@@ -52,6 +52,13 @@ pub enum IppError {
     /// The client went silent longer than the idle timeout.
     #[error("the client sent nothing for {0} s; request abandoned")]
     Timeout(u64),
+    /// The client sent its document slower than `ipp.min_bytes_per_sec`.
+    #[error("{0}")]
+    TooSlow(String),
+    /// The resources for taking a document stayed taken by others longer
+    /// than a client should wait.
+    #[error("the appliance is busy taking other documents; try again in a moment")]
+    Busy,
     /// The disk holding the spool is full.
     #[error(
         "the appliance's disk is full; the job was not stored (ask an administrator to free space)"
@@ -81,7 +88,8 @@ impl IppError {
                 StatusCode::ClientErrorAttributesOrValuesNotSupported
             }
             IppError::MultipleDocuments => StatusCode::ServerErrorMultipleDocumentJobsNotSupported,
-            IppError::Timeout(_) => StatusCode::ClientErrorTimeout,
+            IppError::Timeout(_) | IppError::TooSlow(_) => StatusCode::ClientErrorTimeout,
+            IppError::Busy => StatusCode::ServerErrorBusy,
             IppError::DiskFull => StatusCode::ServerErrorTemporaryError,
             IppError::Internal(_) => StatusCode::ServerErrorInternalError,
         }

@@ -7,7 +7,10 @@
 //! overlap, and memory stays at a few chunks however large the document.
 //! Every chunk in flight, and every spool writer, holds a permit of one
 //! [`UploadBudget`] shared by all uploads, so many concurrent uploads wait
-//! for each other instead of multiplying the buffers. The first bytes are checked against the
+//! for each other instead of multiplying the buffers; one client address
+//! takes at most a quarter of the writers, and nobody waits for a permit
+//! longer than [`BUSY_WAIT`] (then `server-error-busy`). Slow clients do
+//! not keep theirs: the body reader cuts an upload under the rate floor. The first bytes are checked against the
 //! declared format before anything is written; the size limit is enforced
 //! while copying; any failure drops the temporary file. Documents never
 //! take the room the [`DiskReserve`] keeps for state changes: once it is
@@ -15,12 +18,16 @@
 
 use std::io::{self, Write};
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
+use super::body::TooSlow;
 use super::error::IppError;
 use crate::analysis::{Analysis, Analyzer};
 use crate::format;
@@ -35,12 +42,22 @@ const BUDGET_CHUNKS: usize = 32;
 /// Documents written to the spool at once (each needs a compressor and
 /// write buffer, about 0.5 MiB); further uploads wait for a turn.
 const BUDGET_WRITERS: usize = 16;
+/// Spool writers one client address holds at most: a few hosts cannot
+/// take them all.
+const WRITERS_PER_CLIENT: usize = BUDGET_WRITERS / 4;
+/// Longest wait for a spool writer or a buffer before the client is told
+/// the appliance is busy (`server-error-busy`, which clients retry).
+const BUSY_WAIT: Duration = Duration::from_secs(10);
+/// Client addresses remembered before idle ones are forgotten.
+const MAX_CLIENTS_TRACKED: usize = 4096;
 
-/// The document buffers and spool writers all uploads share.
+/// The document buffers and spool writers all uploads share, and each
+/// client address's share of the writers.
 #[derive(Debug, Clone)]
 pub struct UploadBudget {
     chunks: Arc<Semaphore>,
     writers: Arc<Semaphore>,
+    per_client: Arc<Mutex<HashMap<IpAddr, Arc<Semaphore>>>>,
 }
 
 impl Default for UploadBudget {
@@ -48,7 +65,57 @@ impl Default for UploadBudget {
         UploadBudget {
             chunks: Arc::new(Semaphore::new(BUDGET_CHUNKS)),
             writers: Arc::new(Semaphore::new(BUDGET_WRITERS)),
+            per_client: Arc::new(Mutex::new(HashMap::new())),
         }
+    }
+}
+
+/// An upload's turn at a spool writer, and its way to the shared buffers.
+pub struct WriterTurn {
+    _writer: OwnedSemaphorePermit,
+    _client: Option<OwnedSemaphorePermit>,
+    chunks: Arc<Semaphore>,
+}
+
+impl UploadBudget {
+    /// Waits (at most [`BUSY_WAIT`]) for a spool writer within `client`'s
+    /// share; [`IppError::Busy`] if none comes free.
+    pub async fn writer_turn(&self, client: Option<IpAddr>) -> Result<WriterTurn, IppError> {
+        let share = client.map(|ip| self.share_of(ip));
+        let waited = tokio::time::timeout(BUSY_WAIT, async {
+            let own = match share {
+                Some(share) => Some(share.acquire_owned().await.map_err(|_| IppError::Busy)?),
+                None => None,
+            };
+            let writer = self
+                .writers
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| IppError::Busy)?;
+            Ok(WriterTurn {
+                _writer: writer,
+                _client: own,
+                chunks: self.chunks.clone(),
+            })
+        })
+        .await;
+        waited.unwrap_or(Err(IppError::Busy))
+    }
+
+    fn share_of(&self, client: IpAddr) -> Arc<Semaphore> {
+        let mut shares = self
+            .per_client
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if shares.len() >= MAX_CLIENTS_TRACKED && !shares.contains_key(&client) {
+            // Forget the clients with nothing in flight.
+            shares.retain(|_, s| Arc::strong_count(s) > 1);
+        }
+        shares
+            .entry(client)
+            .or_insert_with(|| Arc::new(Semaphore::new(WRITERS_PER_CLIENT)))
+            .clone()
     }
 }
 
@@ -85,7 +152,7 @@ pub async fn receive<R>(
     body: &mut R,
     declared_format: String,
     limits: (u64, u64),
-    budget: &UploadBudget,
+    turn: WriterTurn,
 ) -> Result<Option<Received>, IppError>
 where
     R: AsyncRead + Unpin + ?Sized,
@@ -94,7 +161,7 @@ where
     if !reserve.accepts_documents() {
         return Err(IppError::DiskFull);
     }
-    let turn = budget.writers.clone().acquire_owned().await;
+    let chunks = turn.chunks.clone();
     let (tx, mut rx) = mpsc::channel::<io::Result<Chunk>>(DEPTH);
     let writer = tokio::task::spawn_blocking(move || {
         let chunks = std::iter::from_fn(|| rx.blocking_recv());
@@ -103,8 +170,14 @@ where
         copied
     });
     loop {
-        let Ok(permit) = budget.chunks.clone().acquire_owned().await else {
-            break;
+        let permit = match tokio::time::timeout(BUSY_WAIT, chunks.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) => break,
+            Err(_) => {
+                let busy = io::Error::new(io::ErrorKind::WouldBlock, "no buffer came free");
+                let _ = tx.send(Err(busy)).await;
+                break;
+            }
         };
         let mut buf = BytesMut::with_capacity(CHUNK);
         let read = body.read_buf(&mut buf).await;
@@ -143,8 +216,15 @@ impl CopyError {
     fn into_ipp(self, idle_timeout_secs: u64) -> IppError {
         match self {
             CopyError::Client(e) if e.kind() == io::ErrorKind::TimedOut => {
-                IppError::Timeout(idle_timeout_secs)
+                match e
+                    .get_ref()
+                    .and_then(|inner| inner.downcast_ref::<TooSlow>())
+                {
+                    Some(slow) => IppError::TooSlow(slow.to_string()),
+                    None => IppError::Timeout(idle_timeout_secs),
+                }
             }
+            CopyError::Client(e) if e.kind() == io::ErrorKind::WouldBlock => IppError::Busy,
             CopyError::Client(e) => {
                 IppError::BadRequest(format!("the document could not be read: {e}"))
             }

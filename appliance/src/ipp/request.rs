@@ -46,6 +46,9 @@ pub struct Request {
     pub target_path: Option<String>,
     /// `job-id` operation attribute, if given.
     pub job_id: Option<i32>,
+    /// The client's address, where the connection tells it (set by the
+    /// server after [`check`]): uploads share resources per address.
+    pub client: Option<std::net::IpAddr>,
 }
 
 impl Request {
@@ -227,6 +230,7 @@ pub fn check(header: &ipp::IppHeader, attributes: &IppAttributes) -> Result<Requ
         user,
         target_path,
         job_id,
+        client: None,
     })
 }
 

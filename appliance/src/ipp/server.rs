@@ -32,6 +32,9 @@ use crate::queue::Target;
 /// Unread request body read and discarded before an early answer, so the
 /// client finishes sending and sees the answer instead of a reset.
 const DRAIN_LIMIT: u64 = 16 * 1024 * 1024;
+/// Longest time spent draining: a client trickling its body is answered
+/// (and its connection closed) instead of holding the connection.
+const DRAIN_TIME: Duration = Duration::from_secs(5);
 
 /// Serves IPP on `listener` until `shutdown` turns true, then waits (up to
 /// `drain`) for requests in flight to finish.
@@ -42,9 +45,9 @@ pub async fn serve(
     drain: Duration,
 ) {
     let max = service.limits.max_connections;
-    let handler = move |req, local| {
+    let handler = move |req, conn: http_server::Conn| {
         let service = service.clone();
-        async move { route(req, &service, local).await }
+        async move { route(req, &service, conn).await }
     };
     http_server::serve(listener, max, None, handler, shutdown, drain).await;
 }
@@ -52,9 +55,9 @@ pub async fn serve(
 async fn route(
     req: http::Request<Incoming>,
     service: &IppService,
-    local: Option<SocketAddr>,
+    conn: http_server::Conn,
 ) -> Response {
-    let host = request_host(&req, local);
+    let host = request_host(&req, conn.local);
     let path = req.uri().path().to_owned();
     match (req.method(), path.as_str()) {
         (&Method::GET, "/metrics") => {
@@ -78,7 +81,7 @@ async fn route(
                     "POST requests must carry Content-Type: application/ipp\n".into(),
                 );
             }
-            let body = ipp_response(req.into_body(), service, &host).await;
+            let body = ipp_response(req.into_body(), service, &host, conn.peer).await;
             http::Response::builder()
                 .status(HttpStatus::OK)
                 .header(header::CONTENT_TYPE, "application/ipp")
@@ -111,12 +114,18 @@ async fn route(
 }
 
 /// Parses the IPP message and runs it; every failure becomes an IPP status.
-async fn ipp_response(body: Incoming, service: &IppService, host: &str) -> Bytes {
+async fn ipp_response(
+    body: Incoming,
+    service: &IppService,
+    host: &str,
+    client: SocketAddr,
+) -> Bytes {
     let limits = &service.limits;
     let reader = BodyReader::new(
         body,
         limits.idle_timeout(),
         Some(limits.max_attribute_bytes),
+        limits.rate_floor(),
     );
     let mut parser = AsyncIppParser::new(AsyncIppReader::new(reader.compat()));
 
@@ -135,7 +144,10 @@ async fn ipp_response(body: Incoming, service: &IppService, host: &str) -> Bytes
     let mut document = reader.into_inner().into_inner();
     document.set_limit(None);
     let req = match request::check(&header, &attributes) {
-        Ok(req) => req,
+        Ok(req) => request::Request {
+            client: Some(client.ip()),
+            ..req
+        },
         Err(e) => {
             drain(&mut document).await;
             return service.respond(header.version, header.request_id, operation, Err(e));
@@ -150,17 +162,21 @@ async fn ipp_response(body: Incoming, service: &IppService, host: &str) -> Bytes
 }
 
 /// Reads and discards what is left of a request body, up to [`DRAIN_LIMIT`]
-/// (and within the idle timeout the reader enforces).
+/// and [`DRAIN_TIME`] (and within the idle timeout and rate floor the
+/// reader enforces).
 async fn drain(body: &mut BodyReader) {
     use tokio::io::AsyncReadExt;
     let mut sink = vec![0u8; 64 * 1024];
     let start = body.consumed();
-    while body.consumed() - start < DRAIN_LIMIT {
-        match body.read(&mut sink).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while body.consumed() - start < DRAIN_LIMIT {
+            match body.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
         }
-    }
+    })
+    .await;
 }
 
 /// Runs a parsing step with an overall deadline, turning I/O failures,

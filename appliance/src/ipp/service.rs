@@ -289,7 +289,7 @@ impl IppService {
         let plan = self.plan_job(req, true)?;
         let uuid = JobUuid::new();
         let received = self
-            .receive(uuid, body, &plan.format)
+            .receive(req, uuid, body, &plan.format)
             .await?
             .ok_or_else(|| {
                 IppError::BadRequest("Print-Job needs a document; the request had none".into())
@@ -347,7 +347,7 @@ impl IppService {
         }
         let plan = self.plan_job(req, true)?;
         let _uploading = self.mark_upload(job.uuid);
-        let received = self.receive(job.uuid, body, &plan.format).await?;
+        let received = self.receive(req, job.uuid, body, &plan.format).await?;
         if received.is_some() && job.document.is_some() {
             return Err(IppError::MultipleDocuments);
         }
@@ -634,11 +634,13 @@ impl IppService {
 
     async fn receive(
         &self,
+        req: &Request,
         uuid: JobUuid,
         body: Body<'_>,
         format: &str,
     ) -> Result<Option<Received>, IppError> {
         let started = std::time::Instant::now();
+        let turn = self.upload_budget.writer_turn(req.client).await?;
         let received = intake::receive(
             self.store.spool().clone(),
             self.store.reserve().clone(),
@@ -649,7 +651,7 @@ impl IppService {
                 self.limits.max_document_bytes,
                 self.limits.idle_timeout_secs,
             ),
-            &self.upload_budget,
+            turn,
         )
         .await;
         if let Ok(Some(_)) = &received {
