@@ -1,5 +1,12 @@
-//! The accounting journal: one record per job a printer finished (or gave
-//! up on), and the reports drawn from it.
+//! The accounting journal: one record per attempt to print a job that
+//! ended, and the reports drawn from it. An attempt ends when the printer
+//! finished the job (or gave up on it, or it was canceled while printing),
+//! or when the appliance cannot tell whether it printed (the connection
+//! broke after the whole document was sent, or a restart found it mid-way
+//! to a printer that keeps no job list): that attempt is journaled as
+//! `uncertain` and the job held for its owner, so every sheet a printer may
+//! have produced is in the journal once, and reports count the uncertain
+//! ones apart.
 //!
 //! [`entry_for`] decides, from a job's state change alone, whether the
 //! change ends a print and what the record says; the store calls it inside
@@ -47,14 +54,18 @@ pub struct JournalEntry {
     pub media: Option<String>,
     /// When the job finished, ms since the Unix epoch.
     pub time_ms: i64,
-    /// `completed`, `aborted` or `canceled`.
+    /// `completed`, `aborted`, `canceled` or `uncertain`.
     pub outcome: &'static str,
 }
 
 /// The journal record a state change produces, if it produces one: when a
-/// job that was handed to a printer reaches a final state.
+/// job being sent to a printer (`processing`) reaches a final state, or is
+/// held while still on record at that printer (it may have printed). A job
+/// put back on hold because it certainly did not print has no printer on
+/// record any more, and gets no record.
 pub fn entry_for(before: JobState, job: &JobRecord, site: &str) -> Option<JournalEntry> {
-    if before.is_terminal() || !job.state.is_terminal() || job.processing_ms.is_none() {
+    let ended = job.state.is_terminal() || job.state == JobState::PendingHeld;
+    if before != JobState::Processing || !ended {
         return None;
     }
     let device = job.printer.clone()?;
@@ -89,6 +100,7 @@ pub fn entry_for(before: JobState, job: &JobRecord, site: &str) -> Option<Journa
         outcome: match job.state {
             JobState::Completed => "completed",
             JobState::Canceled => "canceled",
+            JobState::PendingHeld => "uncertain",
             _ => "aborted",
         },
     })
@@ -122,6 +134,8 @@ pub struct ReportRow {
     pub jobs_pages_unknown: u64,
     /// Jobs the printer aborted or that were canceled while printing.
     pub failed: u64,
+    /// Attempts that may or may not have printed (not in `jobs`).
+    pub uncertain: u64,
 }
 
 /// Sums journal entries into report rows, sorted by key.
@@ -140,9 +154,16 @@ pub fn report<'a>(
             key,
             ..ReportRow::default()
         });
-        if e.outcome != "completed" {
-            row.failed += 1;
-            continue;
+        match e.outcome {
+            "completed" => {}
+            "uncertain" => {
+                row.uncertain += 1;
+                continue;
+            }
+            _ => {
+                row.failed += 1;
+                continue;
+            }
         }
         row.jobs += 1;
         match e.pages {
@@ -226,6 +247,24 @@ mod tests {
         let mut waiting = printed(Vec::new(), Some(3));
         waiting.state = JobState::Pending;
         assert!(entry_for(JobState::Processing, &waiting, "s").is_none());
+        // Back on hold because it certainly did not print: no printer on record.
+        let mut returned = printed(Vec::new(), Some(3));
+        returned.state = JobState::PendingHeld;
+        returned.clear_output();
+        assert!(entry_for(JobState::Processing, &returned, "s").is_none());
+    }
+
+    #[test]
+    fn an_attempt_that_may_have_printed_is_recorded_once_as_uncertain() {
+        let mut held = printed(Vec::new(), Some(3));
+        held.state = JobState::PendingHeld;
+        let e = entry_for(JobState::Processing, &held, "s").unwrap();
+        assert_eq!((e.outcome, e.device.as_str()), ("uncertain", "lobby"));
+        // Its later end (deleted, expired) is no second record.
+        held.state = JobState::Canceled;
+        assert!(entry_for(JobState::PendingHeld, &held, "s").is_none());
+        let rows = report(&[e], GroupBy::User);
+        assert_eq!((rows[0].jobs, rows[0].failed, rows[0].uncertain), (0, 0, 1));
     }
 
     #[test]

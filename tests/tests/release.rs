@@ -174,8 +174,8 @@ fn alice_releases_her_three_pages_at_the_lobby_printer_and_bob_cannot_touch_them
     assert_eq!(
         report.lines().collect::<Vec<_>>(),
         [
-            "key,jobs,pages,color_pages,sheets,jobs_pages_unknown,failed",
-            "alice,1,3,3,3,0,0"
+            "key,jobs,pages,color_pages,sheets,jobs_pages_unknown,failed,uncertain",
+            "alice,1,3,3,3,0,0,0"
         ]
     );
     let by_device = cli_text(&appliance, &["report", "--by", "device", "--csv"]);
@@ -436,7 +436,7 @@ fn a_group_rule_prints_in_monochrome_and_limits_are_explained() {
     assert!(ok, "{out}");
     let report = cli_text(&appliance, &["report", "--by", "user", "--csv"]);
     assert!(
-        report.contains("\nsam,1,1,0,1,0,0"),
+        report.contains("\nsam,1,1,0,1,0,0,0"),
         "a monochrome page: {report}"
     );
 }

@@ -70,6 +70,7 @@ pub(crate) fn report(
             "sheets",
             "jobs_pages_unknown",
             "failed",
+            "uncertain",
         ])
         .context("cannot write to stdout")?;
         for row in &rows {
@@ -81,15 +82,22 @@ pub(crate) fn report(
     let mut out = stdout.lock();
     writeln!(
         out,
-        "{label:<24}  {:>6}  {:>8}  {:>8}  {:>8}  {:>13}  {:>6}",
-        "JOBS", "PAGES", "COLOR", "SHEETS", "PAGES UNKNOWN", "FAILED"
+        "{label:<24}  {:>6}  {:>8}  {:>8}  {:>8}  {:>13}  {:>6}  {:>9}",
+        "JOBS", "PAGES", "COLOR", "SHEETS", "PAGES UNKNOWN", "FAILED", "UNCERTAIN"
     )
     .context("cannot write to stdout")?;
     for r in &rows {
         writeln!(
             out,
-            "{:<24}  {:>6}  {:>8}  {:>8}  {:>8}  {:>13}  {:>6}",
-            r.key, r.jobs, r.pages, r.color_pages, r.sheets, r.jobs_pages_unknown, r.failed
+            "{:<24}  {:>6}  {:>8}  {:>8}  {:>8}  {:>13}  {:>6}  {:>9}",
+            r.key,
+            r.jobs,
+            r.pages,
+            r.color_pages,
+            r.sheets,
+            r.jobs_pages_unknown,
+            r.failed,
+            r.uncertain
         )
         .context("cannot write to stdout")?;
     }

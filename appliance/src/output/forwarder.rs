@@ -10,7 +10,12 @@
 //! of times and then goes back to held with a message, so its owner can
 //! release it again or at another printer; it is never aborted. After a
 //! restart, a job that was being sent is resumed if the printer had given
-//! it an id, and held otherwise.
+//! it an id; an IPP printer that had not is asked whether it got the job
+//! (by the mark in its name): if it did, the job is followed there (and
+//! journaled when it prints), if not, it certainly did not print and waits
+//! to be sent (or released) again. Where the printer cannot tell (raw
+//! 9100, LPD, a printer that does not answer), the job is held for its
+//! owner and the attempt journaled as `uncertain`.
 //!
 //! A step the store cannot record (a full disk) is retried with a doubling
 //! delay until it is recorded or the appliance stops ([`StoreTrouble`]): a
@@ -23,7 +28,7 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 
-use super::ipp::{self as ipp_output, DeviceJobState};
+use super::ipp::{self as ipp_output, CutOff, DeviceJobState, SentJob, judge_cut_off};
 use super::store_trouble::{StoreTrouble, TroubleLog};
 use super::{DeviceUri, IppPrinter, OutputError, PrinterHealth, lpd, socket};
 use crate::config::{OutputConfig, PrintedWhen, PrinterConfig};
@@ -194,11 +199,31 @@ impl Forwarder {
                 return;
             }
         };
+        let timeout = Duration::from_secs(self.config.request_timeout_secs);
         for job in interrupted {
             match (job.device_job_id, &self.device) {
                 (Some(device_job_id), DeviceUri::Ipp(uri)) => {
                     tracing::info!(job = %job.uuid, device_job_id, "resuming a job the printer had accepted");
                     self.follow(uri, device_job_id, job, shutdown).await;
+                }
+                (None, DeviceUri::Ipp(uri)) => {
+                    let found = ipp_output::find_sent(uri, &job, timeout).await;
+                    match self.settle_cut_off(uri, &job, found, shutdown).await {
+                        Some(CutOff::Missing) => {
+                            tracing::info!(job = %job.uuid, "the printer never got the job; it did not print");
+                            self.not_printed(&job).await;
+                        }
+                        Some(_) => {}
+                        None => {
+                            let message = format!(
+                                "The appliance restarted while sending this job to {}, and the \
+                                 printer cannot say whether it got it; it may or may not have \
+                                 printed. Check the printer, then release the job to send it again.",
+                                self.label()
+                            );
+                            self.hold_interrupted(&job, message).await;
+                        }
+                    }
                 }
                 _ => {
                     let message = format!(
@@ -206,11 +231,92 @@ impl Forwarder {
                          printed. Check the printer, then release the job to send it again.",
                         self.label()
                     );
-                    tracing::warn!(job = %job.uuid, "job interrupted mid-transfer; holding it");
-                    self.hold_uncertain(&job, message).await;
+                    self.hold_interrupted(&job, message).await;
                 }
             }
         }
+    }
+
+    /// Acts on what the printer says about a job whose sending was cut off
+    /// (a restart, a broken connection): follows a job it has whole, holds
+    /// one it has in part (journaled as uncertain). Returns the verdict, or
+    /// `None` when the printer could not be asked.
+    async fn settle_cut_off(
+        &self,
+        printer: &IppPrinter,
+        job: &JobRecord,
+        found: Result<Option<SentJob>, OutputError>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Option<CutOff> {
+        let found = match found {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::debug!(job = %job.uuid, error = %e, "cannot ask the printer whether it got the job");
+                return None;
+            }
+        };
+        let size = job.document.as_ref().map_or(0, |d| d.size);
+        let verdict = judge_cut_off(found, size);
+        match &verdict {
+            CutOff::Whole(device_job_id) => {
+                let device_job_id = *device_job_id;
+                tracing::info!(job = %job.uuid, device_job_id, "the printer got the whole job; following it");
+                let label = self.label().to_owned();
+                let accepted = self
+                    .update(job, move |j| {
+                        j.device_job_id = Some(device_job_id);
+                        j.state_message =
+                            format!("Printing on {label} (printer job {device_job_id})");
+                        Ok(())
+                    })
+                    .await;
+                if let Some(job) = accepted {
+                    self.follow(printer, device_job_id, job, shutdown).await;
+                }
+            }
+            CutOff::Partial(what) => {
+                let message = format!(
+                    "Sending this job to {} was cut off and {what}; part of it may have printed. \
+                     Check the printer, then release the job to send it again.",
+                    self.label()
+                );
+                self.hold_interrupted(job, message).await;
+            }
+            CutOff::Missing => {}
+        }
+        Some(verdict)
+    }
+
+    async fn hold_interrupted(&self, job: &JobRecord, message: String) {
+        tracing::warn!(job = %job.uuid, "job interrupted mid-transfer; holding it, journaled as uncertain");
+        self.hold_uncertain(job, message).await;
+    }
+
+    /// A job interrupted on its way to the printer that certainly did not
+    /// print: a released one is held for its owner again, a direct queue's
+    /// is sent again.
+    async fn not_printed(&self, job: &JobRecord) {
+        let message = format!(
+            "The appliance restarted before {} received this job; it did not print.",
+            self.label()
+        );
+        let release = self.is_release(job);
+        self.update(job, move |j| {
+            if j.state != JobState::Processing {
+                return Err(NotPossible(format!("job is {}", j.state.keyword())));
+            }
+            if release {
+                j.hold_indefinitely(format!("{message} Release it again."));
+                j.clear_output();
+            } else {
+                j.state = JobState::Pending;
+                j.state_reasons = "none".into();
+                j.state_message = format!("{message} Sending it again.");
+                j.next_attempt_ms = None;
+            }
+            Ok(())
+        })
+        .await;
     }
 
     async fn deliver(&self, job: JobRecord, shutdown: &mut watch::Receiver<bool>) {
@@ -224,7 +330,8 @@ impl Forwarder {
                 j.state = JobState::Processing;
                 j.state_reasons = "job-printing".into();
                 j.state_message = format!("Sending to {label}");
-                j.processing_ms.get_or_insert(now_ms());
+                // Each sending starts anew: its time marks it at the printer.
+                j.processing_ms = Some(now_ms());
                 j.printer = Some(printer_id);
                 j.attempts += 1;
                 j.next_attempt_ms = None;
@@ -280,6 +387,9 @@ impl Forwarder {
                     _ => self.finish(&job, Ok(())).await,
                 }
             }
+            Err(OutputError::Retry(reason)) if self.printer_took_part(&job, shutdown).await => {
+                tracing::info!(job = %job.uuid, %reason, "the transfer broke, but the printer has the job");
+            }
             Err(OutputError::Retry(reason))
                 if self.is_release(&job) && job.attempts >= self.config.release_attempts =>
             {
@@ -307,6 +417,26 @@ impl Forwarder {
             }
             Err(OutputError::Rejected(reason)) => self.finish(&job, Err(reason)).await,
         }
+    }
+
+    /// After a failed transfer to an IPP printer: whether the printer has
+    /// the job after all (some take a broken connection as the end of the
+    /// document), in which case it is followed or held as uncertain instead
+    /// of being sent again.
+    async fn printer_took_part(
+        &self,
+        job: &JobRecord,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> bool {
+        let DeviceUri::Ipp(printer) = &self.device else {
+            return false;
+        };
+        let timeout = Duration::from_secs(self.config.request_timeout_secs);
+        let found = ipp_output::find_sent(printer, job, timeout).await;
+        matches!(
+            self.settle_cut_off(printer, job, found, shutdown).await,
+            Some(CutOff::Whole(_) | CutOff::Partial(_))
+        )
     }
 
     /// Whether `job` was released here from a pull queue (rather than

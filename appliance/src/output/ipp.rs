@@ -2,6 +2,11 @@
 //! streamed from the spool, then Get-Job-Attributes until the printer says
 //! the job is done, and Cancel-Job when its owner cancels it meanwhile.
 //!
+//! The job's name at the printer carries a mark made from its UUID
+//! ([`printer_job_name`]), so that after a restart in the middle of a
+//! Print-Job the appliance can ask the printer (Get-Jobs) whether it got
+//! the job ([`find_sent`]) instead of guessing.
+//!
 //! Deciding what a printer's answer means ([`classify_submission`],
 //! [`device_outcome`]) is pure and unit-tested; the functions that talk
 //! are thin.
@@ -17,7 +22,7 @@ use tokio_util::compat::TokioAsyncReadCompatExt;
 use super::{IppPrinter, OutputError, document_stream};
 use crate::ipp::template;
 use crate::ipp::values::{as_str, attr, keyword, mime, name};
-use crate::job::JobRecord;
+use crate::job::{JobRecord, JobUuid};
 use crate::store::Spool;
 
 /// What the printer said about a job it accepted.
@@ -57,6 +62,39 @@ fn request(uri: &str, operation: Operation, user: &str) -> Result<IppRequestResp
     Ok(req)
 }
 
+/// The mark of one sending of a job to its printer: the last 8 hex digits
+/// of its UUID (random bits of a UUIDv7) and the time this sending began,
+/// in brackets. Each sending has its own, so an earlier one the printer
+/// still lists is never taken for this one.
+pub fn printer_mark(uuid: JobUuid, sending_since_ms: Option<i64>) -> String {
+    let hex = uuid.0.simple().to_string();
+    format!(
+        "[{}-{:x}]",
+        &hex[hex.len() - 8..],
+        sending_since_ms.unwrap_or(0)
+    )
+}
+
+/// The job's name as sent to the printer: its own name and its mark,
+/// within IPP's 255 octets for a name.
+pub fn printer_job_name(job: &JobRecord) -> String {
+    let mark = printer_mark(job.uuid, job.processing_ms);
+    let mut name = job.name.clone();
+    let room = 255 - mark.len() - 1;
+    if name.len() > room {
+        let mut end = room;
+        while !name.is_char_boundary(end) {
+            end -= 1;
+        }
+        name.truncate(end);
+    }
+    if name.is_empty() {
+        mark
+    } else {
+        format!("{name} {mark}")
+    }
+}
+
 /// Sends `job` with Print-Job. Returns the printer's job-id (if it gave one).
 pub async fn submit(
     printer: &IppPrinter,
@@ -68,7 +106,7 @@ pub async fn submit(
     let mut req = request(&printer.uri, Operation::PrintJob, &job.owner)?;
     let op = DelimiterTag::OperationAttributes;
     req.attributes_mut()
-        .add(op, attr("job-name", name(&job.name)));
+        .add(op, attr("job-name", name(&printer_job_name(job))));
     req.attributes_mut()
         .add(op, attr("ipp-attribute-fidelity", IppValue::Boolean(false)));
     if let Some(doc_name) = &document.name {
@@ -170,12 +208,140 @@ pub async fn query(
     Ok(device_outcome(response.attributes()))
 }
 
+/// A printer's record of a job the appliance sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentJob {
+    /// The printer's job-id.
+    pub device_job_id: i32,
+    /// Its state there.
+    pub state: DeviceJobState,
+    /// `job-k-octets`: how much of the document it received, if it says.
+    pub k_octets: Option<i32>,
+}
+
+/// What became of a job whose sending was cut off, by the printer's record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CutOff {
+    /// The printer has the whole job: follow it there (its job-id).
+    Whole(i32),
+    /// The printer has the job but not all of it, or stopped it: part of
+    /// it may have printed.
+    Partial(String),
+    /// The printer never got the job: it did not print.
+    Missing,
+}
+
+/// Judges a cut-off sending of a `size`-byte document by what the printer
+/// says it has. Some printers take a connection that breaks mid-document
+/// as the end of the document and print what came: the received size
+/// tells those apart (within the 1 KiB rounding of `job-k-octets`).
+pub fn judge_cut_off(found: Option<SentJob>, size: u64) -> CutOff {
+    let Some(found) = found else {
+        return CutOff::Missing;
+    };
+    match found.state {
+        DeviceJobState::Aborted(why) | DeviceJobState::Canceled(why) => {
+            CutOff::Partial(format!("the printer stopped it ({why})"))
+        }
+        _ => match found.k_octets.and_then(|k| u64::try_from(k).ok()) {
+            Some(k) if k + 1 < size / 1024 => CutOff::Partial(format!(
+                "the printer received {k} KiB of its {} KiB",
+                size.div_ceil(1024)
+            )),
+            _ => CutOff::Whole(found.device_job_id),
+        },
+    }
+}
+
+/// Asks the printer whether it has `job` (by the mark in its name, among
+/// its unfinished and its finished jobs), or `None` if it has no such job.
+/// An error means the printer cannot tell.
+pub async fn find_sent(
+    printer: &IppPrinter,
+    job: &JobRecord,
+    timeout: Duration,
+) -> Result<Option<SentJob>, OutputError> {
+    let mark = printer_mark(job.uuid, job.processing_ms);
+    for which in ["not-completed", "completed"] {
+        let mut req = request(&printer.uri, Operation::GetJobs, &job.owner)?;
+        let op = DelimiterTag::OperationAttributes;
+        req.attributes_mut()
+            .add(op, attr("which-jobs", keyword(which)));
+        req.attributes_mut().add(
+            op,
+            attr(
+                "requested-attributes",
+                IppValue::Array(
+                    [
+                        "job-id",
+                        "job-name",
+                        "job-k-octets",
+                        "job-state",
+                        "job-state-reasons",
+                        "job-state-message",
+                    ]
+                    .iter()
+                    .map(|k| keyword(k))
+                    .collect(),
+                ),
+            ),
+        );
+        let response = client(printer, timeout)?
+            .send(req)
+            .await
+            .map_err(|e| unreachable(&e))?;
+        let status = response.header().status_code();
+        if (status as u16) >= 0x0100 {
+            return Err(OutputError::Retry(format!(
+                "the printer cannot list its jobs: {status}"
+            )));
+        }
+        if let Some(found) = marked_job(response.attributes(), &mark) {
+            return Ok(Some(found));
+        }
+    }
+    Ok(None)
+}
+
+/// The job whose name carries `mark` in a Get-Jobs answer.
+pub fn marked_job(attributes: &IppAttributes, mark: &str) -> Option<SentJob> {
+    attributes
+        .groups_of(DelimiterTag::JobAttributes)
+        .find(|g| {
+            g.attributes().iter().any(|a| {
+                a.name().as_str() == "job-name"
+                    && as_str(a.value()).is_some_and(|n| n.contains(mark))
+            })
+        })
+        .and_then(|g| {
+            let integer = |n: &str| {
+                g.attributes()
+                    .iter()
+                    .find(|a| a.name().as_str() == n)
+                    .and_then(|a| a.value().as_integer().copied())
+            };
+            Some(SentJob {
+                device_job_id: integer("job-id")?,
+                state: job_state_of(g.attributes()),
+                k_octets: integer("job-k-octets"),
+            })
+        })
+}
+
 /// Reads `job-state` and friends out of a Get-Job-Attributes answer.
 pub fn device_outcome(attributes: &IppAttributes) -> DeviceJobState {
+    let all: Vec<IppAttribute> = attributes
+        .groups_of(DelimiterTag::JobAttributes)
+        .flat_map(|g| g.attributes().iter().cloned())
+        .collect();
+    job_state_of(&all)
+}
+
+/// `job-state` and friends of one job's attributes.
+fn job_state_of(attributes: &[IppAttribute]) -> DeviceJobState {
     let job_attr = |n: &str| {
         attributes
-            .groups_of(DelimiterTag::JobAttributes)
-            .flat_map(|g| g.attributes())
+            .iter()
             .find(|a| a.name().as_str() == n)
             .map(|a| a.value().clone())
     };
@@ -407,6 +573,82 @@ mod tests {
             capabilities_from(&IppAttributes::new()),
             Capabilities::default()
         );
+    }
+
+    #[test]
+    fn a_sent_job_is_found_by_the_mark_in_its_name() {
+        let mut job = JobRecord::sample();
+        job.name = "Q3 report".into();
+        job.processing_ms = Some(1_764_540_000_000);
+        let sent_name = printer_job_name(&job);
+        let mark = printer_mark(job.uuid, job.processing_ms);
+        assert!(sent_name.starts_with("Q3 report [") && sent_name.ends_with(&mark));
+        let mut answer = IppAttributes::new();
+        for (id, job_name, state) in [(7, "other [01234567-19ad]", 9), (8, sent_name.as_str(), 5)] {
+            let mut group = ipp::attribute::IppAttributeGroup::new(DelimiterTag::JobAttributes);
+            group
+                .attributes_mut()
+                .push(attr("job-id", IppValue::Integer(id)));
+            group
+                .attributes_mut()
+                .push(attr("job-name", name(job_name)));
+            group
+                .attributes_mut()
+                .push(attr("job-state", enumeration(state)));
+            answer.groups_mut().push(group);
+        }
+        assert_eq!(
+            marked_job(&answer, &mark),
+            Some(SentJob {
+                device_job_id: 8,
+                state: DeviceJobState::Active(String::new()),
+                k_octets: None
+            })
+        );
+        assert_eq!(marked_job(&answer, "[ffffffff-0]"), None);
+        // Another sending of the same job has another mark.
+        assert_ne!(printer_mark(job.uuid, Some(1_764_540_000_001)), mark);
+        // A long name is cut to leave room for the mark.
+        job.name = "é".repeat(200);
+        let long = printer_job_name(&job);
+        assert!(long.len() <= 255 && long.ends_with(&mark), "{long}");
+    }
+
+    #[test]
+    fn a_cut_off_sending_is_judged_by_what_the_printer_has() {
+        let sent = |state, k_octets| {
+            Some(SentJob {
+                device_job_id: 8,
+                state,
+                k_octets,
+            })
+        };
+        let size = 24_000_000;
+        assert_eq!(judge_cut_off(None, size), CutOff::Missing);
+        assert_eq!(
+            judge_cut_off(sent(DeviceJobState::Completed, Some(23_438)), size),
+            CutOff::Whole(8)
+        );
+        assert_eq!(
+            judge_cut_off(sent(DeviceJobState::Completed, Some(23_437)), size),
+            CutOff::Whole(8),
+            "a printer that rounds down"
+        );
+        assert_eq!(
+            judge_cut_off(sent(DeviceJobState::Active(String::new()), None), size),
+            CutOff::Whole(8)
+        );
+        assert!(matches!(
+            judge_cut_off(sent(DeviceJobState::Completed, Some(22_852)), size),
+            CutOff::Partial(m) if m.contains("22852 KiB of its 23438")
+        ));
+        assert!(matches!(
+            judge_cut_off(
+                sent(DeviceJobState::Aborted("cut".into()), Some(23_438)),
+                size
+            ),
+            CutOff::Partial(_)
+        ));
     }
 
     #[test]

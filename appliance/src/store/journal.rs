@@ -79,6 +79,7 @@ fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<JournalEntry> {
         outcome: match outcome.as_str() {
             "completed" => "completed",
             "canceled" => "canceled",
+            "uncertain" => "uncertain",
             _ => "aborted",
         },
     })

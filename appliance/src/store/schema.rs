@@ -137,6 +137,40 @@ fn migrations() -> Migrations<'static> {
         CREATE INDEX jobs_kept ON jobs (kept_until_ms) WHERE kept_until_ms IS NOT NULL;
         "#,
         ),
+        // Journal outcome `uncertain`: an attempt that may or may not have
+        // printed. SQLite cannot change a CHECK in place, so the table is
+        // rebuilt, keeping its sequence (never reused) where it was.
+        M::up(
+            r#"
+        CREATE TABLE journal_v2 (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            job_uuid TEXT NOT NULL,
+            queue TEXT NOT NULL,
+            ipp_job_id INTEGER NOT NULL,
+            user_id TEXT NOT NULL,
+            device TEXT NOT NULL,
+            site TEXT NOT NULL,
+            pages INTEGER,
+            pages_exact INTEGER NOT NULL,
+            sheets INTEGER,
+            copies INTEGER NOT NULL,
+            color TEXT NOT NULL CHECK (color IN ('color', 'monochrome')),
+            sides TEXT NOT NULL,
+            media TEXT,
+            time_ms INTEGER NOT NULL,
+            outcome TEXT NOT NULL
+                CHECK (outcome IN ('completed', 'aborted', 'canceled', 'uncertain'))
+        ) STRICT;
+        INSERT INTO journal_v2 SELECT * FROM journal;
+        DELETE FROM sqlite_sequence WHERE name = 'journal_v2';
+        INSERT INTO sqlite_sequence (name, seq)
+            SELECT 'journal_v2', seq FROM sqlite_sequence WHERE name = 'journal';
+        DROP TABLE journal;
+        ALTER TABLE journal_v2 RENAME TO journal;
+        CREATE INDEX journal_by_time ON journal (time_ms);
+        CREATE INDEX journal_by_user ON journal (user_id, time_ms);
+        "#,
+        ),
     ])
 }
 
@@ -267,4 +301,54 @@ pub(super) fn save_job(conn: &Connection, job: &JobRecord) -> rusqlite::Result<(
         job.kept_until_ms,
     ])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_valid() {
+        assert!(migrations().validate().is_ok());
+    }
+
+    #[test]
+    fn the_journal_rebuild_keeps_records_and_never_reuses_a_sequence_number() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        let before_rebuild = migrations_count() - 1;
+        migrations().to_version(&mut conn, before_rebuild).unwrap();
+        let insert = |conn: &Connection, seq: Option<i64>, outcome: &str| {
+            conn.execute(
+                "INSERT INTO journal (seq, job_uuid, queue, ipp_job_id, user_id, device, site, \
+                 pages, pages_exact, sheets, copies, color, sides, media, time_ms, outcome) \
+                 VALUES (?1, 'u', 'q', 1, 'alice', 'lobby', 's', 1, 1, 1, 1, 'color', \
+                 'one-sided', NULL, 0, ?2)",
+                rusqlite::params![seq, outcome],
+            )
+        };
+        insert(&conn, Some(5), "completed").unwrap();
+        insert(&conn, Some(7), "aborted").unwrap();
+        conn.execute("DELETE FROM journal WHERE seq = 7", [])
+            .unwrap();
+        assert!(insert(&conn, None, "uncertain").is_err(), "not allowed yet");
+        migrate(&mut conn).unwrap();
+        insert(&conn, None, "uncertain").unwrap();
+        let seqs: Vec<i64> = conn
+            .prepare("SELECT seq FROM journal ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(seqs, [5, 8], "7 (deleted) is never reused");
+    }
+
+    fn migrations_count() -> usize {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        match migrations().current_version(&conn).unwrap() {
+            rusqlite_migration::SchemaVersion::Inside(n) => n.get(),
+            other => panic!("{other:?}"),
+        }
+    }
 }
