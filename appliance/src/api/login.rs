@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use serde::Deserialize;
 use tokio::sync::oneshot;
 
+use super::error::ApiError;
 use crate::credentials::{self, LookupKind, Secret, normalize_card, normalize_pin};
 use crate::store::{JobStore, StoreError};
 use crate::users::LoginUser;
@@ -41,6 +42,52 @@ impl Method {
             Method::Password => "password",
         }
     }
+}
+
+/// A login request as sent.
+#[derive(Debug)]
+pub(super) struct LoginRequest {
+    /// The printer's id.
+    pub(super) device: String,
+    /// How the user proves who they are.
+    pub(super) method: Method,
+    /// The user name, when one is given (never empty).
+    pub(super) user: Option<String>,
+    /// The PIN, card number or password.
+    pub(super) secret: Secret,
+}
+
+/// Parses a login body. A card names its user by itself and takes no user
+/// name: a second name could only be meant to steer the lockout to someone
+/// else.
+pub(super) fn parse_login(body: &[u8]) -> Result<LoginRequest, ApiError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct LoginBody {
+        device: String,
+        method: Method,
+        #[serde(default)]
+        user: Option<String>,
+        secret: String,
+    }
+    let body: LoginBody = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "invalid login: {e}. Send {{\"device\", \"method\": \"pin\"|\"card\"|\"password\", \
+             \"user\"?, \"secret\"}}."
+        ))
+    })?;
+    let user = body.user.filter(|u| !u.is_empty());
+    if body.method == Method::Card && user.is_some() {
+        return Err(ApiError::bad_request(
+            "a card login takes no user name: send {\"device\", \"method\": \"card\", \"secret\"}",
+        ));
+    }
+    Ok(LoginRequest {
+        device: body.device,
+        method: body.method,
+        user,
+        secret: Secret::new(body.secret),
+    })
 }
 
 /// The outcome of a check.

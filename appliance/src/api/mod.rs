@@ -24,13 +24,11 @@ use bytes::Bytes;
 use http::{HeaderMap, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Config, PrinterConfig, QueueKind};
-use crate::credentials::Secret;
 use crate::http_server::{self, Response};
 use crate::job::{JobState, JobUuid, now_ms};
 use crate::metrics::{ApiLabels, LoginLabels, Metrics, PrinterLabels};
@@ -39,7 +37,7 @@ use crate::rules::{self, Rules};
 use crate::store::{AuditEvent, JobQuery, JobStore, StoreError};
 pub use error::ApiError;
 use lockout::{Attempt, Locked, Lockout, Refusal, Subject};
-use login::{Checked, Method, Verifier};
+use login::{Checked, Verifier};
 use release::{Chosen, Releases};
 use routes::{NoRoute, Route};
 use sessions::{Session, Sessions};
@@ -188,21 +186,7 @@ impl ApiService {
     }
 
     async fn login(&self, body: &[u8]) -> Result<Response, ApiError> {
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct LoginBody {
-            device: String,
-            method: Method,
-            #[serde(default)]
-            user: Option<String>,
-            secret: String,
-        }
-        let body: LoginBody = serde_json::from_slice(body).map_err(|e| {
-            ApiError::bad_request(format!(
-                "invalid login: {e}. Send {{\"device\", \"method\": \"pin\"|\"card\"|\"password\", \
-                 \"user\"?, \"secret\"}}."
-            ))
-        })?;
+        let body = login::parse_login(body)?;
         let Some(printer) = self.printers.get(&body.device) else {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -214,15 +198,8 @@ impl ApiService {
             ));
         };
         let device = printer.id.clone();
-        let user = body.user.as_deref().filter(|u| !u.is_empty());
-        if body.method == Method::Card && user.is_some() {
-            // A card names its user by itself; a second name could only
-            // be meant to steer the lockout to someone else.
-            return Err(ApiError::bad_request(
-                "a card login takes no user name: send {\"device\", \"method\": \"card\", \"secret\"}",
-            ));
-        }
-        let secret = Secret::new(body.secret);
+        let user = body.user.as_deref();
+        let secret = body.secret;
         let method = body.method.keyword();
 
         let attempt = match self.with_lockout(|l| l.begin(user, &device, now_ms())) {
@@ -835,6 +812,24 @@ fn poisoned() -> ApiError {
         "internal",
         "internal state is unavailable; restart the appliance",
     )
+}
+
+/// A JSON request body the API takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestBody {
+    /// `POST /api/v1/sessions`.
+    Login,
+    /// `POST /api/v1/jobs/release`.
+    Release,
+}
+
+/// Parses `body` as the API parses that request's body, acting on nothing:
+/// the decoding half of the handlers, for the fuzz targets.
+pub fn parse_body(kind: RequestBody, body: &[u8]) -> Result<(), ApiError> {
+    match kind {
+        RequestBody::Login => login::parse_login(body).map(drop),
+        RequestBody::Release => release::parse_request(body).map(drop),
+    }
 }
 
 /// Reads a JSON request body: `Content-Type: application/json`, at most

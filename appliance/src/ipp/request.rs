@@ -1,11 +1,19 @@
 //! Checks an IPP request's header and operation attributes (RFC 8011
 //! sections 4.1.x) and extracts what the operations need. Pure: it takes
 //! the parsed message and returns a [`Request`] or the error to answer.
+//! [`decode`] runs the whole decoding path on a complete message (what the
+//! server does as the bytes stream in), for the fuzz targets and tests.
+
+use std::io::Cursor;
 
 use ipp::model::{DelimiterTag, Operation};
+use ipp::parser::IppParser;
 use ipp::prelude::*;
+use ipp::reader::IppReader;
 
 use super::error::IppError;
+use super::guard::AttributeGuard;
+use super::template;
 use super::values::as_str;
 
 /// Operations this appliance implements (`operations-supported`).
@@ -119,6 +127,24 @@ pub fn operation_name(code: i16) -> &'static str {
         0x4002 => "CUPS-Get-Printers",
         _ => "unsupported",
     }
+}
+
+/// Decodes a whole request message as the server does: the attribute
+/// guard, the `ipp` crate's parser, [`check`], and the job template check.
+pub fn decode(message: &[u8]) -> Result<Request, IppError> {
+    let mut guard = AttributeGuard::default();
+    guard.feed(message).map_err(IppError::BadRequest)?;
+    if !guard.is_done() {
+        return Err(IppError::BadRequest(
+            "the IPP request ended early (truncated)".into(),
+        ));
+    }
+    let parsed = IppParser::new(IppReader::new(Cursor::new(message.to_vec())))
+        .parse()
+        .map_err(|e| IppError::BadRequest(format!("malformed IPP request: {e}")))?;
+    let request = check(parsed.header(), parsed.attributes())?;
+    template::check(&request.job_attributes);
+    Ok(request)
 }
 
 /// Checks the header and the operation attributes group.
@@ -409,5 +435,31 @@ mod tests {
             status(check(&header(0x0101, Operation::GetJobs, 1), &bad_uri)),
             StatusCode::ClientErrorBadRequest
         );
+    }
+
+    #[test]
+    fn decode_runs_the_server_path_on_a_whole_message() {
+        let uri: ipp::prelude::Uri = "ipp://127.0.0.1:8631/ipp/print/secure".parse().unwrap();
+        let mut message = IppRequestResponse::new(
+            IppVersion::v2_0(),
+            Operation::GetPrinterAttributes,
+            Some(uri),
+        )
+        .unwrap();
+        message.attributes_mut().add(
+            DelimiterTag::OperationAttributes,
+            attr("requesting-user-name", name("alice")),
+        );
+        let bytes = message.to_bytes();
+        let request = decode(&bytes).unwrap();
+        assert_eq!(
+            (request.operation, request.user.as_str()),
+            (Operation::GetPrinterAttributes, "alice")
+        );
+        assert!(matches!(
+            decode(&bytes[..bytes.len() - 1]),
+            Err(IppError::BadRequest(m)) if m.contains("truncated")
+        ));
+        assert!(matches!(decode(b"\x02\x00"), Err(IppError::BadRequest(_))));
     }
 }

@@ -715,15 +715,17 @@ impl IppService {
             Err(e) => {
                 let status = e.status();
                 let message = e.to_string();
-                if matches!(status as u16, 0x0500..=0x05ff)
-                    && !matches!(
-                        e,
-                        IppError::OperationNotSupported(_) | IppError::VersionNotSupported(..)
-                    )
-                {
-                    tracing::error!(operation, %message, "request failed");
-                } else {
-                    tracing::debug!(operation, %message, "request refused");
+                // Only the appliance's own failures are errors; a full disk
+                // or a busy moment is worth a warning; a client's mistake
+                // (whatever its status class) is not the operator's problem.
+                match e {
+                    IppError::Internal(_) => {
+                        tracing::error!(operation, %message, "request failed");
+                    }
+                    IppError::DiskFull | IppError::Busy => {
+                        tracing::warn!(operation, %message, "request refused");
+                    }
+                    _ => tracing::debug!(operation, %message, "request refused"),
                 }
                 let groups = match e {
                     IppError::AttributesNotSupported(attrs) => {
