@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use e2e::{
     Appliance, HeldRequest, IppResponse, Printer, Rng, SmallDisk, SocketSink, connect_from,
-    fixture, ipp_request, send_print_job, standard_attributes, wait_for,
+    fixture, free_port, ipp_request, send_print_job, standard_attributes, wait_for,
 };
 use serde_json::json;
 
@@ -712,4 +712,80 @@ fn an_attempt_the_printer_cannot_confirm_is_journaled_as_uncertain() {
         "{}",
         String::from_utf8_lossy(&report.stdout)
     );
+}
+
+/// No reserve, and the disk filled by someone else while a job waits for
+/// its printer: the forwarder cannot record its next step, and waits with
+/// a growing delay (one log line, a metric, little CPU) instead of
+/// retrying at once; once space is back the job prints and is journaled.
+#[test]
+fn a_forwarder_that_cannot_record_waits_instead_of_spinning() {
+    let tmp = tempfile::tempdir().unwrap();
+    let disk = SmallDisk::mount(tmp.path(), "16m");
+    let port = free_port();
+    let appliance = Appliance::start(
+        &disk.dir,
+        &format!(
+            "[store]\nreserve_bytes = 0\n[[printer]]\nid = \"lobby\"\nuri = \"socket://127.0.0.1:{port}\"\n\
+             [[queue]]\nname = \"direct\"\nkind = \"direct\"\nprinter = \"lobby\"\n\
+             [output]\nretry_initial_secs = 1\nretry_max_secs = 1\n"
+        ),
+    )
+    .unwrap();
+    let pdf = std::fs::read(fixture("document-a4.pdf")).unwrap();
+    let r = send_print_job(appliance.port, "direct", "alice", &pdf).unwrap();
+    assert_eq!(r.status, SUCCESSFUL_OK, "{r:?}");
+    // The printer is not there yet: the job waits, retried every second.
+    wait_for(
+        Duration::from_secs(30),
+        "the job to wait for its printer",
+        || {
+            let jobs = appliance.jobs().ok()?;
+            jobs[0]["state_message"]
+                .as_str()?
+                .contains("trying again")
+                .then_some(())
+        },
+    )
+    .unwrap();
+    let filler = disk.fill();
+    let pid = appliance.pid().unwrap();
+    let before = cpu_time(pid);
+    std::thread::sleep(Duration::from_secs(4)); // a stretch of time to measure CPU and log over
+    let spent = cpu_time(pid) - before;
+    let log = appliance.log();
+    assert_eq!(
+        log.matches("cannot record print progress in the store")
+            .count(),
+        1,
+        "{log}"
+    );
+    assert!(
+        spent < Duration::from_millis(500),
+        "{spent:?} of CPU in 4 s"
+    );
+    assert!(
+        appliance
+            .get("/metrics")
+            .unwrap()
+            .contains("appliance_output_store_failing{printer=\"lobby\"} 1")
+    );
+
+    // Space and the printer are back: the job prints and is journaled once.
+    let printer = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    std::fs::remove_file(filler).unwrap();
+    let (mut conn, _) = printer.accept().unwrap();
+    let mut received = Vec::new();
+    conn.read_to_end(&mut received).unwrap();
+    assert!(received == pdf, "the printer got other bytes");
+    wait_for(Duration::from_secs(30), "the job to be journaled", || {
+        (journal_outcomes(&appliance) == (1, 0, 0)).then_some(())
+    })
+    .unwrap();
+    assert!(
+        appliance
+            .log()
+            .contains("the store records print progress again")
+    );
+    eprintln!("while the store could not write: {spent:?} of CPU in 4 s");
 }
