@@ -158,9 +158,6 @@ where
     R: AsyncRead + Unpin + ?Sized,
 {
     let (max_bytes, idle_timeout_secs) = limits;
-    if !reserve.accepts_documents() {
-        return Err(IppError::DiskFull);
-    }
     let chunks = turn.chunks.clone();
     let (tx, mut rx) = mpsc::channel::<io::Result<Chunk>>(DEPTH);
     let writer = tokio::task::spawn_blocking(move || {

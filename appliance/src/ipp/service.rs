@@ -640,6 +640,10 @@ impl IppService {
         format: &str,
     ) -> Result<Option<Received>, IppError> {
         let started = std::time::Instant::now();
+        // A full disk refuses at once, before waiting for a writer.
+        if !self.store.reserve().accepts_documents() {
+            return Err(IppError::DiskFull);
+        }
         let turn = self.upload_budget.writer_turn(req.client).await?;
         let received = intake::receive(
             self.store.spool().clone(),
