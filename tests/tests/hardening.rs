@@ -268,24 +268,15 @@ fn a_full_disk_refuses_documents_and_keeps_releasing() {
         "{r:?}"
     );
 
-    let api = appliance.api().unwrap();
-    let token = api.login_pin("lobby", "alice", "1234").unwrap();
-    let released = api
-        .call(
-            "POST",
-            "/api/v1/jobs/release",
-            Some(&token),
-            Some(&json!({"jobs": "all"})),
-        )
-        .unwrap();
-    assert_eq!(released.status, 202, "{}", released.json);
-    let outcomes: Vec<&str> = released.json["jobs"]
+    // Logging in and releasing write the audit log and job states.
+    let released = release_all(&appliance, "alice", "1234");
+    let outcomes: Vec<&str> = released["jobs"]
         .as_array()
         .unwrap()
         .iter()
         .map(|j| j["outcome"].as_str().unwrap())
         .collect();
-    assert_eq!(outcomes, ["queued"; 10], "{}", released.json);
+    assert_eq!(outcomes, ["queued"; 10], "{released}");
     wait_for(
         Duration::from_secs(60),
         "ten documents at the printer",
@@ -514,6 +505,22 @@ fn idle_keep_alive_connections_do_not_lock_out_the_api() {
     drop(idle);
 }
 
+/// Logs `user` in at lobby and releases all their jobs; the answer.
+fn release_all(appliance: &Appliance, user: &str, pin: &str) -> serde_json::Value {
+    let api = appliance.api().unwrap();
+    let token = api.login_pin("lobby", user, pin).unwrap();
+    let r = api
+        .call(
+            "POST",
+            "/api/v1/jobs/release",
+            Some(&token),
+            Some(&json!({"jobs": "all"})),
+        )
+        .unwrap();
+    assert_eq!(r.status, 202, "{}", r.json);
+    r.json
+}
+
 /// Journal records by outcome, via `appliance report --csv`: completed,
 /// failed, uncertain.
 fn journal_outcomes(appliance: &Appliance) -> (u64, u64, u64) {
@@ -560,17 +567,7 @@ fn a_crash_during_release_neither_prints_twice_nor_loses_the_record() {
         let r = send_print_job(appliance.port, "secure", "alice", &document).unwrap();
         assert_eq!(r.status, SUCCESSFUL_OK, "{r:?}");
         documents.push(document);
-        let api = appliance.api().unwrap();
-        let token = api.login_pin("lobby", "alice", "1234").unwrap();
-        let r = api
-            .call(
-                "POST",
-                "/api/v1/jobs/release",
-                Some(&token),
-                Some(&json!({"jobs": "all"})),
-            )
-            .unwrap();
-        assert_eq!(r.status, 202, "{}", r.json);
+        release_all(&appliance, "alice", "1234");
         // The crash, somewhere on the job's way to the printer: once it is
         // being sent, after a random part of a transfer's time.
         wait_for(Duration::from_secs(30), "the job to be on its way", || {
@@ -591,15 +588,7 @@ fn a_crash_during_release_neither_prints_twice_nor_loses_the_record() {
             }
             if jobs.iter().any(|j| j["state"] == "held") {
                 released_again += 1;
-                let api = appliance.api().ok()?;
-                let token = api.login_pin("lobby", "alice", "1234").ok()?;
-                api.call(
-                    "POST",
-                    "/api/v1/jobs/release",
-                    Some(&token),
-                    Some(&json!({"jobs": "all"})),
-                )
-                .ok()?;
+                release_all(&appliance, "alice", "1234");
             }
             None
         })
@@ -663,17 +652,7 @@ fn an_attempt_the_printer_cannot_confirm_is_journaled_as_uncertain() {
     let document = Rng::new(9100).pdf(32 * 1024 * 1024);
     let r = send_print_job(appliance.port, "secure", "alice", &document).unwrap();
     assert_eq!(r.status, SUCCESSFUL_OK);
-    let api = appliance.api().unwrap();
-    let token = api.login_pin("lobby", "alice", "1234").unwrap();
-    let r = api
-        .call(
-            "POST",
-            "/api/v1/jobs/release",
-            Some(&token),
-            Some(&json!({"jobs": "all"})),
-        )
-        .unwrap();
-    assert_eq!(r.status, 202, "{}", r.json);
+    release_all(&appliance, "alice", "1234");
     wait_for(Duration::from_secs(30), "the job to be on its way", || {
         let jobs = appliance.jobs().ok()?;
         (jobs[0]["state"] == "processing").then_some(())

@@ -62,6 +62,14 @@ fn request(uri: &str, operation: Operation, user: &str) -> Result<IppRequestResp
     Ok(req)
 }
 
+/// `requested-attributes` naming `names`.
+fn requested(names: &[&str]) -> IppAttribute {
+    attr(
+        "requested-attributes",
+        IppValue::Array(names.iter().map(|n| keyword(n)).collect()),
+    )
+}
+
 /// The mark of one sending of a job to its printer: the last 8 hex digits
 /// of its UUID (random bits of a UUIDv7) and the time this sending began,
 /// in brackets. Each sending has its own, so an earlier one the printer
@@ -183,14 +191,7 @@ pub async fn query(
         .add(op, attr("job-id", IppValue::Integer(device_job_id)));
     req.attributes_mut().add(
         op,
-        attr(
-            "requested-attributes",
-            IppValue::Array(vec![
-                keyword("job-state"),
-                keyword("job-state-reasons"),
-                keyword("job-state-message"),
-            ]),
-        ),
+        requested(&["job-state", "job-state-reasons", "job-state-message"]),
     );
     let response = client(printer, timeout)?
         .send(req)
@@ -269,22 +270,14 @@ pub async fn find_sent(
             .add(op, attr("which-jobs", keyword(which)));
         req.attributes_mut().add(
             op,
-            attr(
-                "requested-attributes",
-                IppValue::Array(
-                    [
-                        "job-id",
-                        "job-name",
-                        "job-k-octets",
-                        "job-state",
-                        "job-state-reasons",
-                        "job-state-message",
-                    ]
-                    .iter()
-                    .map(|k| keyword(k))
-                    .collect(),
-                ),
-            ),
+            requested(&[
+                "job-id",
+                "job-name",
+                "job-k-octets",
+                "job-state",
+                "job-state-reasons",
+                "job-state-message",
+            ]),
         );
         let response = client(printer, timeout)?
             .send(req)
@@ -393,22 +386,14 @@ pub async fn capabilities(
     let mut req = request(&printer.uri, Operation::GetPrinterAttributes, "appliance")?;
     req.attributes_mut().add(
         DelimiterTag::OperationAttributes,
-        attr(
-            "requested-attributes",
-            IppValue::Array(
-                [
-                    "printer-make-and-model",
-                    "color-supported",
-                    "sides-supported",
-                    "document-format-supported",
-                    "printer-state",
-                    "printer-state-message",
-                ]
-                .iter()
-                .map(|k| keyword(k))
-                .collect(),
-            ),
-        ),
+        requested(&[
+            "printer-make-and-model",
+            "color-supported",
+            "sides-supported",
+            "document-format-supported",
+            "printer-state",
+            "printer-state-message",
+        ]),
     );
     let response = client(printer, timeout)?
         .send(req)
