@@ -85,7 +85,8 @@ pub struct IppConfig {
     /// Longest silence tolerated from a client mid-request, in seconds.
     pub idle_timeout_secs: u64,
     /// Least a client must send, in bytes per second averaged over each
-    /// idle timeout (0: no floor); a slower upload is abandoned.
+    /// idle timeout's worth of time the appliance waits for it (0: no
+    /// floor); a slower upload is abandoned.
     pub min_bytes_per_sec: u64,
     /// How long a Create-Job waits for its last document before it is aborted.
     pub document_timeout_secs: u64,

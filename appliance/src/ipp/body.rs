@@ -1,9 +1,11 @@
 //! An HTTP request body as a bounded, time-limited byte stream.
 //!
 //! Reads fail with `TimedOut` when the client sends nothing for the idle
-//! timeout, or less than a floor rate over a window ([`RateFloor`]: a
-//! client trickling a byte every few seconds stays inside any idle timeout
-//! and would otherwise hold its upload's resources for ever), so a slow or
+//! timeout, or less than a floor rate over a window of the time the server
+//! spent waiting for it ([`RateFloor`]: a client trickling a byte every few
+//! seconds stays inside any idle timeout and would otherwise hold its
+//! upload's resources for ever; time the server is not reading is not held
+//! against the client), so a slow or
 //! stalled client frees what it holds and never blocks anyone else; and
 //! with `InvalidData` once more than the current limit has been read, which
 //! bounds the IPP attribute section before the document starts (the limit
@@ -43,39 +45,55 @@ pub struct TooSlow {
     pub window_secs: u64,
 }
 
-/// Bytes seen in the current window of a [`RateFloor`].
+/// The bytes a client sent against the time the server spent waiting for
+/// them. Only waiting counts: while the server is not reading (its own
+/// buffers full, the disk slow), the client cannot send, and is not blamed.
 #[derive(Debug)]
 struct RateCheck {
     floor: RateFloor,
-    window_start: StdInstant,
+    /// Since when the server has been waiting for the client, if it is.
+    waiting_since: Option<StdInstant>,
+    /// Waiting time and bytes in the current window.
+    waited: Duration,
     bytes: u64,
 }
 
 impl RateCheck {
-    fn new(floor: RateFloor, now: StdInstant) -> RateCheck {
+    fn new(floor: RateFloor) -> RateCheck {
         RateCheck {
             floor,
-            window_start: now,
+            waiting_since: None,
+            waited: Duration::ZERO,
             bytes: 0,
         }
     }
 
-    /// Counts `n` bytes arriving at `now`; an error once a whole window
-    /// has passed with fewer bytes than the floor asks for.
-    fn record(&mut self, n: usize, now: StdInstant) -> Result<(), TooSlow> {
+    /// The server asked for data at `now` and none was there.
+    fn waiting(&mut self, now: StdInstant) {
+        self.waiting_since.get_or_insert(now);
+    }
+
+    /// `n` bytes arrived at `now`; an error once a window's worth of
+    /// waiting has brought fewer bytes than the floor asks for.
+    fn arrived(&mut self, n: usize, now: StdInstant) -> Result<(), TooSlow> {
+        if let Some(since) = self.waiting_since.take() {
+            self.waited += now.saturating_duration_since(since);
+        }
         self.bytes = self.bytes.saturating_add(n as u64);
-        let elapsed = now.saturating_duration_since(self.window_start);
-        if elapsed < self.floor.window {
+        if self.waited < self.floor.window {
             return Ok(());
         }
-        let needed = self.floor.bytes_per_sec.saturating_mul(elapsed.as_secs());
+        let needed = self
+            .floor
+            .bytes_per_sec
+            .saturating_mul(self.waited.as_secs());
         if self.bytes < needed {
             return Err(TooSlow {
                 min_bytes_per_sec: self.floor.bytes_per_sec,
                 window_secs: self.floor.window.as_secs(),
             });
         }
-        self.window_start = now;
+        self.waited = Duration::ZERO;
         self.bytes = 0;
         Ok(())
     }
@@ -99,7 +117,7 @@ impl BodyReader {
     /// Wraps `body`; reads beyond `limit` bytes fail until [`Self::set_limit`]
     /// lifts it, and reads fail once the client falls under `floor`.
     pub fn new(body: Incoming, idle: Duration, limit: Option<u64>, floor: RateFloor) -> BodyReader {
-        let rate = (floor.bytes_per_sec > 0).then(|| RateCheck::new(floor, StdInstant::now()));
+        let rate = (floor.bytes_per_sec > 0).then(|| RateCheck::new(floor));
         BodyReader {
             body,
             chunk: Bytes::new(),
@@ -155,7 +173,7 @@ impl BodyReader {
                             self.chunk = data;
                         }
                         if let Some(rate) = &mut self.rate
-                            && let Err(slow) = rate.record(self.chunk.len(), StdInstant::now())
+                            && let Err(slow) = rate.arrived(self.chunk.len(), StdInstant::now())
                         {
                             return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, slow)));
                         }
@@ -171,6 +189,9 @@ impl BodyReader {
                     }
                     Poll::Ready(None) => break,
                     Poll::Pending => {
+                        if let Some(rate) = &mut self.rate {
+                            rate.waiting(StdInstant::now());
+                        }
                         if buf.filled().len() > start {
                             break;
                         }
@@ -220,36 +241,54 @@ mod tests {
         }
     }
 
+    /// Waits from `from` to `to` (seconds after `start`) for `n` bytes.
+    fn wait_for_bytes(
+        check: &mut RateCheck,
+        start: StdInstant,
+        from: u64,
+        to: u64,
+        n: usize,
+    ) -> Result<(), TooSlow> {
+        check.waiting(start + Duration::from_secs(from));
+        check.arrived(n, start + Duration::from_secs(to))
+    }
+
     #[test]
-    fn a_trickle_is_cut_after_one_window() {
+    fn a_trickle_is_cut_after_one_window_of_waiting() {
         let start = StdInstant::now();
-        let mut check = RateCheck::new(floor(), start);
+        let mut check = RateCheck::new(floor());
         // A byte every two seconds: inside any idle timeout, far under the floor.
-        let mut cut = None;
-        for i in 1..=10u64 {
-            if check.record(1, start + Duration::from_secs(2 * i)).is_err() {
-                cut = Some(2 * i);
-                break;
-            }
-        }
-        assert_eq!(cut, Some(10));
+        let cut =
+            (1..=10u64).find(|i| wait_for_bytes(&mut check, start, 2 * i - 2, 2 * i, 1).is_err());
+        assert_eq!(cut, Some(5), "cut once 10 s of waiting brought 5 bytes");
     }
 
     #[test]
     fn a_steady_client_is_measured_window_after_window() {
         let start = StdInstant::now();
-        let mut check = RateCheck::new(floor(), start);
+        let mut check = RateCheck::new(floor());
         for s in 1..=60u64 {
             // 1,500 bytes a second passes every window.
-            assert!(check.record(1500, start + Duration::from_secs(s)).is_ok());
+            assert!(wait_for_bytes(&mut check, start, s - 1, s, 1500).is_ok());
         }
         // A burst up front does not buy a later stall: each window counts.
-        let mut check = RateCheck::new(floor(), start);
-        assert!(
-            check
-                .record(1_000_000, start + Duration::from_secs(10))
-                .is_ok()
-        );
-        assert!(check.record(10, start + Duration::from_secs(20)).is_err());
+        let mut check = RateCheck::new(floor());
+        assert!(wait_for_bytes(&mut check, start, 0, 10, 1_000_000).is_ok());
+        assert!(wait_for_bytes(&mut check, start, 10, 20, 10).is_err());
+    }
+
+    #[test]
+    fn time_the_server_does_not_read_is_not_held_against_the_client() {
+        let start = StdInstant::now();
+        let mut check = RateCheck::new(floor());
+        // Data is there whenever the server asks, however rarely it does
+        // (a busy disk): no waiting, no verdict.
+        for s in (0..600u64).step_by(30) {
+            assert!(check.arrived(100, start + Duration::from_secs(s)).is_ok());
+        }
+        // Waiting 1 s for each 1,000 bytes, with long pauses between reads.
+        for s in (0..600u64).step_by(30) {
+            assert!(wait_for_bytes(&mut check, start, s, s + 1, 1000).is_ok());
+        }
     }
 }
