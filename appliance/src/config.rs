@@ -467,7 +467,7 @@ impl Config {
                     format!("printer id {:?} is used twice", printer.id),
                 );
             }
-            if let Err(message) = crate::output::DeviceUri::parse(&printer.uri) {
+            if let Err(message) = crate::printer::DeviceUri::parse(&printer.uri) {
                 return invalid(format!("printer[{i}].uri"), message);
             }
             if printer.tls_ca.is_some() && !printer.uri.starts_with("ipps://") {

@@ -16,8 +16,9 @@ use crate::housekeeping::Housekeeping;
 use crate::ipp::server;
 use crate::ipp::service::IppService;
 use crate::metrics::Metrics;
-use crate::output::PrinterHealth;
-use crate::output::forwarder::{Forwarder, OutputShared, OutputWake};
+use crate::output::forwarder::{Forwarder, OutputShared};
+use crate::printer::OutputWake;
+use crate::printer::PrinterHealth;
 use crate::queue::Queues;
 use crate::store::{JobStore, StoreError, StoreOptions};
 

@@ -17,6 +17,8 @@
 //! - [`http_server`]: the HTTP/1.1 connection shell (optional TLS).
 //! - [`ipp`]: the IPP server and its operations.
 //! - [`api`]: the release API for printer panels and terminals.
+//! - [`printer`]: how a printer is reached, its health, and the wake-up of
+//!   its forwarder (shared low-level types).
 //! - [`output`]: sending jobs to printers (IPP, IPPS, raw socket, LPD).
 //! - [`metrics`]: Prometheus metrics.
 //! - [`housekeeping`]: jobs ended by time (document timeout, held-job and
@@ -45,6 +47,7 @@ pub mod ipp;
 pub mod job;
 pub mod metrics;
 pub mod output;
+pub mod printer;
 pub mod queue;
 pub mod rules;
 pub mod store;

@@ -32,7 +32,7 @@ use crate::config::{Config, PrinterConfig, QueueKind};
 use crate::http_server::{self, Response};
 use crate::job::{JobState, JobUuid, now_ms};
 use crate::metrics::{ApiLabels, LoginLabels, Metrics, PrinterLabels};
-use crate::output::forwarder::OutputWake;
+use crate::printer::OutputWake;
 use crate::rules::{self, Rules};
 use crate::store::{AuditEvent, JobQuery, JobStore, StoreError};
 pub use error::ApiError;

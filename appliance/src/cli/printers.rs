@@ -5,7 +5,8 @@ use std::io::Write;
 
 use anyhow::Context;
 use appliance::config::Config;
-use appliance::output::{self, DeviceUri};
+use appliance::output;
+use appliance::printer::DeviceUri;
 
 use super::Failure;
 
@@ -18,7 +19,7 @@ pub(crate) fn list_printers(config: &Config, timeout: u64, json: bool) -> Result
     let timeout = std::time::Duration::from_secs(timeout.max(1));
     let answers = runtime.block_on(futures_util::future::join_all(config.printers.iter().map(
         |printer| async move {
-            match DeviceUri::for_printer(printer) {
+            match DeviceUri::with_trust(&printer.uri, printer.tls_ca.as_deref()) {
                 Ok(DeviceUri::Ipp(ipp)) => Some(output::ipp::capabilities(&ipp, timeout).await),
                 Ok(_) => None,
                 Err(e) => Some(Err(output::OutputError::Rejected(e))),

@@ -23,8 +23,8 @@ use crate::config::{IppConfig, QueueKind};
 use crate::format;
 use crate::job::{DocumentRecord, JobRecord, JobState, JobUuid, NotPossible, now_ms};
 use crate::metrics::{Metrics, QueueLabels, RequestLabels};
-use crate::output::PrinterHealth;
-use crate::output::forwarder::OutputWake;
+use crate::printer::OutputWake;
+use crate::printer::PrinterHealth;
 use crate::queue::{Queue, Queues, Target};
 use crate::store::{JobQuery, JobStore};
 

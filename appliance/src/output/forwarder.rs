@@ -22,7 +22,6 @@
 //! job the printer has finished is always recorded, and so journaled, once
 //! the store can write again.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,42 +29,12 @@ use tokio::sync::{Notify, watch};
 
 use super::ipp::{self as ipp_output, CutOff, DeviceJobState, SentJob, judge_cut_off};
 use super::store_trouble::{StoreTrouble, TroubleLog};
-use super::{DeviceUri, IppPrinter, OutputError, PrinterHealth, lpd, socket};
+use super::{OutputError, lpd, socket};
 use crate::config::{OutputConfig, PrintedWhen, PrinterConfig};
 use crate::job::{JobRecord, JobState, NotPossible, now_ms};
 use crate::metrics::{Metrics, OutputLabels, PrinterLabels};
+use crate::printer::{DeviceUri, IppPrinter, OutputWake, PrinterHealth};
 use crate::store::{Feed, JobStore, StoreError};
-
-/// Wakes forwarders when a job becomes due (submitted, released, canceled).
-#[derive(Debug, Clone, Default)]
-pub struct OutputWake {
-    by_printer: Arc<HashMap<String, Arc<Notify>>>,
-}
-
-impl OutputWake {
-    /// One wake-up handle per printer id.
-    pub fn new<'a>(printer_ids: impl IntoIterator<Item = &'a str>) -> OutputWake {
-        OutputWake {
-            by_printer: Arc::new(
-                printer_ids
-                    .into_iter()
-                    .map(|id| (id.to_owned(), Arc::new(Notify::new())))
-                    .collect(),
-            ),
-        }
-    }
-
-    /// Tells printer `id`'s forwarder to look for work.
-    pub fn wake(&self, id: &str) {
-        if let Some(notify) = self.by_printer.get(id) {
-            notify.notify_one();
-        }
-    }
-
-    fn handle(&self, id: &str) -> Arc<Notify> {
-        self.by_printer.get(id).cloned().unwrap_or_default()
-    }
-}
 
 /// Delay before attempt `attempts + 1`: doubling from `initial`, capped at `max`.
 pub fn retry_delay(attempts: u32, initial: Duration, max: Duration) -> Duration {
@@ -119,7 +88,7 @@ impl Forwarder {
         queues: Vec<String>,
         shared: &OutputShared,
     ) -> Result<Forwarder, String> {
-        let device = DeviceUri::for_printer(&printer)?;
+        let device = DeviceUri::with_trust(&printer.uri, printer.tls_ca.as_deref())?;
         let wake = shared.wake.handle(&printer.id);
         let feed = Feed {
             queues,

@@ -19,10 +19,11 @@ use ipp::model::{DelimiterTag, Operation, StatusCode};
 use ipp::prelude::*;
 use tokio_util::compat::TokioAsyncReadCompatExt;
 
-use super::{IppPrinter, OutputError, document_stream};
+use super::{OutputError, document_stream};
 use crate::ipp::template;
 use crate::ipp::values::{as_str, attr, keyword, mime, name};
 use crate::job::{JobRecord, JobUuid};
+use crate::printer::IppPrinter;
 use crate::store::Spool;
 
 /// What the printer said about a job it accepted.

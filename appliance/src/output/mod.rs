@@ -1,7 +1,7 @@
 //! Output: handing a stored job to a printer.
 //!
-//! [`DeviceUri`] says how a printer is reached; [`ipp`], [`socket`] and
-//! [`lpd`] speak to it; [`forwarder`] decides when to send what and records the outcome.
+//! [`crate::printer::DeviceUri`] says how a printer is reached; [`ipp`],
+//! [`socket`] and [`lpd`] speak to it; [`forwarder`] decides when to send what and records the outcome.
 //! Documents are streamed from the spool, decompressed on a blocking thread
 //! and checked against their recorded SHA-256 on the way out, so a damaged
 //! spool file fails the transfer instead of printing garbage.
@@ -16,9 +16,8 @@ pub mod lpd;
 pub mod socket;
 mod store_trouble;
 
-use std::collections::HashMap;
 use std::io::Read;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
@@ -27,112 +26,6 @@ use tokio::sync::mpsc;
 
 use crate::job::JobUuid;
 use crate::store::Spool;
-
-/// An IPP printer: its URI, and for `ipps://` the certificates to trust.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IppPrinter {
-    /// `ipp://` or `ipps://` URI.
-    pub uri: String,
-    /// PEM certificates trusted for this printer (its CA, or its own
-    /// self-signed certificate), besides none by default.
-    pub trusted_pem: Option<std::sync::Arc<Vec<u8>>>,
-}
-
-/// How a printer is reached.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DeviceUri {
-    /// IPP or IPPS: `ipp://host[:port]/path`.
-    Ipp(IppPrinter),
-    /// Raw TCP (AppSocket/JetDirect), usually port 9100.
-    Socket {
-        /// Host name or address.
-        host: String,
-        /// TCP port.
-        port: u16,
-    },
-    /// LPD (RFC 1179): `lpd://host[:port]/queue`, port 515 by default.
-    Lpd {
-        /// Host name or address.
-        host: String,
-        /// TCP port.
-        port: u16,
-        /// The server's queue name.
-        queue: String,
-    },
-}
-
-impl DeviceUri {
-    /// How a configured printer is reached, with its `tls_ca` file read.
-    pub fn for_printer(printer: &crate::config::PrinterConfig) -> Result<DeviceUri, String> {
-        let mut device = DeviceUri::parse(&printer.uri)?;
-        if let (Some(path), DeviceUri::Ipp(ipp)) = (&printer.tls_ca, &mut device) {
-            let pem = std::fs::read(path).map_err(|e| format!("tls_ca {}: {e}", path.display()))?;
-            ipp.trusted_pem = Some(std::sync::Arc::new(pem));
-        }
-        Ok(device)
-    }
-
-    /// Parses a printer URI from the config; the error says what is accepted.
-    pub fn parse(text: &str) -> Result<DeviceUri, String> {
-        let (scheme, rest) = text.split_once("://").ok_or_else(|| {
-            format!("{text:?} is not a URI; use ipp://, ipps://, socket:// or lpd://")
-        })?;
-        match scheme {
-            "ipp" | "ipps" => {
-                let uri: http::Uri = text
-                    .parse()
-                    .map_err(|e| format!("{text:?} is not a valid URI: {e}"))?;
-                if uri.host().is_none_or(str::is_empty) {
-                    return Err(format!("{text:?} has no host"));
-                }
-                Ok(DeviceUri::Ipp(IppPrinter {
-                    uri: text.to_owned(),
-                    trusted_pem: None,
-                }))
-            }
-            "socket" => {
-                let (host, port) = host_port(rest.trim_end_matches('/'), 9100, text)?;
-                if host.contains('/') {
-                    return Err(format!("{text:?} must be socket://host[:port]"));
-                }
-                Ok(DeviceUri::Socket { host, port })
-            }
-            "lpd" => {
-                let (authority, queue) = rest.split_once('/').unwrap_or((rest, ""));
-                let queue = queue.trim_end_matches('/');
-                if queue.is_empty() || queue.contains('/') {
-                    return Err(format!("{text:?} must be lpd://host[:port]/queue"));
-                }
-                let (host, port) = host_port(authority, 515, text)?;
-                Ok(DeviceUri::Lpd {
-                    host,
-                    port,
-                    queue: queue.to_owned(),
-                })
-            }
-            other => Err(format!(
-                "scheme {other:?} is not supported; use ipp://, ipps://, socket://host:9100 or \
-                 lpd://host/queue"
-            )),
-        }
-    }
-}
-
-/// `host[:port]`, with a default port.
-fn host_port(authority: &str, default_port: u16, uri: &str) -> Result<(String, u16), String> {
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((host, port)) => (
-            host,
-            port.parse::<u16>()
-                .map_err(|_| format!("{uri:?} has an invalid port"))?,
-        ),
-        None => (authority, default_port),
-    };
-    if host.is_empty() {
-        return Err(format!("{uri:?} has no host"));
-    }
-    Ok((host.to_owned(), port))
-}
 
 /// Why a hand-over did not complete.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -148,36 +41,6 @@ pub enum OutputError {
     /// The printer refused the job for good (format, attributes, ...).
     #[error("{0}")]
     Rejected(String),
-}
-
-/// Printer conditions shown to IPP clients as `printer-state-message`.
-#[derive(Debug, Default, Clone)]
-pub struct PrinterHealth {
-    inner: Arc<Mutex<HashMap<String, HealthEntry>>>,
-}
-
-#[derive(Debug, Default, Clone)]
-struct HealthEntry {
-    problem: Option<String>,
-    busy: bool,
-}
-
-impl PrinterHealth {
-    /// Records what the last contact with printer `id` showed.
-    pub fn set(&self, id: &str, busy: bool, problem: Option<String>) {
-        if let Ok(mut map) = self.inner.lock() {
-            map.insert(id.to_owned(), HealthEntry { problem, busy });
-        }
-    }
-
-    /// `(busy, problem)` for printer `id`.
-    pub fn get(&self, id: &str) -> (bool, Option<String>) {
-        self.inner
-            .lock()
-            .ok()
-            .and_then(|map| map.get(id).cloned())
-            .map_or((false, None), |e| (e.busy, e.problem))
-    }
 }
 
 /// The document of a job being sent (a job without one cannot be sent).
@@ -263,48 +126,6 @@ mod tests {
     use std::io::Write;
     use std::sync::atomic::{AtomicBool, Ordering};
     use tokio::io::AsyncReadExt;
-
-    #[test]
-    fn device_uris() {
-        assert_eq!(
-            DeviceUri::parse("ipp://127.0.0.1:8632/ipp/print"),
-            Ok(DeviceUri::Ipp(IppPrinter {
-                uri: "ipp://127.0.0.1:8632/ipp/print".into(),
-                trusted_pem: None
-            }))
-        );
-        assert!(DeviceUri::parse("ipps://printer.example/ipp/print").is_ok());
-        assert_eq!(
-            DeviceUri::parse("socket://10.0.0.5"),
-            Ok(DeviceUri::Socket {
-                host: "10.0.0.5".into(),
-                port: 9100
-            })
-        );
-        assert_eq!(
-            DeviceUri::parse("socket://p:9101/"),
-            Ok(DeviceUri::Socket {
-                host: "p".into(),
-                port: 9101
-            })
-        );
-        assert_eq!(
-            DeviceUri::parse("lpd://p/raw"),
-            Ok(DeviceUri::Lpd {
-                host: "p".into(),
-                port: 515,
-                queue: "raw".into()
-            })
-        );
-        assert!(
-            DeviceUri::parse("lpd://p:5515/").is_err(),
-            "a queue is required"
-        );
-        assert!(DeviceUri::parse("http://p/").is_err());
-        assert!(DeviceUri::parse("socket://p:x").is_err());
-        assert!(DeviceUri::parse("ipp://").is_err());
-        assert!(DeviceUri::parse("printer").is_err());
-    }
 
     fn stored(data: &[u8]) -> (tempfile::TempDir, Spool, JobUuid, String) {
         let dir = tempfile::tempdir().unwrap();

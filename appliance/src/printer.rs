@@ -1,0 +1,228 @@
+//! A printer as the rest of the appliance knows it: how it is reached
+//! ([`DeviceUri`]), what its last contact showed ([`PrinterHealth`]), and
+//! how its forwarder is told there is work ([`OutputWake`]). Low in the
+//! layering: configuration checks printer URIs with it, and the IPP
+//! server, the release API and the output stage share it, without any of
+//! them reaching into another.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
+
+/// An IPP printer: its URI, and for `ipps://` the certificates to trust.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IppPrinter {
+    /// `ipp://` or `ipps://` URI.
+    pub uri: String,
+    /// PEM certificates trusted for this printer (its CA, or its own
+    /// self-signed certificate), besides none by default.
+    pub trusted_pem: Option<Arc<Vec<u8>>>,
+}
+
+/// How a printer is reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceUri {
+    /// IPP or IPPS: `ipp://host[:port]/path`.
+    Ipp(IppPrinter),
+    /// Raw TCP (AppSocket/JetDirect), usually port 9100.
+    Socket {
+        /// Host name or address.
+        host: String,
+        /// TCP port.
+        port: u16,
+    },
+    /// LPD (RFC 1179): `lpd://host[:port]/queue`, port 515 by default.
+    Lpd {
+        /// Host name or address.
+        host: String,
+        /// TCP port.
+        port: u16,
+        /// The server's queue name.
+        queue: String,
+    },
+}
+
+impl DeviceUri {
+    /// How a printer at `uri` is reached, trusting for `ipps://` the
+    /// certificates in the `tls_ca` file, if one is given (read here).
+    pub fn with_trust(uri: &str, tls_ca: Option<&Path>) -> Result<DeviceUri, String> {
+        let mut device = DeviceUri::parse(uri)?;
+        if let (Some(path), DeviceUri::Ipp(ipp)) = (tls_ca, &mut device) {
+            let pem = std::fs::read(path).map_err(|e| format!("tls_ca {}: {e}", path.display()))?;
+            ipp.trusted_pem = Some(Arc::new(pem));
+        }
+        Ok(device)
+    }
+
+    /// Parses a printer URI from the config; the error says what is accepted.
+    pub fn parse(text: &str) -> Result<DeviceUri, String> {
+        let (scheme, rest) = text.split_once("://").ok_or_else(|| {
+            format!("{text:?} is not a URI; use ipp://, ipps://, socket:// or lpd://")
+        })?;
+        match scheme {
+            "ipp" | "ipps" => {
+                let uri: http::Uri = text
+                    .parse()
+                    .map_err(|e| format!("{text:?} is not a valid URI: {e}"))?;
+                if uri.host().is_none_or(str::is_empty) {
+                    return Err(format!("{text:?} has no host"));
+                }
+                Ok(DeviceUri::Ipp(IppPrinter {
+                    uri: text.to_owned(),
+                    trusted_pem: None,
+                }))
+            }
+            "socket" => {
+                let (host, port) = host_port(rest.trim_end_matches('/'), 9100, text)?;
+                if host.contains('/') {
+                    return Err(format!("{text:?} must be socket://host[:port]"));
+                }
+                Ok(DeviceUri::Socket { host, port })
+            }
+            "lpd" => {
+                let (authority, queue) = rest.split_once('/').unwrap_or((rest, ""));
+                let queue = queue.trim_end_matches('/');
+                if queue.is_empty() || queue.contains('/') {
+                    return Err(format!("{text:?} must be lpd://host[:port]/queue"));
+                }
+                let (host, port) = host_port(authority, 515, text)?;
+                Ok(DeviceUri::Lpd {
+                    host,
+                    port,
+                    queue: queue.to_owned(),
+                })
+            }
+            other => Err(format!(
+                "scheme {other:?} is not supported; use ipp://, ipps://, socket://host:9100 or \
+                 lpd://host/queue"
+            )),
+        }
+    }
+}
+
+/// `host[:port]`, with a default port.
+fn host_port(authority: &str, default_port: u16, uri: &str) -> Result<(String, u16), String> {
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) => (
+            host,
+            port.parse::<u16>()
+                .map_err(|_| format!("{uri:?} has an invalid port"))?,
+        ),
+        None => (authority, default_port),
+    };
+    if host.is_empty() {
+        return Err(format!("{uri:?} has no host"));
+    }
+    Ok((host.to_owned(), port))
+}
+
+/// Printer conditions shown to IPP clients as `printer-state-message`.
+#[derive(Debug, Default, Clone)]
+pub struct PrinterHealth {
+    inner: Arc<Mutex<HashMap<String, HealthEntry>>>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct HealthEntry {
+    problem: Option<String>,
+    busy: bool,
+}
+
+impl PrinterHealth {
+    /// Records what the last contact with printer `id` showed.
+    pub fn set(&self, id: &str, busy: bool, problem: Option<String>) {
+        if let Ok(mut map) = self.inner.lock() {
+            map.insert(id.to_owned(), HealthEntry { problem, busy });
+        }
+    }
+
+    /// `(busy, problem)` for printer `id`.
+    pub fn get(&self, id: &str) -> (bool, Option<String>) {
+        self.inner
+            .lock()
+            .ok()
+            .and_then(|map| map.get(id).cloned())
+            .map_or((false, None), |e| (e.busy, e.problem))
+    }
+}
+
+/// Wakes forwarders when a job becomes due (submitted, released, canceled).
+#[derive(Debug, Clone, Default)]
+pub struct OutputWake {
+    by_printer: Arc<HashMap<String, Arc<Notify>>>,
+}
+
+impl OutputWake {
+    /// One wake-up handle per printer id.
+    pub fn new<'a>(printer_ids: impl IntoIterator<Item = &'a str>) -> OutputWake {
+        OutputWake {
+            by_printer: Arc::new(
+                printer_ids
+                    .into_iter()
+                    .map(|id| (id.to_owned(), Arc::new(Notify::new())))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// Tells printer `id`'s forwarder to look for work.
+    pub fn wake(&self, id: &str) {
+        if let Some(notify) = self.by_printer.get(id) {
+            notify.notify_one();
+        }
+    }
+
+    /// Printer `id`'s wake-up, for its forwarder to wait on.
+    pub fn handle(&self, id: &str) -> Arc<Notify> {
+        self.by_printer.get(id).cloned().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_uris() {
+        assert_eq!(
+            DeviceUri::parse("ipp://127.0.0.1:8632/ipp/print"),
+            Ok(DeviceUri::Ipp(IppPrinter {
+                uri: "ipp://127.0.0.1:8632/ipp/print".into(),
+                trusted_pem: None
+            }))
+        );
+        assert!(DeviceUri::parse("ipps://printer.example/ipp/print").is_ok());
+        assert_eq!(
+            DeviceUri::parse("socket://10.0.0.5"),
+            Ok(DeviceUri::Socket {
+                host: "10.0.0.5".into(),
+                port: 9100
+            })
+        );
+        assert_eq!(
+            DeviceUri::parse("socket://p:9101/"),
+            Ok(DeviceUri::Socket {
+                host: "p".into(),
+                port: 9101
+            })
+        );
+        assert_eq!(
+            DeviceUri::parse("lpd://p/raw"),
+            Ok(DeviceUri::Lpd {
+                host: "p".into(),
+                port: 515,
+                queue: "raw".into()
+            })
+        );
+        assert!(
+            DeviceUri::parse("lpd://p:5515/").is_err(),
+            "a queue is required"
+        );
+        assert!(DeviceUri::parse("http://p/").is_err());
+        assert!(DeviceUri::parse("socket://p:x").is_err());
+        assert!(DeviceUri::parse("ipp://").is_err());
+        assert!(DeviceUri::parse("printer").is_err());
+    }
+}
