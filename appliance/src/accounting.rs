@@ -18,7 +18,7 @@
 use serde::Serialize;
 
 use crate::analysis::DocumentColor;
-use crate::ipp::template;
+use crate::ipp_wire::stored_template;
 use crate::job::{JobRecord, JobState};
 
 /// One journal record.
@@ -69,7 +69,7 @@ pub fn entry_for(before: JobState, job: &JobRecord, site: &str) -> Option<Journa
         return None;
     }
     let device = job.printer.clone()?;
-    let settings = template::settings(&job.template);
+    let settings = stored_template::settings(&job.template);
     let analysis = job.document.as_ref().map(|d| d.analysis);
     let doc_pages = analysis.and_then(|a| a.pages);
     let per_copy_sheets = doc_pages.map(|p| {
@@ -205,7 +205,7 @@ pub fn parse_since(text: &str) -> Result<i64, String> {
 mod tests {
     use super::*;
     use crate::analysis::Analysis;
-    use crate::ipp::values::{attr, keyword};
+    use crate::ipp_wire::values::{attr, keyword};
     use ipp::prelude::IppValue;
 
     fn printed(template: Vec<u8>, pages: Option<u32>) -> JobRecord {
@@ -269,7 +269,7 @@ mod tests {
 
     #[test]
     fn copies_duplex_and_mono_shape_the_record() {
-        let template = template::encode(&[
+        let template = stored_template::encode(&[
             attr("copies", IppValue::Integer(2)),
             attr("sides", keyword("two-sided-long-edge")),
             attr("print-color-mode", keyword("monochrome")),

@@ -15,6 +15,8 @@
 //! - [`accounting`]: the journal record of a finished print, and reports (pure).
 //! - [`store`]: the only door to SQLite and the spool files; group commit.
 //! - [`http_server`]: the HTTP/1.1 connection shell (optional TLS).
+//! - [`ipp_wire`]: IPP values, the attribute guard and a job's stored
+//!   template, shared by server, client, accounting and API (pure).
 //! - [`ipp`]: the IPP server and its operations.
 //! - [`api`]: the release API for printer panels and terminals.
 //! - [`printer`]: how a printer is reached, its health, and the wake-up of
@@ -44,6 +46,7 @@ pub mod format;
 pub mod housekeeping;
 pub mod http_server;
 pub mod ipp;
+pub mod ipp_wire;
 pub mod job;
 pub mod metrics;
 pub mod output;

@@ -17,7 +17,8 @@ use serde::Deserialize;
 use super::error::ApiError;
 use crate::analysis::DocumentColor;
 use crate::ipp::template::{self, SIDES};
-use crate::ipp::values::keyword;
+use crate::ipp_wire::stored_template;
+use crate::ipp_wire::values::keyword;
 use crate::job::{JobRecord, JobState, JobUuid, NotPossible, now_ms};
 use crate::rules::{Decision, JobFacts, Overrides};
 
@@ -111,7 +112,7 @@ pub(super) fn parse_request(body: &[u8]) -> Result<(Chosen, Overrides), ApiError
 
 /// What the rules read about a job.
 pub(super) fn facts(job: &JobRecord) -> JobFacts {
-    let settings = template::settings(&job.template);
+    let settings = stored_template::settings(&job.template);
     JobFacts {
         pages: job.document.as_ref().and_then(|d| d.analysis.pages),
         copies: settings.copies,
@@ -138,8 +139,8 @@ pub(super) fn release_change(
             )));
         }
         let mut stored = j.template.clone();
-        if decision.copies != template::settings(&stored).copies {
-            stored = template::with_replaced(
+        if decision.copies != stored_template::settings(&stored).copies {
+            stored = stored_template::with_replaced(
                 &stored,
                 "copies",
                 Some(IppValue::Integer(
@@ -148,13 +149,16 @@ pub(super) fn release_change(
             );
         }
         if decision.mono {
-            stored =
-                template::with_replaced(&stored, "print-color-mode", Some(keyword("monochrome")));
+            stored = stored_template::with_replaced(
+                &stored,
+                "print-color-mode",
+                Some(keyword("monochrome")),
+            );
         }
         if let Some(sides) = &decision.sides {
-            stored = template::with_replaced(&stored, "sides", Some(keyword(sides)));
+            stored = stored_template::with_replaced(&stored, "sides", Some(keyword(sides)));
         }
-        stored = template::with_replaced(&stored, "job-hold-until", None);
+        stored = stored_template::with_replaced(&stored, "job-hold-until", None);
         j.template = stored;
         j.state = JobState::Pending;
         j.state_reasons = "none".into();
@@ -196,7 +200,7 @@ pub(super) fn reprint_of(
 
 /// A job as the API shows it to its owner.
 pub(super) fn job_view(job: &JobRecord, site: &str) -> serde_json::Value {
-    let settings = template::settings(&job.template);
+    let settings = stored_template::settings(&job.template);
     let analysis = job.document.as_ref().map(|d| d.analysis);
     let color = if settings.color_mode.as_deref() == Some("monochrome") {
         "monochrome"
@@ -365,7 +369,7 @@ mod tests {
         change("alice")(&mut job).unwrap();
         assert_eq!(job.state, JobState::Pending);
         assert_eq!(job.printer.as_deref(), Some("lobby"));
-        let s = template::settings(&job.template);
+        let s = stored_template::settings(&job.template);
         assert_eq!(
             (s.copies, s.color_mode.as_deref(), s.sides.as_str()),
             (2, Some("monochrome"), "two-sided-long-edge")

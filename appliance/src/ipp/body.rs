@@ -21,7 +21,7 @@ use hyper::body::{Body, Incoming};
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-use super::guard::AttributeGuard;
+use crate::ipp_wire::guard::AttributeGuard;
 
 /// The least a client must send: `bytes_per_sec` on average over each
 /// `window` (0 bytes per second: no floor).

@@ -9,8 +9,8 @@
 use ipp::prelude::*;
 
 use super::requested::Requested;
-use super::template;
-use super::values::*;
+use crate::ipp_wire::stored_template;
+use crate::ipp_wire::values::*;
 use crate::job::JobRecord;
 use crate::queue::Queue;
 
@@ -105,7 +105,7 @@ pub fn job_attributes(
         ));
         all.push(("document-format-supplied", mime(&doc.format)));
         if let Some(pages) = doc.analysis.pages {
-            let copies = template::settings(&job.template).copies;
+            let copies = stored_template::settings(&job.template).copies;
             all.push((
                 "job-impressions",
                 IppValue::Integer(i32::try_from(pages.saturating_mul(copies)).unwrap_or(i32::MAX)),
@@ -119,7 +119,7 @@ pub fn job_attributes(
         all.push(("output-device-assigned", name(printer)));
     }
 
-    let stored = template::decode(&job.template);
+    let stored = stored_template::decode(&job.template);
     let mut out: Vec<IppAttribute> = all
         .into_iter()
         .filter(|(n, _)| viewer_is_owner || !PRIVATE.contains(n))
@@ -146,7 +146,7 @@ mod tests {
             ipp_job_id: 4,
             name: "salaries.pdf".into(),
             state_message: "Release it at any printer".into(),
-            template: template::encode(&[attr("copies", IppValue::Integer(2))]),
+            template: stored_template::encode(&[attr("copies", IppValue::Integer(2))]),
             ..JobRecord::sample()
         }
     }

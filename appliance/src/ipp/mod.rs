@@ -4,12 +4,12 @@
 //! [`request`] checks a parsed request; [`service`] runs the operations;
 //! [`intake`] streams documents into the spool; [`printer_attrs`],
 //! [`job_attrs`], [`template`] and [`requested`] build and filter attribute
-//! sets; [`error`] maps every failure to its IPP status; [`values`] makes
-//! IPP values. Only `server`, `intake` and `service` do I/O.
+//! sets; [`error`] maps every failure to its IPP status. IPP values, the
+//! attribute guard and stored templates are in [`crate::ipp_wire`]. Only
+//! `server`, `intake` and `service` do I/O.
 
 pub mod body;
 pub mod error;
-pub mod guard;
 pub mod intake;
 pub mod job_attrs;
 pub mod printer_attrs;
@@ -18,4 +18,3 @@ pub mod requested;
 pub mod server;
 pub mod service;
 pub mod template;
-pub mod values;

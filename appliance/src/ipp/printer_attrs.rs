@@ -16,9 +16,9 @@ use super::template::{
     self, COLOR_MODES, DOCUMENT_HANDLING, HOLD_UNTIL, MAX_COPIES, MEDIA_SUPPORTED, OUTPUT_BINS,
     RESOLUTIONS, SCALING, SIDES,
 };
-use super::values::*;
 use crate::config::QueueKind;
 use crate::format;
+use crate::ipp_wire::values::*;
 use crate::queue::Queue;
 
 /// Live facts the attributes report.

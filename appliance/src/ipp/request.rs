@@ -12,9 +12,9 @@ use ipp::prelude::*;
 use ipp::reader::IppReader;
 
 use super::error::IppError;
-use super::guard::AttributeGuard;
 use super::template;
-use super::values::as_str;
+use crate::ipp_wire::guard::AttributeGuard;
+use crate::ipp_wire::values::as_str;
 
 /// Operations this appliance implements (`operations-supported`).
 pub const SUPPORTED_OPERATIONS: &[Operation] = &[
@@ -275,7 +275,7 @@ fn uri_attribute_path(a: &IppAttribute) -> Result<String, IppError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ipp::values::{attr, charset, language, name, uri};
+    use crate::ipp_wire::values::{attr, charset, language, name, uri};
     use ipp::IppHeader;
 
     fn header(version: u16, op: Operation, id: i32) -> IppHeader {

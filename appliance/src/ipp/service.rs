@@ -18,9 +18,10 @@ use super::printer_attrs::{PrinterStatus, printer_attributes};
 use super::request::Request;
 use super::requested::Requested;
 use super::template::{self, TemplateCheck};
-use super::values::{attr, keyword, text};
 use crate::config::{IppConfig, QueueKind};
 use crate::format;
+use crate::ipp_wire::stored_template;
+use crate::ipp_wire::values::{attr, keyword, text};
 use crate::job::{DocumentRecord, JobRecord, JobState, JobUuid, NotPossible, now_ms};
 use crate::metrics::{Metrics, QueueLabels, RequestLabels};
 use crate::printer::OutputWake;
@@ -265,7 +266,7 @@ impl IppService {
             } else {
                 None
             },
-            template: template::encode(&plan.template.accepted),
+            template: stored_template::encode(&plan.template.accepted),
             document: None,
             documents_complete: false,
             created_ms: now_ms(),
@@ -451,7 +452,7 @@ impl IppService {
                 Box::new(|j, _| {
                     j.check_hold()?;
                     j.hold_indefinitely("Held until released".into());
-                    j.template = template::with_replaced(
+                    j.template = stored_template::with_replaced(
                         &j.template,
                         "job-hold-until",
                         Some(keyword("indefinite")),
@@ -494,7 +495,8 @@ impl IppService {
                     j.state_message = "Waiting for the printer".into();
                     j.hold_until = None;
                     j.next_attempt_ms = None;
-                    j.template = template::with_replaced(&j.template, "job-hold-until", None);
+                    j.template =
+                        stored_template::with_replaced(&j.template, "job-hold-until", None);
                     Ok(())
                 }),
             )

@@ -1,18 +1,10 @@
-//! Job template attributes: which ones a queue accepts, checking a request's
-//! values against them, and storing the accepted ones with the job.
-//!
-//! The accepted attributes are kept IPP-encoded, exactly as the client sent
-//! them (collections included), so Get-Job-Attributes returns them and the
-//! output stage forwards them to the printer without a lossy translation.
+//! Job template attributes: which ones a queue accepts, and checking a
+//! request's values against them. The accepted ones are stored with the
+//! job by [`crate::ipp_wire::stored_template`].
 
-use std::io::Cursor;
-
-use ipp::model::{DelimiterTag, IppVersion};
-use ipp::parser::IppParser;
 use ipp::prelude::*;
-use ipp::reader::IppReader;
 
-use super::values::{as_str, attr};
+use crate::ipp_wire::values::as_str;
 
 /// Media a queue advertises, as PWG self-describing names (office sizes).
 pub const MEDIA_SUPPORTED: &[(&str, i32, i32)] = &[
@@ -185,109 +177,10 @@ pub fn hold_until(accepted: &[IppAttribute]) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// The settings of a stored template that accounting and rules read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PrintSettings {
-    /// `copies` (1 when absent).
-    pub copies: u32,
-    /// `print-color-mode`, when given.
-    pub color_mode: Option<String>,
-    /// `sides` (`one-sided` when absent).
-    pub sides: String,
-    /// `media`, when given as a name.
-    pub media: Option<String>,
-}
-
-impl PrintSettings {
-    /// Whether the printer is asked to print on both sides.
-    pub fn two_sided(&self) -> bool {
-        self.sides.starts_with("two-sided")
-    }
-}
-
-/// Reads [`PrintSettings`] from a stored template.
-pub fn settings(stored: &[u8]) -> PrintSettings {
-    let attributes = decode(stored);
-    let value = |name: &str| {
-        attributes
-            .iter()
-            .find(|a| a.name().as_str() == name)
-            .map(|a| a.value())
-    };
-    let copies = match value("copies") {
-        Some(IppValue::Integer(n)) => u32::try_from(*n).unwrap_or(1).max(1),
-        _ => 1,
-    };
-    PrintSettings {
-        copies,
-        color_mode: value("print-color-mode")
-            .and_then(as_str)
-            .map(str::to_owned),
-        sides: value("sides")
-            .and_then(as_str)
-            .unwrap_or("one-sided")
-            .to_owned(),
-        media: value("media").and_then(as_str).map(str::to_owned),
-    }
-}
-
-/// Encodes accepted attributes for storage (a minimal IPP message holding
-/// one job-attributes group).
-pub fn encode(accepted: &[IppAttribute]) -> Vec<u8> {
-    let mut attributes = IppAttributes::new();
-    for a in accepted {
-        attributes.add(DelimiterTag::JobAttributes, a.clone());
-    }
-    let header = ipp::IppHeader::new(IppVersion::v1_1(), 0, 1);
-    let mut bytes = header.to_bytes().to_vec();
-    bytes.extend_from_slice(&attributes.to_bytes());
-    bytes
-}
-
-/// Decodes what [`encode`] stored. Undecodable bytes (which only a damaged
-/// database could hold) give no attributes rather than an error: a job
-/// stays printable with the printer's defaults.
-pub fn decode(stored: &[u8]) -> Vec<IppAttribute> {
-    if stored.is_empty() {
-        return Vec::new();
-    }
-    // Rows written before templates were bounded may hold anything a
-    // client sent; the guard keeps their cost linear too.
-    if let Err(e) = super::guard::AttributeGuard::default().feed(stored) {
-        tracing::warn!(error = %e, "stored job template attributes are refused; ignoring them");
-        return Vec::new();
-    }
-    let parsed = IppParser::new(IppReader::new(Cursor::new(stored.to_vec()))).parse();
-    match parsed {
-        Ok(message) => message
-            .attributes()
-            .groups_of(DelimiterTag::JobAttributes)
-            .flat_map(|g| g.attributes().iter().cloned())
-            .collect(),
-        Err(e) => {
-            tracing::warn!(error = %e, "stored job template attributes are unreadable; ignoring them");
-            Vec::new()
-        }
-    }
-}
-
-/// Replaces (or adds) one attribute in a template, e.g. `job-hold-until`
-/// after a Hold-Job.
-pub fn with_replaced(stored: &[u8], name: &str, value: Option<IppValue>) -> Vec<u8> {
-    let mut attributes: Vec<IppAttribute> = decode(stored)
-        .into_iter()
-        .filter(|a| a.name().as_str() != name)
-        .collect();
-    if let Some(value) = value {
-        attributes.push(attr(name, value));
-    }
-    encode(&attributes)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ipp::values::{dpi, keyword};
+    use crate::ipp_wire::values::{attr, dpi, keyword};
     use std::collections::BTreeMap;
 
     fn names(attrs: &[IppAttribute]) -> Vec<&str> {
@@ -340,50 +233,6 @@ mod tests {
     }
 
     #[test]
-    fn storage_round_trip_keeps_types_and_collections() {
-        let mut size = BTreeMap::new();
-        size.insert(
-            ipp::value::IppName::new("x-dimension").unwrap(),
-            IppValue::Integer(21000),
-        );
-        let mut col = BTreeMap::new();
-        col.insert(
-            ipp::value::IppName::new("media-size").unwrap(),
-            IppValue::Collection(size),
-        );
-        let original = vec![
-            attr("copies", IppValue::Integer(2)),
-            attr("media-col", IppValue::Collection(col)),
-            attr("job-hold-until", keyword("indefinite")),
-        ];
-        let back = decode(&encode(&original));
-        assert_eq!(names(&back), names(&original));
-        for (a, b) in back.iter().zip(&original) {
-            assert_eq!(a.value(), b.value());
-        }
-        assert_eq!(hold_until(&back).as_deref(), Some("indefinite"));
-    }
-
-    #[test]
-    fn replacing_an_attribute_keeps_the_others() {
-        let stored = encode(&[
-            attr("copies", IppValue::Integer(2)),
-            attr("job-hold-until", keyword("no-hold")),
-        ]);
-        let back = decode(&with_replaced(
-            &stored,
-            "job-hold-until",
-            Some(keyword("indefinite")),
-        ));
-        assert_eq!(hold_until(&back).as_deref(), Some("indefinite"));
-        assert_eq!(back.len(), 2);
-        assert_eq!(
-            decode(&with_replaced(&stored, "job-hold-until", None)).len(),
-            1
-        );
-    }
-
-    #[test]
     fn media_col_is_accepted_with_known_members_only() {
         let name = |n: &str| ipp::value::IppName::new(n).unwrap();
         let size = |extra: Option<(&str, IppValue)>| {
@@ -415,11 +264,5 @@ mod tests {
         ] {
             assert_eq!(check(&[bad]).unsupported.len(), 1);
         }
-    }
-
-    #[test]
-    fn damaged_storage_decodes_to_nothing() {
-        assert!(decode(b"\x01\x01garbage").is_empty());
-        assert!(decode(b"").is_empty());
     }
 }

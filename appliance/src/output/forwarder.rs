@@ -18,7 +18,7 @@
 //! owner and the attempt journaled as `uncertain`.
 //!
 //! A step the store cannot record (a full disk) is retried with a doubling
-//! delay until it is recorded or the appliance stops ([`StoreTrouble`]): a
+//! delay until it is recorded or the appliance stops (`StoreTrouble`): a
 //! job the printer has finished is always recorded, and so journaled, once
 //! the store can write again.
 

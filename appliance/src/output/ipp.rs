@@ -20,8 +20,8 @@ use ipp::prelude::*;
 use tokio_util::compat::TokioAsyncReadCompatExt;
 
 use super::{OutputError, document_stream};
-use crate::ipp::template;
-use crate::ipp::values::{as_str, attr, keyword, mime, name};
+use crate::ipp_wire::stored_template;
+use crate::ipp_wire::values::{as_str, attr, keyword, mime, name};
 use crate::job::{JobRecord, JobUuid};
 use crate::printer::IppPrinter;
 use crate::store::Spool;
@@ -126,7 +126,7 @@ pub async fn submit(
         .add(op, attr("document-format", mime(&document.format)));
     req.attributes_mut()
         .add(op, attr("compression", keyword("none")));
-    for a in template::decode(&job.template) {
+    for a in stored_template::decode(&job.template) {
         // The appliance's own hold is done; the printer must print at once.
         if a.name().as_str() != "job-hold-until" {
             req.attributes_mut().add(DelimiterTag::JobAttributes, a);
@@ -490,7 +490,7 @@ fn status_message(attributes: &IppAttributes) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ipp::values::{enumeration, text};
+    use crate::ipp_wire::values::{enumeration, text};
 
     fn with_job(attrs: Vec<IppAttribute>) -> IppAttributes {
         let mut all = IppAttributes::new();
@@ -542,8 +542,8 @@ mod tests {
             attr(
                 "document-format-supported",
                 IppValue::Array(vec![
-                    crate::ipp::values::mime("application/pdf"),
-                    crate::ipp::values::mime("image/pwg-raster"),
+                    crate::ipp_wire::values::mime("application/pdf"),
+                    crate::ipp_wire::values::mime("image/pwg-raster"),
                 ]),
             ),
             attr("printer-state", enumeration(3)),
