@@ -3,8 +3,7 @@
 //! retention), the IPP server and the release API; stops them all on the
 //! shutdown signal, committing every write already queued.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -17,10 +16,10 @@ use crate::ipp::server;
 use crate::ipp::service::IppService;
 use crate::metrics::Metrics;
 use crate::output::forwarder::{Forwarder, OutputShared};
-use crate::printer::OutputWake;
-use crate::printer::PrinterHealth;
+use crate::printer::{OutputWake, PrinterHealth};
 use crate::queue::Queues;
 use crate::store::{JobStore, StoreError, StoreOptions};
+use crate::uploads::UploadRegistry;
 
 /// How long shutdown waits for requests in flight.
 const DRAIN: Duration = Duration::from_secs(10);
@@ -119,6 +118,7 @@ pub async fn run(
         tasks.push(tokio::spawn(forwarder.run(shutdown.clone())));
     }
 
+    let uploads = UploadRegistry::default();
     let service = Arc::new(IppService {
         queues,
         store: store.clone(),
@@ -127,7 +127,7 @@ pub async fn run(
         metrics: metrics.clone(),
         health,
         wake: wake.clone(),
-        uploads: Mutex::new(HashSet::new()),
+        uploads: uploads.clone(),
         upload_budget: Default::default(),
     });
     let api = Arc::new(ApiService::new(&config, store.clone(), wake, metrics));
@@ -143,7 +143,8 @@ pub async fn run(
         DRAIN,
     )));
     let housekeeping = Housekeeping::new(
-        service.clone(),
+        store.clone(),
+        uploads,
         config.ipp.document_timeout(),
         config.retention.held_job(),
         (config.retention.printed_job_secs > 0)

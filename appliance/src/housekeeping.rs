@@ -13,22 +13,24 @@
 //! Each sweep reads a bounded batch of candidates and ends each with a
 //! compare-and-set in the store, so a job released or canceled meanwhile is
 //! left alone.
+//!
+//! It also puts the disk reserve back once a full disk has room again.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::ipp::service::IppService;
 use crate::job::{JobRecord, JobState, NotPossible, now_ms};
-use crate::store::StoreError;
+use crate::store::{JobStore, StoreError};
+use crate::uploads::UploadRegistry;
 
 /// Most jobs ended per sweep; the rest wait for the next one.
 const SWEEP_BATCH: u32 = 500;
 
 /// The periodic sweeps.
 pub struct Housekeeping {
-    service: Arc<IppService>,
+    store: JobStore,
+    uploads: UploadRegistry,
     document_timeout: Duration,
     held_job: Duration,
     /// How long printed documents are kept for reprint, if they are.
@@ -38,13 +40,15 @@ pub struct Housekeeping {
 impl Housekeeping {
     /// Sweeps with these limits.
     pub fn new(
-        service: Arc<IppService>,
+        store: JobStore,
+        uploads: UploadRegistry,
         document_timeout: Duration,
         held_job: Duration,
         printed_job: Option<Duration>,
     ) -> Housekeeping {
         Housekeeping {
-            service,
+            store,
+            uploads,
             document_timeout,
             held_job,
             printed_job,
@@ -82,7 +86,7 @@ impl Housekeeping {
     /// Puts the disk reserve back once a full disk has room again, so
     /// intake takes documents again.
     async fn replenish_reserve(&self) {
-        let reserve = self.service.store.reserve().clone();
+        let reserve = self.store.reserve().clone();
         if reserve.accepts_documents() {
             return;
         }
@@ -95,7 +99,7 @@ impl Housekeeping {
 
     /// Deletes the documents of printed jobs whose time for reprint is over.
     async fn expire_reprints(&self) {
-        let store = &self.service.store;
+        let store = &self.store;
         let expired = match store.reprint_expired(now_ms(), SWEEP_BATCH).await {
             Ok(jobs) => jobs,
             Err(e) => return tracing::error!(error = %e, "cannot look for expired reprints"),
@@ -116,13 +120,13 @@ impl Housekeeping {
 
     async fn abort_stale_incoming(&self) {
         let cutoff = now_ms() - millis(self.document_timeout);
-        let stale = match self.service.store.stale_incoming(cutoff, SWEEP_BATCH).await {
+        let stale = match self.store.stale_incoming(cutoff, SWEEP_BATCH).await {
             Ok(jobs) => jobs,
             Err(e) => return tracing::error!(error = %e, "cannot look for stale Create-Job jobs"),
         };
         let secs = self.document_timeout.as_secs();
         for job in stale {
-            if self.service.is_uploading(job.uuid) {
+            if self.uploads.contains(job.uuid) {
                 continue;
             }
             let ended = self
@@ -143,7 +147,7 @@ impl Housekeeping {
 
     async fn expire_held(&self) {
         let cutoff = now_ms() - millis(self.held_job);
-        let expired = match self.service.store.held_since(cutoff, SWEEP_BATCH).await {
+        let expired = match self.store.held_since(cutoff, SWEEP_BATCH).await {
             Ok(jobs) => jobs,
             Err(e) => return tracing::error!(error = %e, "cannot look for expired held jobs"),
         };
@@ -175,7 +179,6 @@ impl Housekeeping {
         check: impl FnOnce(&JobRecord) -> Result<String, NotPossible> + Send + 'static,
     ) -> Option<JobRecord> {
         let result = self
-            .service
             .store
             .modify(
                 job.uuid,

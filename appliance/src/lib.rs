@@ -26,6 +26,7 @@
 //! - [`housekeeping`]: jobs ended by time (document timeout, held-job and
 //!   reprint expiry).
 //! - [`terminal`]: the console release station, an API client.
+//! - [`uploads`]: the jobs whose document is arriving now.
 //! - [`daemon`]: wires the above together.
 //!
 //! # The invariant everything serves
@@ -55,4 +56,5 @@ pub mod queue;
 pub mod rules;
 pub mod store;
 pub mod terminal;
+pub mod uploads;
 pub mod users;

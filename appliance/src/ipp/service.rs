@@ -4,8 +4,7 @@
 //! Every operation returns either a [`Reply`] or an [`IppError`]; the
 //! server turns both into a response in one place ([`IppService::respond`]).
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use ipp::model::{DelimiterTag, Operation, StatusCode};
 use ipp::prelude::*;
@@ -24,10 +23,10 @@ use crate::ipp_wire::stored_template;
 use crate::ipp_wire::values::{attr, keyword, text};
 use crate::job::{DocumentRecord, JobRecord, JobState, JobUuid, NotPossible, now_ms};
 use crate::metrics::{Metrics, QueueLabels, RequestLabels};
-use crate::printer::OutputWake;
-use crate::printer::PrinterHealth;
+use crate::printer::{OutputWake, PrinterHealth};
 use crate::queue::{Queue, Queues, Target};
 use crate::store::{JobQuery, JobStore};
+use crate::uploads::UploadRegistry;
 
 /// A successful answer: a status and attribute groups after the operation group.
 #[derive(Debug, Default)]
@@ -75,23 +74,9 @@ pub struct IppService {
     pub wake: OutputWake,
     /// Jobs whose Send-Document is streaming right now; the document
     /// timeout leaves them alone.
-    pub uploads: Mutex<HashSet<JobUuid>>,
+    pub uploads: UploadRegistry,
     /// Document buffers shared by all uploads.
     pub upload_budget: intake::UploadBudget,
-}
-
-/// Marks a job as receiving a document until dropped.
-struct UploadGuard<'a> {
-    uploads: &'a Mutex<HashSet<JobUuid>>,
-    uuid: JobUuid,
-}
-
-impl Drop for UploadGuard<'_> {
-    fn drop(&mut self) {
-        if let Ok(mut set) = self.uploads.lock() {
-            set.remove(&self.uuid);
-        }
-    }
 }
 
 /// What a job-creating request asked for, once checked.
@@ -347,7 +332,7 @@ impl IppService {
             Ok(()) => {}
         }
         let plan = self.plan_job(req, true)?;
-        let _uploading = self.mark_upload(job.uuid);
+        let _uploading = self.uploads.mark(job.uuid);
         let received = self.receive(req, job.uuid, body, &plan.format).await?;
         if received.is_some() && job.document.is_some() {
             return Err(IppError::MultipleDocuments);
@@ -606,21 +591,6 @@ impl IppService {
             status: None,
             groups,
         })
-    }
-
-    fn mark_upload(&self, uuid: JobUuid) -> UploadGuard<'_> {
-        if let Ok(mut set) = self.uploads.lock() {
-            set.insert(uuid);
-        }
-        UploadGuard {
-            uploads: &self.uploads,
-            uuid,
-        }
-    }
-
-    /// Whether a document for `uuid` is being received right now.
-    pub fn is_uploading(&self, uuid: JobUuid) -> bool {
-        self.uploads.lock().is_ok_and(|set| set.contains(&uuid))
     }
 
     fn check_owner(&self, req: &Request, job: &JobRecord) -> Result<(), IppError> {
