@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::job::{JobRecord, JobState, NotPossible, now_ms};
+use crate::job::{JobRecord, Transition, now_ms};
 use crate::store::{JobStore, StoreError};
 use crate::uploads::UploadRegistry;
 
@@ -105,11 +105,7 @@ impl Housekeeping {
             Err(e) => return tracing::error!(error = %e, "cannot look for expired reprints"),
         };
         for job in expired {
-            let change = Box::new(|j: &mut JobRecord, _: Option<&_>| {
-                j.kept_until_ms = None;
-                Ok(())
-            });
-            match store.modify(job.uuid, None, change).await {
+            match store.modify(job.uuid, None, Transition::EndReprint).await {
                 Ok(j) => {
                     tracing::info!(job = %j.uuid, queue = %j.queue, id = j.ipp_job_id, owner = %j.owner, "printed job's document deleted: its time for reprint is over");
                 }
@@ -129,15 +125,9 @@ impl Housekeeping {
             if self.uploads.contains(job.uuid) {
                 continue;
             }
+            let message = format!("No last document arrived within {secs} s of Create-Job");
             let ended = self
-                .end(&job, move |j| {
-                    if j.documents_complete || j.state.is_terminal() {
-                        return Err(NotPossible("the job completed meanwhile".into()));
-                    }
-                    Ok(format!(
-                        "No last document arrived within {secs} s of Create-Job"
-                    ))
-                })
+                .end(&job, Transition::AbortIncomplete { message })
                 .await;
             if let Some(j) = ended {
                 tracing::warn!(job = %j.uuid, queue = %j.queue, id = j.ipp_job_id, "aborted: document never arrived");
@@ -153,46 +143,18 @@ impl Housekeeping {
         };
         let after = human(self.held_job);
         for job in expired {
-            let after = after.clone();
-            let ended = self
-                .end(&job, move |j| {
-                    if j.state != JobState::PendingHeld {
-                        return Err(NotPossible(format!("the job is {}", j.state.keyword())));
-                    }
-                    Ok(format!(
-                        "Expired: not released within {after}; the document was deleted"
-                    ))
-                })
-                .await;
+            let message = format!("Expired: not released within {after}; the document was deleted");
+            let ended = self.end(&job, Transition::ExpireHeld { message }).await;
             if let Some(j) = ended {
                 tracing::info!(job = %j.uuid, queue = %j.queue, id = j.ipp_job_id, owner = %j.owner, "held job expired; its document is deleted");
             }
         }
     }
 
-    /// Aborts a job with the message `check` returns (or leaves it alone if
-    /// `check` says it moved on). The store deletes the document when the
-    /// job ends.
-    async fn end(
-        &self,
-        job: &JobRecord,
-        check: impl FnOnce(&JobRecord) -> Result<String, NotPossible> + Send + 'static,
-    ) -> Option<JobRecord> {
-        let result = self
-            .store
-            .modify(
-                job.uuid,
-                None,
-                Box::new(move |j, _| {
-                    let message = check(j)?;
-                    j.state = JobState::Aborted;
-                    j.state_reasons = "aborted-by-system".into();
-                    j.state_message = message;
-                    j.completed_ms = Some(now_ms());
-                    Ok(())
-                }),
-            )
-            .await;
+    /// Ends a job by `transition` (or leaves it alone if it moved on).
+    /// The store deletes the document when the job ends.
+    async fn end(&self, job: &JobRecord, transition: Transition) -> Option<JobRecord> {
+        let result = self.store.modify(job.uuid, None, transition).await;
         match result {
             Ok(j) => Some(j),
             Err(StoreError::NotPossible(_)) => None,

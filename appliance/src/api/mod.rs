@@ -30,7 +30,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Config, PrinterConfig, QueueKind};
 use crate::http_server::{self, Response};
-use crate::job::{JobState, JobUuid, now_ms};
+use crate::job::{JobState, JobUuid, Transition, now_ms};
 use crate::metrics::{ApiLabels, LoginLabels, Metrics, PrinterLabels};
 use crate::printer::OutputWake;
 use crate::rules::{self, Rules};
@@ -468,7 +468,7 @@ impl ApiService {
                 }
                 continue;
             }
-            let change = release::release_change(
+            let transition = release::release_transition(
                 session.user.clone(),
                 session.device.clone(),
                 label.clone(),
@@ -481,11 +481,7 @@ impl ApiService {
                 detail,
             )
             .for_job(job.uuid);
-            match self
-                .store
-                .modify_audited(job.uuid, Box::new(move |j, _| change(j)), audit)
-                .await
-            {
+            match self.store.modify_audited(job.uuid, transition, audit).await {
                 Ok(_) => {
                     used += u64::from(impressions.unwrap_or(0));
                     queued.push(job.uuid);
@@ -605,12 +601,10 @@ impl ApiService {
             .store
             .modify_audited(
                 uuid,
-                Box::new(move |j, _| {
-                    if j.owner != user {
-                        return Err(crate::job::NotPossible("not your job".into()));
-                    }
-                    j.cancel(format!("Deleted by {user} at {label}"))
-                }),
+                Transition::Cancel {
+                    message: format!("Deleted by {user} at {label}"),
+                    owner: Some(user.clone()),
+                },
                 audit,
             )
             .await?;

@@ -11,15 +11,13 @@
 
 use std::collections::HashMap;
 
-use ipp::prelude::IppValue;
 use serde::Deserialize;
 
 use super::error::ApiError;
 use crate::analysis::DocumentColor;
 use crate::ipp::template::{self, SIDES};
 use crate::ipp_wire::stored_template;
-use crate::ipp_wire::values::keyword;
-use crate::job::{JobRecord, JobState, JobUuid, NotPossible, now_ms};
+use crate::job::{JobRecord, JobState, JobUuid, NotPossible, Transition, now_ms};
 use crate::rules::{Decision, JobFacts, Overrides};
 
 /// Releases remembered for progress queries.
@@ -120,53 +118,20 @@ pub(super) fn facts(job: &JobRecord) -> JobFacts {
     }
 }
 
-/// The change that releases a held job to `device` as `decision` says.
-pub(super) fn release_change(
+/// The transition that releases a held job to `device` as `decision` says.
+pub(super) fn release_transition(
     user: String,
     device: String,
     device_label: String,
     decision: Decision,
-) -> impl FnOnce(&mut JobRecord) -> Result<(), NotPossible> + Send + 'static {
-    move |j| {
-        if j.owner != user {
-            return Err(NotPossible("not your job".into()));
-        }
-        if j.state != JobState::PendingHeld || !j.documents_complete {
-            return Err(NotPossible(format!(
-                "job {} is {}, not held",
-                j.ipp_job_id,
-                j.state.keyword()
-            )));
-        }
-        let mut stored = j.template.clone();
-        if decision.copies != stored_template::settings(&stored).copies {
-            stored = stored_template::with_replaced(
-                &stored,
-                "copies",
-                Some(IppValue::Integer(
-                    i32::try_from(decision.copies).unwrap_or(1),
-                )),
-            );
-        }
-        if decision.mono {
-            stored = stored_template::with_replaced(
-                &stored,
-                "print-color-mode",
-                Some(keyword("monochrome")),
-            );
-        }
-        if let Some(sides) = &decision.sides {
-            stored = stored_template::with_replaced(&stored, "sides", Some(keyword(sides)));
-        }
-        stored = stored_template::with_replaced(&stored, "job-hold-until", None);
-        j.template = stored;
-        j.state = JobState::Pending;
-        j.state_reasons = "none".into();
-        j.state_message = format!("Released at {device_label}");
-        j.hold_until = None;
-        j.clear_output();
-        j.printer = Some(device);
-        Ok(())
+) -> Transition {
+    Transition::ReleaseAtPrinter {
+        user,
+        device,
+        device_label,
+        copies: decision.copies,
+        mono: decision.mono,
+        sides: decision.sides,
     }
 }
 
@@ -190,7 +155,10 @@ pub(super) fn reprint_of(
     };
     copy.hold_indefinitely(String::new());
     copy.clear_output();
-    release_change(user, device, device_label, decision)(&mut copy)?;
+    copy.apply(
+        &release_transition(user, device, device_label, decision),
+        now_ms(),
+    )?;
     copy.state_message = format!(
         "Reprint of job {}: {}",
         original.ipp_job_id, copy.state_message
@@ -357,7 +325,7 @@ mod tests {
             notes: vec![],
         };
         let change = |user: &str| {
-            release_change(
+            release_transition(
                 user.into(),
                 "lobby".into(),
                 "Lobby MFP".into(),
@@ -365,8 +333,8 @@ mod tests {
             )
         };
         let mut job = JobRecord::sample();
-        assert!(change("bob")(&mut job).is_err());
-        change("alice")(&mut job).unwrap();
+        assert!(job.apply(&change("bob"), 0).is_err());
+        job.apply(&change("alice"), 0).unwrap();
         assert_eq!(job.state, JobState::Pending);
         assert_eq!(job.printer.as_deref(), Some("lobby"));
         let s = stored_template::settings(&job.template);
@@ -375,6 +343,6 @@ mod tests {
             (2, Some("monochrome"), "two-sided-long-edge")
         );
         // Released already: a second release of the same job is refused.
-        assert!(change("alice")(&mut job).is_err());
+        assert!(job.apply(&change("alice"), 0).is_err());
     }
 }

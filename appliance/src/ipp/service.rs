@@ -21,7 +21,7 @@ use crate::config::{IppConfig, QueueKind};
 use crate::format;
 use crate::ipp_wire::stored_template;
 use crate::ipp_wire::values::{attr, keyword, text};
-use crate::job::{DocumentRecord, JobRecord, JobState, JobUuid, NotPossible, now_ms};
+use crate::job::{DocumentRecord, JobRecord, JobState, JobUuid, Transition, now_ms};
 use crate::metrics::{Metrics, QueueLabels, RequestLabels};
 use crate::printer::{OutputWake, PrinterHealth};
 use crate::queue::{Queue, Queues, Target};
@@ -346,42 +346,10 @@ impl IppService {
             .modify(
                 job.uuid,
                 received.map(|r| r.document),
-                Box::new(move |j, _| {
-                    j.check_send_document()
-                        .map_err(|_| NotPossible("the job no longer takes documents".into()))?;
-                    if let Some(record) = record {
-                        if j.document.is_some() {
-                            return Err(NotPossible("the job already has its document".into()));
-                        }
-                        j.document = Some(record);
-                    }
-                    if last {
-                        j.documents_complete = true;
-                        j.state_reasons = j
-                            .state_reasons
-                            .split(',')
-                            .filter(|r| *r != "job-incoming")
-                            .collect::<Vec<_>>()
-                            .join(",");
-                        if j.state_reasons.is_empty() {
-                            j.state_reasons = "none".into();
-                        }
-                        if j.document.is_none() {
-                            j.state = JobState::Aborted;
-                            j.state_reasons = "aborted-by-system".into();
-                            j.state_message = "The job ended without a document".into();
-                            j.completed_ms = Some(now_ms());
-                        } else {
-                            j.state_message = match j.state {
-                                JobState::PendingHeld => {
-                                    "Waiting for you to release it at a printer".into()
-                                }
-                                _ => "Waiting for the printer".into(),
-                            };
-                        }
-                    }
-                    Ok(())
-                }),
+                Transition::DocumentArrived {
+                    document: record,
+                    last,
+                },
             )
             .await?;
         if size > 0 {
@@ -405,7 +373,10 @@ impl IppService {
             .modify(
                 job.uuid,
                 None,
-                Box::new(move |j, _| j.cancel(format!("Canceled by {user}"))),
+                Transition::Cancel {
+                    message: format!("Canceled by {user}"),
+                    owner: None,
+                },
             )
             .await?;
         self.wake_output(queue);
@@ -430,22 +401,7 @@ impl IppService {
                 keyword(&until),
             )]));
         }
-        self.store
-            .modify(
-                job.uuid,
-                None,
-                Box::new(|j, _| {
-                    j.check_hold()?;
-                    j.hold_indefinitely("Held until released".into());
-                    j.template = stored_template::with_replaced(
-                        &j.template,
-                        "job-hold-until",
-                        Some(keyword("indefinite")),
-                    );
-                    Ok(())
-                }),
-            )
-            .await?;
+        self.store.modify(job.uuid, None, Transition::Hold).await?;
         Ok(Reply::default())
     }
 
@@ -465,26 +421,7 @@ impl IppService {
         job.check_release()
             .map_err(|e| IppError::NotPossible(e.0))?;
         self.store
-            .modify(
-                job.uuid,
-                None,
-                Box::new(|j, _| {
-                    j.check_release()?;
-                    j.state = JobState::Pending;
-                    j.state_reasons = if j.documents_complete {
-                        "none"
-                    } else {
-                        "job-incoming"
-                    }
-                    .into();
-                    j.state_message = "Waiting for the printer".into();
-                    j.hold_until = None;
-                    j.next_attempt_ms = None;
-                    j.template =
-                        stored_template::with_replaced(&j.template, "job-hold-until", None);
-                    Ok(())
-                }),
-            )
+            .modify(job.uuid, None, Transition::ReleaseToQueue)
             .await?;
         self.wake_output(queue);
         Ok(Reply::default())

@@ -31,7 +31,7 @@ use super::ipp::{self as ipp_output, CutOff, DeviceJobState, SentJob, judge_cut_
 use super::store_trouble::{StoreTrouble, TroubleLog};
 use super::{OutputError, lpd, socket};
 use crate::config::{OutputConfig, PrintedWhen, PrinterConfig};
-use crate::job::{JobRecord, JobState, NotPossible, now_ms};
+use crate::job::{JobRecord, JobState, Transition, now_ms};
 use crate::metrics::{Metrics, OutputLabels, PrinterLabels};
 use crate::printer::{DeviceUri, IppPrinter, OutputWake, PrinterHealth};
 use crate::store::{Feed, JobStore, StoreError};
@@ -230,16 +230,7 @@ impl Forwarder {
             CutOff::Whole(device_job_id) => {
                 let device_job_id = *device_job_id;
                 tracing::info!(job = %job.uuid, device_job_id, "the printer got the whole job; following it");
-                let label = self.label().to_owned();
-                let accepted = self
-                    .update(job, move |j| {
-                        j.device_job_id = Some(device_job_id);
-                        j.state_message =
-                            format!("Printing on {label} (printer job {device_job_id})");
-                        Ok(())
-                    })
-                    .await;
-                if let Some(job) = accepted {
+                if let Some(job) = self.accepted(job, device_job_id).await {
                     self.follow(printer, device_job_id, job, shutdown).await;
                 }
             }
@@ -269,44 +260,17 @@ impl Forwarder {
             "The appliance restarted before {} received this job; it did not print.",
             self.label()
         );
-        let release = self.is_release(job);
-        self.update(job, move |j| {
-            if j.state != JobState::Processing {
-                return Err(NotPossible(format!("job is {}", j.state.keyword())));
-            }
-            if release {
-                j.hold_indefinitely(format!("{message} Release it again."));
-                j.clear_output();
-            } else {
-                j.state = JobState::Pending;
-                j.state_reasons = "none".into();
-                j.state_message = format!("{message} Sending it again.");
-                j.next_attempt_ms = None;
-            }
-            Ok(())
-        })
-        .await;
+        let released = self.is_release(job);
+        self.update(job, Transition::NotPrinted { message, released })
+            .await;
     }
 
     async fn deliver(&self, job: JobRecord, shutdown: &mut watch::Receiver<bool>) {
-        let printer_id = self.printer.id.clone();
-        let label = self.label().to_owned();
-        let claimed = self
-            .update(&job, move |j| {
-                if j.state != JobState::Pending {
-                    return Err(NotPossible(format!("job is {}", j.state.keyword())));
-                }
-                j.state = JobState::Processing;
-                j.state_reasons = "job-printing".into();
-                j.state_message = format!("Sending to {label}");
-                // Each sending starts anew: its time marks it at the printer.
-                j.processing_ms = Some(now_ms());
-                j.printer = Some(printer_id);
-                j.attempts += 1;
-                j.next_attempt_ms = None;
-                Ok(())
-            })
-            .await;
+        let sending = Transition::Sending {
+            printer: self.printer.id.clone(),
+            label: self.label().to_owned(),
+        };
+        let claimed = self.update(&job, sending).await;
         let Some(job) = claimed else { return };
         let size = job.document.as_ref().map_or(0, |d| d.size);
         let timeout = transfer_timeout(Duration::from_secs(self.config.request_timeout_secs), size);
@@ -336,16 +300,7 @@ impl Forwarder {
                 self.health.set(&self.printer.id, true, None);
                 match (device_job_id, &self.device) {
                     (Some(device_job_id), DeviceUri::Ipp(uri)) => {
-                        let label = self.label().to_owned();
-                        let accepted = self
-                            .update(&job, move |j| {
-                                j.device_job_id = Some(device_job_id);
-                                j.state_message =
-                                    format!("Printing on {label} (printer job {device_job_id})");
-                                Ok(())
-                            })
-                            .await;
-                        match accepted {
+                        match self.accepted(&job, device_job_id).await {
                             Some(job) if self.config.printed_when == PrintedWhen::Completed => {
                                 self.follow(uri, device_job_id, job, shutdown).await;
                             }
@@ -425,15 +380,8 @@ impl Forwarder {
             Some(format!("{}: {message}", self.label())),
         );
         tracing::warn!(job = %job.uuid, printer = %self.printer.id, %message, "released job back on hold");
-        self.update(job, move |j| {
-            if j.state != JobState::Processing {
-                return Err(NotPossible(format!("job is {}", j.state.keyword())));
-            }
-            j.hold_indefinitely(message);
-            j.clear_output();
-            Ok(())
-        })
-        .await;
+        self.update(job, Transition::ReturnToOwner { message })
+            .await;
     }
 
     /// Polls the printer about an accepted job until it is finished there.
@@ -497,11 +445,8 @@ impl Forwarder {
                     };
                     if message != last_message {
                         let text = message.clone();
-                        self.update(&job, move |j| {
-                            j.state_message = text;
-                            Ok(())
-                        })
-                        .await;
+                        self.update(&job, Transition::PrinterSays { message: text })
+                            .await;
                         last_message = message;
                     }
                 }
@@ -522,26 +467,11 @@ impl Forwarder {
         let ok = outcome.is_ok();
         self.count(if ok { "completed" } else { "aborted" });
         self.health.set(&self.printer.id, false, None);
-        self.update(job, move |j| {
-            if j.state.is_terminal() {
-                return Err(NotPossible(format!("job is already {}", j.state.keyword())));
-            }
-            match outcome {
-                Ok(()) => {
-                    j.state = JobState::Completed;
-                    j.state_reasons = "job-completed-successfully".into();
-                    j.state_message = format!("Printed on {label}");
-                }
-                Err(reason) => {
-                    j.state = JobState::Aborted;
-                    j.state_reasons = "aborted-by-system".into();
-                    j.state_message = reason;
-                }
-            }
-            j.completed_ms = Some(now_ms());
-            Ok(())
-        })
-        .await;
+        let transition = match outcome {
+            Ok(()) => Transition::Printed { label },
+            Err(reason) => Transition::PrintFailed { reason },
+        };
+        self.update(job, transition).await;
         if ok {
             tracing::info!(job = %job.uuid, printer = %self.printer.id, "job printed");
         } else {
@@ -567,48 +497,24 @@ impl Forwarder {
             delay.as_secs(),
             job.attempts
         );
-        self.update(job, move |j| {
-            if j.state != JobState::Processing {
-                return Err(NotPossible(format!("job is {}", j.state.keyword())));
-            }
-            j.state = JobState::Pending;
-            j.state_reasons = "printer-stopped".into();
-            j.state_message = message;
-            j.next_attempt_ms =
-                Some(now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
-            Ok(())
-        })
-        .await;
+        let at_ms = now_ms().saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
+        self.update(job, Transition::RetryLater { message, at_ms })
+            .await;
     }
 
     async fn hold_uncertain(&self, job: &JobRecord, message: String) {
         self.count("uncertain");
-        self.update(job, move |j| {
-            if j.state.is_terminal() {
-                return Err(NotPossible(format!("job is {}", j.state.keyword())));
-            }
-            // It may have printed: the printer it went to stays on record.
-            j.hold_indefinitely(message);
-            j.device_job_id = None;
-            Ok(())
-        })
-        .await;
+        self.update(job, Transition::HoldUncertain { message })
+            .await;
     }
 
-    /// Applies a change; `None` when the job moved on meanwhile (canceled)
-    /// or the appliance is stopping. A change the store cannot write is
-    /// tried again, with a doubling delay, until it is written.
-    async fn update<F>(&self, job: &JobRecord, change: F) -> Option<JobRecord>
-    where
-        F: FnOnce(&mut JobRecord) -> Result<(), NotPossible> + Clone + Send + 'static,
-    {
+    /// Applies a transition; `None` when the job moved on meanwhile
+    /// (canceled) or the appliance is stopping. A transition the store
+    /// cannot write is tried again, with a doubling delay, until it is
+    /// written.
+    async fn update(&self, job: &JobRecord, transition: Transition) -> Option<JobRecord> {
         loop {
-            let attempt = change.clone();
-            match self
-                .store
-                .modify(job.uuid, None, Box::new(move |j, _| attempt(j)))
-                .await
-            {
+            match self.store.modify(job.uuid, None, transition.clone()).await {
                 Ok(updated) => {
                     self.store_succeeded();
                     return Some(updated);
@@ -631,6 +537,19 @@ impl Forwarder {
                 }
             }
         }
+    }
+
+    /// Records the printer's job-id for `job` (which it accepted).
+    async fn accepted(&self, job: &JobRecord, device_job_id: i32) -> Option<JobRecord> {
+        let label = self.label().to_owned();
+        self.update(
+            job,
+            Transition::AcceptedByPrinter {
+                device_job_id,
+                label,
+            },
+        )
+        .await
     }
 
     /// Counts a store failure; returns how long to wait before trying again.

@@ -8,9 +8,9 @@
 //! visible job always has its complete document. Reads use a small pool of read-only
 //! connections on blocking threads; WAL lets them run beside the writer.
 //!
-//! Every state change is a closure run by the writer against the current
-//! row ([`JobStore::modify`]), so checks like "only a held job can be
-//! released" are atomic with the write: a compare-and-set.
+//! Every state change is a [`Transition`] the writer applies against the
+//! current row ([`JobStore::modify`]), so checks like "only a held job can
+//! be released" are atomic with the write: a compare-and-set.
 
 mod audit;
 pub mod dir_sync;
@@ -33,7 +33,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::accounting::{self, JournalEntry};
 use crate::credentials::LookupKind;
-use crate::job::{JobRecord, JobState, JobUuid, NotPossible};
+use crate::job::{JobRecord, JobState, JobUuid, NotPossible, Transition};
 use crate::metrics::Metrics;
 use crate::users::LoginUser;
 pub use audit::AuditEvent;
@@ -110,12 +110,6 @@ pub struct Recovery {
     pub interrupted_outputs: usize,
 }
 
-/// A change to one job, decided by the caller and applied by the writer
-/// against the row as it is at commit time. Gets the spooled document being
-/// attached, if any.
-pub type Change =
-    Box<dyn FnOnce(&mut JobRecord, Option<&SpooledDocument>) -> Result<(), NotPossible> + Send>;
-
 type Reply = oneshot::Sender<Result<JobRecord, StoreError>>;
 
 /// Where a write operation's outcome goes.
@@ -148,7 +142,7 @@ enum WriteOp {
     Modify {
         uuid: JobUuid,
         document: Option<SpooledDocument>,
-        change: Change,
+        transition: Transition,
         /// Logged in the same savepoint when the change succeeds.
         audit: Option<AuditEvent>,
         reply: Reply,
@@ -323,40 +317,41 @@ impl JobStore {
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
-    /// Applies `change` to a job atomically, attaching `document` if given
-    /// (the change decides whether it is acceptable).
+    /// Applies `transition` to a job atomically, against the row as it is
+    /// at commit time, keeping `document` (a document the transition
+    /// attaches) only if it commits.
     pub async fn modify(
         &self,
         uuid: JobUuid,
         document: Option<SpooledDocument>,
-        change: Change,
+        transition: Transition,
     ) -> Result<JobRecord, StoreError> {
-        self.modify_op(uuid, document, change, None).await
+        self.modify_op(uuid, document, transition, None).await
     }
 
-    /// Applies `change` like [`JobStore::modify`] and, if it succeeds,
+    /// Applies `transition` like [`JobStore::modify`] and, if it succeeds,
     /// writes `audit` in the same transaction.
     pub async fn modify_audited(
         &self,
         uuid: JobUuid,
-        change: Change,
+        transition: Transition,
         audit: AuditEvent,
     ) -> Result<JobRecord, StoreError> {
-        self.modify_op(uuid, None, change, Some(audit)).await
+        self.modify_op(uuid, None, transition, Some(audit)).await
     }
 
     async fn modify_op(
         &self,
         uuid: JobUuid,
         document: Option<SpooledDocument>,
-        change: Change,
+        transition: Transition,
         audit: Option<AuditEvent>,
     ) -> Result<JobRecord, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.submit(WriteOp::Modify {
             uuid,
             document,
-            change,
+            transition,
             audit,
             reply,
         })
@@ -953,13 +948,21 @@ impl Writer {
                 WriteOp::Modify {
                     uuid,
                     document,
-                    change,
+                    transition,
                     audit,
                     reply,
                 } => (
                     Answer::Job(reply),
                     apply_in_savepoint(&mut tx, |sp| {
-                        apply_modify(sp, &site, keep_printed_ms, uuid, document, change, audit)
+                        apply_modify(
+                            sp,
+                            &site,
+                            keep_printed_ms,
+                            uuid,
+                            document,
+                            &transition,
+                            audit,
+                        )
                     }),
                 ),
                 WriteOp::Audit { event, reply } => (
@@ -1068,7 +1071,7 @@ fn apply_insert(
     })
 }
 
-/// Applies a change and, when it ends a print, appends the journal record
+/// Applies a transition and, when it ends a print, appends the journal record
 /// (and the audit event, if any) in the same savepoint: all or nothing.
 fn apply_modify(
     conn: &Connection,
@@ -1076,12 +1079,12 @@ fn apply_modify(
     keep_printed_ms: i64,
     uuid: JobUuid,
     document: Option<SpooledDocument>,
-    change: Change,
+    transition: &Transition,
     audit: Option<AuditEvent>,
 ) -> Result<Applied, StoreError> {
     let mut job = find_job(conn, uuid)?.ok_or(StoreError::NotFound)?;
     let (before, was_kept) = (job.state, job.kept_until_ms.is_some());
-    change(&mut job, document.as_ref())?;
+    job.apply(transition, crate::job::now_ms())?;
     if !before.is_terminal() && job.state == JobState::Completed && keep_printed_ms > 0 {
         let printed = job.completed_ms.unwrap_or_else(crate::job::now_ms);
         job.kept_until_ms = Some(printed.saturating_add(keep_printed_ms));
@@ -1138,37 +1141,65 @@ mod tests {
         store.insert(job, None).await.unwrap()
     }
 
+    fn release_to_lobby(job: &JobRecord) -> Transition {
+        Transition::ReleaseAtPrinter {
+            user: job.owner.clone(),
+            device: "lobby".into(),
+            device_label: "Lobby".into(),
+            copies: 1,
+            mono: false,
+            sides: None,
+        }
+    }
+
+    fn sending() -> Transition {
+        Transition::Sending {
+            printer: "lobby".into(),
+            label: "Lobby".into(),
+        }
+    }
+
+    fn printed() -> Transition {
+        Transition::Printed {
+            label: "Lobby".into(),
+        }
+    }
+
     #[tokio::test]
-    async fn every_mutable_column_of_a_change_is_saved() {
+    async fn every_column_a_transition_changes_is_saved() {
         let dir = tempfile::tempdir().unwrap();
         let (store, _) =
             JobStore::open(dir.path(), test_options(0), Arc::new(Metrics::new())).unwrap();
         let job = insert_sample(&store).await;
         assert_eq!(job.ipp_job_id, 1);
-        let changed = store
-            .modify(
-                job.uuid,
-                None,
-                Box::new(|j, _| {
-                    j.state = JobState::Pending;
-                    j.hold_until = None;
-                    j.template = b"new template".to_vec();
-                    j.attempts = 3;
-                    // Identity fields are not the change's to rewrite.
-                    j.owner = "mallory".into();
-                    Ok(())
-                }),
-            )
-            .await
-            .unwrap();
+        let release = Transition::ReleaseAtPrinter {
+            user: job.owner.clone(),
+            device: "lobby".into(),
+            device_label: "Lobby".into(),
+            copies: 3,
+            mono: true,
+            sides: None,
+        };
+        store.modify(job.uuid, None, release).await.unwrap();
+        let changed = store.modify(job.uuid, None, sending()).await.unwrap();
         let stored = store.job(job.uuid).await.unwrap().unwrap();
-        assert_eq!(stored.template, b"new template");
+        assert_eq!(stored, changed, "what the writer answered is what it saved");
         assert_eq!(
-            (stored.state, stored.hold_until, stored.attempts),
-            (JobState::Pending, None, 3)
+            (
+                stored.state,
+                stored.hold_until.as_deref(),
+                stored.attempts,
+                stored.printer.as_deref()
+            ),
+            (JobState::Processing, None, 1, Some("lobby"))
         );
-        assert_eq!(stored.owner, "alice", "the owner is never rewritten");
-        assert_eq!(changed.uuid, stored.uuid);
+        assert!(stored.processing_ms.is_some());
+        let settings = crate::ipp_wire::stored_template::settings(&stored.template);
+        assert_eq!(
+            (settings.copies, settings.color_mode.as_deref()),
+            (3, Some("monochrome"))
+        );
+        assert_eq!(stored.owner, job.owner);
     }
 
     #[tokio::test]
@@ -1182,25 +1213,17 @@ mod tests {
         let mut seqs = Vec::new();
         for _ in 0..2 {
             let job = insert_sample(&store).await;
-            let printing: Change = Box::new(|j, _| {
-                j.state = JobState::Processing;
-                j.processing_ms = Some(1);
-                j.printer = Some("lobby".into());
-                Ok(())
-            });
-            store.modify(job.uuid, None, printing).await.unwrap();
+            store
+                .modify(job.uuid, None, release_to_lobby(&job))
+                .await
+                .unwrap();
+            store.modify(job.uuid, None, sending()).await.unwrap();
             assert!(store.journal_since(0).await.unwrap().len() == seqs.len());
-            let done: Change = Box::new(|j, _| {
-                j.state = JobState::Completed;
-                j.completed_ms = Some(2);
-                Ok(())
-            });
-            store.modify(job.uuid, None, done).await.unwrap();
+            store.modify(job.uuid, None, printed()).await.unwrap();
             // A later change to the finished job adds nothing.
-            let touch: Change = Box::new(|j, _| {
-                j.state_message = "noted".into();
-                Ok(())
-            });
+            let touch = Transition::PrinterSays {
+                message: "noted".into(),
+            };
             store.modify(job.uuid, None, touch).await.unwrap();
             let journal = store.journal_since(0).await.unwrap();
             let last = journal.last().unwrap();
@@ -1227,14 +1250,15 @@ mod tests {
             uuid,
             ..JobRecord::sample()
         };
-        store.insert(job, Some(document)).await.unwrap();
-        let printed: Change = Box::new(|j, _| {
-            j.state = JobState::Completed;
-            j.completed_ms = Some(1_000);
-            Ok(())
-        });
-        let done = store.modify(uuid, None, printed).await.unwrap();
-        assert_eq!(done.kept_until_ms, Some(61_000));
+        let job = store.insert(job, Some(document)).await.unwrap();
+        store
+            .modify(uuid, None, release_to_lobby(&job))
+            .await
+            .unwrap();
+        store.modify(uuid, None, sending()).await.unwrap();
+        let done = store.modify(uuid, None, printed()).await.unwrap();
+        let kept_until = done.completed_ms.unwrap() + 60_000;
+        assert_eq!(done.kept_until_ms, Some(kept_until));
         assert!(store.spool().path(uuid).exists(), "kept for reprint");
         drop(store);
 
@@ -1242,12 +1266,14 @@ mod tests {
         let (store, recovery) = open().unwrap();
         assert_eq!(recovery.spool.orphans, 0);
         assert!(store.spool().path(uuid).exists());
-        assert_eq!(store.reprint_expired(61_000, 10).await.unwrap().len(), 1);
-        let expire: Change = Box::new(|j, _| {
-            j.kept_until_ms = None;
-            Ok(())
-        });
-        store.modify(uuid, None, expire).await.unwrap();
+        assert_eq!(
+            store.reprint_expired(kept_until, 10).await.unwrap().len(),
+            1
+        );
+        store
+            .modify(uuid, None, Transition::EndReprint)
+            .await
+            .unwrap();
         assert!(
             !store.spool().path(uuid).exists(),
             "deleted once its time is over"

@@ -9,6 +9,9 @@ use uuid::Uuid;
 
 use crate::analysis::Analysis;
 
+mod transition;
+pub use transition::Transition;
+
 /// A job's globally unique identity (UUIDv7: time-ordered, so sorting by id
 /// sorts by submission), stable across sites for roaming.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -143,7 +146,7 @@ pub struct JobRecord {
     pub state_message: String,
     /// `job-hold-until` keyword, when the job is held by time or indefinitely.
     pub hold_until: Option<String>,
-    /// Job template attributes as supplied, IPP-encoded (see [`crate::ipp::template`]).
+    /// Job template attributes as supplied, IPP-encoded (see [`crate::ipp_wire::stored_template`]).
     pub template: Vec<u8>,
     /// The document, once received.
     pub document: Option<DocumentRecord>,
@@ -182,17 +185,6 @@ impl JobRecord {
                 self.state.keyword()
             )));
         }
-        Ok(())
-    }
-
-    /// Cancels the job (IPP Cancel-Job, or deleted at a printer), saying
-    /// who or why in `message`.
-    pub fn cancel(&mut self, message: String) -> Result<(), NotPossible> {
-        self.check_cancel()?;
-        self.state = JobState::Canceled;
-        self.state_reasons = "job-canceled-by-user".into();
-        self.state_message = message;
-        self.completed_ms = Some(now_ms());
         Ok(())
     }
 
