@@ -1,4 +1,6 @@
-//! Checking a login's secret against the store.
+//! Logging in at a printer: the request, the lockout reservation around
+//! the check, the check of the secret against the store, and the session
+//! that results (the login use case of [`ApiService`]).
 //!
 //! Passwords and user+PIN pairs are argon2id hashes, checked by one
 //! dedicated thread per core, each reusing its own argon2 memory (~19 MiB):
@@ -13,8 +15,17 @@ use std::sync::{Arc, Mutex, OnceLock};
 use serde::Deserialize;
 use tokio::sync::oneshot;
 
+use http::StatusCode;
+
+use super::ApiService;
 use super::error::ApiError;
+use super::lockout::{Attempt, Locked, Lockout, Refusal, Subject};
+use super::reply::json;
+use super::sessions::Session;
 use crate::credentials::{self, LookupKind, Secret, normalize_card, normalize_pin};
+use crate::http_server::Response;
+use crate::job::now_ms;
+use crate::store::AuditEvent;
 use crate::store::{JobStore, StoreError};
 use crate::users::LoginUser;
 
@@ -238,6 +249,206 @@ impl Verifier {
 fn dummy_phc() -> &'static str {
     static DUMMY: OnceLock<String> = OnceLock::new();
     DUMMY.get_or_init(|| credentials::hash_for_user("\0no-user", "\0no-secret").unwrap_or_default())
+}
+
+/// The login use case: a user proves who they are at a printer.
+impl ApiService {
+    pub(super) async fn login(&self, body: &[u8]) -> Result<Response, ApiError> {
+        let body = parse_login(body)?;
+        let Some(printer) = self.printers.get(&body.device) else {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_device",
+                format!(
+                    "No printer {:?} at this site; GET /api/v1/devices lists them.",
+                    body.device
+                ),
+            ));
+        };
+        let device = printer.id.clone();
+        let user = body.user.as_deref();
+        let secret = body.secret;
+        let method = body.method.keyword();
+
+        let attempt = match self.with_lockout(|l| l.begin(user, &device, now_ms())) {
+            Ok(attempt) => ReservedAttempt {
+                lockout: &self.lockout,
+                attempt: Some(attempt),
+            },
+            Err(refusal) => {
+                self.count_login(method, "locked");
+                let why = match refusal {
+                    Refusal::Locked(_) => "locked out",
+                    Refusal::Busy(_) => "too many attempts being checked",
+                };
+                self.audit(AuditEvent::now(
+                    "login-refused",
+                    user,
+                    Some(&device),
+                    format!("method={method}; {why}"),
+                ))
+                .await?;
+                return Err(refusal_error(refusal));
+            }
+        };
+
+        let checked = match self.verifier.check(body.method, user, &secret).await {
+            Ok(checked) => checked,
+            Err(e) => {
+                attempt.withdrawn();
+                return Err(e.into());
+            }
+        };
+        match checked {
+            Checked::Unusable(message) => {
+                attempt.withdrawn();
+                Err(ApiError::bad_request(message))
+            }
+            Checked::Invalid(reason) => {
+                let lock = attempt.failed(now_ms());
+                self.count_login(method, if lock.is_some() { "locked" } else { "invalid" });
+                let detail = match lock {
+                    Some(l) => format!(
+                        "method={method}; {reason}; {} locked for {} s",
+                        subject_name(l.subject),
+                        l.retry_after_secs
+                    ),
+                    None => format!("method={method}; {reason}"),
+                };
+                self.audit(AuditEvent::now("login-failed", user, Some(&device), detail))
+                    .await?;
+                match lock {
+                    Some(locked) => Err(refusal_error(Refusal::Locked(locked))),
+                    None => Err(ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "invalid_credentials",
+                        "Wrong PIN, card or password. Try again.",
+                    )),
+                }
+            }
+            Checked::Valid(found) => {
+                // The lock that counts is the one of the user the secret
+                // belongs to, whatever the request named.
+                if let Err(locked) = attempt.succeeded(&found.id, now_ms()) {
+                    self.count_login(method, "locked");
+                    self.audit(AuditEvent::now(
+                        "login-refused",
+                        Some(&found.id),
+                        Some(&device),
+                        format!("method={method}; locked out"),
+                    ))
+                    .await?;
+                    return Err(refusal_error(Refusal::Locked(locked)));
+                }
+                self.count_login(method, "ok");
+                let (user_id, display_name) = (found.id.clone(), found.display_name.clone());
+                let session = Session::new(found, device.clone(), now_ms());
+                let (token, idle) = {
+                    let mut sessions = self.lock_sessions()?;
+                    let token = sessions.create(session).map_err(|e| {
+                        ApiError::new(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "internal",
+                            format!("no randomness for a session token: {e}"),
+                        )
+                    })?;
+                    (token, sessions.idle_secs())
+                };
+                self.audit(AuditEvent::now(
+                    "login",
+                    Some(&user_id),
+                    Some(&device),
+                    format!("method={method}"),
+                ))
+                .await?;
+                tracing::info!(user = %user_id, %device, method, "login");
+                Ok(json(
+                    StatusCode::CREATED,
+                    &serde_json::json!({
+                        "token": token,
+                        "user": { "id": user_id, "display_name": display_name },
+                        "device": device,
+                        "idle_timeout_secs": idle,
+                    }),
+                ))
+            }
+        }
+    }
+}
+
+fn subject_name(subject: Subject) -> &'static str {
+    match subject {
+        Subject::User => "user",
+        Subject::Device => "device",
+    }
+}
+
+fn refusal_error(refusal: Refusal) -> ApiError {
+    let whom = |subject| match subject {
+        Subject::User => "this account",
+        Subject::Device => "this printer",
+    };
+    let (code, retry_after, message) = match refusal {
+        Refusal::Locked(locked) => (
+            "locked",
+            locked.retry_after_secs,
+            format!(
+                "Too many wrong attempts: logins for {} are paused. Try again in {} s.",
+                whom(locked.subject),
+                locked.retry_after_secs
+            ),
+        ),
+        Refusal::Busy(subject) => (
+            "busy",
+            1,
+            format!(
+                "Other logins for {} are being checked. Try again in a moment.",
+                whom(subject)
+            ),
+        ),
+    };
+    ApiError {
+        retry_after: Some(retry_after),
+        ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, message)
+    }
+}
+
+/// A login attempt reserved in the lockout while its secret is checked.
+/// Dropped unfinished (the client went away mid-check, or shutdown), it
+/// is withdrawn: nobody learnt its verdict.
+struct ReservedAttempt<'a> {
+    lockout: &'a Mutex<Lockout>,
+    attempt: Option<Attempt>,
+}
+
+impl ReservedAttempt<'_> {
+    fn with<T>(&mut self, f: impl FnOnce(&mut Lockout, Attempt) -> T) -> Option<T> {
+        let attempt = self.attempt.take()?;
+        let mut lockout = self
+            .lockout
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Some(f(&mut lockout, attempt))
+    }
+
+    fn failed(mut self, now_ms: i64) -> Option<Locked> {
+        self.with(|l, a| l.failed(a, now_ms)).flatten()
+    }
+
+    fn succeeded(mut self, user: &str, now_ms: i64) -> Result<(), Locked> {
+        self.with(|l, a| l.succeeded(a, user, now_ms))
+            .unwrap_or(Ok(()))
+    }
+
+    fn withdrawn(mut self) {
+        self.with(Lockout::withdrawn);
+    }
+}
+
+impl Drop for ReservedAttempt<'_> {
+    fn drop(&mut self) {
+        self.with(Lockout::withdrawn);
+    }
 }
 
 #[cfg(test)]

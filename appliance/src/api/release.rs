@@ -1,5 +1,6 @@
 //! Releasing held jobs at a printer: the request, the rules, the state
-//! change, and the progress of a release.
+//! change, and the progress of a release (the release use case of
+//! [`ApiService`]; the HTTP layer only routes to it).
 //!
 //! A release moves each chosen job from held to pending at the session's
 //! printer, with the user's overrides as the rules allow them, in one
@@ -13,12 +14,23 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 
+use std::sync::Arc;
+
+use http::{HeaderMap, StatusCode};
+
 use super::error::ApiError;
+use super::reply::json;
+use super::sessions::Session;
+use super::{ApiService, MAX_JOBS_LISTED, poisoned};
 use crate::analysis::DocumentColor;
+use crate::http_server::Response;
 use crate::ipp::template::{self, SIDES};
 use crate::ipp_wire::stored_template;
 use crate::job::{JobRecord, JobState, JobUuid, NotPossible, Transition, now_ms};
+use crate::metrics::PrinterLabels;
+use crate::rules;
 use crate::rules::{Decision, JobFacts, Overrides};
+use crate::store::{AuditEvent, JobQuery, StoreError};
 
 /// Releases remembered for progress queries.
 const MAX_RELEASES: usize = 10_000;
@@ -286,6 +298,306 @@ impl Releases {
             .filter(|r| r.user == user && now_ms() - r.created_ms < RELEASE_TTL_MS)
             .cloned()
     }
+}
+
+/// The release use case: a session's user releases jobs at its printer.
+impl ApiService {
+    pub(super) async fn release(
+        &self,
+        session: &Session,
+        body: &[u8],
+    ) -> Result<Response, ApiError> {
+        let (chosen, overrides) = parse_request(body)?;
+        let candidates = match chosen {
+            Chosen::All => self
+                .store
+                .list(JobQuery {
+                    queue: None,
+                    states: vec![JobState::PendingHeld],
+                    owner: Some(session.user.clone()),
+                    limit: MAX_JOBS_LISTED,
+                })
+                .await?
+                .into_iter()
+                .filter(|j| j.documents_complete && self.pull_queues.contains(&j.queue))
+                .map(|j| (j.uuid.to_string(), Some(j)))
+                .collect::<Vec<_>>(),
+            Chosen::Ids(ids) => {
+                let mut found = Vec::with_capacity(ids.len());
+                for id in ids {
+                    let job = match JobUuid::parse(&id) {
+                        Some(uuid) => self.store.job(uuid).await?,
+                        None => None,
+                    };
+                    found.push((id, job.filter(|j| j.is_owned_by(&session.user))));
+                }
+                found
+            }
+        };
+
+        // One release at a time per user, so two terminals cannot both
+        // spend the last pages of a quota.
+        let user_lock = self.release_lock(&session.user)?;
+        let _turn = user_lock.lock().await;
+        let mut used = match self.rules.quota {
+            Some(quota) => self.quota_used(&session.user, quota).await?,
+            None => 0,
+        };
+        let label = self.device_label(&session.device);
+        let mut outcomes = Vec::with_capacity(candidates.len());
+        let mut queued = Vec::new();
+        // A store failure stops the release, but what it already queued
+        // still goes to the printer, and the answer says which jobs stay.
+        let mut failure = None;
+        let mut candidates = candidates.into_iter();
+        for (id, job) in candidates.by_ref() {
+            let Some(job) = job else {
+                outcomes.push(outcome(
+                    &id,
+                    None,
+                    "not_found",
+                    "No such job among yours.",
+                    &[],
+                ));
+                continue;
+            };
+            if !self.pull_queues.contains(&job.queue) {
+                // A direct queue's job belongs to that queue's printer.
+                let why = format!(
+                    "This job was sent to queue {}, which prints on its own printer; it is not \
+                     released here.",
+                    job.queue
+                );
+                outcomes.push(outcome(&id, Some(&job.name), "not_held", &why, &[]));
+                continue;
+            }
+            let decision =
+                match rules::decide(&self.rules, &session.groups, &facts(&job), &overrides, used) {
+                    Ok(d) => d,
+                    Err(refusal) => {
+                        outcomes.push(outcome(&id, Some(&job.name), "refused", &refusal.0, &[]));
+                        continue;
+                    }
+                };
+            let notes = decision.notes.clone();
+            let impressions = decision.impressions;
+            let detail = format!(
+                "copies={}; mono={}; sides={}",
+                decision.copies,
+                decision.mono,
+                decision.sides.as_deref().unwrap_or("as submitted")
+            );
+            if job.is_reprintable(now_ms()) {
+                let copy = reprint_of(
+                    &job,
+                    session.user.clone(),
+                    session.device.clone(),
+                    label.clone(),
+                    decision,
+                );
+                let Ok(copy) = copy else {
+                    let why = "This job cannot be printed again.";
+                    outcomes.push(outcome(&id, Some(&job.name), "not_held", why, &[]));
+                    continue;
+                };
+                let event = AuditEvent::now(
+                    "reprint",
+                    Some(&session.user),
+                    Some(&session.device),
+                    format!("{detail}; of job {}", job.uuid),
+                );
+                match self.store.insert_reprint(&job, copy, event).await {
+                    Ok(reprint) => {
+                        used += u64::from(impressions.unwrap_or(0));
+                        queued.push(reprint.uuid);
+                        let said = "Printing it again.";
+                        outcomes.push(outcome(&id, Some(&job.name), "queued", said, &notes));
+                    }
+                    Err(e) => {
+                        failure = Some(e);
+                        outcomes.push(not_recorded(&id, Some(&job.name)));
+                        break;
+                    }
+                }
+                continue;
+            }
+            let transition = release_transition(
+                session.user.clone(),
+                session.device.clone(),
+                label.clone(),
+                decision,
+            );
+            let audit = AuditEvent::now(
+                "release",
+                Some(&session.user),
+                Some(&session.device),
+                detail,
+            )
+            .for_job(job.uuid);
+            match self.store.modify_audited(job.uuid, transition, audit).await {
+                Ok(_) => {
+                    used += u64::from(impressions.unwrap_or(0));
+                    queued.push(job.uuid);
+                    outcomes.push(outcome(
+                        &id,
+                        Some(&job.name),
+                        "queued",
+                        "Sent to the printer.",
+                        &notes,
+                    ));
+                }
+                Err(StoreError::NotPossible(reason)) => {
+                    outcomes.push(outcome(&id, Some(&job.name), "not_held", &reason.0, &[]));
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    outcomes.push(not_recorded(&id, Some(&job.name)));
+                    break;
+                }
+            }
+        }
+        if failure.is_some() {
+            outcomes.extend(
+                candidates
+                    .map(|(id, job)| not_recorded(&id, job.as_ref().map(|j| j.name.as_str()))),
+            );
+        }
+        if !queued.is_empty() {
+            self.metrics
+                .jobs_released
+                .get_or_create(&PrinterLabels {
+                    printer: session.device.clone(),
+                })
+                .inc_by(queued.len() as u64);
+            self.wake.wake(&session.device);
+            tracing::info!(user = %session.user, device = %session.device, jobs = queued.len(), "release");
+        }
+        // Nothing done: the error says why. Some done: the answer lists
+        // what was queued and what was not, as it happened.
+        if let Some(e) = failure
+            && queued.is_empty()
+        {
+            return Err(e.into());
+        }
+        let release_id = self.releases.lock().map_err(|_| poisoned())?.add(
+            session.user.clone(),
+            session.device.clone(),
+            queued,
+        );
+        Ok(json(
+            StatusCode::ACCEPTED,
+            &serde_json::json!({
+                "release": release_id,
+                "device": session.device,
+                "jobs": outcomes,
+            }),
+        ))
+    }
+
+    pub(super) async fn release_status(
+        &self,
+        headers: &HeaderMap,
+        id: &str,
+    ) -> Result<Response, ApiError> {
+        let (_, session) = self.session(headers)?;
+        let release = self
+            .releases
+            .lock()
+            .map_err(|_| poisoned())?
+            .get(id, &session.user)
+            .ok_or_else(|| ApiError::not_found("No such release (they are kept for an hour)."))?;
+        let mut jobs = Vec::with_capacity(release.jobs.len());
+        let mut done = true;
+        let mut printed = 0;
+        for uuid in &release.jobs {
+            let Some(job) = self.store.job(*uuid).await? else {
+                continue;
+            };
+            done &= progress_done(job.state);
+            printed += usize::from(job.state == JobState::Completed);
+            jobs.push(serde_json::json!({
+                "id": job.uuid.to_string(),
+                "name": job.name,
+                "state": progress_state(job.state),
+                "message": job.state_message,
+            }));
+        }
+        Ok(json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "release": id,
+                "device": release.device,
+                "done": done,
+                "printed": printed,
+                "total": jobs.len(),
+                "jobs": jobs,
+            }),
+        ))
+    }
+
+    /// Pages counted against `user`'s quota: printed this period, plus
+    /// released jobs still on their way to a printer.
+    async fn quota_used(&self, user: &str, quota: rules::Quota) -> Result<u64, ApiError> {
+        let printed = self
+            .store
+            .pages_printed_since(user.to_owned(), quota.period.start_ms(now_ms()))
+            .await?;
+        let in_flight: u64 = self
+            .store
+            .list(JobQuery {
+                queue: None,
+                states: vec![JobState::Pending, JobState::Processing],
+                owner: Some(user.to_owned()),
+                limit: MAX_JOBS_LISTED,
+            })
+            .await?
+            .iter()
+            .filter(|j| self.pull_queues.contains(&j.queue))
+            .map(|j| {
+                let facts = facts(j);
+                u64::from(facts.pages.unwrap_or(0)) * u64::from(facts.copies)
+            })
+            .sum();
+        Ok(printed + in_flight)
+    }
+
+    /// The lock that serialises `user`'s releases.
+    fn release_lock(&self, user: &str) -> Result<Arc<tokio::sync::Mutex<()>>, ApiError> {
+        let mut locks = self.release_locks.lock().map_err(|_| poisoned())?;
+        if locks.len() > 1000 {
+            // Forget the locks nobody holds or waits for.
+            locks.retain(|_, lock| Arc::strong_count(lock) > 1);
+        }
+        Ok(locks.entry(user.to_owned()).or_default().clone())
+    }
+}
+
+fn outcome(
+    id: &str,
+    name: Option<&str>,
+    outcome: &str,
+    message: &str,
+    notes: &[String],
+) -> serde_json::Value {
+    serde_json::json!({
+        "id": id,
+        "name": name,
+        "outcome": outcome,
+        "message": message,
+        "notes": notes,
+    })
+}
+
+/// A job the release could not record (the store failed): it stays held.
+fn not_recorded(id: &str, name: Option<&str>) -> serde_json::Value {
+    outcome(
+        id,
+        name,
+        "not_recorded",
+        "The appliance could not record this release (its disk may be full); the job stays \
+         held. Try again later.",
+        &[],
+    )
 }
 
 #[cfg(test)]
