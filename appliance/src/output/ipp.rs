@@ -50,6 +50,19 @@ fn client(printer: &IppPrinter, timeout: Duration) -> Result<AsyncIppClient, Out
     Ok(builder.build())
 }
 
+/// Sends a request that carries no document; a transport failure means the
+/// printer could not be reached (safe to try again).
+async fn exchange(
+    printer: &IppPrinter,
+    req: IppRequestResponse,
+    timeout: Duration,
+) -> Result<IppRequestResponse, OutputError> {
+    client(printer, timeout)?
+        .send(req)
+        .await
+        .map_err(|e| unreachable(&e))
+}
+
 fn request(uri: &str, operation: Operation, user: &str) -> Result<IppRequestResponse, OutputError> {
     let parsed: Uri = uri
         .parse()
@@ -194,10 +207,7 @@ pub async fn query(
         op,
         requested(&["job-state", "job-state-reasons", "job-state-message"]),
     );
-    let response = client(printer, timeout)?
-        .send(req)
-        .await
-        .map_err(|e| unreachable(&e))?;
+    let response = exchange(printer, req, timeout).await?;
     let status = response.header().status_code();
     if status == StatusCode::ClientErrorNotFound {
         // Printers forget finished jobs; one we gave it and it no longer
@@ -280,10 +290,7 @@ pub async fn find_sent(
                 "job-state-message",
             ]),
         );
-        let response = client(printer, timeout)?
-            .send(req)
-            .await
-            .map_err(|e| unreachable(&e))?;
+        let response = exchange(printer, req, timeout).await?;
         let status = response.header().status_code();
         if (status as u16) >= 0x0100 {
             return Err(OutputError::Retry(format!(
@@ -396,10 +403,7 @@ pub async fn capabilities(
             "printer-state-message",
         ]),
     );
-    let response = client(printer, timeout)?
-        .send(req)
-        .await
-        .map_err(|e| unreachable(&e))?;
+    let response = exchange(printer, req, timeout).await?;
     let status = response.header().status_code();
     if (status as u16) >= 0x0100 {
         return Err(OutputError::Rejected(format!("printer answered {status}")));
