@@ -9,7 +9,7 @@
 //! [`UploadBudget`] shared by all uploads, so many concurrent uploads wait
 //! for each other instead of multiplying the buffers; one client address
 //! takes at most a quarter of the writers, and nobody waits for a permit
-//! longer than `BUSY_WAIT` (10 s) (then `server-error-busy`). Slow clients do
+//! longer than 10 s (`BUSY_WAIT`; then `server-error-busy`). Slow clients do
 //! not keep theirs: the body reader cuts an upload under the rate floor. The first bytes are checked against the
 //! declared format before anything is written; the size limit is enforced
 //! while copying; any failure drops the temporary file. Documents never
@@ -78,7 +78,7 @@ pub struct WriterTurn {
 }
 
 impl UploadBudget {
-    /// Waits (at most `BUSY_WAIT` (10 s)) for a spool writer within `client`'s
+    /// Waits at most 10 s (`BUSY_WAIT`) for a spool writer within `client`'s
     /// share; [`IppError::Busy`] if none comes free.
     pub async fn writer_turn(&self, client: Option<IpAddr>) -> Result<WriterTurn, IppError> {
         let share = client.map(|ip| self.share_of(ip));

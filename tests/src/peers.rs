@@ -1,0 +1,308 @@
+//! Real peers started for tests: `ippeveprinter` (through
+//! `peers/ipp-printer.sh`), a raw socket printer, and `cups-lpd` in front of
+//! a private `cupsd`; each stops when its handle drops.
+
+use super::*;
+
+/// A real IPP printer (`ippeveprinter -k`) that keeps what it receives.
+pub struct Printer {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    /// Where it keeps received documents.
+    pub dir: PathBuf,
+}
+
+impl Printer {
+    /// Starts one keeping documents in `dir`.
+    pub fn start(dir: &Path) -> Result<Printer> {
+        Printer::start_on(dir, free_port())
+    }
+
+    /// Starts one on a given port (e.g. one the appliance already points at).
+    pub fn start_on(dir: &Path, port: u16) -> Result<Printer> {
+        Printer::launch(dir, port, None)
+    }
+
+    /// Starts one that also speaks IPPS with the identity in `keys`
+    /// (`localhost.crt`, `localhost.key`; see [`tls_identity`]).
+    pub fn start_tls(dir: &Path, keys: &Path) -> Result<Printer> {
+        Printer::launch(dir, free_port(), Some(keys))
+    }
+
+    fn launch(dir: &Path, port: u16, keys: Option<&Path>) -> Result<Printer> {
+        let mut cmd = Command::new(workspace().join("tests/peers/ipp-printer.sh"));
+        cmd.arg("start").arg(port.to_string()).arg(dir);
+        if let Some(keys) = keys {
+            cmd.env("IPP_PRINTER_KEYS", keys);
+        }
+        let out = run_with_timeout(&mut cmd, Duration::from_secs(120))?;
+        if !out.status.success() {
+            bail!(
+                "ippeveprinter did not start: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(Printer {
+            port,
+            dir: dir.to_owned(),
+        })
+    }
+
+    /// The printer's URI.
+    pub fn uri(&self) -> String {
+        format!("ipp://127.0.0.1:{}/ipp/print", self.port)
+    }
+
+    /// Documents received so far (not the .prn files ippeveprinter writes beside them).
+    pub fn documents(&self) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut docs: Vec<(PathBuf, Vec<u8>)> = fs::read_dir(&self.dir)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| {
+                        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                        !name.starts_with('.') && !name.ends_with(".prn")
+                    })
+                    .filter_map(|p| fs::read(&p).ok().map(|b| (p, b)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        docs.sort_by_key(|(p, _)| job_number(p));
+        docs
+    }
+}
+
+fn job_number(path: &Path) -> u64 {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.split('-').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(u64::MAX)
+}
+
+impl Drop for Printer {
+    fn drop(&mut self) {
+        let _ = run_with_timeout(
+            Command::new(workspace().join("tests/peers/ipp-printer.sh"))
+                .arg("stop")
+                .arg(&self.dir),
+            Duration::from_secs(30),
+        );
+    }
+}
+
+/// Makes a test CA and a `localhost` server certificate it signed (as an
+/// enterprise CA would for a printer), with `openssl`: writes
+/// `DIR/ca.crt` and `DIR/keys/localhost.{crt,key}`; returns the CA path.
+pub fn tls_identity(dir: &Path) -> Result<PathBuf> {
+    let keys = dir.join("keys");
+    fs::create_dir_all(&keys)?;
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let openssl = |args: &[&str]| -> Result<()> {
+        let out = run_with_timeout(
+            Command::new("openssl").args(args).current_dir(dir),
+            Duration::from_secs(60),
+        )?;
+        if !out.status.success() {
+            bail!("openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    };
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &["-days", "2", "-subj", "/CN=Branch Test CA"],
+            &["-keyout", "ca.key", "-out", "ca.crt"],
+        ]
+        .concat(),
+    )?;
+    openssl(
+        &[
+            &["req"][..],
+            &ec,
+            &["-subj", "/CN=localhost"],
+            &["-keyout", "keys/localhost.key", "-out", "leaf.csr"],
+        ]
+        .concat(),
+    )?;
+    fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )?;
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "leaf.ext",
+        "-out",
+        "keys/localhost.crt",
+    ])?;
+    Ok(dir.join("ca.crt"))
+}
+
+/// A raw-socket (port 9100 style) printer: accepts connections one after
+/// another and keeps each one's bytes, in order.
+pub struct SocketSink {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    received: std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+}
+
+impl SocketSink {
+    /// Starts listening on a free loopback port.
+    pub fn start() -> Result<SocketSink> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = received.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { break };
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(60)));
+                let mut bytes = Vec::new();
+                if conn.read_to_end(&mut bytes).is_ok()
+                    && let Ok(mut all) = sink.lock()
+                {
+                    all.push(bytes);
+                }
+            }
+        });
+        Ok(SocketSink { port, received })
+    }
+
+    /// `socket://127.0.0.1:PORT`.
+    pub fn uri(&self) -> String {
+        format!("socket://127.0.0.1:{}", self.port)
+    }
+
+    /// What each connection delivered so far, in order.
+    pub fn documents(&self) -> Vec<Vec<u8>> {
+        self.received.lock().map(|d| d.clone()).unwrap_or_default()
+    }
+}
+
+/// A real LPD server: CUPS's `cups-lpd` (an inetd-style program: one
+/// process per connection, talking on its standard input and output) in
+/// front of a private `cupsd` with a raw queue `held` that keeps what it
+/// gets (`peers/cupsd-held.sh`).
+pub struct LpdServer {
+    /// The LPD port on 127.0.0.1.
+    pub port: u16,
+    cupsd_dir: PathBuf,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    acceptor: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LpdServer {
+    /// Starts cupsd in `dir` (whose parent is made world-searchable, as
+    /// cupsd runs as an unprivileged user) and an LPD acceptor.
+    pub fn start(dir: &Path) -> Result<LpdServer> {
+        use std::os::unix::fs::PermissionsExt;
+        use std::sync::atomic::Ordering;
+        if let Some(parent) = dir.parent() {
+            fs::set_permissions(parent, fs::Permissions::from_mode(0o755))?;
+        }
+        let cups_port = free_port();
+        let out = run_with_timeout(
+            Command::new(workspace().join("tests/peers/cupsd-held.sh"))
+                .arg("start")
+                .arg(cups_port.to_string())
+                .arg(dir),
+            Duration::from_secs(300),
+        )?;
+        if !out.status.success() {
+            bail!(
+                "cupsd did not start: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let port = listener.local_addr()?.port();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = stop.clone();
+        let acceptor = std::thread::spawn(move || {
+            let mut children = Vec::new();
+            while !stopping.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((conn, _)) => {
+                        let _ = conn.set_nonblocking(false);
+                        let Ok(input) = conn.try_clone() else {
+                            continue;
+                        };
+                        let spawned = Command::new("/usr/lib/cups/daemon/cups-lpd")
+                            .env("CUPS_SERVER", format!("127.0.0.1:{cups_port}"))
+                            .stdin(Stdio::from(std::os::fd::OwnedFd::from(input)))
+                            .stdout(Stdio::from(std::os::fd::OwnedFd::from(conn)))
+                            .stderr(Stdio::null())
+                            .spawn();
+                        if let Ok(child) = spawned {
+                            children.push(child);
+                        }
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+            for mut child in children {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        });
+        Ok(LpdServer {
+            port,
+            cupsd_dir: dir.to_owned(),
+            stop,
+            acceptor: Some(acceptor),
+        })
+    }
+
+    /// Documents cupsd received (its spool keeps them as `d*` files), oldest first.
+    pub fn documents(&self) -> Vec<Vec<u8>> {
+        let mut paths: Vec<PathBuf> = fs::read_dir(self.cupsd_dir.join("spool"))
+            .map(|d| {
+                d.filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| {
+                        p.file_name()
+                            .and_then(|n| n.to_str())
+                            .is_some_and(|n| n.starts_with('d'))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        paths.sort();
+        paths.iter().filter_map(|p| fs::read(p).ok()).collect()
+    }
+}
+
+impl Drop for LpdServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
+        }
+        let _ = run_with_timeout(
+            Command::new(workspace().join("tests/peers/cupsd-held.sh"))
+                .arg("stop")
+                .arg(&self.cupsd_dir),
+            Duration::from_secs(30),
+        );
+    }
+}
