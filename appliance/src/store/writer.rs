@@ -16,18 +16,18 @@ use crate::job::{JobRecord, JobState, JobUuid, Transition};
 use crate::metrics::Metrics;
 
 /// Most write operations committed in one transaction.
-pub(super) const MAX_BATCH: usize = 512;
+const MAX_BATCH: usize = 512;
 
-pub(super) type Reply = oneshot::Sender<Result<JobRecord, StoreError>>;
+type Reply = oneshot::Sender<Result<JobRecord, StoreError>>;
 
 /// Where a write operation's outcome goes.
-pub(super) enum Answer {
+enum Answer {
     Job(Reply),
     Done(oneshot::Sender<Result<(), StoreError>>),
 }
 
 impl Answer {
-    pub(super) fn send(self, result: Result<Option<JobRecord>, StoreError>) {
+    fn send(self, result: Result<Option<JobRecord>, StoreError>) {
         match self {
             Answer::Job(tx) => {
                 let _ = tx.send(result.and_then(|job| job.ok_or(StoreError::NotFound)));
