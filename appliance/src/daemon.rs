@@ -16,6 +16,7 @@ use crate::ipp::server;
 use crate::ipp::service::IppService;
 use crate::metrics::Metrics;
 use crate::output::forwarder::{Forwarder, OutputShared};
+use crate::policy::{Policy, PolicySource};
 use crate::printer::{OutputWake, PrinterHealth};
 use crate::queue::Queues;
 use crate::store::{JobStore, StoreError, StoreOptions};
@@ -130,7 +131,17 @@ pub async fn run(
         uploads: uploads.clone(),
         upload_budget: Default::default(),
     });
-    let api = Arc::new(ApiService::new(&config, store.clone(), wake, metrics));
+    let policy = PolicySource::new(Policy {
+        version: 0,
+        rules: config.rules.clone(),
+    });
+    let api = Arc::new(ApiService::new(
+        &config,
+        store.clone(),
+        policy.view(),
+        wake,
+        metrics,
+    ));
     if let Ok(addr) = listeners.api.local_addr() {
         tracing::info!(%addr, tls = tls.is_some(), "API listening");
     }

@@ -12,6 +12,7 @@
 //! - [`queue`]: queues and the URIs they answer at (pure).
 //! - [`users`]: users, their groups and logins; CSV import (pure).
 //! - [`rules`]: print rules applied at release (pure).
+//! - [`policy`]: the rules in force, swapped atomically at run time.
 //! - [`accounting`]: the journal record of a finished print, and reports (pure).
 //! - [`store`]: the only door to SQLite and the spool files; group commit.
 //! - [`http_server`]: the HTTP/1.1 connection shell (optional TLS).
@@ -51,6 +52,7 @@ pub mod ipp_wire;
 pub mod job;
 pub mod metrics;
 pub mod output;
+pub mod policy;
 pub mod printer;
 pub mod queue;
 pub mod rules;

@@ -31,8 +31,8 @@ use crate::config::{Config, PrinterConfig, QueueKind};
 use crate::http_server::{self, Response};
 use crate::job::{JobState, JobUuid, Transition, now_ms};
 use crate::metrics::{ApiLabels, LoginLabels, Metrics};
+use crate::policy::PolicyView;
 use crate::printer::OutputWake;
-use crate::rules::Rules;
 use crate::store::{AuditEvent, JobQuery, JobStore};
 pub use error::ApiError;
 use lockout::Lockout;
@@ -54,7 +54,8 @@ pub struct ApiService {
     printers: HashMap<String, PrinterConfig>,
     /// Queues whose jobs are released at a printer.
     pull_queues: Vec<String>,
-    rules: Rules,
+    /// The rules in force: read once per release, swapped while running.
+    policy: PolicyView,
     wake: OutputWake,
     sessions: Mutex<Sessions>,
     lockout: Mutex<Lockout>,
@@ -65,10 +66,12 @@ pub struct ApiService {
 }
 
 impl ApiService {
-    /// The API of an appliance configured by `config`.
+    /// The API of an appliance configured by `config`, deciding releases
+    /// under the policy `policy` has in force at the time.
     pub fn new(
         config: &Config,
         store: JobStore,
+        policy: PolicyView,
         wake: OutputWake,
         metrics: Arc<Metrics>,
     ) -> ApiService {
@@ -88,7 +91,7 @@ impl ApiService {
                 .filter(|q| q.kind == QueueKind::Pull)
                 .map(|q| q.name.clone())
                 .collect(),
-            rules: config.rules.clone(),
+            policy,
             wake,
             sessions: Mutex::new(Sessions::new(api.session_idle_secs)),
             lockout: Mutex::new(Lockout::new(

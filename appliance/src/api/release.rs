@@ -339,7 +339,9 @@ impl ApiService {
         // spend the last pages of a quota.
         let user_lock = self.release_lock(&session.user)?;
         let _turn = user_lock.lock().await;
-        let mut used = match self.rules.quota {
+        // One policy decides the whole release, even if a new one arrives.
+        let policy = self.policy.current();
+        let mut used = match policy.rules.quota {
             Some(quota) => self.quota_used(&session.user, quota).await?,
             None => 0,
         };
@@ -371,14 +373,19 @@ impl ApiService {
                 outcomes.push(outcome(&id, Some(&job.name), "not_held", &why, &[]));
                 continue;
             }
-            let decision =
-                match rules::decide(&self.rules, &session.groups, &facts(&job), &overrides, used) {
-                    Ok(d) => d,
-                    Err(refusal) => {
-                        outcomes.push(outcome(&id, Some(&job.name), "refused", &refusal.0, &[]));
-                        continue;
-                    }
-                };
+            let decision = match rules::decide(
+                &policy.rules,
+                &session.groups,
+                &facts(&job),
+                &overrides,
+                used,
+            ) {
+                Ok(d) => d,
+                Err(refusal) => {
+                    outcomes.push(outcome(&id, Some(&job.name), "refused", &refusal.0, &[]));
+                    continue;
+                }
+            };
             let notes = decision.notes.clone();
             let impressions = decision.impressions;
             let detail = format!(
