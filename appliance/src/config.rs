@@ -388,6 +388,14 @@ impl Config {
         if !is_identifier(&self.site) {
             return invalid("site".into(), identifier_rule(&self.site));
         }
+        if let Some(key) = self.rules.unknown_keys().first() {
+            return invalid(
+                format!("rules.{key}"),
+                "is not a rule; the rules are force_mono_groups, force_duplex_above_pages, \
+                 max_pages_per_job and quota"
+                    .into(),
+            );
+        }
         if self.ipp.max_document_bytes == 0 {
             return invalid("ipp.max_document_bytes".into(), "must be at least 1".into());
         }

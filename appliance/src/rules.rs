@@ -1,76 +1,21 @@
 //! Print rules applied at release: forced monochrome for groups, forced
 //! duplex for long jobs, a maximum job size and a per-user page quota.
 //!
-//! [`Rules`] is read from the local config for now; it is plain serde data
-//! so central can push the same shape later. [`decide`] is a pure function
+//! [`Rules`] is plain data shared with central and the sync protocol
+//! (`sync_protocol::rules`): a standalone site reads it from its config,
+//! an enrolled one receives it from central. [`decide`] is a pure function
 //! of the rules, the user, the job and what the user asked for at the
 //! printer: overrides are granted only within the rules, and a refusal says
 //! why in words a user at a printer can act on.
 
-use serde::{Deserialize, Serialize};
+pub use sync_protocol::rules::{Period, Quota, Rules};
 
-/// The rules of a site.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Rules {
-    /// Members of these groups always print in monochrome.
-    pub force_mono_groups: Vec<String>,
-    /// Jobs of more pages than this print two-sided (0: never forced).
-    pub force_duplex_above_pages: u32,
-    /// Largest job in impressions, pages times copies (0: no limit).
-    pub max_pages_per_job: u32,
-    /// A page quota per user, if any.
-    pub quota: Option<Quota>,
-}
-
-/// A per-user page quota.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Quota {
-    /// Impressions a user may print per period.
-    pub pages: u32,
-    /// The period, starting at midnight UTC (Monday for weeks, the 1st for months).
-    pub period: Period,
-}
-
-/// A quota period.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Period {
-    /// Calendar day.
-    Day,
-    /// Calendar week from Monday.
-    Week,
-    /// Calendar month.
-    Month,
-}
-
-impl Period {
-    fn noun(self) -> &'static str {
-        match self {
-            Period::Day => "today",
-            Period::Week => "this week",
-            Period::Month => "this month",
-        }
-    }
-
-    /// Start of the period containing `now_ms` (UTC), in ms since the epoch.
-    pub fn start_ms(self, now_ms: i64) -> i64 {
-        let Ok(now) = jiff::Timestamp::from_millisecond(now_ms) else {
-            return now_ms;
-        };
-        let date = now.to_zoned(jiff::tz::TimeZone::UTC).date();
-        let start = match self {
-            Period::Day => Ok(date),
-            Period::Week => date.checked_sub(
-                jiff::Span::new().days(i64::from(date.weekday().to_monday_zero_offset())),
-            ),
-            Period::Month => Ok(date.first_of_month()),
-        };
-        start
-            .and_then(|d| d.to_zoned(jiff::tz::TimeZone::UTC))
-            .map(|z| z.timestamp().as_millisecond())
-            .unwrap_or(now_ms)
+/// The current quota period, as a user reads it.
+fn period_noun(period: Period) -> &'static str {
+    match period {
+        Period::Day => "today",
+        Period::Week => "this week",
+        Period::Month => "this month",
     }
 }
 
@@ -147,7 +92,7 @@ pub fn decide(
                 "This job needs {n} pages and you have {left} of your {} pages left {}. \
                  Your quota renews at the start of the next period.",
                 quota.pages,
-                quota.period.noun()
+                period_noun(quota.period)
             )));
         }
     }
@@ -266,21 +211,5 @@ mod tests {
         assert!(decide(&rules(), &[], &job(Some(5)), &Overrides::default(), 45).is_ok());
         // Unknown page counts are not refused.
         assert!(decide(&rules(), &[], &job(None), &big, 50).is_ok());
-    }
-
-    #[test]
-    fn periods_start_at_utc_midnight() {
-        // Wednesday 2026-11-18 15:30 UTC.
-        let now = jiff::Timestamp::from_second(1_795_015_800)
-            .unwrap()
-            .as_millisecond();
-        let at = |p: Period| {
-            jiff::Timestamp::from_millisecond(p.start_ms(now))
-                .unwrap()
-                .to_string()
-        };
-        assert_eq!(at(Period::Day), "2026-11-18T00:00:00Z");
-        assert_eq!(at(Period::Week), "2026-11-16T00:00:00Z");
-        assert_eq!(at(Period::Month), "2026-11-01T00:00:00Z");
     }
 }

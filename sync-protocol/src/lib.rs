@@ -1,0 +1,26 @@
+//! The protocol between a branch appliance (a *site*) and the central
+//! service: what they say, how it is framed on QUIC streams, and the
+//! session logic of each end as pure state machines.
+//!
+//! # Layout
+//!
+//! - [`message`]: every message, plain serde data that tolerates what a
+//!   newer peer adds.
+//! - [`frame`]: length-delimited frames on a stream, zstd only where it
+//!   shrinks the payload; oversized frames refused.
+//! - [`rules`]: the print rules as policy carries them.
+//! - [`revision`]: ALPNs, revisions and their negotiation.
+//! - [`upload`]: the sending side of an acknowledged log (journal, job
+//!   outbox): window, resend from the last acknowledgement.
+//! - [`site`]: the site's session state machine.
+//!
+//! `PROTOCOL.md` beside this crate specifies the exchanges.
+
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod frame;
+pub mod message;
+pub mod revision;
+pub mod rules;
+pub mod site;
+pub mod upload;
