@@ -634,6 +634,10 @@ mod tests {
             "store.compression_level"
         );
         assert_eq!(
+            invalid_key("[rules]\nmax_page_per_job = 3\n"),
+            "rules.max_page_per_job"
+        );
+        assert_eq!(
             invalid_key(
                 "[[queue]]\nname = \"a\"\nkind = \"pull\"\ndefault = true\n[[queue]]\nname = \"b\"\nkind = \"pull\"\ndefault = true\n"
             ),

@@ -144,6 +144,7 @@ mod tests {
                 pages: 50,
                 period: Period::Month,
             }),
+            ..Rules::default()
         }
     }
 
