@@ -13,11 +13,16 @@
 //! - [`upload`]: the sending side of an acknowledged log (journal, job
 //!   outbox): window, resend from the last acknowledgement.
 //! - [`site`]: the site's session state machine.
+//! - [`central`]: central's session state machine.
+//! - [`dial`]: which central endpoint a site dials and when (order,
+//!   backoff with jitter, probing the preferred one).
 //!
 //! `PROTOCOL.md` beside this crate specifies the exchanges.
 
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod central;
+pub mod dial;
 pub mod frame;
 pub mod message;
 pub mod revision;
