@@ -14,6 +14,9 @@
 //!   outbox): window, resend from the last acknowledgement.
 //! - [`site`]: the site's session state machine.
 //! - [`central`]: central's session state machine.
+//! - [`pki`]: central's CA, server and site certificates, enrollment tokens.
+//! - [`transport`]: quinn and rustls set-up for each end, and the message
+//!   stream; thin I/O.
 //! - [`dial`]: which central endpoint a site dials and when (order,
 //!   backoff with jitter, probing the preferred one).
 //!
@@ -25,7 +28,9 @@ pub mod central;
 pub mod dial;
 pub mod frame;
 pub mod message;
+pub mod pki;
 pub mod revision;
 pub mod rules;
 pub mod site;
+pub mod transport;
 pub mod upload;

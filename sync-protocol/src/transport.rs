@@ -1,0 +1,383 @@
+//! The thin glue to QUIC (quinn) and TLS (rustls): endpoint and TLS
+//! configurations for each end, and a framed message stream over one
+//! bidirectional QUIC stream.
+//!
+//! Endpoints are built on a UDP socket the caller binds and passes in, so a
+//! test can put a fault-injecting proxy between the ends. Everything here
+//! is I/O; what the messages mean is decided by [`crate::site`] and
+//! [`crate::central`].
+
+use std::net::UdpSocket;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use tokio_util::codec::{FramedRead, FramedWrite};
+
+use crate::frame::{FrameCodec, FrameError};
+use crate::message::Message;
+use crate::pki::{Identity, der_fingerprint};
+use crate::revision::{ALPN_ENROLL, ALPN_SYNC};
+
+/// Why a connection could not be set up or used.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// A certificate or key is unusable.
+    #[error("TLS setup: {0}")]
+    Tls(String),
+    /// The UDP socket or endpoint failed.
+    #[error("endpoint: {0}")]
+    Io(#[from] std::io::Error),
+    /// The connection could not be made.
+    #[error("cannot connect: {0}")]
+    Connect(#[from] quinn::ConnectError),
+    /// The connection failed or was closed.
+    #[error("{0}")]
+    Connection(#[from] quinn::ConnectionError),
+    /// A frame could not be read or written.
+    #[error("{0}")]
+    Frame(#[from] FrameError),
+    /// The peer closed its stream.
+    #[error("the peer closed the stream")]
+    Closed,
+}
+
+/// QUIC timing shared by both ends.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// A connection with nothing received for this long is dead.
+    pub idle_timeout: Duration,
+    /// Keep-alive interval (well under the idle timeout).
+    pub keep_alive: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            idle_timeout: Duration::from_secs(15),
+            keep_alive: Duration::from_secs(4),
+        }
+    }
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn transport_config(timing: Timing) -> Result<Arc<quinn::TransportConfig>, TransportError> {
+    let mut config = quinn::TransportConfig::default();
+    config
+        .max_idle_timeout(Some(
+            timing
+                .idle_timeout
+                .try_into()
+                .map_err(|_| TransportError::Tls("idle timeout out of range".into()))?,
+        ))
+        .keep_alive_interval(Some(timing.keep_alive));
+    Ok(Arc::new(config))
+}
+
+fn certificates(pem: &str) -> Result<Vec<CertificateDer<'static>>, TransportError> {
+    CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TransportError::Tls(format!("certificate PEM: {e}")))
+}
+
+fn private_key(pem: &str) -> Result<PrivateKeyDer<'static>, TransportError> {
+    PrivateKeyDer::from_pem_slice(pem.as_bytes())
+        .map_err(|e| TransportError::Tls(format!("private key PEM: {e}")))
+}
+
+fn roots(ca_pem: &str) -> Result<RootCertStore, TransportError> {
+    let mut roots = RootCertStore::empty();
+    for cert in certificates(ca_pem)? {
+        roots
+            .add(cert)
+            .map_err(|e| TransportError::Tls(format!("CA certificate: {e}")))?;
+    }
+    Ok(roots)
+}
+
+/// Central's endpoint on `socket`: its server identity (sent with the CA
+/// certificate, so an enrolling site can check it against its token),
+/// client certificates checked against the CA when presented. A sync
+/// session must present one (the caller checks, by ALPN); an enrollment
+/// has none yet.
+pub fn central_endpoint(
+    socket: UdpSocket,
+    server: &Identity,
+    ca_pem: &str,
+    timing: Timing,
+) -> Result<quinn::Endpoint, TransportError> {
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca_pem)?), provider())
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| TransportError::Tls(e.to_string()))?;
+    let mut chain = certificates(&server.certificate_pem)?;
+    chain.extend(certificates(ca_pem)?);
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| TransportError::Tls(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, private_key(&server.key_pem)?)
+        .map_err(|e| TransportError::Tls(e.to_string()))?;
+    tls.alpn_protocols = vec![ALPN_SYNC.to_vec(), ALPN_ENROLL.to_vec()];
+    let crypto = QuicServerConfig::try_from(tls).map_err(|e| TransportError::Tls(e.to_string()))?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    config.transport_config(transport_config(timing)?);
+    Ok(quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(config),
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )?)
+}
+
+/// A site's endpoint on `socket` (client only).
+pub fn site_endpoint(socket: UdpSocket) -> Result<quinn::Endpoint, TransportError> {
+    Ok(quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        None,
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )?)
+}
+
+/// A site's client configuration for sync: it trusts only central's CA
+/// and proves itself with its own certificate.
+pub fn sync_client_config(
+    site: &Identity,
+    ca_pem: &str,
+    timing: Timing,
+) -> Result<quinn::ClientConfig, TransportError> {
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| TransportError::Tls(e.to_string()))?
+        .with_root_certificates(roots(ca_pem)?)
+        .with_client_auth_cert(
+            certificates(&site.certificate_pem)?,
+            private_key(&site.key_pem)?,
+        )
+        .map_err(|e| TransportError::Tls(e.to_string()))?;
+    tls.alpn_protocols = vec![ALPN_SYNC.to_vec()];
+    client_config(tls, timing)
+}
+
+/// A site's client configuration for enrollment: it has no CA yet, so it
+/// trusts the server chain whose CA certificate has the SHA-256 its token
+/// carries, and presents no certificate.
+pub fn enroll_client_config(
+    ca_fingerprint: [u8; 32],
+    timing: Timing,
+) -> Result<quinn::ClientConfig, TransportError> {
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| TransportError::Tls(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(PinnedCa {
+            fingerprint: ca_fingerprint,
+            provider: provider(),
+        }))
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![ALPN_ENROLL.to_vec()];
+    client_config(tls, timing)
+}
+
+fn client_config(
+    tls: rustls::ClientConfig,
+    timing: Timing,
+) -> Result<quinn::ClientConfig, TransportError> {
+    let crypto = QuicClientConfig::try_from(tls).map_err(|e| TransportError::Tls(e.to_string()))?;
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    config.transport_config(transport_config(timing)?);
+    Ok(config)
+}
+
+/// Trusts a server chain that includes the CA certificate with a given
+/// SHA-256, verified as usual (signature, validity, name) against it.
+#[derive(Debug)]
+struct PinnedCa {
+    fingerprint: [u8; 32],
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for PinnedCa {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let ca = intermediates
+            .iter()
+            .find(|c| der_fingerprint(c) == self.fingerprint)
+            .ok_or_else(|| {
+                rustls::Error::General(
+                    "central's CA is not the one the enrollment token names".into(),
+                )
+            })?;
+        let mut roots = RootCertStore::empty();
+        roots.add(ca.clone().into_owned())?;
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            self.provider.clone(),
+        )
+        .build()
+        .map_err(|e| rustls::Error::General(e.to_string()))?;
+        verifier.verify_server_cert(end_entity, &[], server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// What the TLS handshake established about the peer of an accepted
+/// connection.
+#[derive(Debug, Clone)]
+pub struct PeerIdentity {
+    /// The ALPN the peer chose.
+    pub alpn: Vec<u8>,
+    /// SHA-256 of the peer's certificate, if it presented one (verified
+    /// against central's CA).
+    pub certificate: Option<[u8; 32]>,
+}
+
+/// The ALPN and client certificate of an established connection.
+pub fn peer_identity(connection: &quinn::Connection) -> PeerIdentity {
+    let alpn = connection
+        .handshake_data()
+        .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|d| d.protocol)
+        .unwrap_or_default();
+    let certificate = connection
+        .peer_identity()
+        .and_then(|id| id.downcast::<Vec<CertificateDer<'static>>>().ok())
+        .and_then(|chain| chain.first().map(|c| der_fingerprint(c)));
+    PeerIdentity { alpn, certificate }
+}
+
+/// The sending half of the session stream.
+pub struct MessageSender {
+    framed: FramedWrite<quinn::SendStream, FrameCodec>,
+}
+
+/// The receiving half of the session stream.
+pub struct MessageReceiver {
+    framed: FramedRead<quinn::RecvStream, FrameCodec>,
+}
+
+/// Opens the session stream (the dialing end). QUIC tells the peer of a
+/// new stream only when data arrives on it, so the dialer speaks first.
+pub async fn open_session(
+    connection: &quinn::Connection,
+    codec: FrameCodec,
+) -> Result<(MessageSender, MessageReceiver), TransportError> {
+    let (send, recv) = connection.open_bi().await?;
+    Ok(halves(send, recv, codec))
+}
+
+/// Accepts the session stream (the accepting end).
+pub async fn accept_session(
+    connection: &quinn::Connection,
+    codec: FrameCodec,
+) -> Result<(MessageSender, MessageReceiver), TransportError> {
+    let (send, recv) = connection.accept_bi().await?;
+    Ok(halves(send, recv, codec))
+}
+
+fn halves(
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+    codec: FrameCodec,
+) -> (MessageSender, MessageReceiver) {
+    (
+        MessageSender {
+            framed: FramedWrite::new(send, codec),
+        },
+        MessageReceiver {
+            framed: FramedRead::new(recv, codec),
+        },
+    )
+}
+
+impl MessageSender {
+    /// Sends one message (flow control applies: this waits while the peer
+    /// does not read).
+    pub async fn send(&mut self, message: &Message) -> Result<(), TransportError> {
+        self.framed.send(message).await?;
+        Ok(())
+    }
+
+    /// Queues a message without flushing; [`MessageSender::flush`] sends
+    /// what is queued.
+    pub async fn feed(&mut self, message: &Message) -> Result<(), TransportError> {
+        self.framed.feed(message).await?;
+        Ok(())
+    }
+
+    /// Sends everything queued.
+    pub async fn flush(&mut self) -> Result<(), TransportError> {
+        self.framed.flush().await?;
+        Ok(())
+    }
+
+    /// Ends the stream after what was sent.
+    pub async fn finish(&mut self) -> Result<(), TransportError> {
+        self.framed.flush().await?;
+        // A stream already reset by the peer has nothing left to finish.
+        let _ = self.framed.get_mut().finish();
+        Ok(())
+    }
+}
+
+impl MessageReceiver {
+    /// The next message; [`TransportError::Closed`] when the peer finished
+    /// its stream. Cancel-safe: a message is never half taken.
+    pub async fn recv(&mut self) -> Result<Message, TransportError> {
+        match self.framed.next().await {
+            Some(message) => Ok(message?),
+            None => Err(TransportError::Closed),
+        }
+    }
+}
