@@ -26,8 +26,9 @@ pub struct Rules {
     /// A page quota per user, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quota: Option<Quota>,
-    /// Keys this revision does not know, with their values.
-    #[serde(flatten, skip_serializing)]
+    /// Keys this revision does not know, with their values (written back
+    /// as they came, so nothing is lost in passing).
+    #[serde(flatten)]
     pub unknown: BTreeMap<String, serde_json::Value>,
 }
 
@@ -85,7 +86,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn unknown_keys_are_kept_not_dropped_and_not_sent_on() {
+    fn unknown_keys_are_kept_and_written_back() {
         let r: Rules = serde_json::from_str(
             r#"{"max_pages_per_job": 9, "max_colour_pages": 3, "quota": {"pages": 5, "period": "day"}}"#,
         )
@@ -93,7 +94,7 @@ mod tests {
         assert_eq!(r.max_pages_per_job, 9);
         assert_eq!(r.unknown_keys(), ["max_colour_pages"]);
         let sent = serde_json::to_value(&r).unwrap();
-        assert!(sent.get("max_colour_pages").is_none());
+        assert_eq!(sent["max_colour_pages"], 3);
     }
 
     #[test]
