@@ -42,6 +42,21 @@ pub(super) fn since(conn: &Connection, since_ms: i64) -> rusqlite::Result<Vec<Jo
     rows.collect()
 }
 
+/// Up to `limit` records with a sequence above `after`, in sequence order.
+pub(super) fn after(
+    conn: &Connection,
+    after: i64,
+    limit: i64,
+) -> rusqlite::Result<Vec<JournalEntry>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, job_uuid, queue, ipp_job_id, user_id, device, site, pages, pages_exact, \
+         sheets, copies, color, sides, media, time_ms, outcome \
+         FROM journal WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![after, limit], entry_from_row)?;
+    rows.collect()
+}
+
 /// Impressions a user printed to completion since `since_ms`.
 pub(super) fn pages_since(conn: &Connection, user: &str, since_ms: i64) -> rusqlite::Result<u64> {
     let total: i64 = conn

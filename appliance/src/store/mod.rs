@@ -18,6 +18,7 @@ pub mod dir_sync;
 mod error;
 mod jobs;
 mod journal;
+mod outbox;
 mod read_pool;
 mod reserve;
 pub mod schema;
@@ -110,6 +111,17 @@ pub struct StoreOptions {
     pub keep_printed_ms: i64,
     /// Room on the data disk kept for state changes ([`DiskReserve`]).
     pub reserve_bytes: u64,
+}
+
+/// Where the logs central must learn stand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncMarks {
+    /// The journal epoch (made with the database).
+    pub epoch: String,
+    /// Highest journal sequence (0: none).
+    pub journal_latest: u64,
+    /// Highest outbox sequence (0: none).
+    pub outbox_latest: u64,
 }
 
 /// Handle to the store; cheap to clone.
@@ -278,6 +290,48 @@ impl JobStore {
     /// Audit events from `since_ms` on, in order.
     pub async fn audit_since(&self, since_ms: i64) -> Result<Vec<AuditEvent>, StoreError> {
         self.read(move |conn| audit::since(conn, since_ms)).await
+    }
+
+    /// Where the logs central must learn stand: the journal epoch and the
+    /// highest journal and outbox sequences.
+    pub async fn sync_marks(&self) -> Result<SyncMarks, StoreError> {
+        self.read(|conn| {
+            Ok(SyncMarks {
+                epoch: outbox::journal_epoch(conn)?,
+                journal_latest: outbox::journal_latest(conn)?,
+                outbox_latest: outbox::latest(conn)?,
+            })
+        })
+        .await
+    }
+
+    /// Up to `limit` journal records with a sequence above `after`.
+    pub async fn journal_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<JournalEntry>, StoreError> {
+        self.read(move |conn| outbox::journal_after(conn, after, limit))
+            .await
+    }
+
+    /// Up to `limit` outbox announcements with a sequence above `after`:
+    /// the sequence, the job's UUID and the job as it is now (`None` once
+    /// it is gone).
+    pub async fn outbox_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, String, Option<JobRecord>)>, StoreError> {
+        self.read(move |conn| outbox::after(conn, after, limit))
+            .await
+    }
+
+    /// Central holds the outbox through `through`: those rows go, durably.
+    pub async fn outbox_acknowledged(&self, through: u64) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(WriteOp::TrimOutbox { through, reply }).await?;
+        answer.await.map_err(|_| StoreError::Closed)?
     }
 
     async fn submit(&self, op: WriteOp) -> Result<(), StoreError> {
@@ -690,6 +744,80 @@ mod tests {
         assert!(
             !store.spool().path(uuid).exists(),
             "deleted once its time is over"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_outbox_announces_each_job_once_in_its_latest_state_until_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) =
+            JobStore::open(dir.path(), test_options(0), Arc::new(Metrics::new())).unwrap();
+        let first = insert_sample(&store).await;
+        let second = insert_sample(&store).await;
+        store
+            .modify(first.uuid, None, release_to_lobby(&first))
+            .await
+            .unwrap();
+        store.modify(first.uuid, None, sending()).await.unwrap();
+
+        let all = store.outbox_after(0, 100).await.unwrap();
+        let order: Vec<_> = all.iter().map(|(_, uuid, _)| uuid.clone()).collect();
+        // One row per job; the job changed last comes last.
+        assert_eq!(order, [second.uuid.to_string(), first.uuid.to_string()]);
+        let (seq, _, job) = &all[1];
+        assert_eq!(job.as_ref().unwrap().state, JobState::Processing);
+        let marks = store.sync_marks().await.unwrap();
+        assert_eq!(marks.outbox_latest, *seq);
+        assert_eq!(marks.epoch.len(), 32);
+
+        // Reading in batches continues where the last one ended.
+        let page = store.outbox_after(all[0].0, 1).await.unwrap();
+        assert_eq!(page.len(), 1);
+        assert_eq!(page[0].0, *seq);
+
+        // Acknowledged rows go; a later change is announced again, after them.
+        store.outbox_acknowledged(*seq).await.unwrap();
+        assert!(store.outbox_after(0, 100).await.unwrap().is_empty());
+        store.modify(first.uuid, None, printed()).await.unwrap();
+        let again = store.outbox_after(0, 100).await.unwrap();
+        assert_eq!(again.len(), 1);
+        assert!(again[0].0 > *seq);
+        assert_eq!(again[0].2.as_ref().unwrap().state, JobState::Completed);
+    }
+
+    #[tokio::test]
+    async fn the_journal_reads_in_sequence_batches_within_an_epoch_born_with_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = |path: &Path| JobStore::open(path, test_options(0), Arc::new(Metrics::new()));
+        let (store, _) = open(dir.path()).unwrap();
+        for _ in 0..3 {
+            let job = insert_sample(&store).await;
+            store
+                .modify(job.uuid, None, release_to_lobby(&job))
+                .await
+                .unwrap();
+            store.modify(job.uuid, None, sending()).await.unwrap();
+            store.modify(job.uuid, None, printed()).await.unwrap();
+        }
+        let marks = store.sync_marks().await.unwrap();
+        assert_eq!(marks.journal_latest, 3);
+        let first = store.journal_after(0, 2).await.unwrap();
+        assert_eq!(first.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
+        let rest = store.journal_after(2, 2).await.unwrap();
+        assert_eq!(rest.iter().map(|e| e.seq).collect::<Vec<_>>(), [3]);
+        assert!(store.journal_after(3, 2).await.unwrap().is_empty());
+        drop(store);
+
+        // The epoch survives a restart; a database created anew has another.
+        let (store, _) = open(dir.path()).unwrap();
+        assert_eq!(store.sync_marks().await.unwrap().epoch, marks.epoch);
+        let other = tempfile::tempdir().unwrap();
+        let (fresh, _) = open(other.path()).unwrap();
+        let fresh_marks = fresh.sync_marks().await.unwrap();
+        assert_ne!(fresh_marks.epoch, marks.epoch);
+        assert_eq!(
+            (fresh_marks.journal_latest, fresh_marks.outbox_latest),
+            (0, 0)
         );
     }
 }

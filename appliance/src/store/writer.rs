@@ -10,7 +10,9 @@ use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
 use super::jobs::find_job;
-use super::{AuditEvent, DiskReserve, Spool, SpooledDocument, StoreError, audit, journal, schema};
+use super::{
+    AuditEvent, DiskReserve, Spool, SpooledDocument, StoreError, audit, journal, outbox, schema,
+};
 use crate::accounting;
 use crate::job::{JobRecord, JobState, JobUuid, Transition};
 use crate::metrics::Metrics;
@@ -57,6 +59,11 @@ pub(super) enum WriteOp {
     },
     Audit {
         event: AuditEvent,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    /// Central acknowledged the outbox through a sequence.
+    TrimOutbox {
+        through: u64,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
 }
@@ -119,7 +126,9 @@ impl Writer {
                         WriteOp::Insert { reply, .. } | WriteOp::Modify { reply, .. } => {
                             Answer::Job(reply)
                         }
-                        WriteOp::Audit { reply, .. } => Answer::Done(reply),
+                        WriteOp::Audit { reply, .. } | WriteOp::TrimOutbox { reply, .. } => {
+                            Answer::Done(reply)
+                        }
                     };
                     answer.send(Err(StoreError::from(clone_sqlite_error(&e))));
                 }
@@ -161,6 +170,13 @@ impl Writer {
                     Answer::Done(reply),
                     apply_in_savepoint(&mut tx, |sp| {
                         audit::append(sp, &event)?;
+                        Ok(Applied::nothing())
+                    }),
+                ),
+                WriteOp::TrimOutbox { through, reply } => (
+                    Answer::Done(reply),
+                    apply_in_savepoint(&mut tx, |sp| {
+                        outbox::trim(sp, through)?;
                         Ok(Applied::nothing())
                     }),
                 ),
@@ -252,6 +268,7 @@ pub(super) fn apply_insert(
 ) -> Result<Applied, StoreError> {
     job.ipp_job_id = schema::next_ipp_job_id(conn, &job.queue)?;
     schema::save_job(conn, &job)?;
+    outbox::touch(conn, job.uuid)?;
     if let Some(mut event) = audit {
         event.job = Some(job.uuid.to_string());
         audit::append(conn, &event)?;
@@ -282,6 +299,7 @@ pub(super) fn apply_modify(
         job.kept_until_ms = Some(printed.saturating_add(keep_printed_ms));
     }
     schema::save_job(conn, &job)?;
+    outbox::touch(conn, job.uuid)?;
     if let Some(entry) = accounting::entry_for(before, &job, site) {
         journal::append(conn, &entry)?;
     }
