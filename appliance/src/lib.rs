@@ -42,7 +42,6 @@ pub mod accounting;
 pub mod analysis;
 pub mod api;
 pub mod config;
-pub mod credentials;
 pub mod daemon;
 pub mod format;
 pub mod housekeeping;
@@ -59,4 +58,8 @@ pub mod rules;
 pub mod store;
 pub mod terminal;
 pub mod uploads;
-pub mod users;
+
+/// Users' credential hashes (shared with central: `sync_protocol::policy`).
+pub use sync_protocol::policy::credentials;
+/// Users, their groups and the CSV import format (shared with central).
+pub use sync_protocol::policy::users;

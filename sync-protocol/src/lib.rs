@@ -9,6 +9,7 @@
 //! - [`frame`]: length-delimited frames on a stream, zstd only where it
 //!   shrinks the payload; oversized frames refused.
 //! - [`rules`]: the print rules as policy carries them.
+//! - [`policy`]: users, credential hashes and the user CSV format.
 //! - [`revision`]: ALPNs, revisions and their negotiation.
 //! - [`upload`]: the sending side of an acknowledged log (journal, job
 //!   outbox): window, resend from the last acknowledgement.
@@ -29,6 +30,7 @@ pub mod dial;
 pub mod frame;
 pub mod message;
 pub mod pki;
+pub mod policy;
 pub mod revision;
 pub mod rules;
 pub mod site;

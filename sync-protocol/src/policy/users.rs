@@ -1,5 +1,5 @@
-//! Users as the appliance knows them until central manages them: who they
-//! are, their groups, and how they log in at a printer.
+//! Users as both ends know them: who they are, their groups, and how they
+//! log in at a printer.
 //!
 //! Pure: checking a new user, reading the CSV import format, and turning
 //! typed secrets into what the store keeps ([`prepare`]). The store module
@@ -7,7 +7,7 @@
 
 use std::io::Read;
 
-use crate::credentials::{
+use super::credentials::{
     self, CredentialError, LookupKey, LookupKind, Secret, check_password, normalize_card,
     normalize_pin,
 };
