@@ -16,6 +16,7 @@
 //! - [`site`]: the site's session state machine.
 //! - [`central`]: central's session state machine.
 //! - [`pki`]: central's CA, server and site certificates, enrollment tokens.
+//! - [`private_file`]: keys and certificates on disk, 0600, atomic.
 //! - [`transport`]: quinn and rustls set-up for each end, and the message
 //!   stream; thin I/O.
 //! - [`dial`]: which central endpoint a site dials and when (order,
@@ -31,6 +32,7 @@ pub mod frame;
 pub mod message;
 pub mod pki;
 pub mod policy;
+pub mod private_file;
 pub mod revision;
 pub mod rules;
 pub mod site;

@@ -3,9 +3,7 @@
 //! cards and PIN-only PINs; losing it invalidates those credentials (they
 //! must be registered again), so it belongs in backups with the database.
 
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io;
 use std::path::Path;
 
 use crate::credentials::LookupKey;
@@ -15,34 +13,12 @@ const FILE: &str = "installation.key";
 /// Reads the key, creating it if this installation has none yet. Creation
 /// is atomic and first-wins: two processes starting together agree on one key.
 pub fn load_or_create(data_dir: &Path) -> io::Result<LookupKey> {
-    let path = data_dir.join(FILE);
-    match fs::read(&path) {
-        Ok(bytes) => return parse(&bytes, &path),
-        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-        Err(_) => {}
-    }
-    let mut key = [0u8; 32];
-    getrandom::fill(&mut key).map_err(|e| io::Error::other(format!("no randomness: {e}")))?;
-    let tmp = data_dir.join(format!("{FILE}.{}.tmp", std::process::id()));
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    file.write_all(&key)?;
-    file.sync_all()?;
-    drop(file);
-    // A hard link fails if the key appeared meanwhile; then the other one wins.
-    let linked = fs::hard_link(&tmp, &path);
-    fs::remove_file(&tmp)?;
-    match linked {
-        Ok(()) => {
-            fs::File::open(data_dir)?.sync_all()?;
-            Ok(LookupKey::new(key))
-        }
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => parse(&fs::read(&path)?, &path),
-        Err(e) => Err(e),
-    }
+    let bytes = sync_protocol::private_file::read_or_create(data_dir, FILE, || {
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key).map_err(|e| io::Error::other(format!("no randomness: {e}")))?;
+        Ok(key.to_vec())
+    })?;
+    parse(&bytes, &data_dir.join(FILE))
 }
 
 fn parse(bytes: &[u8], path: &Path) -> io::Result<LookupKey> {
@@ -64,6 +40,7 @@ fn parse(bytes: &[u8], path: &Path) -> io::Result<LookupKey> {
 mod tests {
     use super::*;
     use crate::credentials::LookupKind;
+    use std::fs;
     use std::os::unix::fs::PermissionsExt;
 
     #[test]
