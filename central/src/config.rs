@@ -1,0 +1,221 @@
+//! Central's TOML configuration. Every key has a default, so an empty file
+//! (or none) runs; every error names the key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Why the configuration is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// Not TOML, or a value of the wrong type (the message names key and line).
+    #[error("config file {path}: {message}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message.
+        message: String,
+    },
+    /// A value that parses but makes no sense.
+    #[error("config key `{key}`: {message}")]
+    Invalid {
+        /// Dotted key.
+        key: String,
+        /// What is wrong and what would be right.
+        message: String,
+    },
+}
+
+/// The whole configuration of central.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The fleet's name, written into the CA certificate.
+    pub fleet: String,
+    /// Database, keys and the admin socket.
+    pub data_dir: PathBuf,
+    /// The QUIC sync listener.
+    pub sync: SyncConfig,
+    /// The local admin channel.
+    pub admin: AdminConfig,
+    /// Enrollment of sites.
+    pub sites: SitesConfig,
+    /// Policy kept as files.
+    pub policy: PolicyConfig,
+}
+
+/// `[sync]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SyncConfig {
+    /// UDP address sites dial.
+    pub listen: SocketAddr,
+    /// A connection silent this long is dead (sites keep it alive).
+    pub idle_timeout_secs: u64,
+    /// A site must say hello within this.
+    pub hello_timeout_secs: u64,
+}
+
+/// `[admin]`: the admin CLI talks to the running service over a Unix
+/// socket, mode 0600, so only the service's user (and root) can use it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// The socket (default `DATA_DIR/admin.sock`).
+    pub socket: Option<PathBuf>,
+}
+
+/// `[sites]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SitesConfig {
+    /// How long an enrollment token is good for.
+    pub token_ttl_secs: u64,
+    /// How long a site certificate is good for.
+    pub certificate_days: u32,
+}
+
+/// `[policy]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// A directory whose `users.csv` and `rules.toml`, when present, are
+    /// the fleet's users and rules (watched; a bad file is refused).
+    pub dir: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            fleet: "printfleet".into(),
+            data_dir: PathBuf::from("central-data"),
+            sync: SyncConfig::default(),
+            admin: AdminConfig::default(),
+            sites: SitesConfig::default(),
+            policy: PolicyConfig::default(),
+        }
+    }
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 7443)),
+            idle_timeout_secs: 15,
+            hello_timeout_secs: 10,
+        }
+    }
+}
+
+impl Default for SitesConfig {
+    fn default() -> Self {
+        SitesConfig {
+            token_ttl_secs: 24 * 3600,
+            certificate_days: 825,
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and validates config text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: origin.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: &str| {
+            Err(ConfigError::Invalid {
+                key: key.into(),
+                message: message.into(),
+            })
+        };
+        if self.fleet.trim().is_empty() || self.fleet.len() > 64 {
+            return invalid("fleet", "must be 1 to 64 characters");
+        }
+        if self.sync.idle_timeout_secs < 2 || self.sync.idle_timeout_secs > 600 {
+            return invalid("sync.idle_timeout_secs", "must be 2 to 600");
+        }
+        if self.sync.hello_timeout_secs == 0 {
+            return invalid("sync.hello_timeout_secs", "must be at least 1");
+        }
+        if self.sites.token_ttl_secs == 0 {
+            return invalid("sites.token_ttl_secs", "must be at least 1");
+        }
+        if self.sites.certificate_days == 0 {
+            return invalid("sites.certificate_days", "must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// The admin socket's path.
+    pub fn admin_socket(&self) -> PathBuf {
+        self.admin
+            .socket
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("admin.sock"))
+    }
+
+    /// QUIC idle timeout.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.sync.idle_timeout_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("central.toml"))
+    }
+
+    #[test]
+    fn an_empty_file_is_every_default() {
+        let config = parse("").unwrap();
+        assert_eq!(config.sync.listen.port(), 7443);
+        assert_eq!(
+            config.admin_socket(),
+            PathBuf::from("central-data/admin.sock")
+        );
+        assert_eq!(config.sites.token_ttl_secs, 86_400);
+        assert!(config.policy.dir.is_none());
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = parse("[sync]\nlisten = \"nowhere\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("listen") && e.contains("line 2"), "{e}");
+        let e = parse("[sites]\ntoken_ttl_secs = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sites.token_ttl_secs"), "{e}");
+        let e = parse("[sync]\nlistne = \"x\"\n").unwrap_err().to_string();
+        assert!(e.contains("listne"), "{e}");
+    }
+}

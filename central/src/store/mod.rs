@@ -1,0 +1,339 @@
+//! Central's storage, behind [`CentralStore`]: the narrow interface the
+//! service uses, so that a PostgreSQL backend shared by several central
+//! nodes can replace the embedded SQLite one ([`SqliteStore`]) without
+//! touching the protocol or the service.
+//!
+//! What the interface promises, whatever the backend:
+//! - journal records are keyed by (site, epoch, sequence): storing one twice
+//!   stores it once; a batch is stored only if it continues what is stored
+//!   (`after` ≤ acknowledged), and the acknowledged mark moves in the same
+//!   transaction as the records;
+//! - job announcements are keyed by (site, job); a lower sequence never
+//!   replaces a higher one;
+//! - every policy edit that changes something is one new version, and the
+//!   changes since any version can be listed (removed users stay as
+//!   tombstones);
+//! - an enrollment token works once, before it expires.
+
+mod db;
+mod logs;
+mod policy;
+mod reports;
+mod schema;
+mod sites;
+
+use std::future::Future;
+use std::path::Path;
+
+use sync_protocol::message::{JobBatch, JournalBatch, PolicyChanges, PolicyUser};
+use sync_protocol::rules::Rules;
+use tokio::sync::mpsc;
+
+pub use policy::PolicyEdit;
+pub use reports::{IndexedJob, ReportBy, ReportRow};
+pub use sites::{EnrollRefusal, SiteInfo};
+
+/// Why storage failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite said no.
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The database cannot be used now (begin or commit failed, migration).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// The writer is gone (shutting down).
+    #[error("the store is closed")]
+    Closed,
+    /// The file system said no.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// A name that exists already.
+    #[error("{0}")]
+    Conflict(String),
+    /// Something asked for is not there.
+    #[error("{0}")]
+    NotFound(String),
+    /// A request that makes no sense (an edit of nothing, a gap in a log).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// What a site at some policy version needs to catch up.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PolicyDelta {
+    /// Nothing: it has the current version.
+    Current,
+    /// These changes.
+    Changes(PolicyChanges),
+    /// A full snapshot of this version (read it with
+    /// [`CentralStore::snapshot`]).
+    Snapshot {
+        /// The version.
+        version: u64,
+    },
+}
+
+/// The head of a snapshot; its users follow in chunks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SnapshotHead {
+    /// The version.
+    pub version: u64,
+    /// Users that follow.
+    pub users: u64,
+    /// The rules.
+    pub rules: Rules,
+}
+
+/// Users per snapshot chunk and most users changed that still travel as
+/// changes rather than a snapshot.
+pub const CHUNK_USERS: usize = 1000;
+
+/// Central's storage.
+pub trait CentralStore: Clone + Send + Sync + 'static {
+    /// Registers a site with its first enrollment token.
+    fn add_site(
+        &self,
+        name: String,
+        token_id: String,
+        secret_sha256: [u8; 32],
+        expires_ms: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Every site.
+    fn list_sites(&self) -> impl Future<Output = Result<Vec<SiteInfo>, StoreError>> + Send;
+
+    /// Revokes a site; `NotFound` if there is none of that name.
+    fn revoke_site(&self, name: String) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Checks a token without using it: the site it enrolls.
+    fn check_token(
+        &self,
+        token_id: String,
+        secret_sha256: [u8; 32],
+    ) -> impl Future<Output = Result<Result<String, EnrollRefusal>, StoreError>> + Send;
+
+    /// Uses a token (checked again, atomically) and records the site's
+    /// certificate.
+    fn complete_enrollment(
+        &self,
+        token_id: String,
+        secret_sha256: [u8; 32],
+        certificate_sha256: [u8; 32],
+    ) -> impl Future<Output = Result<Result<String, EnrollRefusal>, StoreError>> + Send;
+
+    /// The site whose certificate has this SHA-256.
+    fn site_by_certificate(
+        &self,
+        certificate_sha256: [u8; 32],
+    ) -> impl Future<Output = Result<Option<SiteInfo>, StoreError>> + Send;
+
+    /// A session of `site` in `epoch` begins: records the contact and
+    /// returns the acknowledged (journal, jobs) sequences.
+    fn begin_session(
+        &self,
+        site: String,
+        epoch: String,
+    ) -> impl Future<Output = Result<(u64, u64), StoreError>> + Send;
+
+    /// Stores journal records; returns the acknowledged sequence after it.
+    fn store_journal(
+        &self,
+        site: String,
+        batch: JournalBatch,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Stores job announcements; returns the acknowledged sequence after it.
+    fn store_jobs(
+        &self,
+        site: String,
+        batch: JobBatch,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// `site` enforces `version` now.
+    fn site_applied(
+        &self,
+        site: String,
+        version: u64,
+        unknown_rules: Vec<String>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The current policy version.
+    fn policy_version(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// What a site at `since` needs.
+    fn policy_since(
+        &self,
+        since: u64,
+    ) -> impl Future<Output = Result<PolicyDelta, StoreError>> + Send;
+
+    /// A consistent snapshot of the current policy: its head, with its
+    /// users sent to `chunks` in chunks of [`CHUNK_USERS`] (the read waits
+    /// while the receiver is behind, so memory stays bounded).
+    fn snapshot(
+        &self,
+        chunks: mpsc::Sender<Vec<PolicyUser>>,
+    ) -> impl Future<Output = Result<SnapshotHead, StoreError>> + Send;
+
+    /// Applies an edit; returns the policy version after it.
+    fn edit_policy(&self, edit: PolicyEdit)
+    -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// The users in force (removed ones excluded), by id.
+    fn users(&self) -> impl Future<Output = Result<Vec<PolicyUser>, StoreError>> + Send;
+
+    /// Accounting totals grouped `by`, from `since_ms` on.
+    fn report(
+        &self,
+        by: ReportBy,
+        since_ms: i64,
+    ) -> impl Future<Output = Result<Vec<ReportRow>, StoreError>> + Send;
+
+    /// The global index's jobs of `user`, newest first.
+    fn jobs_of(
+        &self,
+        user: String,
+    ) -> impl Future<Output = Result<Vec<IndexedJob>, StoreError>> + Send;
+}
+
+/// The embedded SQLite backend.
+#[derive(Clone)]
+pub struct SqliteStore {
+    db: db::Db,
+}
+
+impl SqliteStore {
+    /// Opens (creating, migrating) `DATA_DIR/central.db`.
+    pub fn open(data_dir: &Path) -> Result<SqliteStore, StoreError> {
+        let db = db::Db::open(&data_dir.join("central.db"), schema::migrate)?;
+        Ok(SqliteStore { db })
+    }
+}
+
+fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+impl CentralStore for SqliteStore {
+    async fn add_site(
+        &self,
+        name: String,
+        token_id: String,
+        secret_sha256: [u8; 32],
+        expires_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.db
+            .write(move |c| sites::add(c, &name, &token_id, &secret_sha256, expires_ms, now_ms()))
+            .await
+    }
+
+    async fn list_sites(&self) -> Result<Vec<SiteInfo>, StoreError> {
+        self.db.read(sites::list).await
+    }
+
+    async fn revoke_site(&self, name: String) -> Result<(), StoreError> {
+        self.db
+            .write(move |c| sites::revoke(c, &name, now_ms()))
+            .await
+    }
+
+    async fn check_token(
+        &self,
+        token_id: String,
+        secret_sha256: [u8; 32],
+    ) -> Result<Result<String, EnrollRefusal>, StoreError> {
+        self.db
+            .read(move |c| sites::check_token(c, &token_id, &secret_sha256, now_ms()))
+            .await
+    }
+
+    async fn complete_enrollment(
+        &self,
+        token_id: String,
+        secret_sha256: [u8; 32],
+        certificate_sha256: [u8; 32],
+    ) -> Result<Result<String, EnrollRefusal>, StoreError> {
+        self.db
+            .write(move |c| {
+                sites::complete_enrollment(
+                    c,
+                    &token_id,
+                    &secret_sha256,
+                    &certificate_sha256,
+                    now_ms(),
+                )
+            })
+            .await
+    }
+
+    async fn site_by_certificate(
+        &self,
+        certificate_sha256: [u8; 32],
+    ) -> Result<Option<SiteInfo>, StoreError> {
+        self.db
+            .read(move |c| sites::by_certificate(c, &certificate_sha256))
+            .await
+    }
+
+    async fn begin_session(&self, site: String, epoch: String) -> Result<(u64, u64), StoreError> {
+        self.db
+            .write(move |c| logs::begin_session(c, &site, &epoch, now_ms()))
+            .await
+    }
+
+    async fn store_journal(&self, site: String, batch: JournalBatch) -> Result<u64, StoreError> {
+        self.db
+            .write(move |c| logs::store_journal(c, &site, &batch))
+            .await
+    }
+
+    async fn store_jobs(&self, site: String, batch: JobBatch) -> Result<u64, StoreError> {
+        self.db
+            .write(move |c| logs::store_jobs(c, &site, &batch))
+            .await
+    }
+
+    async fn site_applied(
+        &self,
+        site: String,
+        version: u64,
+        unknown_rules: Vec<String>,
+    ) -> Result<(), StoreError> {
+        self.db
+            .write(move |c| sites::applied(c, &site, version, &unknown_rules, now_ms()))
+            .await
+    }
+
+    async fn policy_version(&self) -> Result<u64, StoreError> {
+        self.db.read(policy::version).await
+    }
+
+    async fn policy_since(&self, since: u64) -> Result<PolicyDelta, StoreError> {
+        self.db.read(move |c| policy::since(c, since)).await
+    }
+
+    async fn snapshot(
+        &self,
+        chunks: mpsc::Sender<Vec<PolicyUser>>,
+    ) -> Result<SnapshotHead, StoreError> {
+        self.db.read(move |c| policy::snapshot(c, &chunks)).await
+    }
+
+    async fn edit_policy(&self, edit: PolicyEdit) -> Result<u64, StoreError> {
+        self.db.write(move |c| policy::edit(c, edit)).await
+    }
+
+    async fn users(&self) -> Result<Vec<PolicyUser>, StoreError> {
+        self.db.read(policy::users).await
+    }
+
+    async fn report(&self, by: ReportBy, since_ms: i64) -> Result<Vec<ReportRow>, StoreError> {
+        self.db
+            .read(move |c| reports::report(c, by, since_ms))
+            .await
+    }
+
+    async fn jobs_of(&self, user: String) -> Result<Vec<IndexedJob>, StoreError> {
+        self.db.read(move |c| reports::jobs_of(c, &user)).await
+    }
+}

@@ -1,0 +1,374 @@
+//! SQL for the fleet policy: users (as `PolicyUser` JSON, with the version
+//! that last changed each, removed ones kept as tombstones) and the rules,
+//! under one version counter that every effective edit moves by one.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use sync_protocol::message::{PolicyChanges, PolicyUser};
+use sync_protocol::rules::Rules;
+use tokio::sync::mpsc;
+
+use super::{CHUNK_USERS, PolicyDelta, SnapshotHead, StoreError};
+
+/// A change an admin (or the policy directory) makes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PolicyEdit {
+    /// Adds users, all or none: one that exists already is a conflict.
+    AddUsers(Vec<PolicyUser>),
+    /// Disables or enables users, all or none: an unknown one is an error.
+    SetDisabled {
+        /// Who.
+        ids: Vec<String>,
+        /// Disabled (true) or enabled.
+        disabled: bool,
+    },
+    /// Replaces the rules.
+    SetRules(Rules),
+    /// Makes the users exactly these (the policy directory's `users.csv`):
+    /// changed ones replaced, missing ones removed.
+    ReplaceAllUsers(Vec<PolicyUser>),
+}
+
+fn get(conn: &Connection, key: &str) -> Result<String, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT value FROM policy WHERE key = ?1")?
+        .query_row(params![key], |r| r.get(0))?)
+}
+
+fn set(conn: &Connection, key: &str, value: &str) -> Result<(), StoreError> {
+    conn.prepare_cached("UPDATE policy SET value = ?2 WHERE key = ?1")?
+        .execute(params![key, value])?;
+    Ok(())
+}
+
+fn number(conn: &Connection, key: &str) -> Result<u64, StoreError> {
+    get(conn, key)?
+        .parse()
+        .map_err(|_| StoreError::Unavailable(format!("policy.{key} is not a number")))
+}
+
+pub(super) fn version(conn: &Connection) -> Result<u64, StoreError> {
+    number(conn, "version")
+}
+
+fn rules(conn: &Connection) -> Result<Rules, StoreError> {
+    serde_json::from_str(&get(conn, "rules")?)
+        .map_err(|e| StoreError::Unavailable(format!("stored rules unreadable: {e}")))
+}
+
+fn decode(body: &str) -> Result<PolicyUser, StoreError> {
+    serde_json::from_str(body)
+        .map_err(|e| StoreError::Unavailable(format!("stored user unreadable: {e}")))
+}
+
+fn encode(user: &PolicyUser) -> Result<String, StoreError> {
+    serde_json::to_string(user).map_err(|e| StoreError::Invalid(e.to_string()))
+}
+
+/// The stored body of a user in force (not removed).
+fn current(conn: &Connection, id: &str) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT body FROM users WHERE id = ?1 AND removed = 0")?
+        .query_row(params![id], |r| r.get(0))
+        .optional()?)
+}
+
+fn put(conn: &Connection, user: &PolicyUser, version: u64) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO users (id, version, removed, body) VALUES (?1, ?2, 0, ?3) \
+         ON CONFLICT (id) DO UPDATE SET version = excluded.version, removed = 0, \
+         body = excluded.body",
+    )?
+    .execute(params![user.id, version as i64, encode(user)?])?;
+    Ok(())
+}
+
+pub(super) fn edit(conn: &Connection, edit: PolicyEdit) -> Result<u64, StoreError> {
+    let before = version(conn)?;
+    let next = before + 1;
+    let mut changed = false;
+    match edit {
+        PolicyEdit::AddUsers(users) => {
+            // Checked whole before anything is written: all or none.
+            for user in &users {
+                if current(conn, &user.id)?.is_some() {
+                    return Err(StoreError::Conflict(format!(
+                        "user {} exists already; nobody was added",
+                        user.id
+                    )));
+                }
+            }
+            for user in &users {
+                put(conn, user, next)?;
+                changed = true;
+            }
+        }
+        PolicyEdit::SetDisabled { ids, disabled } => {
+            let mut found = Vec::with_capacity(ids.len());
+            for id in &ids {
+                let body = current(conn, id)?.ok_or_else(|| {
+                    StoreError::NotFound(format!("no user {id}; nobody was changed"))
+                })?;
+                found.push(decode(&body)?);
+            }
+            for mut user in found.into_iter().filter(|u| u.disabled != disabled) {
+                user.disabled = disabled;
+                put(conn, &user, next)?;
+                changed = true;
+            }
+        }
+        PolicyEdit::SetRules(new) => {
+            if rules(conn)? != new {
+                let json =
+                    serde_json::to_string(&new).map_err(|e| StoreError::Invalid(e.to_string()))?;
+                set(conn, "rules", &json)?;
+                set(conn, "rules_version", &next.to_string())?;
+                changed = true;
+            }
+        }
+        PolicyEdit::ReplaceAllUsers(users) => {
+            let mut keep = std::collections::HashSet::with_capacity(users.len());
+            for user in &users {
+                keep.insert(user.id.as_str());
+                if current(conn, &user.id)?.as_deref() != Some(encode(user)?.as_str()) {
+                    put(conn, user, next)?;
+                    changed = true;
+                }
+            }
+            let ids: Vec<String> = conn
+                .prepare_cached("SELECT id FROM users WHERE removed = 0")?
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            for id in ids.iter().filter(|id| !keep.contains(id.as_str())) {
+                conn.prepare_cached("UPDATE users SET removed = 1, version = ?2 WHERE id = ?1")?
+                    .execute(params![id, next as i64])?;
+                changed = true;
+            }
+        }
+    }
+    if !changed {
+        return Ok(before);
+    }
+    set(conn, "version", &next.to_string())?;
+    Ok(next)
+}
+
+pub(super) fn since(conn: &Connection, since: u64) -> Result<PolicyDelta, StoreError> {
+    let tx = conn.unchecked_transaction()?;
+    let now = version(&tx)?;
+    if since == now {
+        return Ok(PolicyDelta::Current);
+    }
+    // A site that never had policy, or claims a version this central never
+    // reached (its database was recreated), gets everything.
+    if since == 0 || since > now {
+        return Ok(PolicyDelta::Snapshot { version: now });
+    }
+    let changed: i64 = tx
+        .prepare_cached("SELECT count(*) FROM users WHERE version > ?1")?
+        .query_row(params![since as i64], |r| r.get(0))?;
+    if changed as usize > CHUNK_USERS {
+        return Ok(PolicyDelta::Snapshot { version: now });
+    }
+    let mut upsert = Vec::new();
+    let mut remove = Vec::new();
+    {
+        let mut stmt = tx
+            .prepare_cached("SELECT id, removed, body FROM users WHERE version > ?1 ORDER BY id")?;
+        let mut rows = stmt.query(params![since as i64])?;
+        while let Some(row) = rows.next()? {
+            if row.get::<_, bool>(1)? {
+                remove.push(row.get(0)?);
+            } else {
+                upsert.push(decode(&row.get::<_, String>(2)?)?);
+            }
+        }
+    }
+    let rules = (number(&tx, "rules_version")? > since)
+        .then(|| rules(&tx))
+        .transpose()?;
+    tx.commit()?;
+    Ok(PolicyDelta::Changes(PolicyChanges {
+        from: since,
+        to: now,
+        upsert,
+        remove,
+        rules,
+    }))
+}
+
+pub(super) fn snapshot(
+    conn: &Connection,
+    chunks: &mpsc::Sender<Vec<PolicyUser>>,
+) -> Result<SnapshotHead, StoreError> {
+    let tx = conn.unchecked_transaction()?;
+    let users: i64 = tx
+        .prepare_cached("SELECT count(*) FROM users WHERE removed = 0")?
+        .query_row([], |r| r.get(0))?;
+    let head = SnapshotHead {
+        version: version(&tx)?,
+        users: users.max(0) as u64,
+        rules: rules(&tx)?,
+    };
+    let mut stmt = tx.prepare_cached("SELECT body FROM users WHERE removed = 0 ORDER BY id")?;
+    let mut rows = stmt.query([])?;
+    let mut chunk = Vec::with_capacity(CHUNK_USERS);
+    while let Some(row) = rows.next()? {
+        chunk.push(decode(&row.get::<_, String>(0)?)?);
+        if chunk.len() == CHUNK_USERS {
+            let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_USERS));
+            chunks.blocking_send(full).map_err(|_| StoreError::Closed)?;
+        }
+    }
+    if !chunk.is_empty() {
+        chunks
+            .blocking_send(chunk)
+            .map_err(|_| StoreError::Closed)?;
+    }
+    drop(rows);
+    drop(stmt);
+    tx.commit()?;
+    Ok(head)
+}
+
+pub(super) fn users(conn: &Connection) -> Result<Vec<PolicyUser>, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT body FROM users WHERE removed = 0 ORDER BY id")?;
+    let bodies = stmt.query_map([], |r| r.get::<_, String>(0))?;
+    bodies.map(|b| decode(&b?)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> Connection {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::schema::migrate(&mut conn).unwrap();
+        conn
+    }
+
+    fn user(id: &str) -> PolicyUser {
+        PolicyUser {
+            id: id.into(),
+            name: id.to_uppercase(),
+            email: None,
+            groups: vec![],
+            disabled: false,
+            password: None,
+            pin: Some(format!("{id}-pin")),
+            pin_only: None,
+            cards: vec![],
+        }
+    }
+
+    #[test]
+    fn each_effective_edit_is_one_version_and_changes_since_any_are_known() {
+        let conn = db();
+        assert_eq!(since(&conn, 0).unwrap(), PolicyDelta::Current);
+        assert_eq!(
+            edit(
+                &conn,
+                PolicyEdit::AddUsers(vec![user("alice"), user("bob")])
+            )
+            .unwrap(),
+            1
+        );
+        assert!(matches!(
+            edit(
+                &conn,
+                PolicyEdit::AddUsers(vec![user("carol"), user("bob")])
+            ),
+            Err(StoreError::Conflict(_))
+        ));
+        let disable = |disabled| PolicyEdit::SetDisabled {
+            ids: vec!["bob".into()],
+            disabled,
+        };
+        assert_eq!(edit(&conn, disable(true)).unwrap(), 2);
+        // Disabling again changes nothing: no new version.
+        assert_eq!(edit(&conn, disable(true)).unwrap(), 2);
+        let limit = Rules {
+            max_pages_per_job: 5,
+            ..Rules::default()
+        };
+        assert_eq!(edit(&conn, PolicyEdit::SetRules(limit.clone())).unwrap(), 3);
+        assert_eq!(
+            since(&conn, 0).unwrap(),
+            PolicyDelta::Snapshot { version: 3 }
+        );
+        assert_eq!(
+            since(&conn, 9).unwrap(),
+            PolicyDelta::Snapshot { version: 3 }
+        );
+        let PolicyDelta::Changes(c) = since(&conn, 1).unwrap() else {
+            panic!("changes expected")
+        };
+        assert_eq!((c.from, c.to), (1, 3));
+        assert_eq!(c.upsert.len(), 1);
+        assert!(c.upsert[0].disabled);
+        assert_eq!(c.rules, Some(limit));
+        let PolicyDelta::Changes(c) = since(&conn, 2).unwrap() else {
+            panic!("changes expected")
+        };
+        assert!(c.upsert.is_empty() && c.rules.is_some());
+    }
+
+    #[test]
+    fn replacing_all_users_removes_the_missing_as_tombstones() {
+        let conn = db();
+        edit(
+            &conn,
+            PolicyEdit::AddUsers(vec![user("alice"), user("bob")]),
+        )
+        .unwrap();
+        let mut alice = user("alice");
+        alice.groups = vec!["staff".into()];
+        assert_eq!(
+            edit(
+                &conn,
+                PolicyEdit::ReplaceAllUsers(vec![alice.clone(), user("carol")])
+            )
+            .unwrap(),
+            2
+        );
+        // The same set again is no change.
+        assert_eq!(
+            edit(
+                &conn,
+                PolicyEdit::ReplaceAllUsers(vec![alice.clone(), user("carol")])
+            )
+            .unwrap(),
+            2
+        );
+        let PolicyDelta::Changes(c) = since(&conn, 1).unwrap() else {
+            panic!("changes expected")
+        };
+        assert_eq!(c.remove, ["bob"]);
+        assert_eq!(
+            c.upsert.iter().map(|u| u.id.as_str()).collect::<Vec<_>>(),
+            ["alice", "carol"]
+        );
+        assert_eq!(users(&conn).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_snapshot_comes_in_bounded_chunks_at_one_version() {
+        let conn = db();
+        let many: Vec<_> = (0..2500).map(|i| user(&format!("u{i:05}"))).collect();
+        edit(&conn, PolicyEdit::AddUsers(many)).unwrap();
+        let (tx, mut rx) = mpsc::channel::<Vec<PolicyUser>>(8);
+        let head = std::thread::scope(|s| {
+            let reader = s.spawn(|| {
+                let mut sizes = Vec::new();
+                while let Some(chunk) = rx.blocking_recv() {
+                    sizes.push(chunk.len());
+                }
+                sizes
+            });
+            let head = snapshot(&conn, &tx).unwrap();
+            drop(tx);
+            (head, reader.join().unwrap())
+        });
+        assert_eq!((head.0.version, head.0.users), (1, 2500));
+        assert_eq!(head.1, [1000, 1000, 500]);
+    }
+}
