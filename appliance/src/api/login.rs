@@ -209,6 +209,19 @@ impl Verifier {
         secret: &str,
     ) -> Result<Checked, StoreError> {
         let found = self.store.login_by_id(user.to_owned(), kind).await?;
+        // A keyed PIN hash is checked here and now: one HMAC, no queue.
+        if let Some((login, Some(stored))) = &found
+            && credentials::is_keyed(stored)
+        {
+            let key = self.store.lookup_key();
+            return Ok(
+                match credentials::verify_pin_hash(key, stored, user, secret) {
+                    true if !login.disabled => Checked::Valid(login.clone()),
+                    true => Checked::Invalid("disabled"),
+                    false => Checked::Invalid("wrong secret"),
+                },
+            );
+        }
         let (phc, known) = match &found {
             Some((_, Some(phc))) => (phc.clone(), true),
             _ => (dummy_phc().to_owned(), false),
@@ -238,7 +251,7 @@ impl Verifier {
             Some(_) => Checked::Invalid("disabled"),
             None => Checked::Invalid(match kind {
                 LookupKind::Card => "unknown card",
-                LookupKind::PinOnly => "unknown PIN",
+                LookupKind::PinOnly | LookupKind::Pin => "unknown PIN",
             }),
         })
     }

@@ -52,7 +52,8 @@ pub(super) fn add(conn: &mut Connection, users: &[PreparedUser]) -> Result<(), S
                         "user {}: a card given is already registered to another user",
                         user.id
                     ),
-                    crate::credentials::LookupKind::PinOnly => format!(
+                    crate::credentials::LookupKind::PinOnly
+                    | crate::credentials::LookupKind::Pin => format!(
                         "user {}: the PIN is already used by another user (PIN-only login needs \
                          unique PINs)",
                         user.id

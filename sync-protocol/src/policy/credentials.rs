@@ -2,15 +2,20 @@
 //!
 //! Pure functions, no I/O. Two kinds of protection, for two kinds of lookup:
 //!
-//! - **Passwords and user+PIN pairs** are stored as argon2id PHC strings
-//!   (salted, memory-hard, parameters inside the string). The user is known
-//!   first, so the hash is fetched by user id and verified; the user id is
-//!   part of the hashed input, so a hash copied to another user is useless.
-//! - **Card numbers and PIN-only PINs** identify the user by themselves, so
-//!   they must be found by value: they are stored as HMAC-SHA256 under the
-//!   installation's secret key ([`LookupKey`]). Equal values give equal
-//!   keys, which is what makes the lookup possible and also what makes them
-//!   weaker: see ARCHITECTURE.md for what a stolen disk costs.
+//! - **Passwords** are stored as argon2id PHC strings (salted,
+//!   memory-hard, parameters inside the string). The user is known first,
+//!   so the hash is fetched by user id and verified; the user id is part of
+//!   the hashed input, so a hash copied to another user is useless.
+//! - **PINs, card numbers and PIN-only PINs** are stored as HMAC-SHA256
+//!   under a secret key ([`LookupKey`]: the installation's, or the fleet's
+//!   once a site is enrolled). Cards and PIN-only PINs identify the user by
+//!   themselves, so they must be found by value; a PIN with its user name is
+//!   hashed with the user id ([`pin_hash`]). A 4–12 digit PIN under argon2
+//!   would still fall to an offline search in minutes, while argon2 made
+//!   simultaneous PIN logins queue for most of a second: the key, kept
+//!   apart from the database, is the PIN's real protection. Older argon2
+//!   PIN hashes still verify. See ARCHITECTURE.md for what a stolen disk
+//!   costs.
 //!
 //! Nothing here logs, displays or returns a secret; [`Secret`] does not
 //! even print itself.
@@ -70,6 +75,8 @@ pub enum LookupKind {
     Card,
     /// A PIN that identifies its user alone.
     PinOnly,
+    /// A PIN given with its user name (hashed with the user id).
+    Pin,
 }
 
 impl LookupKind {
@@ -78,6 +85,7 @@ impl LookupKind {
         match self {
             LookupKind::Card => "card",
             LookupKind::PinOnly => "pin_only",
+            LookupKind::Pin => "pin",
         }
     }
 }
@@ -110,6 +118,35 @@ impl fmt::Debug for LookupKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("LookupKey(***)")
     }
+}
+
+/// The prefix of a keyed PIN hash as stored (argon2 PHC strings start `$`).
+const KEYED: &str = "hmac-sha256:";
+
+/// The stored form of `user_id`'s normalized PIN: HMAC-SHA256 under `key`
+/// of the user id and the PIN, as `hmac-sha256:<hex>`.
+pub fn pin_hash(key: &LookupKey, user_id: &str, pin: &str) -> String {
+    format!(
+        "{KEYED}{}",
+        hex::encode(key.lookup(LookupKind::Pin, &bound(user_id, pin)))
+    )
+}
+
+/// Whether `stored` is a keyed PIN hash ([`pin_hash`]) rather than argon2.
+pub fn is_keyed(stored: &str) -> bool {
+    stored.starts_with(KEYED)
+}
+
+/// Whether `pin` is `user_id`'s PIN by the keyed hash `stored`, compared in
+/// constant time.
+pub fn verify_pin_hash(key: &LookupKey, stored: &str, user_id: &str, pin: &str) -> bool {
+    let expected = pin_hash(key, user_id, pin);
+    expected.len() == stored.len()
+        && expected
+            .bytes()
+            .zip(stored.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
 }
 
 /// Checks a PIN's shape.

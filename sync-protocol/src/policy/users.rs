@@ -7,6 +7,8 @@
 
 use std::io::Read;
 
+use crate::message::PolicyUser;
+
 use super::credentials::{
     self, CredentialError, LookupKey, LookupKind, Secret, check_password, normalize_card,
     normalize_pin,
@@ -80,7 +82,8 @@ pub struct PreparedUser {
     pub groups: Vec<String>,
     /// argon2id of the password.
     pub password_phc: Option<String>,
-    /// argon2id of the PIN (for user name + PIN logins).
+    /// The PIN's keyed hash (`credentials::pin_hash`; argon2id in
+    /// databases from before fleet policy).
     pub pin_phc: Option<String>,
     /// HMAC lookup keys: cards, and the PIN when PIN-only login is on.
     pub lookups: Vec<(LookupKind, [u8; 32])>,
@@ -171,7 +174,7 @@ pub fn prepare(user: &NewUser, key: &LookupKey, pin_only: bool) -> Result<Prepar
             if pin_only {
                 lookups.push((LookupKind::PinOnly, key.lookup(LookupKind::PinOnly, &pin)));
             }
-            Some(credentials::hash_for_user(&user.id, &pin).map_err(credential)?)
+            Some(credentials::pin_hash(key, &user.id, &pin))
         }
         None => None,
     };
@@ -195,6 +198,64 @@ pub fn prepare(user: &NewUser, key: &LookupKey, pin_only: bool) -> Result<Prepar
         pin_phc,
         lookups,
     })
+}
+
+/// `user` as fleet policy carries it: hashed under the fleet key `key`,
+/// with the PIN-only lookup always present (each site decides whether it
+/// allows PIN-only login).
+pub fn policy_user(user: &NewUser, key: &LookupKey) -> Result<PolicyUser, UserError> {
+    let prepared = prepare(user, key, true)?;
+    let hex_of = |kind| {
+        prepared
+            .lookups
+            .iter()
+            .filter(move |(k, _)| *k == kind)
+            .map(|(_, l)| hex::encode(l))
+    };
+    Ok(PolicyUser {
+        id: prepared.id.clone(),
+        name: prepared.display_name.clone(),
+        email: prepared.email.clone(),
+        groups: prepared.groups.clone(),
+        disabled: false,
+        password: prepared.password_phc.clone(),
+        pin: prepared.pin_phc.clone(),
+        pin_only: hex_of(LookupKind::PinOnly).next(),
+        cards: hex_of(LookupKind::Card).collect(),
+    })
+}
+
+/// A user received in fleet policy, as the site's store keeps it. Hashes
+/// that are not 32-byte hex are refused: the policy is damaged.
+pub fn from_policy(user: &PolicyUser) -> Result<(PreparedUser, bool), UserError> {
+    let lookup = |hex_value: &str| {
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(hex_value, &mut bytes)
+            .map(|()| bytes)
+            .map_err(|_| UserError::Credential(user.id.clone(), CredentialError::BadCard))
+    };
+    if !is_name(&user.id, true) {
+        return Err(UserError::BadId(user.id.clone()));
+    }
+    let mut lookups = Vec::new();
+    if let Some(pin_only) = &user.pin_only {
+        lookups.push((LookupKind::PinOnly, lookup(pin_only)?));
+    }
+    for card in &user.cards {
+        lookups.push((LookupKind::Card, lookup(card)?));
+    }
+    Ok((
+        PreparedUser {
+            id: user.id.clone(),
+            display_name: user.name.clone(),
+            email: user.email.clone(),
+            groups: user.groups.clone(),
+            password_phc: user.password.clone(),
+            pin_phc: user.pin.clone(),
+            lookups,
+        },
+        user.disabled,
+    ))
 }
 
 /// The columns of the CSV import format.
@@ -314,13 +375,14 @@ mod tests {
         let key = LookupKey::new([9; 32]);
         let prepared = prepare(&alice(), &key, true).unwrap();
         assert_eq!(prepared.groups, ["finance", "staff"]);
-        assert!(
-            prepared
-                .pin_phc
-                .as_deref()
-                .unwrap()
-                .starts_with("$argon2id$")
-        );
+        let pin = prepared.pin_phc.as_deref().unwrap();
+        assert!(credentials::is_keyed(pin), "{pin}");
+        assert!(credentials::verify_pin_hash(&key, pin, "alice", "4711"));
+        assert!(!credentials::verify_pin_hash(&key, pin, "alice", "4712"));
+        // Bound to the user: the same PIN hash is useless for bob.
+        assert!(!credentials::verify_pin_hash(&key, pin, "bob", "4711"));
+        // And to the key.
+        assert!(!credentials::verify_pin_hash(&LookupKey::new([8; 32]), pin, "alice", "4711"));
         assert!(!format!("{prepared:?}").contains("4711"));
         assert_eq!(prepared.lookups.len(), 2, "PIN-only and card");
         let without_pin_only = prepare(&alice(), &key, false).unwrap();
@@ -328,6 +390,34 @@ mod tests {
             without_pin_only.lookups,
             [(LookupKind::Card, key.lookup(LookupKind::Card, "04A219FF"))]
         );
+    }
+
+    #[test]
+    fn a_policy_user_carries_hashes_only_and_comes_back_as_stored() {
+        let key = LookupKey::new([9; 32]);
+        let mut user = alice();
+        user.password = Some(Secret::new("correct horse"));
+        let wire = policy_user(&user, &key).unwrap();
+        let json = serde_json::to_string(&wire).unwrap();
+        for secret in ["4711", "04A219FF", "04:A2:19:FF", "correct horse"] {
+            assert!(!json.contains(secret), "{secret} in {json}");
+        }
+        assert!(wire.password.as_deref().unwrap().starts_with("$argon2id$"));
+        let (stored, disabled) = from_policy(&wire).unwrap();
+        assert!(!disabled);
+        assert_eq!(stored.pin_phc, wire.pin);
+        assert_eq!(
+            stored.lookups,
+            [
+                (LookupKind::PinOnly, key.lookup(LookupKind::PinOnly, "4711")),
+                (LookupKind::Card, key.lookup(LookupKind::Card, "04A219FF")),
+            ]
+        );
+        let damaged = PolicyUser {
+            cards: vec!["zz".into()],
+            ..wire
+        };
+        assert!(from_policy(&damaged).is_err());
     }
 
     #[test]
