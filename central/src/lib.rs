@@ -4,11 +4,21 @@
 //!
 //! # Layout
 //!
+//! - [`admin`]: the admin socket, its requests and the CLI's client.
 //! - [`config`]: the TOML configuration (pure).
+//! - [`identity`]: the CA and the fleet key on disk.
+//! - [`policy_files`]: `users.csv` and `rules.toml` in the policy directory.
+//! - [`service`]: wiring and the run loop.
+//! - [`sync`]: the QUIC listener, enrollment and sync sessions.
 //! - [`store`]: storage behind the `CentralStore` interface; the embedded
 //!   SQLite backend.
 
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod admin;
 pub mod config;
+pub mod identity;
+pub mod policy_files;
+pub mod service;
 pub mod store;
+pub mod sync;

@@ -331,6 +331,9 @@ impl CentralSession {
     }
 
     fn fail(&mut self, why: &str) {
+        if self.is_closed() {
+            return;
+        }
         let refusal = Refusal::new(RefusalCode::Unavailable, why);
         self.actions
             .push_back(CentralAction::Send(Message::Refused(refusal.clone())));

@@ -37,6 +37,23 @@ pub struct Identity {
     pub key_pem: String,
 }
 
+impl Identity {
+    /// Certificate and key in one PEM text (keep it 0600).
+    pub fn to_pem(&self) -> String {
+        format!("{}{}", self.certificate_pem, self.key_pem)
+    }
+
+    /// Splits a PEM text holding a certificate and then a private key.
+    pub fn from_pem(pem: &str) -> Option<Identity> {
+        let start = pem.find("-----BEGIN PRIVATE KEY-----")?;
+        let (certificate, key) = pem.split_at(start);
+        (certificate.contains("-----BEGIN CERTIFICATE-----")).then(|| Identity {
+            certificate_pem: certificate.to_owned(),
+            key_pem: key.to_owned(),
+        })
+    }
+}
+
 /// Central's certificate authority: signs central's server certificate and
 /// every site's certificate.
 pub struct Authority {

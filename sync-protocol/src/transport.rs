@@ -49,6 +49,13 @@ pub enum TransportError {
     Closed,
 }
 
+/// Application close code: the session ended normally.
+pub const CLOSE_DONE: u32 = 0;
+/// Application close code: the closing end refused (the reason says why).
+pub const CLOSE_REFUSED: u32 = 1;
+/// Application close code: the closing end is shutting down.
+pub const CLOSE_SHUTDOWN: u32 = 2;
+
 /// QUIC timing shared by both ends.
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {

@@ -85,6 +85,15 @@ pub struct SnapshotHead {
     pub rules: Rules,
 }
 
+/// A part of a snapshot as it is read: the head first, then the users.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SnapshotPart {
+    /// Version, user count and rules.
+    Head(SnapshotHead),
+    /// Up to [`CHUNK_USERS`] users.
+    Users(Vec<PolicyUser>),
+}
+
 /// Users per snapshot chunk and most users changed that still travel as
 /// changes rather than a snapshot.
 pub const CHUNK_USERS: usize = 1000;
@@ -167,13 +176,13 @@ pub trait CentralStore: Clone + Send + Sync + 'static {
         since: u64,
     ) -> impl Future<Output = Result<PolicyDelta, StoreError>> + Send;
 
-    /// A consistent snapshot of the current policy: its head, with its
-    /// users sent to `chunks` in chunks of [`CHUNK_USERS`] (the read waits
+    /// Reads a consistent snapshot of the current policy into `parts`: its
+    /// head, then its users in chunks of [`CHUNK_USERS`] (the read waits
     /// while the receiver is behind, so memory stays bounded).
     fn snapshot(
         &self,
-        chunks: mpsc::Sender<Vec<PolicyUser>>,
-    ) -> impl Future<Output = Result<SnapshotHead, StoreError>> + Send;
+        parts: mpsc::Sender<SnapshotPart>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Applies an edit; returns the policy version after it.
     fn edit_policy(&self, edit: PolicyEdit)
@@ -312,11 +321,8 @@ impl CentralStore for SqliteStore {
         self.db.read(move |c| policy::since(c, since)).await
     }
 
-    async fn snapshot(
-        &self,
-        chunks: mpsc::Sender<Vec<PolicyUser>>,
-    ) -> Result<SnapshotHead, StoreError> {
-        self.db.read(move |c| policy::snapshot(c, &chunks)).await
+    async fn snapshot(&self, parts: mpsc::Sender<SnapshotPart>) -> Result<(), StoreError> {
+        self.db.read(move |c| policy::snapshot(c, &parts)).await
     }
 
     async fn edit_policy(&self, edit: PolicyEdit) -> Result<u64, StoreError> {

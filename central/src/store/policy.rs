@@ -7,7 +7,7 @@ use sync_protocol::message::{PolicyChanges, PolicyUser};
 use sync_protocol::rules::Rules;
 use tokio::sync::mpsc;
 
-use super::{CHUNK_USERS, PolicyDelta, SnapshotHead, StoreError};
+use super::{CHUNK_USERS, PolicyDelta, SnapshotHead, SnapshotPart, StoreError};
 
 /// A change an admin (or the policy directory) makes.
 #[derive(Debug, Clone, PartialEq)]
@@ -198,8 +198,8 @@ pub(super) fn since(conn: &Connection, since: u64) -> Result<PolicyDelta, StoreE
 
 pub(super) fn snapshot(
     conn: &Connection,
-    chunks: &mpsc::Sender<Vec<PolicyUser>>,
-) -> Result<SnapshotHead, StoreError> {
+    parts: &mpsc::Sender<SnapshotPart>,
+) -> Result<(), StoreError> {
     let tx = conn.unchecked_transaction()?;
     let users: i64 = tx
         .prepare_cached("SELECT count(*) FROM users WHERE removed = 0")?
@@ -209,6 +209,8 @@ pub(super) fn snapshot(
         users: users.max(0) as u64,
         rules: rules(&tx)?,
     };
+    let send = |part| parts.blocking_send(part).map_err(|_| StoreError::Closed);
+    send(SnapshotPart::Head(head))?;
     let mut stmt = tx.prepare_cached("SELECT body FROM users WHERE removed = 0 ORDER BY id")?;
     let mut rows = stmt.query([])?;
     let mut chunk = Vec::with_capacity(CHUNK_USERS);
@@ -216,18 +218,16 @@ pub(super) fn snapshot(
         chunk.push(decode(&row.get::<_, String>(0)?)?);
         if chunk.len() == CHUNK_USERS {
             let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_USERS));
-            chunks.blocking_send(full).map_err(|_| StoreError::Closed)?;
+            send(SnapshotPart::Users(full))?;
         }
     }
     if !chunk.is_empty() {
-        chunks
-            .blocking_send(chunk)
-            .map_err(|_| StoreError::Closed)?;
+        send(SnapshotPart::Users(chunk))?;
     }
     drop(rows);
     drop(stmt);
     tx.commit()?;
-    Ok(head)
+    Ok(())
 }
 
 pub(super) fn users(conn: &Connection) -> Result<Vec<PolicyUser>, StoreError> {
@@ -355,20 +355,24 @@ mod tests {
         let conn = db();
         let many: Vec<_> = (0..2500).map(|i| user(&format!("u{i:05}"))).collect();
         edit(&conn, PolicyEdit::AddUsers(many)).unwrap();
-        let (tx, mut rx) = mpsc::channel::<Vec<PolicyUser>>(8);
-        let head = std::thread::scope(|s| {
-            let reader = s.spawn(|| {
-                let mut sizes = Vec::new();
-                while let Some(chunk) = rx.blocking_recv() {
-                    sizes.push(chunk.len());
-                }
-                sizes
-            });
-            let head = snapshot(&conn, &tx).unwrap();
+        let (tx, mut rx) = mpsc::channel::<SnapshotPart>(2);
+        let parts = std::thread::scope(|s| {
+            let reader = s.spawn(|| std::iter::from_fn(|| rx.blocking_recv()).collect::<Vec<_>>());
+            snapshot(&conn, &tx).unwrap();
             drop(tx);
-            (head, reader.join().unwrap())
+            reader.join().unwrap()
         });
-        assert_eq!((head.0.version, head.0.users), (1, 2500));
-        assert_eq!(head.1, [1000, 1000, 500]);
+        let SnapshotPart::Head(head) = &parts[0] else {
+            panic!("the head comes first")
+        };
+        assert_eq!((head.version, head.users), (1, 2500));
+        let sizes: Vec<usize> = parts[1..]
+            .iter()
+            .map(|p| match p {
+                SnapshotPart::Users(u) => u.len(),
+                SnapshotPart::Head(_) => 0,
+            })
+            .collect();
+        assert_eq!(sizes, [1000, 1000, 500]);
     }
 }

@@ -382,7 +382,12 @@ mod tests {
         // Bound to the user: the same PIN hash is useless for bob.
         assert!(!credentials::verify_pin_hash(&key, pin, "bob", "4711"));
         // And to the key.
-        assert!(!credentials::verify_pin_hash(&LookupKey::new([8; 32]), pin, "alice", "4711"));
+        assert!(!credentials::verify_pin_hash(
+            &LookupKey::new([8; 32]),
+            pin,
+            "alice",
+            "4711"
+        ));
         assert!(!format!("{prepared:?}").contains("4711"));
         assert_eq!(prepared.lookups.len(), 2, "PIN-only and card");
         let without_pin_only = prepare(&alice(), &key, false).unwrap();

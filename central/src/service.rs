@@ -1,0 +1,126 @@
+//! Wires central together: the data directory, storage, identity, the
+//! QUIC listener, the admin socket and the policy directory; runs them
+//! until the shutdown signal.
+
+use std::sync::Arc;
+
+use sync_protocol::transport::{Timing, central_endpoint};
+use tokio::sync::watch;
+
+use crate::admin;
+use crate::config::Config;
+use crate::identity::{FleetIdentity, IdentityError};
+use crate::policy_files;
+use crate::store::{CentralStore, SqliteStore, StoreError};
+use crate::sync::{self, Registry, Shared};
+
+/// Why central could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The data directory could not be made.
+    #[error("data directory {dir}: {source}")]
+    DataDir {
+        /// The directory.
+        dir: String,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// Storage failed to open.
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    /// The CA or fleet key is unusable.
+    #[error("{0}")]
+    Identity(#[from] IdentityError),
+    /// A listener could not be bound.
+    #[error("{what} {addr}: {source}")]
+    Bind {
+        /// Which listener.
+        what: &'static str,
+        /// Where.
+        addr: String,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// The QUIC endpoint could not be set up.
+    #[error("sync listener: {0}")]
+    Transport(#[from] sync_protocol::transport::TransportError),
+}
+
+/// Resolves once `shutdown` is true (or its sender is gone).
+pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    // The guard wait_for returns is dropped here, before any other await.
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// Runs central until `shutdown` turns true.
+pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), ServiceError> {
+    let dir = config.data_dir.clone();
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|source| ServiceError::DataDir {
+                dir: dir.display().to_string(),
+                source,
+            })?;
+    }
+    let store = SqliteStore::open(&dir)?;
+    let identity = FleetIdentity::load_or_create(&dir, &config.fleet)?;
+    let version = store.policy_version().await?;
+    let socket =
+        std::net::UdpSocket::bind(config.sync.listen).map_err(|source| ServiceError::Bind {
+            what: "[sync] listen",
+            addr: config.sync.listen.to_string(),
+            source,
+        })?;
+    let timing = Timing {
+        idle_timeout: config.idle_timeout(),
+        keep_alive: config.idle_timeout() / 4,
+    };
+    let endpoint = central_endpoint(
+        socket,
+        &identity.server,
+        identity.authority.certificate_pem(),
+        timing,
+    )?;
+    let admin_path = config.admin_socket();
+    let admin = admin::bind(&admin_path).map_err(|source| ServiceError::Bind {
+        what: "[admin] socket",
+        addr: admin_path.display().to_string(),
+        source,
+    })?;
+    let fingerprint = identity
+        .authority
+        .fingerprint()
+        .map(hex::encode)
+        .unwrap_or_default();
+    let (policy, _) = watch::channel(version);
+    let shared = Arc::new(Shared {
+        store,
+        identity,
+        config,
+        policy,
+        registry: Arc::new(Registry::default()),
+    });
+    if let Ok(addr) = endpoint.local_addr() {
+        tracing::info!(%addr, ca_sha256 = %fingerprint, policy_version = version, "sync listening");
+    }
+    tracing::info!(socket = %admin_path.display(), "admin listening");
+    let admin_task = tokio::spawn(admin::serve(admin, shared.clone(), shutdown.clone()));
+    let files_task = shared
+        .config
+        .policy
+        .dir
+        .clone()
+        .map(|dir| tokio::spawn(policy_files::watch(dir, shared.clone(), shutdown.clone())));
+    sync::serve(endpoint, shared, shutdown).await;
+    let _ = admin_task.await;
+    if let Some(task) = files_task {
+        let _ = task.await;
+    }
+    let _ = std::fs::remove_file(&admin_path);
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,105 @@
+//! The sessions open now, by site: what `site revoke` ends and what
+//! status reports.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use sync_protocol::message::Refusal;
+use tokio::sync::mpsc;
+
+/// Open sessions by site; each can be told to end with a refusal.
+#[derive(Debug, Default)]
+pub struct Registry {
+    sessions: Mutex<HashMap<String, HashMap<u64, mpsc::Sender<Refusal>>>>,
+    next: AtomicU64,
+}
+
+/// A session's place in the registry, given up when dropped.
+#[derive(Debug)]
+pub(crate) struct Registration {
+    registry: Arc<Registry>,
+    site: String,
+    id: u64,
+}
+
+impl Registry {
+    /// Registers a session of `site`; it is told to end through `end`.
+    pub(crate) fn register(
+        self: &Arc<Self>,
+        site: &str,
+        end: mpsc::Sender<Refusal>,
+    ) -> Registration {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut sessions) = self.sessions.lock() {
+            sessions.entry(site.to_owned()).or_default().insert(id, end);
+        }
+        Registration {
+            registry: self.clone(),
+            site: site.to_owned(),
+            id,
+        }
+    }
+
+    /// Tells every session of `site` to end with `refusal`; how many there were.
+    pub fn end_site(&self, site: &str, refusal: &Refusal) -> usize {
+        let ends: Vec<_> = self
+            .sessions
+            .lock()
+            .ok()
+            .and_then(|s| s.get(site).map(|m| m.values().cloned().collect()))
+            .unwrap_or_default();
+        for end in &ends {
+            // A session already ending has dropped its receiver: fine.
+            let _ = end.try_send(refusal.clone());
+        }
+        ends.len()
+    }
+
+    /// The sites with a session open now.
+    pub fn connected(&self) -> Vec<String> {
+        let mut sites: Vec<String> = self
+            .sessions
+            .lock()
+            .map(|s| s.keys().cloned().collect())
+            .unwrap_or_default();
+        sites.sort();
+        sites
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        if let Ok(mut sessions) = self.registry.sessions.lock()
+            && let Some(of_site) = sessions.get_mut(&self.site)
+        {
+            of_site.remove(&self.id);
+            if of_site.is_empty() {
+                sessions.remove(&self.site);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sync_protocol::message::RefusalCode;
+
+    #[test]
+    fn ending_a_site_reaches_each_of_its_sessions_and_dropping_unregisters() {
+        let registry = Arc::new(Registry::default());
+        let (a, mut a_rx) = mpsc::channel(1);
+        let (b, mut b_rx) = mpsc::channel(1);
+        let first = registry.register("branch-1", a);
+        let _second = registry.register("branch-1", b);
+        assert_eq!(registry.connected(), ["branch-1"]);
+        let revoked = Refusal::new(RefusalCode::Revoked, "revoked");
+        assert_eq!(registry.end_site("branch-1", &revoked), 2);
+        assert_eq!(a_rx.try_recv().unwrap(), revoked);
+        assert_eq!(b_rx.try_recv().unwrap(), revoked);
+        drop(first);
+        assert_eq!(registry.end_site("branch-2", &revoked), 0);
+        assert_eq!(registry.connected(), ["branch-1"]);
+    }
+}
