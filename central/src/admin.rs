@@ -317,11 +317,14 @@ async fn handle<S: CentralStore>(shared: &Shared<S>, request: AdminRequest) -> A
                 );
             }
             let key = shared.identity.lookup_key();
+            let pin_only = shared.config.policy.pin_only_login;
             // argon2 for passwords takes tens of milliseconds each.
             let prepared = tokio::task::spawn_blocking(move || {
                 users
                     .into_iter()
-                    .map(|u| policy_user(&NewUser::from(u), &key).map_err(|e| e.to_string()))
+                    .map(|u| {
+                        policy_user(&NewUser::from(u), &key, pin_only).map_err(|e| e.to_string())
+                    })
                     .collect::<Result<Vec<_>, _>>()
             })
             .await;

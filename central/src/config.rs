@@ -92,6 +92,9 @@ pub struct PolicyConfig {
     /// A directory whose `users.csv` and `rules.toml`, when present, are
     /// the fleet's users and rules (watched; a bad file is refused).
     pub dir: Option<PathBuf>,
+    /// Send a lookup hash of each PIN so a PIN alone identifies its user at
+    /// sites that allow it (PINs must then be unique in the fleet).
+    pub pin_only_login: bool,
 }
 
 impl Default for Config {

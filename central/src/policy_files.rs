@@ -91,6 +91,7 @@ impl HashCache {
         users: &[NewUser],
         stored: &HashMap<String, PolicyUser>,
         key: &sync_protocol::policy::credentials::LookupKey,
+        pin_only: bool,
         path: &Path,
     ) -> Result<Vec<PolicyUser>, FileRefusal> {
         let mut checker = HashChecker::new();
@@ -101,7 +102,7 @@ impl HashCache {
             let prepared = match self.rows.get(&user.id) {
                 Some((d, p)) if *d == digest => p.clone(),
                 _ => {
-                    let mut fresh = policy_user(user, key).map_err(|e| FileRefusal {
+                    let mut fresh = policy_user(user, key, pin_only).map_err(|e| FileRefusal {
                         path: path.display().to_string(),
                         message: e.to_string(),
                     })?;
@@ -185,10 +186,11 @@ async fn load<S: CentralStore>(dir: &Path, shared: &Arc<Shared<S>>, cache: &mut 
             }
         };
         let key = shared.identity.lookup_key();
+        let pin_only = shared.config.policy.pin_only_login;
         let mut taken = std::mem::take(cache);
         let path = users_path.clone();
         let prepared = tokio::task::spawn_blocking(move || {
-            let result = taken.prepare(&parsed, &stored, &key, &path);
+            let result = taken.prepare(&parsed, &stored, &key, pin_only, &path);
             (taken, result)
         })
         .await;
@@ -273,13 +275,17 @@ mod tests {
         let rows = b"id,display_name,password\ndave,Dave,correct horse\n";
         let users = parse_users(rows, path).unwrap();
         let mut cache = HashCache::default();
-        let first = cache.prepare(&users, &HashMap::new(), &key, path).unwrap();
-        let again = cache.prepare(&users, &HashMap::new(), &key, path).unwrap();
+        let first = cache
+            .prepare(&users, &HashMap::new(), &key, false, path)
+            .unwrap();
+        let again = cache
+            .prepare(&users, &HashMap::new(), &key, false, path)
+            .unwrap();
         assert_eq!(first, again);
         // A new process (empty cache) keeps the stored hash when it matches.
         let stored = HashMap::from([("dave".to_string(), first[0].clone())]);
         let restarted = HashCache::default()
-            .prepare(&users, &stored, &key, path)
+            .prepare(&users, &stored, &key, false, path)
             .unwrap();
         assert_eq!(restarted, first);
     }

@@ -72,7 +72,53 @@ fn current(conn: &Connection, id: &str) -> Result<Option<String>, StoreError> {
         .optional()?)
 }
 
+fn drop_lookups(conn: &Connection, id: &str) -> Result<(), StoreError> {
+    conn.prepare_cached("DELETE FROM user_lookups WHERE user_id = ?1")?
+        .execute(params![id])?;
+    Ok(())
+}
+
+/// Registers the user's cards and PIN-only PIN; one another user in force
+/// has is a conflict.
+fn add_lookups(conn: &Connection, user: &PolicyUser) -> Result<(), StoreError> {
+    let lookups = user
+        .cards
+        .iter()
+        .map(|c| ("card", c))
+        .chain(user.pin_only.iter().map(|p| ("pin_only", p)));
+    for (kind, lookup) in lookups {
+        let holder: Option<String> = conn
+            .prepare_cached("SELECT user_id FROM user_lookups WHERE kind = ?1 AND lookup = ?2")?
+            .query_row(params![kind, lookup], |r| r.get(0))
+            .optional()?;
+        match holder {
+            Some(other) if other != user.id => {
+                return Err(StoreError::Conflict(match kind {
+                    "card" => format!(
+                        "user {}: a card given is registered to {other} already",
+                        user.id
+                    ),
+                    _ => format!(
+                        "user {}: the PIN is {other}'s already (PIN-only login needs unique PINs)",
+                        user.id
+                    ),
+                }));
+            }
+            Some(_) => {}
+            None => {
+                conn.prepare_cached(
+                    "INSERT INTO user_lookups (kind, lookup, user_id) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![kind, lookup, user.id])?;
+            }
+        }
+    }
+    Ok(())
+}
+
 fn put(conn: &Connection, user: &PolicyUser, version: u64) -> Result<(), StoreError> {
+    drop_lookups(conn, &user.id)?;
+    add_lookups(conn, user)?;
     conn.prepare_cached(
         "INSERT INTO users (id, version, removed, body) VALUES (?1, ?2, 0, ?3) \
          ON CONFLICT (id) DO UPDATE SET version = excluded.version, removed = 0, \
@@ -126,21 +172,31 @@ pub(super) fn edit(conn: &Connection, edit: PolicyEdit) -> Result<u64, StoreErro
             }
         }
         PolicyEdit::ReplaceAllUsers(users) => {
-            let mut keep = std::collections::HashSet::with_capacity(users.len());
-            for user in &users {
-                keep.insert(user.id.as_str());
-                if current(conn, &user.id)?.as_deref() != Some(encode(user)?.as_str()) {
-                    put(conn, user, next)?;
-                    changed = true;
-                }
-            }
+            let keep: std::collections::HashSet<&str> =
+                users.iter().map(|u| u.id.as_str()).collect();
             let ids: Vec<String> = conn
                 .prepare_cached("SELECT id FROM users WHERE removed = 0")?
                 .query_map([], |r| r.get(0))?
                 .collect::<Result<_, _>>()?;
             for id in ids.iter().filter(|id| !keep.contains(id.as_str())) {
+                drop_lookups(conn, id)?;
                 conn.prepare_cached("UPDATE users SET removed = 1, version = ?2 WHERE id = ?1")?
                     .execute(params![id, next as i64])?;
+                changed = true;
+            }
+            let mut differ = Vec::new();
+            for user in &users {
+                if current(conn, &user.id)?.as_deref() != Some(encode(user)?.as_str()) {
+                    differ.push(user);
+                }
+            }
+            // A card moving from one user to another within the edit: let
+            // go of every changed user's lookups before taking new ones.
+            for user in &differ {
+                drop_lookups(conn, &user.id)?;
+            }
+            for user in differ {
+                put(conn, user, next)?;
                 changed = true;
             }
         }
@@ -348,6 +404,27 @@ mod tests {
             ["alice", "carol"]
         );
         assert_eq!(users(&conn).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_card_belongs_to_one_user_but_may_move_within_one_edit() {
+        let conn = db();
+        let with_card = |id: &str, card: &str| PolicyUser {
+            cards: vec![card.into()],
+            ..user(id)
+        };
+        edit(&conn, PolicyEdit::AddUsers(vec![with_card("alice", "c1")])).unwrap();
+        let e = edit(&conn, PolicyEdit::AddUsers(vec![with_card("bob", "c1")])).unwrap_err();
+        assert!(e.to_string().contains("registered to alice"), "{e}");
+        // The file moves the card from alice to bob: one edit, no conflict.
+        let moved = edit(
+            &conn,
+            PolicyEdit::ReplaceAllUsers(vec![with_card("bob", "c1"), with_card("alice", "c2")]),
+        )
+        .unwrap();
+        assert_eq!(moved, 2);
+        let e = edit(&conn, PolicyEdit::AddUsers(vec![with_card("carol", "c2")])).unwrap_err();
+        assert!(e.to_string().contains("registered to alice"), "{e}");
     }
 
     #[test]

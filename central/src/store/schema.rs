@@ -84,6 +84,15 @@ fn migrations() -> Migrations<'static> {
             body TEXT NOT NULL
         ) STRICT;
         CREATE INDEX users_by_version ON users (version);
+        -- Cards and PIN-only PINs find their user by value, so no two
+        -- users in force may share one.
+        CREATE TABLE user_lookups (
+            kind TEXT NOT NULL,
+            lookup TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            PRIMARY KEY (kind, lookup)
+        ) STRICT;
+        CREATE INDEX user_lookups_by_user ON user_lookups (user_id);
         -- Policy-wide values: the version counter, the rules and the
         -- version that last changed them.
         CREATE TABLE policy (

@@ -201,10 +201,14 @@ pub fn prepare(user: &NewUser, key: &LookupKey, pin_only: bool) -> Result<Prepar
 }
 
 /// `user` as fleet policy carries it: hashed under the fleet key `key`,
-/// with the PIN-only lookup always present (each site decides whether it
-/// allows PIN-only login).
-pub fn policy_user(user: &NewUser, key: &LookupKey) -> Result<PolicyUser, UserError> {
-    let prepared = prepare(user, key, true)?;
+/// with a PIN-only lookup when the fleet allows PIN-only login (its PINs
+/// must then be unique).
+pub fn policy_user(
+    user: &NewUser,
+    key: &LookupKey,
+    pin_only: bool,
+) -> Result<PolicyUser, UserError> {
+    let prepared = prepare(user, key, pin_only)?;
     let hex_of = |kind| {
         prepared
             .lookups
@@ -402,7 +406,7 @@ mod tests {
         let key = LookupKey::new([9; 32]);
         let mut user = alice();
         user.password = Some(Secret::new("correct horse"));
-        let wire = policy_user(&user, &key).unwrap();
+        let wire = policy_user(&user, &key, true).unwrap();
         let json = serde_json::to_string(&wire).unwrap();
         for secret in ["4711", "04A219FF", "04:A2:19:FF", "correct horse"] {
             assert!(!json.contains(secret), "{secret} in {json}");
