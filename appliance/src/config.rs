@@ -70,6 +70,36 @@ pub struct Config {
     /// The print queues served over IPP.
     #[serde(rename = "queue")]
     pub queues: Vec<QueueConfig>,
+    /// The fleet's central service; without endpoints the site stands alone.
+    pub central: CentralConfig,
+}
+
+/// `[central]`: where the fleet's central service is. A site with
+/// endpoints takes its users and rules from central (after `appliance
+/// enroll`) and sends it its accounting and job announcements.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CentralConfig {
+    /// `host:port` of each central node, the preferred one first.
+    pub endpoints: Vec<String>,
+}
+
+impl CentralConfig {
+    /// Whether the site belongs to a fleet.
+    pub fn enabled(&self) -> bool {
+        !self.endpoints.is_empty()
+    }
+}
+
+/// Splits `host:port` (`[v6]:port` too); `None` if it is not one.
+pub fn split_endpoint(endpoint: &str) -> Option<(&str, u16)> {
+    let (host, port) = endpoint.rsplit_once(':')?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let port = port.parse().ok().filter(|p| *p != 0)?;
+    (!host.is_empty() && !host.contains(char::is_whitespace)).then_some((host, port))
 }
 
 /// IPP listener settings.
@@ -279,6 +309,7 @@ impl Default for Config {
             rules: Rules::default(),
             printers: Vec::new(),
             queues: Vec::new(),
+            central: CentralConfig::default(),
         }
     }
 }
@@ -387,6 +418,14 @@ impl Config {
         let invalid = |key: String, message: String| Err(ConfigError::Invalid { key, message });
         if !is_identifier(&self.site) {
             return invalid("site".into(), identifier_rule(&self.site));
+        }
+        for (i, endpoint) in self.central.endpoints.iter().enumerate() {
+            if split_endpoint(endpoint).is_none() {
+                return invalid(
+                    format!("central.endpoints[{i}]"),
+                    format!("{endpoint:?} is not host:port (e.g. \"central.example.com:7443\")"),
+                );
+            }
         }
         if let Some(key) = self.rules.unknown_keys().first() {
             return invalid(
@@ -636,6 +675,10 @@ mod tests {
         assert_eq!(
             invalid_key("[rules]\nmax_page_per_job = 3\n"),
             "rules.max_page_per_job"
+        );
+        assert_eq!(
+            invalid_key("[central]\nendpoints = [\"a:1\", \"central\"]\n"),
+            "central.endpoints[1]"
         );
         assert_eq!(
             invalid_key(

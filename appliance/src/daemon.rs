@@ -39,6 +39,9 @@ pub enum DaemonError {
     /// The API's TLS certificate or key is unusable.
     #[error("api.tls_certificate / api.tls_private_key: {0}")]
     Tls(#[from] crate::http_server::TlsError),
+    /// The site belongs to a fleet (`[central]`) but is not enrolled.
+    #[error("[central] is configured but {0}")]
+    NotEnrolled(crate::sync::identity::IdentityError),
     /// A printer's URI is unusable (config validation should have caught it).
     #[error("printer {id}: {message}")]
     Printer {
@@ -69,7 +72,14 @@ pub async fn run(
     };
     let metrics = Arc::new(Metrics::new());
     let dir = config.data_dir.clone();
+    // An enrolled site hashes PINs and cards under the fleet's key.
+    let fleet_key = if config.central.enabled() {
+        Some(crate::sync::identity::fleet_key(&config.data_dir).map_err(DaemonError::NotEnrolled)?)
+    } else {
+        None
+    };
     let options = StoreOptions {
+        fleet_key,
         compression_level: config.store.compression_level,
         site: config.site.clone(),
         keep_printed_ms: i64::try_from(config.retention.printed_job_secs.saturating_mul(1000))
@@ -131,17 +141,47 @@ pub async fn run(
         uploads: uploads.clone(),
         upload_budget: Default::default(),
     });
+    // A fleet site enforces the last policy central sent, from before the
+    // restart too; until the first arrives, and on a standalone site, the
+    // config's [rules] apply.
+    let (version, stored_rules) = if config.central.enabled() {
+        store.policy().await.map_err(|source| DaemonError::Store {
+            dir: config.data_dir.display().to_string(),
+            source,
+        })?
+    } else {
+        (0, None)
+    };
     let policy = PolicySource::new(Policy {
-        version: 0,
-        rules: config.rules.clone(),
+        version,
+        rules: stored_rules.unwrap_or_else(|| config.rules.clone()),
     });
     let api = Arc::new(ApiService::new(
         &config,
         store.clone(),
         policy.view(),
         wake,
-        metrics,
+        metrics.clone(),
     ));
+    if config.central.enabled() {
+        tasks.push(tokio::spawn(follow_policy(
+            api.clone(),
+            policy.view(),
+            shutdown.clone(),
+        )));
+        let (endpoints, dir, store, policy) = (
+            config.central.endpoints.clone(),
+            config.data_dir.clone(),
+            store.clone(),
+            policy.clone(),
+        );
+        let (metrics, shutdown) = (metrics.clone(), shutdown.clone());
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = crate::sync::run(endpoints, &dir, store, policy, metrics, shutdown).await {
+                tracing::error!(error = %e, "sync with central cannot run; the site works on alone");
+            }
+        }));
+    }
     if let Ok(addr) = listeners.api.local_addr() {
         tracing::info!(%addr, tls = tls.is_some(), "API listening");
     }
@@ -171,4 +211,25 @@ pub async fn run(
     }
     tracing::info!("stopped; every acknowledged job is on disk");
     Ok(())
+}
+
+/// Ends the API sessions of users a new policy disabled or removed.
+async fn follow_policy(
+    api: Arc<ApiService>,
+    mut policy: crate::policy::PolicyView,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            changed = policy.changed() => if !changed { return },
+            _ = shutdown.changed() => return,
+        }
+        let ended = api.follow_policy().await;
+        if ended > 0 {
+            tracing::info!(
+                sessions_ended = ended,
+                "policy: sessions of disabled or removed users ended"
+            );
+        }
+    }
 }

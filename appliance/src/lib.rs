@@ -26,6 +26,8 @@
 //! - [`metrics`]: Prometheus metrics.
 //! - [`housekeeping`]: jobs ended by time (document timeout, held-job and
 //!   reprint expiry).
+//! - [`sync`]: enrollment with central and the sync task (policy down,
+//!   accounting and job announcements up).
 //! - [`terminal`]: the console release station, an API client.
 //! - [`uploads`]: the jobs whose document is arriving now.
 //! - [`daemon`]: wires the above together.
@@ -56,6 +58,7 @@ pub mod printer;
 pub mod queue;
 pub mod rules;
 pub mod store;
+pub mod sync;
 pub mod terminal;
 pub mod uploads;
 

@@ -14,6 +14,7 @@ use clap::Parser;
 use tokio::sync::watch;
 
 use cli::args::{Cli, Command, JobsCommand, PrintersCommand, SpoolCommand};
+use cli::fleet::{enroll, status};
 use cli::jobs::{check_spool, list_jobs};
 use cli::printers::list_printers;
 use cli::records::{audit, report};
@@ -44,6 +45,12 @@ fn main() -> ExitCode {
         } => store.resolve().and_then(|c| check_spool(&c.data_dir)),
         Command::Users { command } => users_command(command),
         Command::Terminal { api, device, ca } => terminal(&api, device, ca.as_deref()),
+        Command::Enroll {
+            central,
+            token,
+            store,
+        } => store.resolve().and_then(|c| enroll(&c, &central, &token)),
+        Command::Status { json, store } => store.resolve().and_then(|c| status(&c, json)),
         Command::Audit { since, json, store } => store
             .resolve()
             .and_then(|c| audit(&c.data_dir, since.as_deref(), json)),

@@ -95,6 +95,16 @@ pub struct Metrics {
     /// 1 while a printer's forwarder cannot record progress in the store
     /// (a full disk), 0 otherwise.
     pub output_store_failing: Family<PrinterLabels, Gauge>,
+    /// 1 while a sync session with central runs.
+    pub sync_connected: Gauge,
+    /// The fleet policy version in force.
+    pub sync_policy_version: Gauge,
+    /// Journal records central has not acknowledged.
+    pub sync_journal_unacked: Gauge,
+    /// Job announcements central has not acknowledged.
+    pub sync_outbox_unacked: Gauge,
+    /// When central was last heard from (Unix seconds; 0: never).
+    pub sync_last_contact: Gauge,
 }
 
 impl Metrics {
@@ -115,6 +125,49 @@ impl Metrics {
         let logins = Family::<LoginLabels, Counter>::default();
         let jobs_released = Family::<PrinterLabels, Counter>::default();
         let output_store_failing = Family::<PrinterLabels, Gauge>::default();
+        let sync = [
+            Gauge::default(),
+            Gauge::default(),
+            Gauge::default(),
+            Gauge::default(),
+            Gauge::default(),
+        ];
+        for (name, help, gauge) in [
+            (
+                "sync_connected",
+                "1 while a sync session with central runs",
+                &sync[0],
+            ),
+            (
+                "sync_policy_version",
+                "The fleet policy version in force",
+                &sync[1],
+            ),
+            (
+                "sync_journal_unacked",
+                "Journal records central has not acknowledged",
+                &sync[2],
+            ),
+            (
+                "sync_outbox_unacked",
+                "Job announcements central has not acknowledged",
+                &sync[3],
+            ),
+            (
+                "sync_last_contact_seconds",
+                "When central was last heard from (Unix time; 0: never)",
+                &sync[4],
+            ),
+        ] {
+            registry.register(name, help, gauge.clone());
+        }
+        let [
+            sync_connected,
+            sync_policy_version,
+            sync_journal_unacked,
+            sync_outbox_unacked,
+            sync_last_contact,
+        ] = sync;
         registry.register(
             "output_store_failing",
             "1 while a printer's jobs cannot be recorded in the store (full disk); they wait",
@@ -193,6 +246,11 @@ impl Metrics {
             logins,
             jobs_released,
             output_store_failing,
+            sync_connected,
+            sync_policy_version,
+            sync_journal_unacked,
+            sync_outbox_unacked,
+            sync_last_contact,
         }
     }
 

@@ -70,6 +70,12 @@ impl PolicyView {
         self.receiver.borrow().clone()
     }
 
+    /// Waits until a newer policy is published; `false` once the source
+    /// is gone.
+    pub async fn changed(&mut self) -> bool {
+        self.receiver.changed().await.is_ok()
+    }
+
     /// A view fixed on `policy`, for tests and tools that need no source.
     pub fn fixed(policy: Policy) -> PolicyView {
         PolicySource::new(policy).view()

@@ -105,6 +105,28 @@ impl ApiService {
         }
     }
 
+    /// Brings the live sessions in line with the users in the store (after
+    /// a new policy): a disabled or removed user's sessions end, the others
+    /// take their new groups. Returns how many sessions ended.
+    pub async fn follow_policy(&self) -> usize {
+        let users = match self.sessions.lock() {
+            Ok(sessions) => sessions.users(),
+            Err(_) => return 0,
+        };
+        let mut ended = 0;
+        for id in users {
+            let now = match self.store.login_by_id(id.clone(), "password").await {
+                Ok(found) => found.map(|(user, _)| user),
+                // Unknown now: the next policy change tries again.
+                Err(_) => continue,
+            };
+            if let Ok(mut sessions) = self.sessions.lock() {
+                ended += sessions.follow_policy(&id, now.as_ref());
+            }
+        }
+        ended
+    }
+
     /// Answers one request; never fails (errors are JSON answers).
     pub async fn handle(&self, req: http::Request<Incoming>) -> Response {
         let route = routes::route(req.method(), req.uri().path());

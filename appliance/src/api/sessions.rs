@@ -108,6 +108,34 @@ impl Sessions {
         self.by_digest.remove(&digest(token))
     }
 
+    /// The users with a session.
+    pub(super) fn users(&self) -> Vec<String> {
+        let mut users: Vec<String> = self.by_digest.values().map(|s| s.user.clone()).collect();
+        users.sort();
+        users.dedup();
+        users
+    }
+
+    /// The policy changed for `id`: their sessions take the new name and
+    /// groups, or end if the user is gone or disabled. How many ended.
+    pub(super) fn follow_policy(
+        &mut self,
+        id: &str,
+        now: Option<&crate::users::LoginUser>,
+    ) -> usize {
+        let before = self.by_digest.len();
+        match now {
+            Some(user) if !user.disabled => {
+                for session in self.by_digest.values_mut().filter(|s| s.user == id) {
+                    session.display_name = user.display_name.clone();
+                    session.groups = user.groups.clone();
+                }
+            }
+            _ => self.by_digest.retain(|_, s| s.user != id),
+        }
+        before - self.by_digest.len()
+    }
+
     /// The idle timeout in seconds, as told to clients.
     pub(super) fn idle_secs(&self) -> i64 {
         self.idle_ms / 1000
@@ -162,5 +190,26 @@ mod tests {
             Some("lobby".into())
         );
         assert!(sessions.touch(&token, 1).is_none());
+    }
+
+    #[test]
+    fn sessions_follow_the_policy_of_their_user() {
+        let mut sessions = Sessions::new(60);
+        let token = sessions.create(alice(0)).unwrap();
+        assert_eq!(sessions.users(), ["alice"]);
+        let moved = LoginUser {
+            id: "alice".into(),
+            display_name: "Alice S.".into(),
+            groups: vec!["students".into()],
+            disabled: false,
+        };
+        assert_eq!(sessions.follow_policy("alice", Some(&moved)), 0);
+        assert_eq!(sessions.touch(&token, 1).unwrap().groups, ["students"]);
+        let disabled = LoginUser {
+            disabled: true,
+            ..moved
+        };
+        assert_eq!(sessions.follow_policy("alice", Some(&disabled)), 1);
+        assert!(sessions.touch(&token, 2).is_none());
     }
 }

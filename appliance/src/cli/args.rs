@@ -81,6 +81,28 @@ pub(crate) enum Command {
         #[arg(long)]
         ca: Option<PathBuf>,
     },
+    /// Join the fleet: send central a certificate request with the one-time
+    /// token `central site add` printed, and keep the certificate, central's
+    /// CA and the fleet key in the data directory.
+    Enroll {
+        /// central's sync address, host:port.
+        #[arg(long)]
+        central: String,
+        /// The enrollment token.
+        #[arg(long)]
+        token: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// The link to central: connected endpoint, last contact, policy
+    /// version, records not yet acknowledged.
+    Status {
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Check a config file and print the effective configuration.
     CheckConfig {
         /// TOML config file.

@@ -91,7 +91,20 @@ impl SecretInput {
     }
 }
 
+/// A fleet site takes its users from central only.
+fn managed_here(config: &Config) -> Result<(), Failure> {
+    if config.central.enabled() {
+        return Err(Failure::Usage(format!(
+            "users are managed at central ({}): use `central user ...` there; this site \
+             receives them within a second",
+            config.central.endpoints.join(", ")
+        )));
+    }
+    Ok(())
+}
+
 pub(crate) fn add_users(config: &Config, users: Vec<NewUser>) -> Result<(), Failure> {
+    managed_here(config)?;
     let mut admin = UserAdmin::open(&config.data_dir).context("cannot open the store")?;
     let total = users.len();
     let mut prepared = Vec::with_capacity(total);
@@ -113,6 +126,7 @@ pub(crate) fn add_users(config: &Config, users: Vec<NewUser>) -> Result<(), Fail
 }
 
 pub(crate) fn set_disabled(config: &Config, id: &str, disabled: bool) -> Result<(), Failure> {
+    managed_here(config)?;
     let admin = UserAdmin::open(&config.data_dir).context("cannot open the store")?;
     admin.set_disabled(id, disabled).map_err(|e| match e {
         StoreError::NotFound => Failure::Usage(format!("no user {id}")),

@@ -109,6 +109,16 @@ impl StoreReader {
         self.readers.with(|conn| journal::since(conn, since_ms))
     }
 
+    /// Where the logs central must learn stand.
+    pub fn sync_marks(&self) -> Result<super::SyncMarks, StoreError> {
+        self.readers.with(super::sync_marks)
+    }
+
+    /// The fleet policy version in force and its rules.
+    pub fn policy(&self) -> Result<(u64, Option<crate::rules::Rules>), StoreError> {
+        self.readers.with(super::policy::current)
+    }
+
     /// Up to `limit` jobs whose document must be in the spool (unfinished,
     /// or kept for reprint), in identity order after `after`: page through
     /// them without holding them all.

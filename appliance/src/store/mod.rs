@@ -19,6 +19,7 @@ mod error;
 mod jobs;
 mod journal;
 mod outbox;
+mod policy;
 mod read_pool;
 mod reserve;
 pub mod schema;
@@ -39,6 +40,7 @@ use crate::accounting::JournalEntry;
 use crate::credentials::LookupKind;
 use crate::job::{JobRecord, JobState, JobUuid, Transition};
 use crate::metrics::Metrics;
+use crate::rules::Rules;
 use crate::users::LoginUser;
 use admin::open_writer;
 pub use admin::{StoreReader, UserAdmin};
@@ -49,6 +51,7 @@ use read_pool::ReadPool;
 pub use reserve::{DiskReserve, free_bytes};
 use schema::JOB_COLUMNS;
 pub use spool::{Spool, SpoolRecovery, SpoolWriter, SpooledDocument};
+use sync_protocol::message::{PolicyChanges, PolicyUser};
 use writer::{WriteOp, Writer};
 
 /// Write operations that may wait for the writer; senders wait beyond this.
@@ -111,6 +114,9 @@ pub struct StoreOptions {
     pub keep_printed_ms: i64,
     /// Room on the data disk kept for state changes ([`DiskReserve`]).
     pub reserve_bytes: u64,
+    /// The fleet key, which replaces the installation key for PINs and
+    /// cards once the site is enrolled with central.
+    pub fleet_key: Option<crate::credentials::LookupKey>,
 }
 
 /// Where the logs central must learn stand.
@@ -122,6 +128,20 @@ pub struct SyncMarks {
     pub journal_latest: u64,
     /// Highest outbox sequence (0: none).
     pub outbox_latest: u64,
+    /// Highest journal sequence central acknowledged.
+    pub journal_acked: u64,
+    /// Job announcements not yet acknowledged.
+    pub outbox_pending: u64,
+}
+
+fn sync_marks(conn: &Connection) -> rusqlite::Result<SyncMarks> {
+    Ok(SyncMarks {
+        epoch: outbox::journal_epoch(conn)?,
+        journal_latest: outbox::journal_latest(conn)?,
+        outbox_latest: outbox::latest(conn)?,
+        journal_acked: policy::meta_number(conn, "journal_acked")?,
+        outbox_pending: outbox::pending(conn)?,
+    })
 }
 
 /// Handle to the store; cheap to clone.
@@ -139,6 +159,7 @@ struct Inner {
     spool: Spool,
     reserve: DiskReserve,
     key: crate::credentials::LookupKey,
+    commits: tokio::sync::watch::Receiver<u64>,
     _thread: WriterThread,
 }
 
@@ -162,7 +183,8 @@ impl JobStore {
     ) -> Result<(JobStore, Recovery), StoreError> {
         let (conn, db_path) = open_writer(data_dir)?;
         // Created at first start, so it exists before anyone registers a card.
-        let key = secret::load_or_create(data_dir)?;
+        let installation_key = secret::load_or_create(data_dir)?;
+        let key = options.fleet_key.unwrap_or(installation_key);
 
         let spool = Spool::open(&data_dir.join("spool"), options.compression_level)?;
         let reserve = DiskReserve::open(data_dir, options.reserve_bytes)?;
@@ -177,6 +199,7 @@ impl JobStore {
         };
 
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
+        let (commits, commits_rx) = tokio::sync::watch::channel(0);
         let writer = Writer {
             conn,
             spool: spool.clone(),
@@ -184,6 +207,7 @@ impl JobStore {
             keep_printed_ms: options.keep_printed_ms,
             reserve: reserve.clone(),
             metrics,
+            commits,
         };
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
@@ -195,6 +219,7 @@ impl JobStore {
                 spool,
                 reserve,
                 key,
+                commits: commits_rx,
                 _thread: WriterThread(Some(thread)),
             }),
         };
@@ -295,14 +320,7 @@ impl JobStore {
     /// Where the logs central must learn stand: the journal epoch and the
     /// highest journal and outbox sequences.
     pub async fn sync_marks(&self) -> Result<SyncMarks, StoreError> {
-        self.read(|conn| {
-            Ok(SyncMarks {
-                epoch: outbox::journal_epoch(conn)?,
-                journal_latest: outbox::journal_latest(conn)?,
-                outbox_latest: outbox::latest(conn)?,
-            })
-        })
-        .await
+        self.read(sync_marks).await
     }
 
     /// Up to `limit` journal records with a sequence above `after`.
@@ -331,6 +349,65 @@ impl JobStore {
     pub async fn outbox_acknowledged(&self, through: u64) -> Result<(), StoreError> {
         let (reply, answer) = oneshot::channel();
         self.submit(WriteOp::TrimOutbox { through, reply }).await?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Moves after every committed write batch.
+    pub fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.commits.clone()
+    }
+
+    /// Central holds the journal through `through` (kept for status).
+    pub async fn journal_acknowledged(&self, through: u64) -> Result<(), StoreError> {
+        self.exec(move |c| Ok(policy::set_meta(c, "journal_acked", &through.to_string())?))
+            .await
+    }
+
+    /// The fleet policy version in force and its rules (`None` before
+    /// central sent any).
+    pub async fn policy(&self) -> Result<(u64, Option<Rules>), StoreError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || inner.readers.with(policy::current))
+            .await
+            .map_err(|_| StoreError::Closed)?
+    }
+
+    /// A policy snapshot begins: nothing staged.
+    pub async fn policy_stage_begin(&self) -> Result<(), StoreError> {
+        self.exec(policy::stage_begin).await
+    }
+
+    /// Stages a chunk of a snapshot's users.
+    pub async fn policy_stage(&self, users: Vec<PolicyUser>) -> Result<(), StoreError> {
+        self.exec(move |c| policy::stage(c, &users)).await
+    }
+
+    /// Replaces every user with the staged ones and puts `version` and
+    /// `rules` in force, in one transaction.
+    pub async fn policy_commit_snapshot(
+        &self,
+        version: u64,
+        rules: Rules,
+    ) -> Result<(), StoreError> {
+        self.exec(move |c| policy::commit_snapshot(c, version, &rules).map(drop))
+            .await
+    }
+
+    /// Applies central's changes in one transaction.
+    pub async fn policy_apply_changes(&self, changes: PolicyChanges) -> Result<(), StoreError> {
+        self.exec(move |c| policy::apply_changes(c, &changes)).await
+    }
+
+    async fn exec(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<(), StoreError> + Send + 'static,
+    ) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(WriteOp::Exec {
+            f: Box::new(f),
+            reply,
+        })
+        .await?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -592,6 +669,7 @@ pub(crate) fn test_options(keep_printed_ms: i64) -> StoreOptions {
         site: "test-site".into(),
         keep_printed_ms,
         reserve_bytes: 0,
+        fleet_key: None,
     }
 }
 

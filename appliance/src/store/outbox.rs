@@ -68,6 +68,14 @@ pub(super) fn latest(conn: &Connection) -> rusqlite::Result<u64> {
     Ok(seq.unwrap_or(0).max(0) as u64)
 }
 
+/// Announcements not yet acknowledged.
+pub(super) fn pending(conn: &Connection) -> rusqlite::Result<u64> {
+    let n: i64 = conn
+        .prepare_cached("SELECT count(*) FROM outbox")?
+        .query_row([], |r| r.get(0))?;
+    Ok(n.max(0) as u64)
+}
+
 /// The highest journal sequence (0: none yet).
 pub(super) fn journal_latest(conn: &Connection) -> rusqlite::Result<u64> {
     let seq: Option<i64> = conn

@@ -35,10 +35,13 @@ impl ReadPool {
         }
     }
 
-    pub(super) fn with<T>(
+    pub(super) fn with<T, E>(
         &self,
-        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
-    ) -> Result<T, StoreError> {
+        f: impl FnOnce(&Connection) -> Result<T, E>,
+    ) -> Result<T, StoreError>
+    where
+        StoreError: From<E>,
+    {
         let conn = self.take()?;
         let result = f(&conn);
         if let Ok(mut state) = self.state.lock() {

@@ -189,6 +189,16 @@ fn migrations() -> Migrations<'static> {
         INSERT INTO store_meta (key, value) VALUES ('journal_epoch', lower(hex(randomblob(16))));
         "#,
         ),
+        // Fleet policy (store::policy): users of a snapshot arrive in
+        // chunks and are staged until the snapshot ends.
+        M::up(
+            r#"
+        CREATE TABLE policy_staging (
+            id TEXT PRIMARY KEY NOT NULL,
+            body TEXT NOT NULL
+        ) STRICT;
+        "#,
+        ),
     ])
 }
 

@@ -24,49 +24,67 @@ pub(super) fn add(conn: &mut Connection, users: &[PreparedUser]) -> Result<(), S
                 user.id
             )));
         }
-        tx.prepare_cached(
-            "INSERT INTO users (id, display_name, email, disabled, created_ms, updated_ms) \
-             VALUES (?1, ?2, ?3, 0, ?4, ?4)",
-        )?
-        .execute(params![user.id, user.display_name, user.email, now])?;
-        for group in &user.groups {
-            tx.prepare_cached("INSERT INTO user_groups (user_id, group_name) VALUES (?1, ?2)")?
-                .execute(params![user.id, group])?;
-        }
-        for (kind, phc) in [("password", &user.password_phc), ("pin", &user.pin_phc)] {
-            if let Some(phc) = phc {
-                tx.prepare_cached(
-                    "INSERT INTO user_secrets (user_id, kind, phc) VALUES (?1, ?2, ?3)",
-                )?
-                .execute(params![user.id, kind, phc])?;
-            }
-        }
-        for (kind, lookup) in &user.lookups {
-            let taken: Option<i64> = tx
-                .prepare_cached("SELECT 1 FROM credential_lookups WHERE kind = ?1 AND lookup = ?2")?
-                .query_row(params![kind.as_str(), &lookup[..]], |r| r.get(0))
-                .optional()?;
-            if taken.is_some() {
-                return Err(StoreError::Conflict(match kind {
-                    crate::credentials::LookupKind::Card => format!(
-                        "user {}: a card given is already registered to another user",
-                        user.id
-                    ),
-                    crate::credentials::LookupKind::PinOnly
-                    | crate::credentials::LookupKind::Pin => format!(
-                        "user {}: the PIN is already used by another user (PIN-only login needs \
-                         unique PINs)",
-                        user.id
-                    ),
-                }));
-            }
-            tx.prepare_cached(
-                "INSERT INTO credential_lookups (kind, lookup, user_id) VALUES (?1, ?2, ?3)",
-            )?
-            .execute(params![kind.as_str(), &lookup[..], user.id])?;
-        }
+        insert(&tx, user, false, now)?;
     }
     tx.commit()?;
+    Ok(())
+}
+
+/// Writes one user's rows (the caller checked what must be checked).
+pub(super) fn insert(
+    conn: &Connection,
+    user: &PreparedUser,
+    disabled: bool,
+    now: i64,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO users (id, display_name, email, disabled, created_ms, updated_ms) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+    )?
+    .execute(params![
+        user.id,
+        user.display_name,
+        user.email,
+        disabled,
+        now
+    ])?;
+    for group in &user.groups {
+        conn.prepare_cached("INSERT INTO user_groups (user_id, group_name) VALUES (?1, ?2)")?
+            .execute(params![user.id, group])?;
+    }
+    for (kind, phc) in [("password", &user.password_phc), ("pin", &user.pin_phc)] {
+        if let Some(phc) = phc {
+            conn.prepare_cached(
+                "INSERT INTO user_secrets (user_id, kind, phc) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![user.id, kind, phc])?;
+        }
+    }
+    for (kind, lookup) in &user.lookups {
+        let taken: Option<i64> = conn
+            .prepare_cached("SELECT 1 FROM credential_lookups WHERE kind = ?1 AND lookup = ?2")?
+            .query_row(params![kind.as_str(), &lookup[..]], |r| r.get(0))
+            .optional()?;
+        if taken.is_some() {
+            return Err(StoreError::Conflict(match kind {
+                crate::credentials::LookupKind::Card => format!(
+                    "user {}: a card given is already registered to another user",
+                    user.id
+                ),
+                crate::credentials::LookupKind::PinOnly | crate::credentials::LookupKind::Pin => {
+                    format!(
+                        "user {}: the PIN is already used by another user (PIN-only login needs \
+                     unique PINs)",
+                        user.id
+                    )
+                }
+            }));
+        }
+        conn.prepare_cached(
+            "INSERT INTO credential_lookups (kind, lookup, user_id) VALUES (?1, ?2, ?3)",
+        )?
+        .execute(params![kind.as_str(), &lookup[..], user.id])?;
+    }
     Ok(())
 }
 

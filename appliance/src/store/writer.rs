@@ -21,6 +21,8 @@ use crate::metrics::Metrics;
 const MAX_BATCH: usize = 512;
 
 type Reply = oneshot::Sender<Result<JobRecord, StoreError>>;
+/// A write that is neither a job nor an audit event.
+pub(super) type ExecFn = Box<dyn FnOnce(&Connection) -> Result<(), StoreError> + Send>;
 
 /// Where a write operation's outcome goes.
 enum Answer {
@@ -66,6 +68,11 @@ pub(super) enum WriteOp {
         through: u64,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
+    /// Any other write (the fleet policy, sync marks): its own savepoint.
+    Exec {
+        f: ExecFn,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
 }
 
 /// The writer thread's state: the only write connection.
@@ -78,6 +85,8 @@ pub(super) struct Writer {
     pub(super) keep_printed_ms: i64,
     pub(super) reserve: DiskReserve,
     pub(super) metrics: Arc<Metrics>,
+    /// Moves after every committed batch (the sync reads new records then).
+    pub(super) commits: tokio::sync::watch::Sender<u64>,
 }
 
 impl Writer {
@@ -126,9 +135,9 @@ impl Writer {
                         WriteOp::Insert { reply, .. } | WriteOp::Modify { reply, .. } => {
                             Answer::Job(reply)
                         }
-                        WriteOp::Audit { reply, .. } | WriteOp::TrimOutbox { reply, .. } => {
-                            Answer::Done(reply)
-                        }
+                        WriteOp::Audit { reply, .. }
+                        | WriteOp::TrimOutbox { reply, .. }
+                        | WriteOp::Exec { reply, .. } => Answer::Done(reply),
                     };
                     answer.send(Err(StoreError::from(clone_sqlite_error(&e))));
                 }
@@ -180,6 +189,13 @@ impl Writer {
                         Ok(Applied::nothing())
                     }),
                 ),
+                WriteOp::Exec { f, reply } => (
+                    Answer::Done(reply),
+                    apply_in_savepoint(&mut tx, |sp| {
+                        f(sp)?;
+                        Ok(Applied::nothing())
+                    }),
+                ),
             };
             replies.push((answer, result));
         }
@@ -201,6 +217,7 @@ impl Writer {
             return;
         }
 
+        self.commits.send_modify(|n| *n = n.wrapping_add(1));
         for (answer, result) in replies {
             let result = result.map(|applied| {
                 if let Some(document) = applied.document {
