@@ -212,6 +212,7 @@ async fn serve(config: Config) -> Result<(), Failure> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {

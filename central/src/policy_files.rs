@@ -49,8 +49,16 @@ pub fn parse_rules(text: &str, path: &Path) -> Result<Rules, FileRefusal> {
         path: path.display().to_string(),
         message,
     };
-    let rules: Rules =
-        toml::from_str(text).map_err(|e| refused(e.to_string().trim_end().to_owned()))?;
+    let rules: Rules = toml::from_str(text).map_err(|e: toml::de::Error| {
+        // One line for the log: where, then what.
+        let at = e.span().map_or(String::new(), |span| {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("line {line}, column {column}: ")
+        });
+        refused(format!("{at}{}", e.message().trim()))
+    })?;
     if let Some(key) = rules.unknown_keys().first() {
         let line = text
             .lines()
@@ -133,7 +141,14 @@ pub async fn watch<S: CentralStore>(
 ) {
     let (tx, mut changed) = mpsc::channel::<()>(16);
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
+        // Only writes, creations, renames and removals of the policy files:
+        // reading them (which this watcher does) is an event too.
+        let Ok(event) = event else { return };
+        let ours = event.paths.iter().any(|p| {
+            p.file_name()
+                .is_some_and(|n| n == USERS_FILE || n == RULES_FILE)
+        });
+        if ours && !event.kind.is_access() && !event.kind.is_other() {
             let _ = tx.try_send(());
         }
     })

@@ -14,11 +14,15 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 
 mod api_client;
+mod central;
 mod ipp_client;
 mod peers;
 mod process;
+mod udp_proxy;
 
 pub use api_client::*;
+pub use central::*;
 pub use ipp_client::*;
 pub use peers::*;
 pub use process::*;
+pub use udp_proxy::*;

@@ -26,33 +26,30 @@ pub fn sha256(data: &[u8]) -> String {
 /// as the tests (so a test never runs a stale binary).
 pub fn appliance_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let release = std::env::current_exe()
-            .ok()
-            .is_some_and(|p| p.components().any(|c| c.as_os_str() == "release"));
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.current_dir(workspace()).args([
-            "build",
-            "--quiet",
-            "-p",
-            "appliance",
-            "--bin",
-            "appliance",
-        ]);
-        if release {
-            cmd.arg("--release");
-        }
-        let status = cmd.status().expect("cargo must be runnable from tests");
-        assert!(status.success(), "building the appliance binary failed");
-        let target = std::env::var("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| workspace().join("target"));
-        target
-            .join(if release { "release" } else { "debug" })
-            .join("appliance")
-    })
-    .clone()
+    BIN.get_or_init(|| build_bin("appliance")).clone()
+}
+
+/// Builds the workspace binary `name` (its package has the same name) in
+/// the tests' profile; its path.
+pub(crate) fn build_bin(name: &str) -> PathBuf {
+    let release = std::env::current_exe()
+        .ok()
+        .is_some_and(|p| p.components().any(|c| c.as_os_str() == "release"));
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(workspace())
+        .args(["build", "--quiet", "-p", name, "--bin", name]);
+    if release {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().expect("cargo must be runnable from tests");
+    assert!(status.success(), "building the {name} binary failed");
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| workspace().join("target"));
+    target
+        .join(if release { "release" } else { "debug" })
+        .join(name)
 }
 
 /// A loopback port that was free a moment ago (for peers that cannot bind port 0).
@@ -154,6 +151,14 @@ impl Appliance {
     /// listens on a free loopback port; with one, `extra` must say
     /// `listen = "127.0.0.1:0"` itself.
     pub fn start(dir: &Path, extra: &str) -> Result<Appliance> {
+        let mut appliance = Appliance::prepare(dir, extra)?;
+        appliance.restart()?;
+        Ok(appliance)
+    }
+
+    /// Writes the configuration [`Appliance::start`] would use, without
+    /// starting the daemon (for commands that must run first).
+    pub fn prepare(dir: &Path, extra: &str) -> Result<Appliance> {
         fs::create_dir_all(dir)?;
         let data_dir = dir.join("data");
         let config_path = dir.join("appliance.toml");
@@ -165,16 +170,14 @@ impl Appliance {
             config.push_str("[api]\nlisten = \"127.0.0.1:0\"\n");
         }
         fs::write(&config_path, config)?;
-        let mut appliance = Appliance {
+        Ok(Appliance {
             child: None,
             port: 0,
             api_port: 0,
             data_dir,
             config_path,
             log_path: dir.join("appliance.log"),
-        };
-        appliance.restart()?;
-        Ok(appliance)
+        })
     }
 
     /// Starts the daemon again on the same data directory (after a kill or

@@ -56,7 +56,7 @@ pub(crate) fn status(config: &Config, json: bool) -> Result<(), Failure> {
     }
     let reader = StoreReader::open(&config.data_dir).map_err(|e| Failure::Usage(e.to_string()))?;
     let marks = reader.sync_marks().context("cannot read the store")?;
-    let (policy_version, _) = reader.policy().context("cannot read the store")?;
+    let (policy_version, rules) = reader.policy().context("cannot read the store")?;
     let daemon = status::read(&config.data_dir).unwrap_or_default();
     // The counts come from the store, so they are right with the daemon down.
     let current = status::SyncStatus {
@@ -75,6 +75,7 @@ pub(crate) fn status(config: &Config, json: bool) -> Result<(), Failure> {
             "journal_unacked": current.journal_unacked,
             "outbox_unacked": current.outbox_unacked,
             "last_error": current.last_error,
+            "rules": rules,
         });
         println!("{value}");
         return Ok(());
@@ -96,6 +97,13 @@ pub(crate) fn status(config: &Config, json: bool) -> Result<(), Failure> {
         current.last_contact_ms.map_or_else(|| "never".into(), utc)
     );
     println!("policy version:      {}", current.policy_version);
+    match &rules {
+        Some(rules) => println!(
+            "rules:               {}",
+            serde_json::to_string(rules).unwrap_or_default()
+        ),
+        None => println!("rules:               none from central yet (the config's [rules] apply)"),
+    }
     println!("journal unacked:     {}", current.journal_unacked);
     println!("jobs unannounced:    {}", current.outbox_unacked);
     if let Some(error) = &current.last_error {

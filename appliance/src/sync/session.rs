@@ -59,6 +59,9 @@ pub(super) async fn run(
     );
     ctx.status.marks(&marks);
     let mut commits = ctx.store.commits();
+    // The status file follows changes within a second.
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         while let Some(action) = machine.poll_action() {
             if let Err(end) = act(ctx, &mut machine, &mut tx, action).await {
@@ -96,6 +99,7 @@ pub(super) async fn run(
                 }
             }
             () = sleep_until(deadline) => machine.handle_timeout(Instant::now()),
+            _ = tick.tick() => {}
             _ = shutdown.changed() => {
                 let _ = tx.finish().await;
                 return SessionEnd::Stopped;

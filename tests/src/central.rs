@@ -1,0 +1,208 @@
+//! The central service as a process, and appliances enrolled with it.
+
+use super::*;
+
+/// The `central` binary, built once per test process in the test's profile.
+pub fn central_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| build_bin("central")).clone()
+}
+
+/// A loopback UDP port that was free a moment ago (central keeps its port
+/// across restarts, so sites find it again).
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("binding a loopback UDP port")
+}
+
+/// A running central in its own data directory.
+pub struct Central {
+    child: Option<Child>,
+    /// Its UDP port on 127.0.0.1.
+    pub port: u16,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+    config_path: PathBuf,
+    log_path: PathBuf,
+}
+
+impl Central {
+    /// Starts central under `dir` on UDP port `port` of 127.0.0.1, with
+    /// `extra` TOML appended to its configuration.
+    pub fn start(dir: &Path, port: u16, extra: &str) -> Result<Central> {
+        fs::create_dir_all(dir)?;
+        let data_dir = dir.join("central-data");
+        let config_path = dir.join("central.toml");
+        fs::write(
+            &config_path,
+            format!(
+                "data_dir = {:?}\n{extra}\n[sync]\nlisten = \"127.0.0.1:{port}\"\n",
+                data_dir.display().to_string()
+            ),
+        )?;
+        let mut central = Central {
+            child: None,
+            port,
+            data_dir,
+            config_path,
+            log_path: dir.join("central.log"),
+        };
+        central.restart()?;
+        Ok(central)
+    }
+
+    /// Starts it again on the same data directory and port.
+    pub fn restart(&mut self) -> Result<()> {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)?;
+        let before = self.log().matches("admin listening").count();
+        let child = Command::new(central_bin())
+            .arg("--config")
+            .arg(&self.config_path)
+            .arg("serve")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("cannot start central")?;
+        self.child = Some(child);
+        let log_path = self.log_path.clone();
+        let up = wait_for(Duration::from_secs(20), "central to listen", || {
+            let log = fs::read_to_string(&log_path).ok()?;
+            (log.matches("admin listening").count() > before).then_some(())
+        });
+        if let Err(e) = up {
+            let log = self.log();
+            self.kill();
+            return Err(e.context(format!("central log:\n{log}")));
+        }
+        Ok(())
+    }
+
+    /// Kills it at once (SIGKILL).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Its sync endpoint as sites configure it.
+    pub fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Runs `central --config FILE ARGS` with `stdin`, bounded in time.
+    pub fn cli(&self, args: &[&str], stdin: &str) -> Result<Output> {
+        run_with_input(
+            Command::new(central_bin())
+                .arg("--config")
+                .arg(&self.config_path)
+                .args(args),
+            Some(stdin),
+            Duration::from_secs(120),
+        )
+    }
+
+    /// Runs a CLI command that must succeed; its standard output.
+    pub fn cli_ok(&self, args: &[&str], stdin: &str) -> Result<String> {
+        let out = self.cli(args, stdin)?;
+        if !out.status.success() {
+            bail!(
+                "central {args:?} failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Registers a site; its enrollment token.
+    pub fn add_site(&self, name: &str) -> Result<String> {
+        let out = self.cli_ok(&["site", "add", name], "")?;
+        out.lines()
+            .last()
+            .map(str::to_owned)
+            .context("site add printed no token")
+    }
+
+    /// `central report --by BY --csv`, as rows of fields (header first).
+    pub fn report(&self, by: &str) -> Result<Vec<Vec<String>>> {
+        let out = self.cli_ok(&["report", "--by", by, "--csv"], "")?;
+        Ok(out
+            .lines()
+            .map(|l| l.split(',').map(str::to_owned).collect())
+            .collect())
+    }
+}
+
+impl Drop for Central {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+impl Appliance {
+    /// An appliance under `dir` in the fleet of `endpoint` (central, or a
+    /// proxy in front of it): enrolled with `token`, then started.
+    pub fn start_enrolled(
+        dir: &Path,
+        endpoint: &str,
+        token: &str,
+        extra: &str,
+    ) -> Result<Appliance> {
+        let mut appliance = Appliance::prepare(
+            dir,
+            &format!("{extra}\n[central]\nendpoints = [{endpoint:?}]\n"),
+        )?;
+        appliance.enroll(endpoint, token)?;
+        appliance.restart()?;
+        Ok(appliance)
+    }
+
+    /// `appliance enroll` with this appliance's config.
+    pub fn enroll(&self, endpoint: &str, token: &str) -> Result<()> {
+        let out = self.cli_config(&["enroll", "--central", endpoint, "--token", token], "")?;
+        if !out.status.success() {
+            bail!(
+                "appliance enroll failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+
+    /// Runs `appliance ARGS --config FILE`, bounded in time.
+    pub fn cli_config(&self, args: &[&str], stdin: &str) -> Result<Output> {
+        run_with_input(
+            Command::new(appliance_bin())
+                .args(args)
+                .arg("--config")
+                .arg(self.config_path()),
+            Some(stdin),
+            Duration::from_secs(60),
+        )
+    }
+
+    /// `appliance status --json`.
+    pub fn sync_status(&self) -> Result<serde_json::Value> {
+        let out = self.cli_config(&["status", "--json"], "")?;
+        if !out.status.success() {
+            bail!(
+                "appliance status failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(serde_json::from_slice(&out.stdout)?)
+    }
+}
