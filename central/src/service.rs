@@ -84,6 +84,7 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
         &identity.server,
         identity.authority.certificate_pem(),
         timing,
+        &identity.fleet_key,
     )?;
     let admin_path = config.admin_socket();
     let admin = admin::bind(&admin_path).map_err(|source| ServiceError::Bind {

@@ -112,16 +112,42 @@ fn roots(ca_pem: &str) -> Result<RootCertStore, TransportError> {
     Ok(roots)
 }
 
+/// Keys derived from a secret that outlives restarts, so that after central
+/// restarts it recognises the connection IDs it issued before and answers
+/// their packets with a valid stateless reset: sites learn at once that
+/// their connection is gone instead of waiting out the idle timeout.
+fn restart_proof_config(secret: &[u8; 32]) -> quinn::EndpointConfig {
+    use sha2::{Digest, Sha256};
+    let derive = |label: &[u8]| -> [u8; 32] {
+        let mut hash = Sha256::new();
+        hash.update(label);
+        hash.update(secret);
+        hash.finalize().into()
+    };
+    let reset = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &derive(b"printfleet quic reset\0"));
+    let cid = derive(b"printfleet quic cid\0");
+    let cid_key = u64::from_le_bytes([
+        cid[0], cid[1], cid[2], cid[3], cid[4], cid[5], cid[6], cid[7],
+    ]);
+    let mut config = quinn::EndpointConfig::new(Arc::new(reset));
+    config.cid_generator(move || {
+        Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+    });
+    config
+}
+
 /// Central's endpoint on `socket`: its server identity (sent with the CA
 /// certificate, so an enrolling site can check it against its token),
 /// client certificates checked against the CA when presented. A sync
 /// session must present one (the caller checks, by ALPN); an enrollment
-/// has none yet.
+/// has none yet. `restart_secret` must be the same across restarts (see
+/// `restart_proof_config`).
 pub fn central_endpoint(
     socket: UdpSocket,
     server: &Identity,
     ca_pem: &str,
     timing: Timing,
+    restart_secret: &[u8; 32],
 ) -> Result<quinn::Endpoint, TransportError> {
     let verifier =
         WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca_pem)?), provider())
@@ -141,7 +167,7 @@ pub fn central_endpoint(
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     config.transport_config(transport_config(timing)?);
     Ok(quinn::Endpoint::new(
-        quinn::EndpointConfig::default(),
+        restart_proof_config(restart_secret),
         Some(config),
         socket,
         Arc::new(quinn::TokioRuntime),

@@ -26,8 +26,14 @@ struct Fleet {
 fn fleet() -> Fleet {
     let (ca, _) = Authority::create("test").expect("CA");
     let server = ca.server_identity(30).expect("server identity");
-    let central = central_endpoint(loopback(), &server, ca.certificate_pem(), Timing::default())
-        .expect("central endpoint");
+    let central = central_endpoint(
+        loopback(),
+        &server,
+        ca.certificate_pem(),
+        Timing::default(),
+        &[7; 32],
+    )
+    .expect("central endpoint");
     Fleet { ca, central }
 }
 

@@ -206,3 +206,22 @@ impl Appliance {
         Ok(serde_json::from_slice(&out.stdout)?)
     }
 }
+
+/// Appends `n` completed prints to a stopped site's journal, as if they
+/// had printed while central was unreachable: user `user{i % 100}`,
+/// `1 + i % 5` pages each (so `n` records hold `n + 2n` pages when `n` is a
+/// multiple of 5).
+pub fn fill_journal(data_dir: &Path, site: &str, n: u64) -> Result<()> {
+    let conn = rusqlite::Connection::open(data_dir.join("appliance.db"))?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.execute(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1) \
+         INSERT INTO journal (job_uuid, queue, ipp_job_id, user_id, device, site, pages, \
+           pages_exact, sheets, copies, color, sides, media, time_ms, outcome) \
+         SELECT printf('00000000-0000-7000-8000-%012d', i), 'secure', i, 'user' || (i % 100), \
+           'lobby', ?2, 1 + i % 5, 1, 1 + i % 5, 1, 'monochrome', 'one-sided', NULL, \
+           1796000000000 + i, 'completed' FROM n",
+        rusqlite::params![n as i64, site],
+    )?;
+    Ok(())
+}
