@@ -35,18 +35,16 @@ fn counted(central: &Central, site: &str) -> (u64, u64) {
 
 /// Waits until central holds some but not all of `total` records.
 fn until_partly(central: &Central, site: &str, total: u64) -> u64 {
-    wait_for(Duration::from_secs(120), "the upload to begin", || {
+    let jobs = wait_for(Duration::from_secs(120), "the upload to begin", || {
         let (jobs, _) = counted(central, site);
         (jobs > 0).then_some(jobs)
     })
-    .map(|jobs| {
-        assert!(
-            jobs < total,
-            "the upload finished before it could be interrupted"
-        );
-        jobs
-    })
-    .unwrap()
+    .unwrap();
+    assert!(
+        jobs < total,
+        "the upload finished before it could be interrupted"
+    );
+    jobs
 }
 
 /// Waits until central holds exactly `jobs` records of `pages` pages.
