@@ -99,10 +99,16 @@ pub async fn enroll(data_dir: &Path, endpoint: &str, token: &str) -> Result<Stri
     tx.send(&request)
         .await
         .map_err(|e| unreachable(e.to_string()))?;
-    let answer = tokio::time::timeout(STEP, rx.recv())
-        .await
-        .map_err(step("central's answer"))?
-        .map_err(|e| unreachable(e.to_string()))?;
+    // Kinds this revision does not know (a newer central's) are skipped.
+    let answer = loop {
+        let message = tokio::time::timeout(STEP, rx.recv())
+            .await
+            .map_err(step("central's answer"))?
+            .map_err(|e| unreachable(e.to_string()))?;
+        if message != Message::Unknown {
+            break message;
+        }
+    };
     let result = match answer {
         Message::Enrolled(enrolled) => {
             identity::save(data_dir, &enrolled, &key_pem)?;

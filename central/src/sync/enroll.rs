@@ -19,16 +19,21 @@ pub(super) async fn run<S: CentralStore>(shared: &Shared<S>, connection: quinn::
     else {
         return;
     };
-    let request = match tokio::time::timeout(REQUEST, rx.recv()).await {
-        Ok(Ok(Message::EnrollRequest(request))) => request,
-        Ok(Ok(other)) => {
-            let refusal = Refusal::new(
-                RefusalCode::UnexpectedMessage,
-                format!("{} is not an enrollment request", other.kind()),
-            );
-            return refuse(&connection, &mut tx, refusal).await;
+    let deadline = tokio::time::Instant::now() + REQUEST;
+    let request = loop {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Ok(Message::EnrollRequest(request))) => break request,
+            // A newer site's message this revision does not know.
+            Ok(Ok(Message::Unknown)) => continue,
+            Ok(Ok(other)) => {
+                let refusal = Refusal::new(
+                    RefusalCode::UnexpectedMessage,
+                    format!("{} is not an enrollment request", other.kind()),
+                );
+                return refuse(&connection, &mut tx, refusal).await;
+            }
+            Ok(Err(_)) | Err(_) => return,
         }
-        Ok(Err(_)) | Err(_) => return,
     };
     match decide(shared, &request).await {
         Ok(enrolled) => {
