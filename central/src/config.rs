@@ -64,6 +64,9 @@ pub struct SyncConfig {
     pub idle_timeout_secs: u64,
     /// A site must say hello within this.
     pub hello_timeout_secs: u64,
+    /// zstd for bulk messages where it shrinks them (policy snapshots,
+    /// changes); off only to measure what it saves.
+    pub compress: bool,
 }
 
 /// `[admin]`: the admin CLI talks to the running service over a Unix
@@ -116,6 +119,7 @@ impl Default for SyncConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 7443)),
             idle_timeout_secs: 15,
             hello_timeout_secs: 10,
+            compress: true,
         }
     }
 }

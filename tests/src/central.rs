@@ -30,7 +30,8 @@ pub struct Central {
 
 impl Central {
     /// Starts central under `dir` on UDP port `port` of 127.0.0.1, with
-    /// `extra` TOML appended to its configuration.
+    /// `extra` TOML appended to its configuration (keys of `[sync]` as
+    /// dotted keys, `sync.compress = false`: the table is begun here).
     pub fn start(dir: &Path, port: u16, extra: &str) -> Result<Central> {
         fs::create_dir_all(dir)?;
         let data_dir = dir.join("central-data");
@@ -38,7 +39,7 @@ impl Central {
         fs::write(
             &config_path,
             format!(
-                "data_dir = {:?}\n{extra}\n[sync]\nlisten = \"127.0.0.1:{port}\"\n",
+                "data_dir = {:?}\nsync.listen = \"127.0.0.1:{port}\"\n{extra}\n",
                 data_dir.display().to_string()
             ),
         )?;
@@ -90,6 +91,11 @@ impl Central {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Its process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Its sync endpoint as sites configure it.

@@ -60,6 +60,18 @@ pub fn free_port() -> u16 {
         .expect("binding a loopback port")
 }
 
+/// Peak resident memory (`VmHWM`) of process `pid`, in bytes.
+pub fn peak_rss_of(pid: u32) -> Result<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .context("no VmHWM in /proc status")?;
+    Ok(kb * 1024)
+}
+
 /// Polls `check` until it returns `Some` or `timeout` passes.
 pub fn wait_for<T>(
     timeout: Duration,
@@ -262,15 +274,7 @@ impl Appliance {
 
     /// Peak resident memory of the daemon so far (`VmHWM`), in bytes.
     pub fn peak_rss(&self) -> Result<u64> {
-        let pid = self.pid().context("the appliance is not running")?;
-        let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
-        let kb: u64 = status
-            .lines()
-            .find(|l| l.starts_with("VmHWM:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .context("no VmHWM in /proc status")?;
-        Ok(kb * 1024)
+        peak_rss_of(self.pid().context("the appliance is not running")?)
     }
 
     /// Whether the daemon process is still running.

@@ -34,6 +34,10 @@ pub struct ProxyStats {
     pub passed: AtomicU64,
     /// Dropped, or lost to a partition.
     pub dropped: AtomicU64,
+    /// UDP payload bytes passed towards the server.
+    pub bytes_to_server: AtomicU64,
+    /// UDP payload bytes passed towards the client.
+    pub bytes_to_client: AtomicU64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -169,6 +173,14 @@ impl UdpProxy {
         *self.shared.faults.lock().unwrap_or_else(|e| e.into_inner()) = faults;
     }
 
+    /// UDP payload bytes passed (to the server, to the client).
+    pub fn bytes(&self) -> (u64, u64) {
+        (
+            self.shared.stats.bytes_to_server.load(Ordering::Relaxed),
+            self.shared.stats.bytes_to_client.load(Ordering::Relaxed),
+        )
+    }
+
     /// Datagrams passed and dropped so far.
     pub fn stats(&self) -> (u64, u64) {
         (
@@ -197,6 +209,11 @@ fn deliver(shared: &Shared, front: &UdpSocket, back: &UdpSocket) {
                 };
                 if sent {
                     shared.stats.passed.fetch_add(1, Ordering::Relaxed);
+                    let bytes = match direction {
+                        Direction::ToServer => &shared.stats.bytes_to_server,
+                        Direction::ToClient => &shared.stats.bytes_to_client,
+                    };
+                    bytes.fetch_add(datagram.len() as u64, Ordering::Relaxed);
                 }
                 queue = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
             }

@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use sync_protocol::central::{CentralAction, CentralSession};
+use sync_protocol::frame::{FrameCodec, MAX_FRAME};
 use sync_protocol::message::{
     JobBatch, JournalBatch, Message, PolicySnapshotBegin, PolicySnapshotEnd, PolicyUsers, Refusal,
 };
@@ -36,9 +37,10 @@ pub(super) async fn run<S: CentralStore>(
 ) {
     let remote = connection.remote_address();
     let hello = Duration::from_secs(shared.config.sync.hello_timeout_secs);
+    let codec = FrameCodec::new(MAX_FRAME, shared.config.sync.compress);
     let Ok(Ok((mut tx, mut rx))) = tokio::time::timeout(
         hello,
-        transport::accept_session(&connection, Default::default()),
+        transport::accept_session(&connection, codec),
     )
     .await
     else {

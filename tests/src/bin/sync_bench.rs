@@ -1,0 +1,305 @@
+//! Sync benchmarks (release build, real processes on loopback):
+//!
+//! 1. **Accounting up**: journal records a site holds (written offline)
+//!    until central has acknowledged them all, for 100,000 and 1,000,000
+//!    records; against the peer measured in the same run, SQLite itself
+//!    inserting the same rows into central's table on the same disk
+//!    (batches of 1,000, `synchronous=FULL`): central cannot beat that.
+//! 2. **Policy down**: a newly enrolled site's start until it enforces a
+//!    10,000- and a 100,000-user policy, and the bytes on the wire (counted
+//!    by a UDP proxy between them), with zstd on and off.
+//! 3. **Fleet scale**: 1,000 simulated sites (one load-generator process,
+//!    each site a real QUIC connection with its own certificate running the
+//!    site session state machine) connected to one central; one policy
+//!    change, and the time until each site has it; central's peak RSS.
+//!
+//! `tests/bench sync` runs it; `BENCH_SITES` changes the fleet size.
+//! Prints Markdown tables.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use e2e::{
+    Appliance, Central, UdpProxy, fill_journal, free_udp_port, peak_rss_of, wait_for,
+};
+use sync_protocol::frame::FrameCodec;
+use sync_protocol::message::{EnrollRequest, Message};
+use sync_protocol::pki::{CENTRAL_NAME, EnrollmentToken, Identity, site_request};
+use sync_protocol::site::{SiteAction, SiteSession, SiteSettings};
+use sync_protocol::transport::{
+    Timing, enroll_client_config, open_session, site_endpoint, sync_client_config,
+};
+
+fn site_config(name: &str) -> String {
+    format!(
+        "site = {name:?}\n[[printer]]\nid = \"lobby\"\nuri = \"socket://127.0.0.1:9\"\n"
+    )
+}
+
+fn status(site: &Appliance) -> serde_json::Value {
+    site.sync_status().unwrap_or_default()
+}
+
+/// Seconds for central to acknowledge `n` records a site holds.
+fn accounting(dir: &std::path::Path, n: u64) -> Result<Duration> {
+    let central = Central::start(&dir.join("central"), free_udp_port(), "")?;
+    let token = central.add_site("branch-1")?;
+    let mut site = Appliance::start_enrolled(&dir.join("site"), &central.endpoint(), &token, &site_config("branch-1"))?;
+    site.stop()?;
+    fill_journal(&site.data_dir, "branch-1", n)?;
+    let started = Instant::now();
+    site.restart()?;
+    wait_for(Duration::from_secs(600), "every record acknowledged", || {
+        (status(&site)["journal_unacked"] == 0 && status(&site)["site"].is_string()).then_some(())
+    })?;
+    let elapsed = started.elapsed();
+    let report = central.report("site")?;
+    let row = report.iter().find(|r| r[0] == "branch-1").context("no branch-1 row")?;
+    if row[1] != n.to_string() {
+        bail!("central counts {} records, not {n}", row[1]);
+    }
+    Ok(elapsed)
+}
+
+/// Seconds for SQLite to insert `n` journal rows in central's schema, in
+/// transactions of 1,000, with central's durability settings.
+fn sqlite_ceiling(dir: &std::path::Path, n: u64) -> Result<Duration> {
+    let conn = rusqlite::Connection::open(dir.join("ceiling.db"))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.execute_batch(
+        "CREATE TABLE journal (site TEXT NOT NULL, epoch TEXT NOT NULL, seq INTEGER NOT NULL, \
+         job_uuid TEXT NOT NULL, queue TEXT NOT NULL, job_id INTEGER NOT NULL, user_id TEXT NOT NULL, \
+         device TEXT NOT NULL, pages INTEGER, pages_exact INTEGER NOT NULL, sheets INTEGER, \
+         copies INTEGER NOT NULL, color TEXT NOT NULL, sides TEXT NOT NULL, media TEXT, \
+         time_ms INTEGER NOT NULL, outcome TEXT NOT NULL, PRIMARY KEY (site, epoch, seq)) \
+         STRICT, WITHOUT ROWID; CREATE INDEX journal_by_time ON journal (time_ms);",
+    )?;
+    let started = Instant::now();
+    let mut seq = 0u64;
+    while seq < n {
+        let tx = conn.unchecked_transaction()?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO journal VALUES ('branch-1', 'e', ?1, ?2, 'secure', ?3, ?4, 'lobby', \
+                 2, 1, 2, 1, 'monochrome', 'one-sided', NULL, ?5, 'completed') ON CONFLICT DO NOTHING",
+            )?;
+            for _ in 0..1000.min(n - seq) {
+                seq += 1;
+                insert.execute(rusqlite::params![
+                    seq as i64,
+                    format!("00000000-0000-7000-8000-{seq:012}"),
+                    seq as i64,
+                    format!("user{}", seq % 100),
+                    1_796_000_000_000i64 + seq as i64
+                ])?;
+            }
+        }
+        tx.commit()?;
+    }
+    Ok(started.elapsed())
+}
+
+/// (seconds from the site's start to the policy in force, bytes central
+/// sent) for a policy of `users` users.
+fn policy(dir: &std::path::Path, users: usize, compress: bool) -> Result<(Duration, u64)> {
+    let central = Central::start(
+        &dir.join("central"),
+        free_udp_port(),
+        &format!("sync.compress = {compress}\n"),
+    )?;
+    let csv = dir.join("users.csv");
+    let mut text = String::from("id,display_name,groups,pin\n");
+    for i in 0..users {
+        text.push_str(&format!("u{i:06},User {i},staff;floor-{},{}\n", i % 7, 100_000 + i));
+    }
+    std::fs::write(&csv, text)?;
+    central.cli_ok(&["user", "import", &csv.display().to_string()], "")?;
+    let proxy = UdpProxy::start(central.endpoint().parse()?, 1)?;
+    let token = central.add_site("branch-1")?;
+    let mut site = Appliance::prepare(
+        &dir.join("site"),
+        &format!("{}\n[central]\nendpoints = [{:?}]\n", site_config("branch-1"), proxy.endpoint()),
+    )?;
+    site.enroll(&central.endpoint(), &token)?;
+    let started = Instant::now();
+    site.restart()?;
+    wait_for(Duration::from_secs(300), "the policy at the site", || {
+        (status(&site)["policy_version"] == 1).then_some(())
+    })?;
+    let elapsed = started.elapsed();
+    Ok((elapsed, proxy.bytes().1))
+}
+
+/// One simulated site: enrolls, then runs the site session machine,
+/// noting when each policy version arrives.
+async fn simulated_site(
+    endpoint: quinn::Endpoint,
+    addr: std::net::SocketAddr,
+    token: String,
+    arrivals: Arc<Mutex<Vec<(u64, Instant)>>>,
+    welcomed: tokio::sync::mpsc::Sender<()>,
+) -> Result<()> {
+    let parsed = EnrollmentToken::parse(&token).context("token")?;
+    let (key_pem, csr_pem) = site_request()?;
+    let connection = endpoint
+        .connect_with(enroll_client_config(parsed.ca_fingerprint, Timing::default())?, addr, CENTRAL_NAME)?
+        .await?;
+    let (mut tx, mut rx) = open_session(&connection, FrameCodec::default()).await?;
+    tx.send(&Message::EnrollRequest(EnrollRequest {
+        token,
+        csr_pem,
+        software: "sync_bench".into(),
+    }))
+    .await?;
+    let Message::Enrolled(enrolled) = rx.recv().await? else {
+        bail!("not enrolled")
+    };
+    connection.close(0u32.into(), b"done");
+    let identity = Identity {
+        certificate_pem: enrolled.certificate_pem,
+        key_pem,
+    };
+    let config = sync_client_config(&identity, &enrolled.ca_pem, Timing::default())?;
+    let connection = endpoint.connect_with(config, addr, CENTRAL_NAME)?.await?;
+    let (mut tx, mut rx) = open_session(&connection, FrameCodec::default()).await?;
+    let settings = SiteSettings {
+        software: "sync_bench".into(),
+        epoch: enrolled.site.clone(),
+        window: 4,
+        batch: 1000,
+        hello_timeout: Duration::from_secs(60),
+    };
+    let mut machine = SiteSession::new(settings, 0, 0, 0, Instant::now());
+    let mut welcome_sent = false;
+    loop {
+        while let Some(action) = machine.poll_action() {
+            match action {
+                SiteAction::Send(m) => tx.send(&m).await?,
+                SiteAction::CommitSnapshot { version, .. } => {
+                    arrivals.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.push((version, Instant::now()));
+                    machine.policy_applied(version, vec![]);
+                }
+                SiteAction::ApplyChanges(c) => {
+                    arrivals.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.push((c.to, Instant::now()));
+                    machine.policy_applied(c.to, vec![]);
+                }
+                SiteAction::Close(r) => bail!("closed: {r}"),
+                _ => {}
+            }
+        }
+        if !welcome_sent && machine.running().is_some() {
+            welcome_sent = true;
+            let _ = welcomed.send(()).await;
+        }
+        let message = rx.recv().await?;
+        machine.handle(message);
+    }
+}
+
+fn fleet(dir: &std::path::Path, sites: usize) -> Result<(Vec<Duration>, u64)> {
+    let central = Central::start(&dir.join("central"), free_udp_port(), "")?;
+    central.cli_ok(&["user", "add", "first", "--name", "First", "--pin"], "1111\n")?;
+    eprintln!("fleet: registering {sites} sites");
+    let tokens: Vec<String> = (0..sites)
+        .map(|i| central.add_site(&format!("sim-{i:04}")))
+        .collect::<Result<_>>()?;
+    let addr: std::net::SocketAddr = central.endpoint().parse()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let arrivals = Arc::new(Mutex::new(Vec::new()));
+    let (welcomed_tx, mut welcomed) = tokio::sync::mpsc::channel(sites);
+    // A few client endpoints, each holding a share of the connections.
+    let endpoints: Vec<quinn::Endpoint> = (0..8)
+        .map(|_| site_endpoint(std::net::UdpSocket::bind("127.0.0.1:0")?).map_err(anyhow::Error::from))
+        .collect::<Result<_>>()?;
+    let _guard = runtime.enter();
+    for (i, token) in tokens.into_iter().enumerate() {
+        let endpoint = endpoints[i % endpoints.len()].clone();
+        let (arrivals, welcomed) = (arrivals.clone(), welcomed_tx.clone());
+        runtime.spawn(async move {
+            if let Err(e) = simulated_site(endpoint, addr, token, arrivals, welcomed).await {
+                eprintln!("simulated site {i}: {e:#}");
+            }
+        });
+    }
+    runtime.block_on(async {
+        for n in 0..sites {
+            tokio::time::timeout(Duration::from_secs(300), welcomed.recv())
+                .await
+                .with_context(|| format!("only {n} of {sites} sites connected"))?;
+        }
+        anyhow::Ok(())
+    })?;
+    eprintln!("fleet: {sites} sites connected; changing the policy");
+    // Every site has version 1 (the snapshot); the change makes 2.
+    wait_for(Duration::from_secs(120), "every site at version 1", || {
+        let a = arrivals.lock().ok()?;
+        (a.iter().filter(|(v, _)| *v == 1).count() == sites).then_some(())
+    })?;
+    let changed = Instant::now();
+    central.cli_ok(&["user", "add", "second", "--name", "Second", "--pin"], "2222\n")?;
+    wait_for(Duration::from_secs(120), "every site at version 2", || {
+        let a = arrivals.lock().ok()?;
+        (a.iter().filter(|(v, _)| *v == 2).count() == sites).then_some(())
+    })?;
+    let mut latencies: Vec<Duration> = arrivals
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?
+        .iter()
+        .filter(|(v, _)| *v == 2)
+        .map(|(_, at)| at.duration_since(changed))
+        .collect();
+    latencies.sort();
+    let rss = peak_rss_of(central.pid().context("central not running")?)?;
+    Ok((latencies, rss))
+}
+
+fn main() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    println!("### Accounting up (records acknowledged by central)\n");
+    println!("| records | central acknowledged in | records/s | SQLite alone (same rows, same disk) | ratio |");
+    println!("|---:|---:|---:|---:|---:|");
+    for n in [100_000u64, 1_000_000] {
+        let dir = tmp.path().join(format!("acct-{n}"));
+        let sync = accounting(&dir, n)?;
+        let ceiling = sqlite_ceiling(&dir, n)?;
+        println!(
+            "| {n} | {:.2} s | {:.0} | {:.2} s ({:.0}/s) | {:.2} |",
+            sync.as_secs_f64(),
+            n as f64 / sync.as_secs_f64(),
+            ceiling.as_secs_f64(),
+            n as f64 / ceiling.as_secs_f64(),
+            ceiling.as_secs_f64() / sync.as_secs_f64()
+        );
+    }
+    println!("\n### Policy down to a newly enrolled site (from its start)\n");
+    println!("| users | zstd | in force after | bytes central sent | bytes per user |");
+    println!("|---:|:---:|---:|---:|---:|");
+    for users in [10_000usize, 100_000] {
+        for compress in [true, false] {
+            let dir = tmp.path().join(format!("policy-{users}-{compress}"));
+            let (elapsed, bytes) = policy(&dir, users, compress)?;
+            println!(
+                "| {users} | {} | {:.2} s | {bytes} | {:.0} |",
+                if compress { "on" } else { "off" },
+                elapsed.as_secs_f64(),
+                bytes as f64 / users as f64
+            );
+        }
+    }
+    let sites: usize = std::env::var("BENCH_SITES").ok().and_then(|s| s.parse().ok()).unwrap_or(1000);
+    let (latencies, rss) = fleet(&tmp.path().join("fleet"), sites)?;
+    let at = |p: f64| latencies[((p / 100.0 * latencies.len() as f64).ceil() as usize).clamp(1, latencies.len()) - 1];
+    println!("\n### One policy change reaching {sites} connected sites\n");
+    println!("| p50 | p99 | max | central peak RSS |");
+    println!("|---:|---:|---:|---:|");
+    println!(
+        "| {:.0} ms | {:.0} ms | {:.0} ms | {:.0} MiB |",
+        at(50.0).as_secs_f64() * 1000.0,
+        at(99.0).as_secs_f64() * 1000.0,
+        at(100.0).as_secs_f64() * 1000.0,
+        rss as f64 / (1 << 20) as f64
+    );
+    Ok(())
+}
