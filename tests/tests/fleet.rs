@@ -206,6 +206,29 @@ fn a_reused_token_a_revoked_site_and_a_stranger_are_refused() {
     let said = String::from_utf8_lossy(&again.stderr);
     assert!(said.contains("used already"), "{said}");
     assert!(central.log().contains("token_used"));
+    // A token of the right shape whose secret is wrong.
+    let mut forged = central.add_site("branch-10").unwrap();
+    let secret_at = forged.find('.').unwrap() + 1;
+    let flipped = if &forged[secret_at..=secret_at] == "0" {
+        "1"
+    } else {
+        "0"
+    };
+    forged.replace_range(secret_at..=secret_at, flipped);
+    let wrong = other
+        .cli_config(
+            &[
+                "enroll",
+                "--central",
+                &central.endpoint(),
+                "--token",
+                &forged,
+            ],
+            "",
+        )
+        .unwrap();
+    assert_eq!(wrong.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("not one central issued"));
     // A token that is not one.
     let junk = other
         .cli_config(

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use e2e::{
-    Appliance, Central, Faults, SocketSink, UdpProxy, fill_journal, fixture, free_udp_port,
+    Appliance, Central, Faults, Rng, SocketSink, UdpProxy, fill_journal, fixture, free_udp_port,
     run_with_timeout, wait_for,
 };
 use serde_json::json;
@@ -145,13 +145,8 @@ fn a_hundred_random_partitions_lose_and_double_nothing() {
     let (central, proxy, mut site) = uploading_site(tmp.path(), 100_000);
     site.restart().unwrap();
     until_partly(&central, "branch-1", 100_000);
-    let mut rng = 0x2545_F491_4F6C_DD1Du64;
-    let mut random = move |below: u64| {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng % below
-    };
+    let mut rng = Rng::new(0x2545_F491_4F6C_DD1D);
+    let mut random = move |below: u64| rng.range(0, below);
     let mut during_upload = 0;
     for _ in 0..100 {
         proxy.set(Faults {

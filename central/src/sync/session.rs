@@ -38,11 +38,8 @@ pub(super) async fn run<S: CentralStore>(
     let remote = connection.remote_address();
     let hello = Duration::from_secs(shared.config.sync.hello_timeout_secs);
     let codec = FrameCodec::new(MAX_FRAME, shared.config.sync.compress);
-    let Ok(Ok((mut tx, mut rx))) = tokio::time::timeout(
-        hello,
-        transport::accept_session(&connection, codec),
-    )
-    .await
+    let Ok(Ok((mut tx, mut rx))) =
+        tokio::time::timeout(hello, transport::accept_session(&connection, codec)).await
     else {
         return;
     };

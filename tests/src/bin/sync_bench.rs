@@ -13,16 +13,15 @@
 //!    site session state machine) connected to one central; one policy
 //!    change, and the time until each site has it; central's peak RSS.
 //!
-//! `tests/bench sync` runs it; `BENCH_SITES` changes the fleet size.
+//! `tests/bench sync` runs it (`target/release/sync_bench accounting|policy|fleet`
+//! one part); `BENCH_SITES` changes the fleet size.
 //! Prints Markdown tables.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use e2e::{
-    Appliance, Central, UdpProxy, fill_journal, free_udp_port, peak_rss_of, wait_for,
-};
+use e2e::{Appliance, Central, UdpProxy, fill_journal, free_udp_port, peak_rss_of, wait_for};
 use sync_protocol::frame::FrameCodec;
 use sync_protocol::message::{EnrollRequest, Message};
 use sync_protocol::pki::{CENTRAL_NAME, EnrollmentToken, Identity, site_request};
@@ -32,9 +31,7 @@ use sync_protocol::transport::{
 };
 
 fn site_config(name: &str) -> String {
-    format!(
-        "site = {name:?}\n[[printer]]\nid = \"lobby\"\nuri = \"socket://127.0.0.1:9\"\n"
-    )
+    format!("site = {name:?}\n[[printer]]\nid = \"lobby\"\nuri = \"socket://127.0.0.1:9\"\n")
 }
 
 fn status(site: &Appliance) -> serde_json::Value {
@@ -45,17 +42,30 @@ fn status(site: &Appliance) -> serde_json::Value {
 fn accounting(dir: &std::path::Path, n: u64) -> Result<Duration> {
     let central = Central::start(&dir.join("central"), free_udp_port(), "")?;
     let token = central.add_site("branch-1")?;
-    let mut site = Appliance::start_enrolled(&dir.join("site"), &central.endpoint(), &token, &site_config("branch-1"))?;
+    let mut site = Appliance::start_enrolled(
+        &dir.join("site"),
+        &central.endpoint(),
+        &token,
+        &site_config("branch-1"),
+    )?;
     site.stop()?;
     fill_journal(&site.data_dir, "branch-1", n)?;
     let started = Instant::now();
     site.restart()?;
-    wait_for(Duration::from_secs(600), "every record acknowledged", || {
-        (status(&site)["journal_unacked"] == 0 && status(&site)["site"].is_string()).then_some(())
-    })?;
+    wait_for(
+        Duration::from_secs(600),
+        "every record acknowledged",
+        || {
+            (status(&site)["journal_unacked"] == 0 && status(&site)["site"].is_string())
+                .then_some(())
+        },
+    )?;
     let elapsed = started.elapsed();
     let report = central.report("site")?;
-    let row = report.iter().find(|r| r[0] == "branch-1").context("no branch-1 row")?;
+    let row = report
+        .iter()
+        .find(|r| r[0] == "branch-1")
+        .context("no branch-1 row")?;
     if row[1] != n.to_string() {
         bail!("central counts {} records, not {n}", row[1]);
     }
@@ -112,7 +122,11 @@ fn policy(dir: &std::path::Path, users: usize, compress: bool) -> Result<(Durati
     let csv = dir.join("users.csv");
     let mut text = String::from("id,display_name,groups,pin\n");
     for i in 0..users {
-        text.push_str(&format!("u{i:06},User {i},staff;floor-{},{}\n", i % 7, 100_000 + i));
+        text.push_str(&format!(
+            "u{i:06},User {i},staff;floor-{},{}\n",
+            i % 7,
+            100_000 + i
+        ));
     }
     std::fs::write(&csv, text)?;
     central.cli_ok(&["user", "import", &csv.display().to_string()], "")?;
@@ -120,7 +134,11 @@ fn policy(dir: &std::path::Path, users: usize, compress: bool) -> Result<(Durati
     let token = central.add_site("branch-1")?;
     let mut site = Appliance::prepare(
         &dir.join("site"),
-        &format!("{}\n[central]\nendpoints = [{:?}]\n", site_config("branch-1"), proxy.endpoint()),
+        &format!(
+            "{}\n[central]\nendpoints = [{:?}]\n",
+            site_config("branch-1"),
+            proxy.endpoint()
+        ),
     )?;
     site.enroll(&central.endpoint(), &token)?;
     let started = Instant::now();
@@ -144,7 +162,11 @@ async fn simulated_site(
     let parsed = EnrollmentToken::parse(&token).context("token")?;
     let (key_pem, csr_pem) = site_request()?;
     let connection = endpoint
-        .connect_with(enroll_client_config(parsed.ca_fingerprint, Timing::default())?, addr, CENTRAL_NAME)?
+        .connect_with(
+            enroll_client_config(parsed.ca_fingerprint, Timing::default())?,
+            addr,
+            CENTRAL_NAME,
+        )?
         .await?;
     let (mut tx, mut rx) = open_session(&connection, FrameCodec::default()).await?;
     tx.send(&Message::EnrollRequest(EnrollRequest {
@@ -178,11 +200,17 @@ async fn simulated_site(
             match action {
                 SiteAction::Send(m) => tx.send(&m).await?,
                 SiteAction::CommitSnapshot { version, .. } => {
-                    arrivals.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.push((version, Instant::now()));
+                    arrivals
+                        .lock()
+                        .map_err(|_| anyhow::anyhow!("poisoned"))?
+                        .push((version, Instant::now()));
                     machine.policy_applied(version, vec![]);
                 }
                 SiteAction::ApplyChanges(c) => {
-                    arrivals.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.push((c.to, Instant::now()));
+                    arrivals
+                        .lock()
+                        .map_err(|_| anyhow::anyhow!("poisoned"))?
+                        .push((c.to, Instant::now()));
                     machine.policy_applied(c.to, vec![]);
                 }
                 SiteAction::Close(r) => bail!("closed: {r}"),
@@ -200,20 +228,27 @@ async fn simulated_site(
 
 fn fleet(dir: &std::path::Path, sites: usize) -> Result<(Vec<Duration>, u64)> {
     let central = Central::start(&dir.join("central"), free_udp_port(), "")?;
-    central.cli_ok(&["user", "add", "first", "--name", "First", "--pin"], "1111\n")?;
+    central.cli_ok(
+        &["user", "add", "first", "--name", "First", "--pin"],
+        "1111\n",
+    )?;
     eprintln!("fleet: registering {sites} sites");
     let tokens: Vec<String> = (0..sites)
         .map(|i| central.add_site(&format!("sim-{i:04}")))
         .collect::<Result<_>>()?;
     let addr: std::net::SocketAddr = central.endpoint().parse()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let arrivals = Arc::new(Mutex::new(Vec::new()));
     let (welcomed_tx, mut welcomed) = tokio::sync::mpsc::channel(sites);
+    let _guard = runtime.enter();
     // A few client endpoints, each holding a share of the connections.
     let endpoints: Vec<quinn::Endpoint> = (0..8)
-        .map(|_| site_endpoint(std::net::UdpSocket::bind("127.0.0.1:0")?).map_err(anyhow::Error::from))
+        .map(|_| {
+            site_endpoint(std::net::UdpSocket::bind("127.0.0.1:0")?).map_err(anyhow::Error::from)
+        })
         .collect::<Result<_>>()?;
-    let _guard = runtime.enter();
     for (i, token) in tokens.into_iter().enumerate() {
         let endpoint = endpoints[i % endpoints.len()].clone();
         let (arrivals, welcomed) = (arrivals.clone(), welcomed_tx.clone());
@@ -238,7 +273,10 @@ fn fleet(dir: &std::path::Path, sites: usize) -> Result<(Vec<Duration>, u64)> {
         (a.iter().filter(|(v, _)| *v == 1).count() == sites).then_some(())
     })?;
     let changed = Instant::now();
-    central.cli_ok(&["user", "add", "second", "--name", "Second", "--pin"], "2222\n")?;
+    central.cli_ok(
+        &["user", "add", "second", "--name", "Second", "--pin"],
+        "2222\n",
+    )?;
     wait_for(Duration::from_secs(120), "every site at version 2", || {
         let a = arrivals.lock().ok()?;
         (a.iter().filter(|(v, _)| *v == 2).count() == sites).then_some(())
@@ -257,11 +295,28 @@ fn fleet(dir: &std::path::Path, sites: usize) -> Result<(Vec<Duration>, u64)> {
 
 fn main() -> Result<()> {
     let tmp = tempfile::tempdir()?;
+    let only = std::env::args().nth(1);
+    let run = |part: &str| only.as_deref().is_none_or(|o| o == part);
+    if run("accounting") {
+        accounting_table(tmp.path())?;
+    }
+    if run("policy") {
+        policy_table(tmp.path())?;
+    }
+    if run("fleet") {
+        fleet_table(tmp.path())?;
+    }
+    Ok(())
+}
+
+fn accounting_table(tmp: &std::path::Path) -> Result<()> {
     println!("### Accounting up (records acknowledged by central)\n");
-    println!("| records | central acknowledged in | records/s | SQLite alone (same rows, same disk) | ratio |");
+    println!(
+        "| records | central acknowledged in | records/s | SQLite alone (same rows, same disk) | ratio |"
+    );
     println!("|---:|---:|---:|---:|---:|");
     for n in [100_000u64, 1_000_000] {
-        let dir = tmp.path().join(format!("acct-{n}"));
+        let dir = tmp.join(format!("acct-{n}"));
         let sync = accounting(&dir, n)?;
         let ceiling = sqlite_ceiling(&dir, n)?;
         println!(
@@ -273,12 +328,16 @@ fn main() -> Result<()> {
             ceiling.as_secs_f64() / sync.as_secs_f64()
         );
     }
+    Ok(())
+}
+
+fn policy_table(tmp: &std::path::Path) -> Result<()> {
     println!("\n### Policy down to a newly enrolled site (from its start)\n");
     println!("| users | zstd | in force after | bytes central sent | bytes per user |");
     println!("|---:|:---:|---:|---:|---:|");
     for users in [10_000usize, 100_000] {
         for compress in [true, false] {
-            let dir = tmp.path().join(format!("policy-{users}-{compress}"));
+            let dir = tmp.join(format!("policy-{users}-{compress}"));
             let (elapsed, bytes) = policy(&dir, users, compress)?;
             println!(
                 "| {users} | {} | {:.2} s | {bytes} | {:.0} |",
@@ -288,9 +347,19 @@ fn main() -> Result<()> {
             );
         }
     }
-    let sites: usize = std::env::var("BENCH_SITES").ok().and_then(|s| s.parse().ok()).unwrap_or(1000);
-    let (latencies, rss) = fleet(&tmp.path().join("fleet"), sites)?;
-    let at = |p: f64| latencies[((p / 100.0 * latencies.len() as f64).ceil() as usize).clamp(1, latencies.len()) - 1];
+    Ok(())
+}
+
+fn fleet_table(tmp: &std::path::Path) -> Result<()> {
+    let sites: usize = std::env::var("BENCH_SITES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1000);
+    let (latencies, rss) = fleet(&tmp.join("fleet"), sites)?;
+    let at = |p: f64| {
+        latencies
+            [((p / 100.0 * latencies.len() as f64).ceil() as usize).clamp(1, latencies.len()) - 1]
+    };
     println!("\n### One policy change reaching {sites} connected sites\n");
     println!("| p50 | p99 | max | central peak RSS |");
     println!("|---:|---:|---:|---:|");
