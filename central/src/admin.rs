@@ -18,6 +18,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 
+use crate::policy_files::{RULES_FILE, USERS_FILE};
 use crate::store::{CentralStore, PolicyEdit, ReportBy, StoreError};
 use crate::sync::Shared;
 
@@ -235,7 +236,8 @@ fn check_site_name(name: &str) -> Result<(), String> {
 }
 
 async fn handle<S: CentralStore>(shared: &Shared<S>, request: AdminRequest) -> AdminReply {
-    let managed_by_files = |file: &str| {
+    // What a file in the policy directory owns, the CLI may not edit.
+    let owned_by_file = |file: &str, what: &str| {
         shared
             .config
             .policy
@@ -243,6 +245,15 @@ async fn handle<S: CentralStore>(shared: &Shared<S>, request: AdminRequest) -> A
             .as_ref()
             .map(|dir| dir.join(file))
             .filter(|path| path.exists())
+            .map(|path| {
+                error(
+                    "invalid",
+                    format!(
+                        "{what} managed in {}; edit that file instead",
+                        path.display()
+                    ),
+                )
+            })
     };
     match request {
         AdminRequest::SiteAdd { name } => {
@@ -307,14 +318,8 @@ async fn handle<S: CentralStore>(shared: &Shared<S>, request: AdminRequest) -> A
             Err(e) => e.into(),
         },
         AdminRequest::UserAdd { users } => {
-            if let Some(file) = managed_by_files("users.csv") {
-                return error(
-                    "invalid",
-                    format!(
-                        "users are managed in {}; edit that file instead",
-                        file.display()
-                    ),
-                );
+            if let Some(refused) = owned_by_file(USERS_FILE, "users are") {
+                return refused;
             }
             let key = shared.identity.lookup_key();
             let pin_only = shared.config.policy.pin_only_login;
@@ -342,14 +347,8 @@ async fn handle<S: CentralStore>(shared: &Shared<S>, request: AdminRequest) -> A
             .await
         }
         AdminRequest::UserSetDisabled { id, disabled } => {
-            if let Some(file) = managed_by_files("users.csv") {
-                return error(
-                    "invalid",
-                    format!(
-                        "users are managed in {}; edit that file instead",
-                        file.display()
-                    ),
-                );
+            if let Some(refused) = owned_by_file(USERS_FILE, "users are") {
+                return refused;
             }
             let ids = vec![id.clone()];
             edit(
@@ -360,14 +359,8 @@ async fn handle<S: CentralStore>(shared: &Shared<S>, request: AdminRequest) -> A
             .await
         }
         AdminRequest::RulesSet { rules } => {
-            if let Some(file) = managed_by_files("rules.toml") {
-                return error(
-                    "invalid",
-                    format!(
-                        "the rules are managed in {}; edit that file instead",
-                        file.display()
-                    ),
-                );
+            if let Some(refused) = owned_by_file(RULES_FILE, "the rules are") {
+                return refused;
             }
             if let Some(key) = rules.unknown_keys().first() {
                 return error("invalid", format!("{key} is not a rule"));

@@ -321,6 +321,25 @@ impl Appliance {
         )
     }
 
+    /// `lp -U user -t title FILE` to the appliance's `secure` queue (CUPS's
+    /// client, as a workstation would); panics if `lp` fails.
+    pub fn lp(&self, user: &str, title: &str, file: &Path) {
+        let out = run_with_timeout(
+            Command::new("lp")
+                .arg("-h")
+                .arg(format!("127.0.0.1:{}", self.port))
+                .args(["-d", "secure", "-U", user, "-t", title])
+                .arg(file),
+            Duration::from_secs(60),
+        )
+        .expect("lp runs");
+        assert!(
+            out.status.success(),
+            "lp failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Adds a user with a PIN (and the given groups) through the CLI.
     pub fn add_user(&self, id: &str, pin: &str, groups: &[&str]) -> Result<()> {
         let mut args = vec!["users", "add", id, "--name", id, "--pin"];

@@ -3,10 +3,9 @@
 //! going down, accounting coming up, and the refusals of strangers.
 
 use std::fs;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use e2e::{Appliance, Central, SocketSink, fixture, free_udp_port, run_with_timeout, wait_for};
+use e2e::{Appliance, Central, SocketSink, fixture, free_udp_port, wait_for};
 use serde_json::{Value, json};
 
 /// A pull queue `secure` and the printer `lobby` at `uri`.
@@ -326,24 +325,6 @@ fn stranger_connects(central: &Central) -> Result<(), String> {
     })
 }
 
-/// `lp -U user -t title FILE` to the site's `secure` queue.
-fn lp(site: &Appliance, user: &str, title: &str, file: &std::path::Path) {
-    let out = run_with_timeout(
-        Command::new("lp")
-            .arg("-h")
-            .arg(format!("127.0.0.1:{}", site.port))
-            .args(["-d", "secure", "-U", user, "-t", title])
-            .arg(file),
-        Duration::from_secs(60),
-    )
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "lp failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Logs `user` in at the site's lobby, releases all their jobs and waits
 /// until they printed.
 fn release_all(site: &Appliance, user: &str, pin: &str) -> Value {
@@ -391,7 +372,7 @@ fn six_jobs_released_at_two_sites_are_counted_exactly_and_indexed_at_central() {
             .iter()
             .enumerate()
         {
-            lp(site, "alice", &format!("site {i} job {j}"), &fixture(file));
+            site.lp("alice", &format!("site {i} job {j}"), &fixture(file));
         }
         let progress = release_all(site, "alice", "2468");
         assert_eq!(progress["printed"], 3, "{progress}");

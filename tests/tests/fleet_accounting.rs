@@ -4,12 +4,11 @@
 //! partitions and faults of a UDP proxy between them; and a site that
 //! keeps working while central is down, then catches up.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use e2e::{
     Appliance, Central, Faults, Rng, SocketSink, UdpProxy, fill_journal, fixture, free_udp_port,
-    run_with_timeout, wait_for,
+    wait_for,
 };
 use serde_json::json;
 
@@ -204,20 +203,7 @@ fn with_central_down_the_site_prints_and_catches_up_when_it_returns() {
     .unwrap();
 
     central.kill();
-    let out = run_with_timeout(
-        Command::new("lp")
-            .arg("-h")
-            .arg(format!("127.0.0.1:{}", site.port))
-            .args(["-d", "secure", "-U", "alice", "-t", "offline"])
-            .arg(fixture("three-pages.pdf")),
-        Duration::from_secs(60),
-    )
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    site.lp("alice", "offline", &fixture("three-pages.pdf"));
     let token = api.login_pin("lobby", "alice", "2468").unwrap();
     let r = api
         .call(

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use e2e::{
     ApiClient, Appliance, IppResponse, Printer, SocketSink, fixture, free_port, ipp_request,
-    ipptool_text, run_with_timeout, standard_attributes, wait_for,
+    ipptool_text, standard_attributes, wait_for,
 };
 use serde_json::{Value, json};
 
@@ -34,24 +34,6 @@ fn config_with_output(printers: &[(&str, String)], output: &str, extra: &str) ->
     }
     text.push_str(extra);
     text
-}
-
-/// `lp -U user -t title FILE` to the appliance's `secure` queue.
-fn lp(appliance: &Appliance, user: &str, title: &str, file: &std::path::Path) {
-    let out = run_with_timeout(
-        Command::new("lp")
-            .arg("-h")
-            .arg(format!("127.0.0.1:{}", appliance.port))
-            .args(["-d", "secure", "-U", user, "-t", title])
-            .arg(file),
-        Duration::from_secs(60),
-    )
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "lp failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn jobs(api: &ApiClient, token: &str) -> Vec<Value> {
@@ -100,12 +82,7 @@ fn alice_releases_her_three_pages_at_the_lobby_printer_and_bob_cannot_touch_them
     appliance.add_user("alice", "1234", &[]).unwrap();
     appliance.add_user("bob", "9876", &[]).unwrap();
     let document = fs::read(fixture("three-pages.pdf")).unwrap();
-    lp(
-        &appliance,
-        "alice",
-        "quarterly report",
-        &fixture("three-pages.pdf"),
-    );
+    appliance.lp("alice", "quarterly report", &fixture("three-pages.pdf"));
 
     let api = appliance.api().unwrap();
     let alice = api.login_pin("lobby", "alice", "1234").unwrap();
@@ -318,7 +295,7 @@ fn a_printer_that_is_down_keeps_the_job_held_and_a_later_release_prints_it() {
     .unwrap();
     appliance.add_user("alice", "1234", &[]).unwrap();
     let document = fs::read(fixture("document-a4.pdf")).unwrap();
-    lp(&appliance, "alice", "one page", &fixture("document-a4.pdf"));
+    appliance.lp("alice", "one page", &fixture("document-a4.pdf"));
     let api = appliance.api().unwrap();
     let alice = api.login_pin("lobby", "alice", "1234").unwrap();
 
@@ -359,7 +336,7 @@ fn all_prints_in_submission_order_on_a_socket_printer() {
         "document-a4.pdf",
     ];
     for (i, file) in files.iter().enumerate() {
-        lp(&appliance, "alice", &format!("doc {i}"), &fixture(file));
+        appliance.lp("alice", &format!("doc {i}"), &fixture(file));
     }
     let api = appliance.api().unwrap();
     let alice = api.login_pin("lobby", "alice", "1234").unwrap();
@@ -394,8 +371,8 @@ fn a_group_rule_prints_in_monochrome_and_limits_are_explained() {
     )
     .unwrap();
     appliance.add_user("sam", "4321", &["students"]).unwrap();
-    lp(&appliance, "sam", "essay", &fixture("document-a4.pdf"));
-    lp(&appliance, "sam", "handout", &fixture("three-pages.pdf"));
+    appliance.lp("sam", "essay", &fixture("document-a4.pdf"));
+    appliance.lp("sam", "handout", &fixture("three-pages.pdf"));
     let api = appliance.api().unwrap();
     let sam = api.login_pin("lobby", "sam", "4321").unwrap();
     let listed = jobs(&api, &sam);
@@ -447,8 +424,8 @@ fn the_console_terminal_logs_in_lists_releases_and_follows_progress() {
     let sink = SocketSink::start().unwrap();
     let appliance = Appliance::start(tmp.path(), &config(&[("lobby", sink.uri())], "")).unwrap();
     appliance.add_user("alice", "1234", &[]).unwrap();
-    lp(&appliance, "alice", "first", &fixture("three-pages.pdf"));
-    lp(&appliance, "alice", "second", &fixture("document-a4.pdf"));
+    appliance.lp("alice", "first", &fixture("three-pages.pdf"));
+    appliance.lp("alice", "second", &fixture("document-a4.pdf"));
     let api_url = format!("http://127.0.0.1:{}", appliance.api_port);
     let terminal = |device: &str, script: &str| {
         let out = e2e::run_with_input(
@@ -504,7 +481,7 @@ fn a_printed_job_can_be_printed_again_until_its_time_for_reprint_is_over() {
     )
     .unwrap();
     appliance.add_user("alice", "1234", &[]).unwrap();
-    lp(&appliance, "alice", "minutes", &fixture("three-pages.pdf"));
+    appliance.lp("alice", "minutes", &fixture("three-pages.pdf"));
     let document = fs::read(fixture("three-pages.pdf")).unwrap();
     let api = appliance.api().unwrap();
     let alice = api.login_pin("lobby", "alice", "1234").unwrap();
@@ -573,8 +550,8 @@ fn a_quota_counts_jobs_on_their_way_to_the_printer() {
     )
     .unwrap();
     appliance.add_user("alice", "1234", &[]).unwrap();
-    lp(&appliance, "alice", "first", &fixture("three-pages.pdf"));
-    lp(&appliance, "alice", "second", &fixture("three-pages.pdf"));
+    appliance.lp("alice", "first", &fixture("three-pages.pdf"));
+    appliance.lp("alice", "second", &fixture("three-pages.pdf"));
     let api = appliance.api().unwrap();
     let alice = api.login_pin("lobby", "alice", "1234").unwrap();
     let listed = jobs(&api, &alice);

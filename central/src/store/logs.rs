@@ -129,11 +129,7 @@ mod tests {
     use super::*;
     use sync_protocol::message::{JobAnnouncement, JournalRecord};
 
-    fn db() -> Connection {
-        let mut conn = Connection::open_in_memory().unwrap();
-        super::super::schema::migrate(&mut conn).unwrap();
-        conn
-    }
+    use super::super::test_db as db;
 
     fn record(seq: u64) -> JournalRecord {
         JournalRecord {

@@ -219,6 +219,14 @@ impl SqliteStore {
     }
 }
 
+/// A migrated in-memory database, for the SQL modules' tests.
+#[cfg(test)]
+fn test_db() -> rusqlite::Connection {
+    let mut conn = rusqlite::Connection::open_in_memory().expect("in-memory SQLite");
+    schema::migrate(&mut conn).expect("migrations apply");
+    conn
+}
+
 fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
 }

@@ -296,11 +296,7 @@ pub(super) fn users(conn: &Connection) -> Result<Vec<PolicyUser>, StoreError> {
 mod tests {
     use super::*;
 
-    fn db() -> Connection {
-        let mut conn = Connection::open_in_memory().unwrap();
-        super::super::schema::migrate(&mut conn).unwrap();
-        conn
-    }
+    use super::super::test_db as db;
 
     fn user(id: &str) -> PolicyUser {
         PolicyUser {

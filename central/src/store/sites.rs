@@ -227,11 +227,7 @@ pub(super) fn applied(
 mod tests {
     use super::*;
 
-    fn db() -> Connection {
-        let mut conn = Connection::open_in_memory().unwrap();
-        super::super::schema::migrate(&mut conn).unwrap();
-        conn
-    }
+    use super::super::test_db as db;
 
     #[test]
     fn a_token_enrolls_its_site_once_before_it_expires() {
