@@ -1,5 +1,5 @@
 //! The admin channel: the `central` CLI talks to the running service over a
-//! Unix socket (`[admin] socket`, default `DATA_DIR/admin.sock`). The
+//! Unix socket (`[admin] listen`, default `DATA_DIR/admin.sock`). The
 //! socket is made mode 0600 inside the 0700 data directory, so only the
 //! service's user (and root) can use it; there is no other
 //! authentication. One request per connection: a JSON line in, a JSON

@@ -74,8 +74,8 @@ pub struct SyncConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdminConfig {
-    /// The socket (default `DATA_DIR/admin.sock`).
-    pub socket: Option<PathBuf>,
+    /// The Unix socket to listen on (default `DATA_DIR/admin.sock`).
+    pub listen: Option<PathBuf>,
 }
 
 /// `[sites]`
@@ -181,7 +181,7 @@ impl Config {
     /// The admin socket's path.
     pub fn admin_socket(&self) -> PathBuf {
         self.admin
-            .socket
+            .listen
             .clone()
             .unwrap_or_else(|| self.data_dir.join("admin.sock"))
     }

@@ -88,7 +88,7 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
     )?;
     let admin_path = config.admin_socket();
     let admin = admin::bind(&admin_path).map_err(|source| ServiceError::Bind {
-        what: "[admin] socket",
+        what: "[admin] listen",
         addr: admin_path.display().to_string(),
         source,
     })?;

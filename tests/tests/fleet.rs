@@ -54,47 +54,30 @@ fn login_status(site: &Appliance, user: &str, pin: &str) -> u16 {
     .unwrap_or(0)
 }
 
-/// Waits until every site answers a login the way `expected` says;
-/// returns how long it took.
-fn until_logins(
-    sites: &[Appliance],
-    user: &str,
-    pin: &str,
-    expected: u16,
-    within: Duration,
-) -> Duration {
+/// Waits until every site enforces policy `version` (read from each
+/// site's store by `appliance status`), at most `within`; how long it took
+/// and the statuses. Logins are not polled: failed ones would lock out.
+fn until_policy(sites: &[Appliance], version: u64, within: Duration) -> (Duration, Vec<Value>) {
     let started = Instant::now();
-    wait_for(
-        within,
-        &format!("{user}'s logins to answer {expected} at every site"),
-        || {
-            sites
-                .iter()
-                .all(|s| login_status(s, user, pin) == expected)
-                .then_some(())
-        },
-    )
+    let statuses = wait_for(within, &format!("policy {version} at every site"), || {
+        let statuses: Vec<Value> = sites
+            .iter()
+            .map(|s| s.sync_status().ok())
+            .collect::<Option<_>>()?;
+        statuses
+            .iter()
+            .all(|s| s["policy_version"] == version)
+            .then_some(statuses)
+    })
     .unwrap();
-    started.elapsed()
+    (started.elapsed(), statuses)
 }
 
-/// Waits until every site enforces policy `version`.
-fn until_policy(sites: &[Appliance], version: u64) -> Vec<Value> {
-    wait_for(
-        Duration::from_secs(10),
-        &format!("policy {version} at every site"),
-        || {
-            let statuses: Vec<Value> = sites
-                .iter()
-                .map(|s| s.sync_status().ok())
-                .collect::<Option<_>>()?;
-            statuses
-                .iter()
-                .all(|s| s["policy_version"] == version)
-                .then_some(statuses)
-        },
-    )
-    .unwrap()
+/// Every site answers `user`'s login with `expected`.
+fn assert_logins(sites: &[Appliance], user: &str, pin: &str, expected: u16) {
+    for site in sites {
+        assert_eq!(login_status(site, user, pin), expected, "{user} at a site");
+    }
 }
 
 #[test]
@@ -120,7 +103,8 @@ fn users_and_rules_from_central_reach_both_sites_within_a_second() {
             "4711\n",
         )
         .unwrap();
-    let added = until_logins(&sites, "carol", "4711", 201, Duration::from_secs(1));
+    let (added, _) = until_policy(&sites, 1, Duration::from_secs(1));
+    assert_logins(&sites, "carol", "4711", 201);
     println!("carol could log in at both sites {added:?} after `central user add` returned");
     assert_eq!(login_status(&sites[0], "carol", "0000"), 401);
     // A site in the fleet takes its users from central only.
@@ -134,12 +118,13 @@ fn users_and_rules_from_central_reach_both_sites_within_a_second() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("managed at central"));
 
     central.cli_ok(&["user", "disable", "carol"], "").unwrap();
-    let disabled = until_logins(&sites, "carol", "4711", 401, Duration::from_secs(1));
+    let (disabled, _) = until_policy(&sites, 2, Duration::from_secs(1));
+    assert_logins(&sites, "carol", "4711", 401);
     println!("carol's logins were refused at both sites {disabled:?} after `central user disable`");
 
     // Rules as a file in the policy directory reach both sites.
     fs::write(policy.join("rules.toml"), "max_pages_per_job = 5\n").unwrap();
-    let statuses = until_policy(&sites, 3);
+    let (_, statuses) = until_policy(&sites, 3, Duration::from_secs(10));
     for status in &statuses {
         assert_eq!(status["rules"]["max_pages_per_job"], 5, "{status}");
     }
@@ -169,6 +154,24 @@ fn users_and_rules_from_central_reach_both_sites_within_a_second() {
         assert_eq!(status["policy_version"], 3, "{status}");
         assert_eq!(status["rules"]["max_pages_per_job"], 5, "{status}");
     }
+
+    // users.csv in the directory is the users: dave comes, carol (not in
+    // the file) goes, and the CLI may no longer edit users.
+    fs::write(
+        policy.join("users.csv"),
+        "id,display_name,pin\ndave,Dave,13579\n",
+    )
+    .unwrap();
+    until_policy(&sites, 4, Duration::from_secs(10));
+    assert_logins(&sites, "dave", "13579", 201);
+    let out = central
+        .cli(
+            &["user", "add", "erin", "--name", "Erin", "--pin"],
+            "2468\n",
+        )
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("users.csv"));
 }
 
 #[test]
@@ -366,7 +369,8 @@ fn six_jobs_released_at_two_sites_are_counted_exactly_and_indexed_at_central() {
             "2468\n",
         )
         .unwrap();
-    until_logins(&sites, "alice", "2468", 201, Duration::from_secs(10));
+    until_policy(&sites, 1, Duration::from_secs(10));
+    assert_logins(&sites, "alice", "2468", 201);
     for (i, site) in sites.iter().enumerate() {
         for (j, file) in ["three-pages.pdf", "small-4k.pdf", "document-a4.pdf"]
             .iter()

@@ -197,10 +197,12 @@ fn with_central_down_the_site_prints_and_catches_up_when_it_returns() {
         )
         .unwrap();
     let api = site.api().unwrap();
+    // Polled by policy version, not by logins: failed ones would lock out.
     wait_for(Duration::from_secs(10), "alice at the site", || {
-        api.login_pin("lobby", "alice", "2468").ok()
+        (site.sync_status().ok()?["policy_version"] == 1).then_some(())
     })
     .unwrap();
+    api.login_pin("lobby", "alice", "2468").unwrap();
 
     central.kill();
     site.lp("alice", "offline", &fixture("three-pages.pdf"));
