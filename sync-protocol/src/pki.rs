@@ -153,6 +153,26 @@ impl Authority {
     }
 }
 
+impl Authority {
+    /// A site certificate whose validity ended yesterday, for the tests of
+    /// what an expired site meets.
+    #[cfg(test)]
+    pub(crate) fn sign_site_expired(&self, csr_pem: &str, site: &str) -> Result<String, PkiError> {
+        let request = CertificateSigningRequestParams::from_pem(csr_pem)?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name.push(DnType::CommonName, site);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        validity(&mut params, 1);
+        params.not_after = params.not_before - std::time::Duration::from_secs(86_400);
+        params.not_before = params.not_after - std::time::Duration::from_secs(86_400);
+        let signed = CertificateSigningRequestParams {
+            params,
+            public_key: request.public_key,
+        };
+        Ok(signed.signed_by(&self.issuer)?.pem())
+    }
+}
+
 /// A site's new key pair and its signing request (PEM). The key never
 /// leaves the site.
 pub fn site_request() -> Result<(String, String), PkiError> {

@@ -414,3 +414,56 @@ impl MessageReceiver {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pki::{Authority, CENTRAL_NAME, site_request};
+
+    fn loopback() -> UdpSocket {
+        UdpSocket::bind("127.0.0.1:0").expect("loopback")
+    }
+
+    #[tokio::test]
+    async fn an_expired_site_certificate_is_refused_in_the_handshake() {
+        let (ca, _) = Authority::create("test").unwrap();
+        let server = ca.server_identity(30).unwrap();
+        let central = central_endpoint(
+            loopback(),
+            &server,
+            ca.certificate_pem(),
+            Timing::default(),
+            &[3; 32],
+        )
+        .unwrap();
+        let addr = central.local_addr().unwrap();
+        let accepting = tokio::spawn(async move {
+            let incoming = central.accept().await.expect("a connection attempt");
+            incoming.await.map(drop).map_err(|e| e.to_string())
+        });
+        let (key_pem, csr) = site_request().unwrap();
+        let expired = Identity {
+            certificate_pem: ca.sign_site_expired(&csr, "branch-1").unwrap(),
+            key_pem,
+        };
+        let site = site_endpoint(loopback()).unwrap();
+        let config = sync_client_config(&expired, ca.certificate_pem(), Timing::default()).unwrap();
+        let attempt = async {
+            let connection = site.connect_with(config, addr, CENTRAL_NAME)?.await?;
+            // TLS 1.3: the client hears of the refusal when it next reads.
+            let (_tx, mut rx) = open_session(&connection, FrameCodec::default())
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            let _ = rx.recv().await;
+            connection.closed().await;
+            Ok::<_, Box<dyn std::error::Error>>(connection.close_reason())
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), attempt).await;
+        let refused = tokio::time::timeout(std::time::Duration::from_secs(10), accepting)
+            .await
+            .expect("central decides in time")
+            .expect("no panic")
+            .expect_err("central must refuse an expired certificate");
+        assert!(refused.to_lowercase().contains("expired"), "{refused}");
+    }
+}
