@@ -1,6 +1,7 @@
-//! Test harness for end-to-end tests: starts the real `appliance` binary,
-//! real IPP printers (`ippeveprinter`, via `peers/ipp-printer.sh`), and runs
-//! real IPP clients (`ipptool`, `lp`). Every wait has a deadline; every
+//! Test harness for end-to-end tests: starts the real `appliance` and
+//! `central` binaries, real IPP printers (`ippeveprinter`, via
+//! `peers/ipp-printer.sh`), a fault-injecting UDP proxy between sites and
+//! central, and runs real IPP clients (`ipptool`, `lp`). Every wait has a deadline; every
 //! process started here is stopped when its handle drops.
 
 use std::fs;
