@@ -123,14 +123,18 @@ impl Probe<'_> {
                 }
                 continue;
             }
-            match self.dialer.poll_timeout() {
-                Some(at) => tokio::time::sleep_until(at.into()).await,
-                None => std::future::pending::<()>().await,
-            }
+            sleep_until(self.dialer.poll_timeout()).await;
             if self.dialer.poll(Instant::now()) == Some(DialAction::Probe) {
                 self.attempt = Some(tokio::spawn(self.connector.connect(0)));
             }
         }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -204,8 +208,8 @@ pub async fn run(
                 None => {
                     let at = dialer.poll_timeout();
                     tokio::select! {
-                        () = async { if let Some(at) = at { tokio::time::sleep_until(at.into()).await } } => {}
-                        _ = shutdown.changed() => {}
+                        () = sleep_until(at) => {}
+                        changed = shutdown.changed() => if changed.is_err() { break },
                     }
                     continue;
                 }

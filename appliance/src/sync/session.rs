@@ -98,7 +98,7 @@ pub(super) async fn run(
                     return SessionEnd::Switch(preferred);
                 }
             }
-            () = sleep_until(deadline) => machine.handle_timeout(Instant::now()),
+            () = super::sleep_until(deadline) => machine.handle_timeout(Instant::now()),
             _ = tick.tick() => {}
             _ = shutdown.changed() => {
                 let _ = tx.finish().await;
@@ -106,13 +106,6 @@ pub(super) async fn run(
             }
         }
         ctx.status.flush(false);
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
-        None => std::future::pending().await,
     }
 }
 
