@@ -330,6 +330,15 @@ pub fn peer_identity(connection: &quinn::Connection) -> PeerIdentity {
     PeerIdentity { alpn, certificate }
 }
 
+/// Resolves at a state machine's deadline (`poll_timeout`), or never when
+/// it has none: the timer branch of a session shell's `select!`.
+pub async fn sleep_until(deadline: Option<std::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The sending half of the session stream.
 pub struct MessageSender {
     framed: FramedWrite<quinn::SendStream, FrameCodec>,

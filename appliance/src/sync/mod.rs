@@ -19,7 +19,7 @@ use sync_protocol::dial::{DialAction, DialSettings, Dialer};
 use sync_protocol::frame::FrameCodec;
 use sync_protocol::pki::CENTRAL_NAME;
 use sync_protocol::site::SiteSettings;
-use sync_protocol::transport::{self, CLOSE_DONE, Timing};
+use sync_protocol::transport::{self, CLOSE_DONE, Timing, sleep_until};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -128,13 +128,6 @@ impl Probe<'_> {
                 self.attempt = Some(tokio::spawn(self.connector.connect(0)));
             }
         }
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -98,7 +98,7 @@ pub(super) async fn run(
                     return SessionEnd::Switch(preferred);
                 }
             }
-            () = super::sleep_until(deadline) => machine.handle_timeout(Instant::now()),
+            () = transport::sleep_until(deadline) => machine.handle_timeout(Instant::now()),
             _ = tick.tick() => {}
             _ = shutdown.changed() => {
                 let _ = tx.finish().await;

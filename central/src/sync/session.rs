@@ -137,7 +137,7 @@ pub(super) async fn run<S: CentralStore>(
                 refuse(&connection, &mut tx, refusal).await;
                 break Some("ended by central".into());
             }
-            () = sleep_until(deadline) => machine.handle_timeout(Instant::now()),
+            () = transport::sleep_until(deadline) => machine.handle_timeout(Instant::now()),
         }
     };
     drop(batch_tx);
@@ -150,13 +150,6 @@ pub(super) async fn run<S: CentralStore>(
             connection.close(CLOSE_DONE.into(), b"session over");
             tracing::info!(%site, %remote, "sync: session closed");
         }
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
-        None => std::future::pending().await,
     }
 }
 
