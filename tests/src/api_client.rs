@@ -129,6 +129,21 @@ impl ApiClient {
         })
     }
 
+    /// Releases every held job of the session's user (`{"jobs": "all"}`);
+    /// the answer, which must be 202.
+    pub fn release_all(&self, token: &str) -> Result<serde_json::Value> {
+        let r = self.call(
+            "POST",
+            "/api/v1/jobs/release",
+            Some(token),
+            Some(&serde_json::json!({"jobs": "all"})),
+        )?;
+        if r.status != 202 {
+            bail!("release of all jobs answered {}: {}", r.status, r.json);
+        }
+        Ok(r.json)
+    }
+
     /// Logs in with a PIN; returns the token.
     pub fn login_pin(&self, device: &str, user: &str, pin: &str) -> Result<String> {
         let r = self.call(

@@ -333,16 +333,8 @@ fn stranger_connects(central: &Central) -> Result<(), String> {
 fn release_all(site: &Appliance, user: &str, pin: &str) -> Value {
     let api = site.api().unwrap();
     let token = api.login_pin("lobby", user, pin).unwrap();
-    let r = api
-        .call(
-            "POST",
-            "/api/v1/jobs/release",
-            Some(&token),
-            Some(&json!({"jobs": "all"})),
-        )
-        .unwrap();
-    assert_eq!(r.status, 202, "{}", r.json);
-    let path = format!("/api/v1/releases/{}", r.json["release"].as_str().unwrap());
+    let released = api.release_all(&token).unwrap();
+    let path = format!("/api/v1/releases/{}", released["release"].as_str().unwrap());
     wait_for(Duration::from_secs(60), "the release to finish", || {
         let r = api.call("GET", &path, Some(&token), None).ok()?;
         (r.status == 200 && r.json["done"] == true).then_some(r.json)

@@ -10,7 +10,6 @@ use e2e::{
     Appliance, Central, Faults, Rng, SocketSink, UdpProxy, fill_journal, fixture, free_udp_port,
     wait_for,
 };
-use serde_json::json;
 
 fn site_config(name: &str, uri: &str) -> String {
     format!(
@@ -207,15 +206,7 @@ fn with_central_down_the_site_prints_and_catches_up_when_it_returns() {
     central.kill();
     site.lp("alice", "offline", &fixture("three-pages.pdf"));
     let token = api.login_pin("lobby", "alice", "2468").unwrap();
-    let r = api
-        .call(
-            "POST",
-            "/api/v1/jobs/release",
-            Some(&token),
-            Some(&json!({"jobs": "all"})),
-        )
-        .unwrap();
-    assert_eq!(r.status, 202, "{}", r.json);
+    api.release_all(&token).unwrap();
     wait_for(Duration::from_secs(30), "the job to print", || {
         (sink.documents().len() == 1).then_some(())
     })

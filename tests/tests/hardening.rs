@@ -509,16 +509,7 @@ fn idle_keep_alive_connections_do_not_lock_out_the_api() {
 fn release_all(appliance: &Appliance, user: &str, pin: &str) -> serde_json::Value {
     let api = appliance.api().unwrap();
     let token = api.login_pin("lobby", user, pin).unwrap();
-    let r = api
-        .call(
-            "POST",
-            "/api/v1/jobs/release",
-            Some(&token),
-            Some(&json!({"jobs": "all"})),
-        )
-        .unwrap();
-    assert_eq!(r.status, 202, "{}", r.json);
-    r.json
+    api.release_all(&token).unwrap()
 }
 
 /// Journal records by outcome, via `appliance report --csv`: completed,
