@@ -19,6 +19,8 @@
 //! - [`private_file`]: keys and certificates on disk, 0600, atomic.
 //! - [`transport`]: quinn and rustls set-up for each end, and the message
 //!   stream; thin I/O.
+//! - [`transfer`]: moving a document in verified blocks (manifest, the
+//!   receiver's window and resume, block headers).
 //! - [`dial`]: which central endpoint a site dials and when (order,
 //!   backoff with jitter, probing the preferred one).
 //!
@@ -36,5 +38,6 @@ pub mod private_file;
 pub mod revision;
 pub mod rules;
 pub mod site;
+pub mod transfer;
 pub mod transport;
 pub mod upload;
