@@ -163,6 +163,7 @@ pub(super) fn reprint_of(
         created_ms: now_ms(),
         completed_ms: None,
         kept_until_ms: None,
+        claim: None,
         ..original.clone()
     };
     copy.hold_indefinitely(String::new());

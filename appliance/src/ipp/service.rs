@@ -262,6 +262,7 @@ impl IppService {
             attempts: 0,
             next_attempt_ms: None,
             kept_until_ms: None,
+            claim: None,
         }
     }
 

@@ -125,6 +125,18 @@ pub struct DocumentRecord {
     pub analysis: Analysis,
 }
 
+/// Another site's claim to print this held job (job roaming): while it
+/// holds, the job is that site's to print and nobody else's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// The site printing it.
+    pub site: String,
+    /// The claim's id, which its completion must name.
+    pub id: String,
+    /// When the claim lapses if it is not completed (ms since the epoch).
+    pub until_ms: i64,
+}
+
 /// A job as the store keeps it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobRecord {
@@ -168,9 +180,16 @@ pub struct JobRecord {
     pub next_attempt_ms: Option<i64>,
     /// A printed job whose document is kept for reprint: until when.
     pub kept_until_ms: Option<i64>,
+    /// Another site's claim to print it, while one holds or until cleared.
+    pub claim: Option<Claim>,
 }
 
 impl JobRecord {
+    /// The claim that holds at `now_ms`: a lapsed one counts for nothing.
+    pub fn live_claim(&self, now_ms: i64) -> Option<&Claim> {
+        self.claim.as_ref().filter(|c| c.until_ms > now_ms)
+    }
+
     /// Whether `user` may see this job's private attributes and act on it.
     pub fn is_owned_by(&self, user: &str) -> bool {
         self.owner == user
@@ -291,6 +310,7 @@ impl JobRecord {
             attempts: 0,
             next_attempt_ms: None,
             kept_until_ms: None,
+            claim: None,
         }
     }
 }

@@ -8,7 +8,7 @@
 //!
 //! Time is a parameter: `apply` is given `now` by its caller.
 
-use super::{DocumentRecord, JobRecord, JobState, NotPossible};
+use super::{Claim, DocumentRecord, JobRecord, JobState, NotPossible};
 use crate::ipp_wire::stored_template;
 use crate::ipp_wire::values::keyword;
 
@@ -121,6 +121,27 @@ pub enum Transition {
     },
     /// A printed job's time for reprint is over.
     EndReprint,
+    /// Another site claims the held job to print it there: a
+    /// compare-and-set that fails if another claim holds.
+    Claim {
+        /// The claiming site.
+        site: String,
+        /// The claim's id.
+        claim: String,
+        /// When the claim lapses unless completed.
+        until_ms: i64,
+    },
+    /// The claiming site printed the job.
+    PrintedElsewhere {
+        /// The claim's id.
+        claim: String,
+    },
+    /// The claiming site gave the job back (did not print it), or the
+    /// claim lapsed: the job is held here again.
+    ClaimEnded {
+        /// The claim's id.
+        claim: String,
+    },
 }
 
 fn not_held(job: &JobRecord) -> NotPossible {
@@ -129,6 +150,32 @@ fn not_held(job: &JobRecord) -> NotPossible {
         job.ipp_job_id,
         job.state.keyword()
     ))
+}
+
+impl JobRecord {
+    /// Refuses while another site's claim holds.
+    fn check_unclaimed(&self, now: i64) -> Result<(), NotPossible> {
+        match self.live_claim(now) {
+            Some(claim) => Err(NotPossible(format!(
+                "job {} is being released at site {}",
+                self.ipp_job_id, claim.site
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// The site of claim `id` (lapsed or not), if it is this job's claim.
+    fn claimed_by(&self, id: &str) -> Result<String, NotPossible> {
+        match &self.claim {
+            Some(claim) if claim.id == id && self.state == JobState::PendingHeld => {
+                Ok(claim.site.clone())
+            }
+            _ => Err(NotPossible(format!(
+                "job {} has no claim {id}",
+                self.ipp_job_id
+            ))),
+        }
+    }
 }
 
 fn require(job: &JobRecord, state: JobState) -> Result<(), NotPossible> {
@@ -178,6 +225,7 @@ impl JobRecord {
                     return Err(NotPossible("not your job".into()));
                 }
                 self.check_cancel()?;
+                self.check_unclaimed(now)?;
                 self.end(JobState::Canceled, "job-canceled-by-user", message, now);
             }
             Transition::Hold => {
@@ -191,6 +239,7 @@ impl JobRecord {
             }
             Transition::ReleaseToQueue => {
                 self.check_release()?;
+                self.check_unclaimed(now)?;
                 self.state = JobState::Pending;
                 self.state_reasons = if self.documents_complete {
                     "none"
@@ -218,6 +267,7 @@ impl JobRecord {
                 if self.state != JobState::PendingHeld || !self.documents_complete {
                     return Err(not_held(self));
                 }
+                self.check_unclaimed(now)?;
                 self.template = released_template(&self.template, *copies, *mono, sides);
                 self.state = JobState::Pending;
                 self.state_reasons = "none".into();
@@ -299,9 +349,42 @@ impl JobRecord {
                 if self.state != JobState::PendingHeld {
                     return Err(NotPossible(format!("the job is {}", self.state.keyword())));
                 }
+                self.check_unclaimed(now)?;
                 self.end(JobState::Aborted, "aborted-by-system", message, now);
             }
             Transition::EndReprint => self.kept_until_ms = None,
+            Transition::Claim {
+                site,
+                claim,
+                until_ms,
+            } => {
+                if self.state != JobState::PendingHeld || !self.documents_complete {
+                    return Err(not_held(self));
+                }
+                self.check_unclaimed(now)?;
+                self.claim = Some(Claim {
+                    site: site.clone(),
+                    id: claim.clone(),
+                    until_ms: *until_ms,
+                });
+                self.state_message = format!("Being released at site {site}");
+            }
+            Transition::PrintedElsewhere { claim } => {
+                let site = self.claimed_by(claim)?;
+                self.claim = None;
+                let message = format!("Printed at site {site}");
+                self.end(
+                    JobState::Completed,
+                    "job-completed-successfully",
+                    &message,
+                    now,
+                );
+            }
+            Transition::ClaimEnded { claim } => {
+                self.claimed_by(claim)?;
+                self.claim = None;
+                self.state_message = "Held until released".into();
+            }
         }
         Ok(())
     }
@@ -548,5 +631,75 @@ mod tests {
             message: "no document".into(),
         };
         assert!(complete.apply(&abort, NOW).is_err());
+    }
+
+    fn claim(site: &str, id: &str) -> Transition {
+        Transition::Claim {
+            site: site.into(),
+            claim: id.into(),
+            until_ms: NOW + 60_000,
+        }
+    }
+
+    #[test]
+    fn a_claim_is_a_compare_and_set_and_blocks_every_other_end_while_it_holds() {
+        let mut job = held();
+        let owner = job.owner.clone();
+        job.apply(&claim("branch-2", "c1"), NOW).unwrap();
+        assert_eq!(job.live_claim(NOW).unwrap().site, "branch-2");
+        // A second site racing for it loses, and learns where it went.
+        let lost = job.apply(&claim("branch-3", "c2"), NOW).unwrap_err();
+        assert!(lost.0.contains("branch-2"), "{lost}");
+        // Nor can it be released, canceled or expire here meanwhile.
+        assert!(job.apply(&release(&owner), NOW).is_err());
+        let cancel = Transition::Cancel {
+            message: "deleted".into(),
+            owner: Some(owner.clone()),
+        };
+        assert!(job.apply(&cancel, NOW).is_err());
+        let expire = Transition::ExpireHeld {
+            message: "expired".into(),
+        };
+        assert!(job.apply(&expire, NOW).is_err());
+        // Only its own claim completes it.
+        assert!(
+            job.apply(&Transition::PrintedElsewhere { claim: "c2".into() }, NOW)
+                .is_err()
+        );
+        job.apply(&Transition::PrintedElsewhere { claim: "c1".into() }, NOW)
+            .unwrap();
+        assert_eq!(job.state, JobState::Completed);
+        assert_eq!(job.state_message, "Printed at site branch-2");
+        assert_eq!(job.claim, None);
+        // Printed elsewhere: it cannot be claimed or released again.
+        assert!(job.apply(&claim("branch-3", "c3"), NOW).is_err());
+        assert!(job.apply(&release(&owner), NOW).is_err());
+    }
+
+    #[test]
+    fn a_claim_given_back_or_lapsed_leaves_the_job_held_here() {
+        let mut job = held();
+        let owner = job.owner.clone();
+        job.apply(&claim("branch-2", "c1"), NOW).unwrap();
+        job.apply(&Transition::ClaimEnded { claim: "c1".into() }, NOW)
+            .unwrap();
+        assert_eq!(
+            (job.state, job.claim.as_ref()),
+            (JobState::PendingHeld, None)
+        );
+        // A claim whose site never came back lapses by itself: after its
+        // time another site, or the owner here, may take the job.
+        job.apply(&claim("branch-2", "c2"), NOW).unwrap();
+        let later = NOW + 60_000;
+        assert!(job.live_claim(later).is_none());
+        job.apply(&claim("branch-3", "c3"), later).unwrap();
+        job.apply(&Transition::ClaimEnded { claim: "c3".into() }, later)
+            .unwrap();
+        job.apply(&release(&owner), later).unwrap();
+        assert_eq!(job.state, JobState::Pending);
+        // A job not (yet) held whole cannot be claimed.
+        let mut incoming = held();
+        incoming.documents_complete = false;
+        assert!(incoming.apply(&claim("branch-2", "c1"), NOW).is_err());
     }
 }

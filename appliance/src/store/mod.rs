@@ -898,4 +898,38 @@ mod tests {
             (0, 0)
         );
     }
+
+    #[tokio::test]
+    async fn a_claim_is_kept_with_its_job_and_lapses_by_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = || JobStore::open(dir.path(), test_options(0), Arc::new(Metrics::new()));
+        let (store, _) = open().unwrap();
+        let job = insert_sample(&store).await;
+        let until_ms = crate::job::now_ms() + 60_000;
+        let claim = Transition::Claim {
+            site: "branch-2".into(),
+            claim: "c1".into(),
+            until_ms,
+        };
+        store.modify(job.uuid, None, claim.clone()).await.unwrap();
+        // Two sites at once: the store's compare-and-set lets one win.
+        let second = Transition::Claim {
+            site: "branch-3".into(),
+            claim: "c2".into(),
+            until_ms,
+        };
+        assert!(matches!(
+            store.modify(job.uuid, None, second).await,
+            Err(StoreError::NotPossible(_))
+        ));
+        drop(store);
+        let (store, _) = open().unwrap();
+        let kept = store.job(job.uuid).await.unwrap().unwrap();
+        let held = kept.claim.as_ref().unwrap();
+        assert_eq!(
+            (held.site.as_str(), held.id.as_str(), held.until_ms),
+            ("branch-2", "c1", until_ms)
+        );
+        assert_eq!(kept.live_claim(until_ms), None, "lapsed at its time");
+    }
 }

@@ -6,7 +6,7 @@ use rusqlite::{Connection, Row, params};
 use rusqlite_migration::{M, Migrations};
 
 use crate::analysis::{Analysis, DocumentColor};
-use crate::job::{DocumentRecord, JobRecord, JobState, JobUuid};
+use crate::job::{Claim, DocumentRecord, JobRecord, JobState, JobUuid};
 
 /// Ordered migrations; append only, never edit a released one.
 fn migrations() -> Migrations<'static> {
@@ -199,6 +199,14 @@ fn migrations() -> Migrations<'static> {
         ) STRICT;
         "#,
         ),
+        // Job roaming: another site's claim on a held job (job::Claim).
+        M::up(
+            r#"
+        ALTER TABLE jobs ADD COLUMN claim_site TEXT;
+        ALTER TABLE jobs ADD COLUMN claim_id TEXT;
+        ALTER TABLE jobs ADD COLUMN claim_until_ms INTEGER;
+        "#,
+        ),
     ])
 }
 
@@ -211,7 +219,8 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), rusqlite_migration::E
 pub(super) const JOB_COLUMNS: &str = "uuid, queue, ipp_job_id, owner, name, state, \
     state_reasons, state_message, hold_until, template, doc_format, doc_name, doc_size, \
     doc_spool_size, doc_sha256, documents_complete, created_ms, processing_ms, completed_ms, \
-    printer, device_job_id, attempts, next_attempt_ms, doc_pages, doc_pages_exact, doc_color, kept_until_ms";
+    printer, device_job_id, attempts, next_attempt_ms, doc_pages, doc_pages_exact, doc_color, kept_until_ms, \
+    claim_site, claim_id, claim_until_ms";
 
 /// Reads one `SELECT {JOB_COLUMNS}` row.
 pub(super) fn job_from_row(row: &Row<'_>) -> rusqlite::Result<JobRecord> {
@@ -261,6 +270,14 @@ pub(super) fn job_from_row_at(row: &Row<'_>, base: usize) -> rusqlite::Result<Jo
         attempts: row.get(base + 21)?,
         next_attempt_ms: row.get(base + 22)?,
         kept_until_ms: row.get(base + 26)?,
+        claim: match (
+            row.get::<_, Option<String>>(base + 27)?,
+            row.get::<_, Option<String>>(base + 28)?,
+            row.get::<_, Option<i64>>(base + 29)?,
+        ) {
+            (Some(site), Some(id), Some(until_ms)) => Some(Claim { site, id, until_ms }),
+            _ => None,
+        },
     })
 }
 
@@ -291,7 +308,7 @@ pub(super) fn save_job(conn: &Connection, job: &JobRecord) -> rusqlite::Result<(
     conn.prepare_cached(&format!(
         "INSERT INTO jobs ({JOB_COLUMNS}) VALUES \
          (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
-          ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27) \
+          ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30) \
          ON CONFLICT (uuid) DO UPDATE SET name = excluded.name, state = excluded.state, \
          state_reasons = excluded.state_reasons, state_message = excluded.state_message, \
          hold_until = excluded.hold_until, template = excluded.template, \
@@ -302,7 +319,9 @@ pub(super) fn save_job(conn: &Connection, job: &JobRecord) -> rusqlite::Result<(
          printer = excluded.printer, device_job_id = excluded.device_job_id, \
          attempts = excluded.attempts, next_attempt_ms = excluded.next_attempt_ms, \
          doc_pages = excluded.doc_pages, doc_pages_exact = excluded.doc_pages_exact, \
-         doc_color = excluded.doc_color, kept_until_ms = excluded.kept_until_ms"
+         doc_color = excluded.doc_color, kept_until_ms = excluded.kept_until_ms, \
+         claim_site = excluded.claim_site, claim_id = excluded.claim_id, \
+         claim_until_ms = excluded.claim_until_ms"
     ))?
     .execute(params![
         job.uuid.to_string(),
@@ -332,6 +351,9 @@ pub(super) fn save_job(conn: &Connection, job: &JobRecord) -> rusqlite::Result<(
         doc.is_some_and(|d| d.analysis.pages_exact),
         doc.map_or("unknown", |d| d.analysis.color.keyword()),
         job.kept_until_ms,
+        job.claim.as_ref().map(|c| &c.site),
+        job.claim.as_ref().map(|c| &c.id),
+        job.claim.as_ref().map(|c| c.until_ms),
     ])?;
     Ok(())
 }
