@@ -66,17 +66,9 @@ pub(crate) fn status(config: &Config, json: bool) -> Result<(), Failure> {
         ..daemon
     };
     if json {
-        let value = serde_json::json!({
-            "endpoints": config.central.endpoints,
-            "site": current.site,
-            "connected_endpoint": current.connected_endpoint,
-            "last_contact_ms": current.last_contact_ms,
-            "policy_version": current.policy_version,
-            "journal_unacked": current.journal_unacked,
-            "outbox_unacked": current.outbox_unacked,
-            "last_error": current.last_error,
-            "rules": rules,
-        });
+        let mut value = serde_json::to_value(&current).context("cannot encode the status")?;
+        value["endpoints"] = serde_json::json!(config.central.endpoints);
+        value["rules"] = serde_json::json!(rules);
         println!("{value}");
         return Ok(());
     }

@@ -556,6 +556,11 @@ impl JobStore {
         &self.inner.key
     }
 
+    /// A user by id, as a login sees them (no secret).
+    pub async fn user(&self, id: String) -> Result<Option<LoginUser>, StoreError> {
+        self.read(move |conn| users::login_user(conn, &id)).await
+    }
+
     /// A user by id, with the PHC string of their `pin` or `password`.
     pub async fn login_by_id(
         &self,

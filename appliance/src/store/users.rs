@@ -164,7 +164,8 @@ pub(super) fn login_by_lookup(
     }
 }
 
-fn login_user(conn: &Connection, id: &str) -> rusqlite::Result<Option<LoginUser>> {
+/// A user as a login sees them, without any secret.
+pub(super) fn login_user(conn: &Connection, id: &str) -> rusqlite::Result<Option<LoginUser>> {
     let found = conn
         .prepare_cached("SELECT display_name, disabled FROM users WHERE id = ?1")?
         .query_row(params![id], |r| {
