@@ -56,6 +56,8 @@ pub struct JournalEntry {
     pub time_ms: i64,
     /// `completed`, `aborted`, `canceled` or `uncertain`.
     pub outcome: &'static str,
+    /// For a job fetched from another site: that site.
+    pub origin_site: Option<String>,
 }
 
 /// The journal record a state change produces, if it produces one: when a
@@ -103,6 +105,7 @@ pub fn entry_for(before: JobState, job: &JobRecord, site: &str) -> Option<Journa
             JobState::PendingHeld => "uncertain",
             _ => "aborted",
         },
+        origin_site: job.origin.as_ref().map(|o| o.site.clone()),
     })
 }
 

@@ -19,6 +19,7 @@ use crate::output::forwarder::{Forwarder, OutputShared};
 use crate::policy::{Policy, PolicySource};
 use crate::printer::{OutputWake, PrinterHealth};
 use crate::queue::Queues;
+use crate::roaming::Roaming;
 use crate::store::{JobStore, StoreError, StoreOptions};
 use crate::uploads::UploadRegistry;
 
@@ -156,14 +157,27 @@ pub async fn run(
         version,
         rules: stored_rules.unwrap_or_else(|| config.rules.clone()),
     });
+    // A fleet site releases jobs held at other sites, and serves its own.
+    let roaming = config.central.enabled().then(|| {
+        Roaming::new(
+            store.clone(),
+            wake.clone(),
+            &config.data_dir,
+            metrics.clone(),
+        )
+    });
+    if let Some(roaming) = &roaming {
+        roaming.start(shutdown.clone()).await;
+    }
     let api = Arc::new(ApiService::new(
         &config,
         store.clone(),
         policy.view(),
         wake,
+        roaming.clone(),
         metrics.clone(),
     ));
-    if config.central.enabled() {
+    if let Some(roaming) = roaming {
         tasks.push(tokio::spawn(follow_policy(
             api.clone(),
             policy.view(),
@@ -177,7 +191,9 @@ pub async fn run(
         );
         let (metrics, shutdown) = (metrics.clone(), shutdown.clone());
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = crate::sync::run(endpoints, &dir, store, policy, metrics, shutdown).await {
+            if let Err(e) =
+                crate::sync::run(endpoints, &dir, store, policy, roaming, metrics, shutdown).await
+            {
                 tracing::error!(error = %e, "sync with central cannot run; the site works on alone");
             }
         }));

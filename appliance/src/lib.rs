@@ -56,6 +56,7 @@ pub mod output;
 pub mod policy;
 pub mod printer;
 pub mod queue;
+pub mod roaming;
 pub mod rules;
 pub mod store;
 pub mod sync;

@@ -67,6 +67,10 @@ pub struct SyncConfig {
     /// zstd for bulk messages where it shrinks them (policy snapshots,
     /// changes); off only to measure what it saves.
     pub compress: bool,
+    /// Document blocks relayed at once between sites (job roaming); each
+    /// holds one 64 KiB copy buffer, so this bounds the relay's memory
+    /// whatever the documents' size or the number of transfers.
+    pub relay_streams: usize,
 }
 
 /// `[admin]`: the admin CLI talks to the running service over a Unix
@@ -120,6 +124,7 @@ impl Default for SyncConfig {
             idle_timeout_secs: 15,
             hello_timeout_secs: 10,
             compress: true,
+            relay_streams: 64,
         }
     }
 }
@@ -168,6 +173,9 @@ impl Config {
         }
         if self.sync.hello_timeout_secs == 0 {
             return invalid("sync.hello_timeout_secs", "must be at least 1");
+        }
+        if !(1..=4096).contains(&self.sync.relay_streams) {
+            return invalid("sync.relay_streams", "must be 1 to 4096");
         }
         if self.sites.token_ttl_secs == 0 {
             return invalid("sites.token_ttl_secs", "must be at least 1");

@@ -101,6 +101,7 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
     let shared = Arc::new(Shared {
         store,
         identity,
+        relay: Arc::new(tokio::sync::Semaphore::new(config.sync.relay_streams)),
         config,
         policy,
         registry: Arc::new(Registry::default()),

@@ -14,7 +14,7 @@ use crate::message::{
     JobBatch, JobsAck, JournalAck, JournalBatch, Message, PolicyApplied, Refusal, RefusalCode,
     Welcome,
 };
-use crate::revision::Revisions;
+use crate::revision::{ROAMING_REVISION, Revisions};
 
 /// What central's shell must do next.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,6 +42,9 @@ pub enum CentralAction {
     },
     /// The site enforces this policy version now.
     SiteApplied(PolicyApplied),
+    /// A job roaming message from the site (revision 2): answer it or
+    /// relay it (see [`crate::roaming`]).
+    Roaming(Message),
     /// The session is over; close the connection with this reason.
     Close(Refusal),
 }
@@ -160,6 +163,14 @@ impl CentralSession {
         self.phase == Phase::Closed
     }
 
+    /// The revision agreed, once the session runs.
+    pub fn revision(&self) -> Option<u32> {
+        match self.phase {
+            Phase::Running { revision } => Some(revision),
+            _ => None,
+        }
+    }
+
     /// A message from the site.
     pub fn handle(&mut self, message: Message) {
         if self.is_closed() {
@@ -222,6 +233,10 @@ impl CentralSession {
             }
             Message::Refused(refusal) => {
                 self.close(refusal);
+                Ok(())
+            }
+            message if message.is_roaming() && self.revision() >= Some(ROAMING_REVISION) => {
+                self.actions.push_back(CentralAction::Roaming(message));
                 Ok(())
             }
             Message::Unknown => Ok(()),
@@ -365,6 +380,7 @@ fn check_ascending(after: u64, seqs: impl Iterator<Item = u64>) -> Result<(), Re
 mod tests {
     use super::*;
     use crate::message::{Hello, JournalRecord};
+    use crate::revision::REVISION;
 
     fn hello(policy_version: u64) -> Message {
         Message::Hello(Hello {
@@ -402,6 +418,7 @@ mod tests {
                     media: None,
                     time_ms: 0,
                     outcome: "completed".into(),
+                    origin_site: None,
                 })
                 .collect(),
         })
@@ -517,7 +534,7 @@ mod tests {
     fn a_newer_sites_hello_is_answered_in_our_revision() {
         let mut s = CentralSession::new("b", Duration::from_secs(10), Instant::now());
         s.handle(Message::Hello(Hello {
-            revision: 2,
+            revision: REVISION + 1,
             min_revision: 1,
             software: "t".into(),
             policy_version: 0,
@@ -525,8 +542,38 @@ mod tests {
         }));
         s.site_loaded(0, 0);
         let actions = drain(&mut s);
-        assert!(matches!(&actions[1], CentralAction::Send(Message::Welcome(w)) if w.revision == 1));
+        assert!(
+            matches!(&actions[1], CentralAction::Send(Message::Welcome(w)) if w.revision == REVISION)
+        );
         s.handle(Message::Unknown);
         assert!(!s.is_closed());
+    }
+
+    #[test]
+    fn roaming_passes_to_the_shell_only_from_a_site_speaking_its_revision() {
+        let request = Message::RemoteJobsRequest(crate::roaming::RemoteJobsRequest {
+            request: 1,
+            user: "alice".into(),
+        });
+        for (revision, relayed) in [(1, false), (ROAMING_REVISION, true)] {
+            let mut s = CentralSession::new("b", Duration::from_secs(10), Instant::now());
+            s.handle(Message::Hello(Hello {
+                revision,
+                min_revision: 1,
+                software: "t".into(),
+                policy_version: 0,
+                journal_epoch: "e".into(),
+            }));
+            s.site_loaded(0, 0);
+            drain(&mut s);
+            s.handle(request.clone());
+            let actions = drain(&mut s);
+            assert_eq!(
+                matches!(&actions[..], [CentralAction::Roaming(m)] if *m == request),
+                relayed,
+                "{actions:?}"
+            );
+            assert_eq!(s.is_closed(), !relayed);
+        }
     }
 }

@@ -178,6 +178,7 @@ mod tests {
             media: None,
             time_ms: 1_795_015_800_000 + seq as i64,
             outcome: "completed".into(),
+            origin_site: None,
         }
     }
 

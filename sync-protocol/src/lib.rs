@@ -21,6 +21,8 @@
 //!   stream; thin I/O.
 //! - [`transfer`]: moving a document in verified blocks (manifest, the
 //!   receiver's window and resume, block headers).
+//! - [`roaming`]: the job roaming messages central relays between sites,
+//!   and the route prefix of relayed block streams.
 //! - [`dial`]: which central endpoint a site dials and when (order,
 //!   backoff with jitter, probing the preferred one).
 //!
@@ -36,6 +38,7 @@ pub mod pki;
 pub mod policy;
 pub mod private_file;
 pub mod revision;
+pub mod roaming;
 pub mod rules;
 pub mod site;
 pub mod transfer;

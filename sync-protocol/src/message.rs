@@ -10,6 +10,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::roaming::{
+    ClaimReport, ClaimReportAck, ClaimRequest, ClaimResult, Fetch, FetchFailed, RemoteJobs,
+    RemoteJobsRequest,
+};
 use crate::rules::Rules;
 
 /// Declares [`Message`] and its wire names once: the enum, [`Message::kind`]
@@ -94,6 +98,22 @@ messages! {
     EnrollRequest(EnrollRequest) = "enroll_request",
     /// Central → site: the site's identity.
     Enrolled(Enrolled) = "enrolled",
+    /// Site → central (revision 2): a user's jobs held at other sites.
+    RemoteJobsRequest(RemoteJobsRequest) = "remote_jobs_request",
+    /// Central → site: the answer to [`Message::RemoteJobsRequest`].
+    RemoteJobs(RemoteJobs) = "remote_jobs",
+    /// Claimant → central → origin: hold a job for the claimant.
+    Claim(ClaimRequest) = "claim",
+    /// Origin → central → claimant: what became of a claim.
+    ClaimResult(ClaimResult) = "claim_result",
+    /// Claimant → central → origin: send blocks of a claimed document.
+    Fetch(Fetch) = "fetch",
+    /// Origin → central → claimant: a fetch cannot be served.
+    FetchFailed(FetchFailed) = "fetch_failed",
+    /// Claimant → central → origin: how a claim ended.
+    ClaimReport(ClaimReport) = "claim_report",
+    /// Origin → central → claimant: the report is applied.
+    ClaimReportAck(ClaimReportAck) = "claim_report_ack",
 }
 
 impl Message {
@@ -105,6 +125,24 @@ impl Message {
                 | Message::PolicyChanges(_)
                 | Message::Journal(_)
                 | Message::Jobs(_)
+                | Message::RemoteJobs(_)
+                | Message::ClaimResult(_)
+        )
+    }
+
+    /// Whether the message belongs to job roaming (revision 2), which the
+    /// session machines pass to their shells as it comes.
+    pub fn is_roaming(&self) -> bool {
+        matches!(
+            self,
+            Message::RemoteJobsRequest(_)
+                | Message::RemoteJobs(_)
+                | Message::Claim(_)
+                | Message::ClaimResult(_)
+                | Message::Fetch(_)
+                | Message::FetchFailed(_)
+                | Message::ClaimReport(_)
+                | Message::ClaimReportAck(_)
         )
     }
 }
@@ -348,6 +386,10 @@ pub struct JournalRecord {
     pub time_ms: i64,
     /// `completed`, `aborted`, `canceled` or `uncertain`.
     pub outcome: String,
+    /// For a job fetched from another site (revision 2): the site it was
+    /// submitted at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin_site: Option<String>,
 }
 
 /// Central stored the journal through a sequence.

@@ -12,7 +12,10 @@ pub const ALPN_SYNC: &[u8] = b"printfleet-sync/1";
 /// ALPN of enrollment (the site has no certificate yet).
 pub const ALPN_ENROLL: &[u8] = b"printfleet-enroll/1";
 /// The newest revision this build speaks.
-pub const REVISION: u32 = 1;
+pub const REVISION: u32 = 2;
+/// The first revision with job roaming (`crate::roaming`): neither end
+/// sends roaming messages to a peer speaking less.
+pub const ROAMING_REVISION: u32 = 2;
 /// The oldest revision this build still speaks.
 pub const MIN_REVISION: u32 = 1;
 

@@ -13,7 +13,7 @@ use crate::message::{
     Hello, JobBatch, JournalBatch, Message, PolicyApplied, PolicyChanges, PolicyUser, Refusal,
     RefusalCode, Welcome,
 };
-use crate::revision::{REVISION, Revisions};
+use crate::revision::{REVISION, ROAMING_REVISION, Revisions};
 use crate::rules::Rules;
 use crate::upload::{Load, Upload};
 
@@ -68,6 +68,9 @@ pub enum SiteAction {
     /// Apply these changes in one transaction, then call
     /// [`SiteSession::policy_applied`].
     ApplyChanges(PolicyChanges),
+    /// A job roaming message from central (revision 2): hand it to the
+    /// roaming service (see [`crate::roaming`]).
+    Roaming(Message),
     /// The session is over; close the connection with this reason.
     Close(Refusal),
 }
@@ -269,6 +272,13 @@ impl SiteSession {
                 self.actions.push_back(SiteAction::ApplyChanges(changes));
                 Ok(())
             }
+            message
+                if message.is_roaming()
+                    && self.running().is_some_and(|(_, r)| r >= ROAMING_REVISION) =>
+            {
+                self.actions.push_back(SiteAction::Roaming(message));
+                Ok(())
+            }
             // A newer central's message this site does not know.
             Message::Unknown => Ok(()),
             other => Err(unexpected(&format!(
@@ -417,6 +427,7 @@ mod tests {
                     media: None,
                     time_ms: 0,
                     outcome: "completed".into(),
+                    origin_site: None,
                 })
                 .collect(),
         }

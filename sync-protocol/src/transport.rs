@@ -74,6 +74,11 @@ impl Default for Timing {
     }
 }
 
+/// Unidirectional streams (document blocks) a peer may have open at once.
+pub const MAX_BLOCK_STREAMS: u32 = 32;
+/// Bytes a peer may have in flight on one connection, all streams together.
+const CONNECTION_WINDOW: u32 = 24 << 20;
+
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
@@ -87,7 +92,14 @@ fn transport_config(timing: Timing) -> Result<Arc<quinn::TransportConfig>, Trans
                 .try_into()
                 .map_err(|_| TransportError::Tls("idle timeout out of range".into()))?,
         ))
-        .keep_alive_interval(Some(timing.keep_alive));
+        .keep_alive_interval(Some(timing.keep_alive))
+        // Document blocks (job roaming) travel one per unidirectional
+        // stream: a window of them in flight, each up to a block, bounded
+        // per connection so a peer cannot make this end buffer more.
+        .max_concurrent_uni_streams(quinn::VarInt::from_u32(MAX_BLOCK_STREAMS))
+        .stream_receive_window(quinn::VarInt::from_u32(2 << 20))
+        .receive_window(quinn::VarInt::from_u32(CONNECTION_WINDOW))
+        .send_window(u64::from(CONNECTION_WINDOW));
     Ok(Arc::new(config))
 }
 

@@ -52,6 +52,7 @@ fn record() -> impl Strategy<Value = JournalRecord> {
                 media,
                 time_ms,
                 outcome,
+                origin_site: None,
             },
         )
 }

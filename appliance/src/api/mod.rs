@@ -13,6 +13,7 @@ mod error;
 mod lockout;
 mod login;
 mod release;
+mod remote;
 mod reply;
 pub mod routes;
 mod sessions;
@@ -29,10 +30,11 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Config, PrinterConfig, QueueKind};
 use crate::http_server::{self, Response};
-use crate::job::{JobState, JobUuid, Transition, now_ms};
+use crate::job::{JobRecord, JobState, JobUuid, Transition, now_ms};
 use crate::metrics::{ApiLabels, LoginLabels, Metrics};
 use crate::policy::PolicyView;
 use crate::printer::OutputWake;
+use crate::roaming::Roaming;
 use crate::store::{AuditEvent, JobQuery, JobStore};
 pub use error::ApiError;
 use lockout::Lockout;
@@ -57,6 +59,8 @@ pub struct ApiService {
     /// The rules in force: read once per release, swapped while running.
     policy: PolicyView,
     wake: OutputWake,
+    /// Jobs held at other sites of the fleet (none on a standalone site).
+    roaming: Option<Roaming>,
     sessions: Mutex<Sessions>,
     lockout: Mutex<Lockout>,
     releases: Mutex<Releases>,
@@ -73,6 +77,7 @@ impl ApiService {
         store: JobStore,
         policy: PolicyView,
         wake: OutputWake,
+        roaming: Option<Roaming>,
         metrics: Arc<Metrics>,
     ) -> ApiService {
         let api = &config.api;
@@ -93,6 +98,7 @@ impl ApiService {
                 .collect(),
             policy,
             wake,
+            roaming,
             sessions: Mutex::new(Sessions::new(api.session_idle_secs)),
             lockout: Mutex::new(Lockout::new(
                 api.lockout_after,
@@ -238,13 +244,36 @@ impl ApiService {
             .store
             .reprintable(session.user.clone(), now_ms())
             .await?;
-        let list: Vec<_> = jobs
+        let here: Vec<&JobRecord> = jobs
             .iter()
-            .filter(|j| j.documents_complete)
+            // A job from another site shows while its document comes.
+            .filter(|j| j.documents_complete || j.origin.is_some())
             .chain(&printed)
+            .collect();
+        let mut list: Vec<_> = here
+            .iter()
             .map(|j| release::job_view(j, &self.site))
             .collect();
-        Ok(json(StatusCode::OK, &serde_json::json!({ "jobs": list })))
+        let remote = match self.remote_jobs(&session.user).await {
+            None => serde_json::Value::Null,
+            Some(Ok(jobs)) => {
+                let fetched_here = |uuid: &str| {
+                    here.iter()
+                        .any(|j| j.origin.as_ref().is_some_and(|o| o.uuid == uuid))
+                };
+                list.extend(
+                    jobs.iter()
+                        .filter(|j| !fetched_here(&j.uuid))
+                        .map(release::remote_job_view),
+                );
+                serde_json::json!({ "available": true })
+            }
+            Some(Err(why)) => serde_json::json!({ "available": false, "reason": why }),
+        };
+        Ok(json(
+            StatusCode::OK,
+            &serde_json::json!({ "jobs": list, "remote": remote }),
+        ))
     }
 
     async fn delete(&self, headers: &HeaderMap, id: &str) -> Result<Response, ApiError> {

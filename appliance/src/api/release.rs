@@ -19,18 +19,22 @@ use std::sync::Arc;
 use http::{HeaderMap, StatusCode};
 
 use super::error::ApiError;
+use super::remote::Candidate;
 use super::reply::json;
 use super::sessions::Session;
 use super::{ApiService, MAX_JOBS_LISTED, poisoned};
-use crate::analysis::DocumentColor;
+use crate::analysis::{Analysis, DocumentColor};
 use crate::http_server::Response;
 use crate::ipp::template::{self, SIDES};
 use crate::ipp_wire::stored_template;
-use crate::job::{JobRecord, JobState, JobUuid, NotPossible, Transition, now_ms};
+use crate::job::{
+    DocumentRecord, Fetching, JobRecord, JobState, JobUuid, NotPossible, Origin, Transition, now_ms,
+};
 use crate::metrics::PrinterLabels;
 use crate::rules;
 use crate::rules::{Decision, JobFacts, Overrides};
 use crate::store::{AuditEvent, JobQuery, StoreError};
+use sync_protocol::roaming::{ClaimedJob, RemoteJob};
 
 /// Releases remembered for progress queries.
 const MAX_RELEASES: usize = 10_000;
@@ -164,6 +168,7 @@ pub(super) fn reprint_of(
         completed_ms: None,
         kept_until_ms: None,
         claim: None,
+        origin: None,
         ..original.clone()
     };
     copy.hold_indefinitely(String::new());
@@ -177,6 +182,100 @@ pub(super) fn reprint_of(
         original.ipp_job_id, copy.state_message
     );
     Ok(copy)
+}
+
+/// The job this site keeps for `claimed`, a job of another site claimed
+/// to print here: released to `device` as `decision` says, its document
+/// still to come from `origin` under `claim`.
+pub(super) fn fetched_job(
+    claimed: &ClaimedJob,
+    origin: &str,
+    claim: String,
+    user: String,
+    device: String,
+    device_label: String,
+    decision: Decision,
+) -> Result<JobRecord, NotPossible> {
+    let mut job = held_copy_of(claimed, origin, claim)?;
+    job.apply(
+        &release_transition(user, device, device_label, decision),
+        now_ms(),
+    )?;
+    // Released with its document still away: the forwarder takes it only
+    // once the fetch has it whole (`Transition::Fetched`).
+    job.documents_complete = false;
+    job.state_message = format!("Coming from site {origin}; it prints when it arrives.");
+    Ok(job)
+}
+
+/// `claimed` as a held job of this site, whole, for the rules to read.
+pub(super) fn held_copy_of(
+    claimed: &ClaimedJob,
+    origin: &str,
+    claim: String,
+) -> Result<JobRecord, NotPossible> {
+    let template = hex::decode(&claimed.template)
+        .map_err(|_| NotPossible("the job's settings arrived damaged".into()))?;
+    let mut job = JobRecord {
+        uuid: JobUuid::new(),
+        queue: claimed.queue.clone(),
+        ipp_job_id: 0,
+        owner: claimed.owner.clone(),
+        name: claimed.name.clone(),
+        state: JobState::PendingHeld,
+        state_reasons: String::new(),
+        state_message: String::new(),
+        hold_until: None,
+        template,
+        document: Some(DocumentRecord {
+            format: claimed.format.clone(),
+            name: claimed.document_name.clone(),
+            size: claimed.manifest.size,
+            spool_size: 0,
+            sha256: claimed.manifest.sha256.clone(),
+            analysis: Analysis {
+                pages: claimed.pages,
+                pages_exact: claimed.pages_exact,
+                color: DocumentColor::from_keyword(&claimed.color),
+            },
+        }),
+        documents_complete: true,
+        created_ms: claimed.submitted_ms,
+        processing_ms: None,
+        completed_ms: None,
+        printer: None,
+        device_job_id: None,
+        attempts: 0,
+        next_attempt_ms: None,
+        kept_until_ms: None,
+        claim: None,
+        origin: Some(Origin {
+            site: origin.to_owned(),
+            uuid: claimed.uuid.clone(),
+            claim,
+            fetching: Some(Fetching {
+                manifest: claimed.manifest.clone(),
+                until_ms: claimed.until_ms,
+            }),
+        }),
+    };
+    job.hold_indefinitely(String::new());
+    Ok(job)
+}
+
+/// A job held at another site, as the API lists it.
+pub(super) fn remote_job_view(job: &RemoteJob) -> serde_json::Value {
+    serde_json::json!({
+        "id": job.uuid,
+        "name": job.name,
+        "pages": job.pages,
+        "size": job.size.unwrap_or(0),
+        "submitted": rfc3339(job.submitted_ms),
+        "site": job.site,
+        "state": "held",
+        "available": job.available,
+        "reason": job.reason,
+    })
 }
 
 /// A job as the API shows it to its owner.
@@ -205,7 +304,8 @@ pub(super) fn job_view(job: &JobRecord, site: &str) -> serde_json::Value {
         "sides": settings.sides,
         "size": job.document.as_ref().map_or(0, |d| d.size),
         "submitted": rfc3339(job.created_ms),
-        "site": site,
+        "site": job.origin.as_ref().map_or(site, |o| o.site.as_str()),
+        "available": true,
         "state": api_state(job.state),
         "message": job.state_message,
         "reprint_until": job.kept_until_ms.filter(|_| job.state == JobState::Completed).map(rfc3339),
@@ -309,32 +409,7 @@ impl ApiService {
         body: &[u8],
     ) -> Result<Response, ApiError> {
         let (chosen, overrides) = parse_request(body)?;
-        let candidates = match chosen {
-            Chosen::All => self
-                .store
-                .list(JobQuery {
-                    queue: None,
-                    states: vec![JobState::PendingHeld],
-                    owner: Some(session.user.clone()),
-                    limit: MAX_JOBS_LISTED,
-                })
-                .await?
-                .into_iter()
-                .filter(|j| j.documents_complete && self.pull_queues.contains(&j.queue))
-                .map(|j| (j.uuid.to_string(), Some(j)))
-                .collect::<Vec<_>>(),
-            Chosen::Ids(ids) => {
-                let mut found = Vec::with_capacity(ids.len());
-                for id in ids {
-                    let job = match JobUuid::parse(&id) {
-                        Some(uuid) => self.store.job(uuid).await?,
-                        None => None,
-                    };
-                    found.push((id, job.filter(|j| j.is_owned_by(&session.user))));
-                }
-                found
-            }
-        };
+        let (candidates, remote_trouble) = self.candidates(session, chosen).await?;
 
         // One release at a time per user, so two terminals cannot both
         // spend the last pages of a quota.
@@ -347,23 +422,39 @@ impl ApiService {
             None => 0,
         };
         let label = self.device_label(&session.device);
-        let mut outcomes = Vec::with_capacity(candidates.len());
+        let mut outcomes: Vec<Option<serde_json::Value>> = vec![None; candidates.len()];
         let mut queued = Vec::new();
-        // A store failure stops the release, but what it already queued
-        // still goes to the printer, and the answer says which jobs stay.
-        let mut failure = None;
-        let mut candidates = candidates.into_iter();
-        for (id, job) in candidates.by_ref() {
-            let Some(job) = job else {
-                outcomes.push(outcome(
-                    &id,
+        // Jobs from other sites first: each is claimed at its origin and
+        // waits here for its document, so a later job of this user that
+        // is here already cannot pass it at the printer.
+        for (slot, (id, candidate)) in outcomes.iter_mut().zip(&candidates) {
+            if let Candidate::Remote(job) = candidate {
+                let (said, uuid) = self
+                    .release_remote(session, job, &overrides, &policy, &mut used, &label)
+                    .await;
+                *slot = Some(said);
+                queued.extend(uuid);
+            } else if let Candidate::Missing = candidate {
+                *slot = Some(outcome(
+                    id,
                     None,
                     "not_found",
                     "No such job among yours.",
                     &[],
                 ));
+            }
+        }
+        // A store failure stops the release, but what it already queued
+        // still goes to the printer, and the answer says which jobs stay.
+        let mut failure = None;
+        for (slot, (id, candidate)) in outcomes.iter_mut().zip(&candidates) {
+            let Candidate::Local(job) = candidate else {
                 continue;
             };
+            if failure.is_some() {
+                *slot = Some(not_recorded(id, Some(&job.name)));
+                continue;
+            }
             if !self.pull_queues.contains(&job.queue) {
                 // A direct queue's job belongs to that queue's printer.
                 let why = format!(
@@ -371,19 +462,19 @@ impl ApiService {
                      released here.",
                     job.queue
                 );
-                outcomes.push(outcome(&id, Some(&job.name), "not_held", &why, &[]));
+                *slot = Some(outcome(id, Some(&job.name), "not_held", &why, &[]));
                 continue;
             }
             let decision = match rules::decide(
                 &policy.rules,
                 &session.groups,
-                &facts(&job),
+                &facts(job),
                 &overrides,
                 used,
             ) {
                 Ok(d) => d,
                 Err(refusal) => {
-                    outcomes.push(outcome(&id, Some(&job.name), "refused", &refusal.0, &[]));
+                    *slot = Some(outcome(id, Some(&job.name), "refused", &refusal.0, &[]));
                     continue;
                 }
             };
@@ -397,7 +488,7 @@ impl ApiService {
             );
             if job.is_reprintable(now_ms()) {
                 let copy = reprint_of(
-                    &job,
+                    job,
                     session.user.clone(),
                     session.device.clone(),
                     label.clone(),
@@ -405,7 +496,7 @@ impl ApiService {
                 );
                 let Ok(copy) = copy else {
                     let why = "This job cannot be printed again.";
-                    outcomes.push(outcome(&id, Some(&job.name), "not_held", why, &[]));
+                    *slot = Some(outcome(id, Some(&job.name), "not_held", why, &[]));
                     continue;
                 };
                 let event = AuditEvent::now(
@@ -414,17 +505,16 @@ impl ApiService {
                     Some(&session.device),
                     format!("{detail}; of job {}", job.uuid),
                 );
-                match self.store.insert_reprint(&job, copy, event).await {
+                match self.store.insert_reprint(job, copy, event).await {
                     Ok(reprint) => {
                         used += u64::from(impressions.unwrap_or(0));
                         queued.push(reprint.uuid);
                         let said = "Printing it again.";
-                        outcomes.push(outcome(&id, Some(&job.name), "queued", said, &notes));
+                        *slot = Some(outcome(id, Some(&job.name), "queued", said, &notes));
                     }
                     Err(e) => {
                         failure = Some(e);
-                        outcomes.push(not_recorded(&id, Some(&job.name)));
-                        break;
+                        *slot = Some(not_recorded(id, Some(&job.name)));
                     }
                 }
                 continue;
@@ -446,8 +536,8 @@ impl ApiService {
                 Ok(_) => {
                     used += u64::from(impressions.unwrap_or(0));
                     queued.push(job.uuid);
-                    outcomes.push(outcome(
-                        &id,
+                    *slot = Some(outcome(
+                        id,
                         Some(&job.name),
                         "queued",
                         "Sent to the printer.",
@@ -455,20 +545,13 @@ impl ApiService {
                     ));
                 }
                 Err(StoreError::NotPossible(reason)) => {
-                    outcomes.push(outcome(&id, Some(&job.name), "not_held", &reason.0, &[]));
+                    *slot = Some(outcome(id, Some(&job.name), "not_held", &reason.0, &[]));
                 }
                 Err(e) => {
                     failure = Some(e);
-                    outcomes.push(not_recorded(&id, Some(&job.name)));
-                    break;
+                    *slot = Some(not_recorded(id, Some(&job.name)));
                 }
             }
-        }
-        if failure.is_some() {
-            outcomes.extend(
-                candidates
-                    .map(|(id, job)| not_recorded(&id, job.as_ref().map(|j| j.name.as_str()))),
-            );
         }
         if !queued.is_empty() {
             self.metrics
@@ -497,7 +580,11 @@ impl ApiService {
             &serde_json::json!({
                 "release": release_id,
                 "device": session.device,
-                "jobs": outcomes,
+                "jobs": outcomes.into_iter().flatten().collect::<Vec<_>>(),
+                "remote": remote_trouble.map(|why| serde_json::json!({
+                    "available": false,
+                    "reason": why,
+                })),
             }),
         ))
     }
@@ -580,7 +667,7 @@ impl ApiService {
     }
 }
 
-fn outcome(
+pub(super) fn outcome(
     id: &str,
     name: Option<&str>,
     outcome: &str,

@@ -263,6 +263,7 @@ impl IppService {
             next_attempt_ms: None,
             kept_until_ms: None,
             claim: None,
+            origin: None,
         }
     }
 

@@ -137,6 +137,30 @@ pub struct Claim {
     pub until_ms: i64,
 }
 
+/// Where a job fetched from another site (job roaming) came from: it is
+/// printed here under that site's claim, which its end is reported to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// The site that holds the original.
+    pub site: String,
+    /// The job's UUID there.
+    pub uuid: String,
+    /// The claim it is printed under.
+    pub claim: String,
+    /// While the document is on its way: what it must be, and until when.
+    pub fetching: Option<Fetching>,
+}
+
+/// A document on its way from another site.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Fetching {
+    /// Its size and hashes, as the origin described it.
+    pub manifest: sync_protocol::transfer::Manifest,
+    /// When the claim lapses at the origin (ms since the epoch): the fetch
+    /// gives up then, since the job may be another site's by that time.
+    pub until_ms: i64,
+}
+
 /// A job as the store keeps it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobRecord {
@@ -180,8 +204,11 @@ pub struct JobRecord {
     pub next_attempt_ms: Option<i64>,
     /// A printed job whose document is kept for reprint: until when.
     pub kept_until_ms: Option<i64>,
-    /// Another site's claim to print it, while one holds or until cleared.
+    /// Another site's claim to print it (while it holds; after the job
+    /// printed there, where it printed).
     pub claim: Option<Claim>,
+    /// For a job fetched from another site: where from, and under which claim.
+    pub origin: Option<Origin>,
 }
 
 impl JobRecord {
@@ -311,6 +338,7 @@ impl JobRecord {
             next_attempt_ms: None,
             kept_until_ms: None,
             claim: None,
+            origin: None,
         }
     }
 }

@@ -121,6 +121,12 @@ pub enum Transition {
     },
     /// A printed job's time for reprint is over.
     EndReprint,
+    /// The document of a job fetched from another site arrived whole and
+    /// verified, and is in the spool (`spool_size` bytes on disk).
+    Fetched {
+        /// Bytes on disk.
+        spool_size: u64,
+    },
     /// Another site claims the held job to print it there: a
     /// compare-and-set that fails if another claim holds.
     Claim {
@@ -201,8 +207,27 @@ impl JobRecord {
     pub fn apply(&mut self, transition: &Transition, now_ms: i64) -> Result<(), NotPossible> {
         let mut next = self.clone();
         next.change(transition, now_ms)?;
+        next.settle_roamed(now_ms);
         *self = next;
         Ok(())
+    }
+
+    /// A job fetched from another site is never held here for a second
+    /// try: one that certainly did not print (no printer on record) ends,
+    /// and its origin holds it again (`roaming::report_for`). One that may
+    /// have printed stays held here, as any such job, and its origin counts
+    /// it printed, so it can never print at a third site too.
+    fn settle_roamed(&mut self, now: i64) {
+        if self.state != JobState::PendingHeld || self.printer.is_some() {
+            return;
+        }
+        if let Some(origin) = &self.origin {
+            let message = format!(
+                "{} It is held at site {} again; release it from there.",
+                self.state_message, origin.site
+            );
+            self.end(JobState::Aborted, "aborted-by-system", message.trim(), now);
+        }
     }
 
     fn change(&mut self, transition: &Transition, now: i64) -> Result<(), NotPossible> {
@@ -353,6 +378,21 @@ impl JobRecord {
                 self.end(JobState::Aborted, "aborted-by-system", message, now);
             }
             Transition::EndReprint => self.kept_until_ms = None,
+            Transition::Fetched { spool_size } => {
+                let fetching = self.origin.as_ref().is_some_and(|o| o.fetching.is_some());
+                if !fetching || self.documents_complete || self.state.is_terminal() {
+                    return Err(NotPossible(
+                        "the job is not waiting for its document".into(),
+                    ));
+                }
+                if let Some(origin) = &mut self.origin {
+                    origin.fetching = None;
+                }
+                if let Some(document) = &mut self.document {
+                    document.spool_size = *spool_size;
+                }
+                self.close_documents(now);
+            }
             Transition::Claim {
                 site,
                 claim,
@@ -360,6 +400,13 @@ impl JobRecord {
             } => {
                 if self.state != JobState::PendingHeld || !self.documents_complete {
                     return Err(not_held(self));
+                }
+                // The same claim asked again (its answer was lost): granted again.
+                if self
+                    .live_claim(now)
+                    .is_some_and(|c| c.id == *claim && c.site == *site)
+                {
+                    return Ok(());
                 }
                 self.check_unclaimed(now)?;
                 self.claim = Some(Claim {
@@ -370,8 +417,8 @@ impl JobRecord {
                 self.state_message = format!("Being released at site {site}");
             }
             Transition::PrintedElsewhere { claim } => {
+                // The claim stays on record: it says where the job printed.
                 let site = self.claimed_by(claim)?;
-                self.claim = None;
                 let message = format!("Printed at site {site}");
                 self.end(
                     JobState::Completed,
@@ -661,6 +708,8 @@ mod tests {
             message: "expired".into(),
         };
         assert!(job.apply(&expire, NOW).is_err());
+        // The same claim asked again (its answer was lost) is granted again.
+        job.apply(&claim("branch-2", "c1"), NOW).unwrap();
         // Only its own claim completes it.
         assert!(
             job.apply(&Transition::PrintedElsewhere { claim: "c2".into() }, NOW)
@@ -670,7 +719,16 @@ mod tests {
             .unwrap();
         assert_eq!(job.state, JobState::Completed);
         assert_eq!(job.state_message, "Printed at site branch-2");
-        assert_eq!(job.claim, None);
+        assert_eq!(
+            job.claim.as_ref().map(|c| c.site.as_str()),
+            Some("branch-2"),
+            "where it printed stays on record"
+        );
+        // The claimant sent its report twice: the second changes nothing.
+        assert!(
+            job.apply(&Transition::PrintedElsewhere { claim: "c1".into() }, NOW)
+                .is_err()
+        );
         // Printed elsewhere: it cannot be claimed or released again.
         assert!(job.apply(&claim("branch-3", "c3"), NOW).is_err());
         assert!(job.apply(&release(&owner), NOW).is_err());

@@ -8,8 +8,8 @@ use crate::accounting::JournalEntry;
 pub(super) fn append(conn: &Connection, entry: &JournalEntry) -> rusqlite::Result<i64> {
     conn.prepare_cached(
         "INSERT INTO journal (job_uuid, queue, ipp_job_id, user_id, device, site, pages, \
-         pages_exact, sheets, copies, color, sides, media, time_ms, outcome) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+         pages_exact, sheets, copies, color, sides, media, time_ms, outcome, origin_site) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
     )?
     .execute(params![
         entry.job,
@@ -27,6 +27,7 @@ pub(super) fn append(conn: &Connection, entry: &JournalEntry) -> rusqlite::Resul
         entry.media,
         entry.time_ms,
         entry.outcome,
+        entry.origin_site,
     ])?;
     Ok(conn.last_insert_rowid())
 }
@@ -35,7 +36,7 @@ pub(super) fn append(conn: &Connection, entry: &JournalEntry) -> rusqlite::Resul
 pub(super) fn since(conn: &Connection, since_ms: i64) -> rusqlite::Result<Vec<JournalEntry>> {
     let mut stmt = conn.prepare_cached(
         "SELECT seq, job_uuid, queue, ipp_job_id, user_id, device, site, pages, pages_exact, \
-         sheets, copies, color, sides, media, time_ms, outcome \
+         sheets, copies, color, sides, media, time_ms, outcome, origin_site \
          FROM journal WHERE time_ms >= ?1 ORDER BY seq",
     )?;
     let rows = stmt.query_map(params![since_ms], entry_from_row)?;
@@ -50,7 +51,7 @@ pub(super) fn after(
 ) -> rusqlite::Result<Vec<JournalEntry>> {
     let mut stmt = conn.prepare_cached(
         "SELECT seq, job_uuid, queue, ipp_job_id, user_id, device, site, pages, pages_exact, \
-         sheets, copies, color, sides, media, time_ms, outcome \
+         sheets, copies, color, sides, media, time_ms, outcome, origin_site \
          FROM journal WHERE seq > ?1 ORDER BY seq LIMIT ?2",
     )?;
     let rows = stmt.query_map(params![after, limit], entry_from_row)?;
@@ -97,5 +98,6 @@ fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<JournalEntry> {
             "uncertain" => "uncertain",
             _ => "aborted",
         },
+        origin_site: row.get(16)?,
     })
 }

@@ -22,6 +22,7 @@ mod outbox;
 mod policy;
 mod read_pool;
 mod reserve;
+mod roaming;
 pub mod schema;
 pub mod secret;
 pub mod spool;
@@ -40,6 +41,7 @@ use crate::accounting::JournalEntry;
 use crate::credentials::LookupKind;
 use crate::job::{JobRecord, JobState, JobUuid, Transition};
 use crate::metrics::Metrics;
+use crate::roaming::report::ClaimEnd;
 use crate::rules::Rules;
 use crate::users::LoginUser;
 use admin::open_writer;
@@ -246,6 +248,15 @@ impl JobStore {
         self.insert_op(job, document, None).await
     }
 
+    /// Commits a new job that has no document yet, with its audit record.
+    pub async fn insert_audited(
+        &self,
+        job: JobRecord,
+        audit: AuditEvent,
+    ) -> Result<JobRecord, StoreError> {
+        self.insert_op(job, None, Some(audit)).await
+    }
+
     async fn insert_op(
         &self,
         job: JobRecord,
@@ -398,6 +409,28 @@ impl JobStore {
         self.exec(move |c| policy::apply_changes(c, &changes)).await
     }
 
+    /// Claim ends other sites must still learn, oldest first.
+    pub async fn claim_reports(&self) -> Result<Vec<ClaimEnd>, StoreError> {
+        self.read(roaming::reports).await
+    }
+
+    /// Keeps the end of a claim that no job of this site carries (given
+    /// back before a job was made for it) until its origin has it.
+    pub async fn add_claim_report(&self, end: ClaimEnd) -> Result<(), StoreError> {
+        self.exec(move |c| Ok(roaming::add_report(c, &end)?)).await
+    }
+
+    /// The origin applied the end of `claim`: forget it.
+    pub async fn claim_report_done(&self, claim: String) -> Result<(), StoreError> {
+        self.exec(move |c| Ok(roaming::report_done(c, &claim)?))
+            .await
+    }
+
+    /// Jobs whose document is still on its way from another site.
+    pub async fn fetching(&self) -> Result<Vec<JobRecord>, StoreError> {
+        self.read(roaming::fetching).await
+    }
+
     async fn exec(
         &self,
         f: impl FnOnce(&Connection) -> Result<(), StoreError> + Send + 'static,
@@ -446,15 +479,22 @@ impl JobStore {
         self.read(move |conn| list_jobs(conn, &query)).await
     }
 
-    /// The next job due at a printer (oldest first), if any.
+    /// The next job due at a printer (oldest first), if any. A user's job
+    /// released here waits while one of theirs submitted earlier is still
+    /// on its way from another site, so "print all" comes out in
+    /// submission order.
     pub async fn next_due(&self, feed: Feed, now_ms: i64) -> Result<Option<JobRecord>, StoreError> {
         self.read(move |conn| {
             let (fed, params) = feed.condition();
             let sql = format!(
-                "SELECT {JOB_COLUMNS} FROM jobs WHERE state = {} AND documents_complete = 1 \
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE state = {pending} AND documents_complete = 1 \
                  AND (next_attempt_ms IS NULL OR next_attempt_ms <= {now_ms}) \
-                 AND {fed} ORDER BY created_ms, uuid LIMIT 1",
-                JobState::Pending as i64
+                 AND {fed} AND NOT EXISTS (SELECT 1 FROM jobs f WHERE \
+                   f.origin_fetch IS NOT NULL AND f.state = {pending} \
+                   AND f.printer = jobs.printer AND f.owner = jobs.owner \
+                   AND f.created_ms < jobs.created_ms) \
+                 ORDER BY created_ms, uuid LIMIT 1",
+                pending = JobState::Pending as i64
             );
             conn.query_row(
                 &sql,
@@ -504,7 +544,7 @@ impl JobStore {
         limit: u32,
     ) -> Result<Vec<JobRecord>, StoreError> {
         self.created_before(
-            "documents_complete = 0 AND state IN (3, 4, 5, 6)",
+            "documents_complete = 0 AND state IN (3, 4, 5, 6) AND origin_site IS NULL",
             cutoff_ms,
             limit,
         )

@@ -6,7 +6,7 @@ use rusqlite::{Connection, Row, params};
 use rusqlite_migration::{M, Migrations};
 
 use crate::analysis::{Analysis, DocumentColor};
-use crate::job::{Claim, DocumentRecord, JobRecord, JobState, JobUuid};
+use crate::job::{Claim, DocumentRecord, JobRecord, JobState, JobUuid, Origin};
 
 /// Ordered migrations; append only, never edit a released one.
 fn migrations() -> Migrations<'static> {
@@ -207,6 +207,26 @@ fn migrations() -> Migrations<'static> {
         ALTER TABLE jobs ADD COLUMN claim_until_ms INTEGER;
         "#,
         ),
+        // Job roaming, the other end: a job fetched from another site
+        // (job::Origin), the claims whose end that site must still learn,
+        // and the origin of a print in the journal.
+        M::up(
+            r#"
+        ALTER TABLE jobs ADD COLUMN origin_site TEXT;
+        ALTER TABLE jobs ADD COLUMN origin_uuid TEXT;
+        ALTER TABLE jobs ADD COLUMN origin_claim TEXT;
+        ALTER TABLE jobs ADD COLUMN origin_fetch TEXT;
+        CREATE INDEX jobs_fetching ON jobs (origin_site) WHERE origin_fetch IS NOT NULL;
+        CREATE TABLE claim_reports (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            claim TEXT NOT NULL UNIQUE,
+            origin_site TEXT NOT NULL,
+            origin_uuid TEXT NOT NULL,
+            printed INTEGER NOT NULL
+        ) STRICT;
+        ALTER TABLE journal ADD COLUMN origin_site TEXT;
+        "#,
+        ),
     ])
 }
 
@@ -220,7 +240,7 @@ pub(super) const JOB_COLUMNS: &str = "uuid, queue, ipp_job_id, owner, name, stat
     state_reasons, state_message, hold_until, template, doc_format, doc_name, doc_size, \
     doc_spool_size, doc_sha256, documents_complete, created_ms, processing_ms, completed_ms, \
     printer, device_job_id, attempts, next_attempt_ms, doc_pages, doc_pages_exact, doc_color, kept_until_ms, \
-    claim_site, claim_id, claim_until_ms";
+    claim_site, claim_id, claim_until_ms, origin_site, origin_uuid, origin_claim, origin_fetch";
 
 /// Reads one `SELECT {JOB_COLUMNS}` row.
 pub(super) fn job_from_row(row: &Row<'_>) -> rusqlite::Result<JobRecord> {
@@ -278,6 +298,25 @@ pub(super) fn job_from_row_at(row: &Row<'_>, base: usize) -> rusqlite::Result<Jo
             (Some(site), Some(id), Some(until_ms)) => Some(Claim { site, id, until_ms }),
             _ => None,
         },
+        origin: match (
+            row.get::<_, Option<String>>(base + 30)?,
+            row.get::<_, Option<String>>(base + 31)?,
+            row.get::<_, Option<String>>(base + 32)?,
+        ) {
+            (Some(site), Some(uuid), Some(claim)) => Some(Origin {
+                site,
+                uuid,
+                claim,
+                fetching: match row.get::<_, Option<String>>(base + 33)? {
+                    Some(json) => Some(
+                        serde_json::from_str(&json)
+                            .map_err(|_| corrupt(base + 33, "origin_fetch"))?,
+                    ),
+                    None => None,
+                },
+            }),
+            _ => None,
+        },
     })
 }
 
@@ -305,10 +344,18 @@ pub(super) fn next_ipp_job_id(conn: &Connection, queue: &str) -> rusqlite::Resul
 /// job-id, owner and submission time are never rewritten.
 pub(super) fn save_job(conn: &Connection, job: &JobRecord) -> rusqlite::Result<()> {
     let doc = job.document.as_ref();
+    let origin = job.origin.as_ref();
+    let fetching = match origin.and_then(|o| o.fetching.as_ref()) {
+        Some(m) => Some(
+            serde_json::to_string(m)
+                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?,
+        ),
+        None => None,
+    };
     conn.prepare_cached(&format!(
         "INSERT INTO jobs ({JOB_COLUMNS}) VALUES \
          (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
-          ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30) \
+          ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34) \
          ON CONFLICT (uuid) DO UPDATE SET name = excluded.name, state = excluded.state, \
          state_reasons = excluded.state_reasons, state_message = excluded.state_message, \
          hold_until = excluded.hold_until, template = excluded.template, \
@@ -321,7 +368,7 @@ pub(super) fn save_job(conn: &Connection, job: &JobRecord) -> rusqlite::Result<(
          doc_pages = excluded.doc_pages, doc_pages_exact = excluded.doc_pages_exact, \
          doc_color = excluded.doc_color, kept_until_ms = excluded.kept_until_ms, \
          claim_site = excluded.claim_site, claim_id = excluded.claim_id, \
-         claim_until_ms = excluded.claim_until_ms"
+         claim_until_ms = excluded.claim_until_ms, origin_fetch = excluded.origin_fetch"
     ))?
     .execute(params![
         job.uuid.to_string(),
@@ -354,6 +401,10 @@ pub(super) fn save_job(conn: &Connection, job: &JobRecord) -> rusqlite::Result<(
         job.claim.as_ref().map(|c| &c.site),
         job.claim.as_ref().map(|c| &c.id),
         job.claim.as_ref().map(|c| c.until_ms),
+        origin.map(|o| &o.site),
+        origin.map(|o| &o.uuid),
+        origin.map(|o| &o.claim),
+        fetching,
     ])?;
     Ok(())
 }

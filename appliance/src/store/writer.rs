@@ -11,7 +11,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::jobs::find_job;
 use super::{
-    AuditEvent, DiskReserve, Spool, SpooledDocument, StoreError, audit, journal, outbox, schema,
+    AuditEvent, DiskReserve, Spool, SpooledDocument, StoreError, audit, journal, outbox, roaming,
+    schema,
 };
 use crate::accounting;
 use crate::job::{JobRecord, JobState, JobUuid, Transition};
@@ -285,7 +286,7 @@ pub(super) fn apply_insert(
 ) -> Result<Applied, StoreError> {
     job.ipp_job_id = schema::next_ipp_job_id(conn, &job.queue)?;
     schema::save_job(conn, &job)?;
-    outbox::touch(conn, job.uuid)?;
+    announce(conn, &job)?;
     if let Some(mut event) = audit {
         event.job = Some(job.uuid.to_string());
         audit::append(conn, &event)?;
@@ -316,9 +317,12 @@ pub(super) fn apply_modify(
         job.kept_until_ms = Some(printed.saturating_add(keep_printed_ms));
     }
     schema::save_job(conn, &job)?;
-    outbox::touch(conn, job.uuid)?;
+    announce(conn, &job)?;
     if let Some(entry) = accounting::entry_for(before, &job, site) {
         journal::append(conn, &entry)?;
+    }
+    if let Some(end) = crate::roaming::report::report_for(before, &job) {
+        roaming::add_report(conn, &end)?;
     }
     if let Some(event) = audit {
         audit::append(conn, &event)?;
@@ -334,6 +338,16 @@ pub(super) fn apply_modify(
         job: Some(job),
         document,
     })
+}
+
+/// Tells central of a change to a job of this site. A job fetched from
+/// another site is that site's to announce: central's index keeps the
+/// original, and its claim says where it prints.
+fn announce(conn: &Connection, job: &JobRecord) -> rusqlite::Result<()> {
+    if job.origin.is_some() {
+        return Ok(());
+    }
+    outbox::touch(conn, job.uuid)
 }
 
 pub(super) fn clone_sqlite_error(e: &rusqlite::Error) -> rusqlite::Error {

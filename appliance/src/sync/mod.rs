@@ -25,6 +25,7 @@ use tokio::task::JoinHandle;
 
 use crate::metrics::Metrics;
 use crate::policy::PolicySource;
+use crate::roaming::Roaming;
 use crate::store::JobStore;
 use session::SessionEnd;
 use status::StatusKeeper;
@@ -52,6 +53,7 @@ pub enum SyncError {
 /// What a session works with.
 pub(crate) struct SyncContext {
     store: JobStore,
+    roaming: Roaming,
     policy: PolicySource,
     status: StatusKeeper,
     epoch: String,
@@ -137,6 +139,7 @@ pub async fn run(
     data_dir: &Path,
     store: JobStore,
     policy: PolicySource,
+    roaming: Roaming,
     metrics: std::sync::Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), SyncError> {
@@ -147,6 +150,7 @@ pub async fn run(
     let mut ctx = SyncContext {
         status: StatusKeeper::new(data_dir, metrics),
         store,
+        roaming,
         epoch: marks.epoch.clone(),
         codec: FrameCodec::default(),
         policy,

@@ -9,15 +9,17 @@ use std::time::Instant;
 use sync_protocol::message::{
     JobAnnouncement, JobBatch, JournalBatch, JournalRecord, Message, Refusal,
 };
+use sync_protocol::revision::ROAMING_REVISION;
 use sync_protocol::site::{SiteAction, SiteSession, SiteSettings};
 use sync_protocol::transport::{self, MessageSender};
 use sync_protocol::upload::Load;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use super::SyncContext;
 use crate::accounting::JournalEntry;
 use crate::job::JobRecord;
 use crate::policy::Policy;
+use crate::roaming::Roaming;
 use crate::store::StoreError;
 
 /// How a session ended.
@@ -59,6 +61,10 @@ pub(super) async fn run(
     );
     ctx.status.marks(&marks);
     let mut commits = ctx.store.commits();
+    // Roaming messages to central, queued by the roaming service while
+    // the session speaks roaming (see `crate::roaming`).
+    let (roaming_tx, mut roaming_rx) = mpsc::channel::<Message>(ROAMING_QUEUE);
+    let mut roaming_link: Option<RoamingLink> = None;
     // The status file follows changes within a second.
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -78,7 +84,23 @@ pub(super) async fn run(
                         ctx.status.update(|s| s.site = Some(site));
                     }
                     machine.handle(message);
+                    if roaming_link.is_none()
+                        && let Some((site, revision)) = machine.running()
+                        && revision >= ROAMING_REVISION
+                    {
+                        ctx.roaming.linked(site, roaming_tx.clone(), connection.clone());
+                        roaming_link = Some(RoamingLink(ctx.roaming.clone()));
+                    }
                 }
+                Err(e) => return SessionEnd::Lost(e.to_string()),
+            },
+            Some(message) = roaming_rx.recv() => {
+                if let Err(e) = tx.send(&message).await {
+                    return SessionEnd::Lost(e.to_string());
+                }
+            }
+            stream = connection.accept_uni(), if roaming_link.is_some() => match stream {
+                Ok(stream) => ctx.roaming.block_stream(stream),
                 Err(e) => return SessionEnd::Lost(e.to_string()),
             },
             Ok(()) = commits.changed() => {
@@ -106,6 +128,18 @@ pub(super) async fn run(
             }
         }
         ctx.status.flush(false);
+    }
+}
+
+/// Roaming messages queued for central before the roaming service waits.
+const ROAMING_QUEUE: usize = 64;
+
+/// The roaming service's use of this session, given up when it ends.
+struct RoamingLink(Roaming);
+
+impl Drop for RoamingLink {
+    fn drop(&mut self) {
+        self.0.unlinked("the session with central ended");
     }
 }
 
@@ -187,6 +221,7 @@ async fn act(
                 .map_err(store_failed)?;
             applied(ctx, machine, version, rules);
         }
+        SiteAction::Roaming(message) => ctx.roaming.handle(message),
         SiteAction::Close(refusal) => return Err(SessionEnd::Refused(refusal)),
     }
     Ok(())
@@ -236,6 +271,7 @@ fn journal_record(e: JournalEntry) -> JournalRecord {
         media: e.media,
         time_ms: e.time_ms,
         outcome: e.outcome.to_owned(),
+        origin_site: e.origin_site,
     }
 }
 

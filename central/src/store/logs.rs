@@ -52,8 +52,8 @@ pub(super) fn store_journal(
     }
     let mut insert = conn.prepare_cached(
         "INSERT INTO journal (site, epoch, seq, job_uuid, queue, job_id, user_id, device, pages, \
-         pages_exact, sheets, copies, color, sides, media, time_ms, outcome) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) \
+         pages_exact, sheets, copies, color, sides, media, time_ms, outcome, origin_site) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) \
          ON CONFLICT DO NOTHING",
     )?;
     for r in batch.records.iter().filter(|r| r.seq > acked) {
@@ -75,6 +75,7 @@ pub(super) fn store_journal(
             r.media,
             r.time_ms,
             r.outcome,
+            r.origin_site,
         ])?;
     }
     let through = batch.records.last().map_or(acked, |r| r.seq.max(acked));
@@ -148,6 +149,7 @@ mod tests {
             media: None,
             time_ms: 0,
             outcome: "completed".into(),
+            origin_site: None,
         }
     }
 

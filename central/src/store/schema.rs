@@ -6,8 +6,9 @@ use rusqlite_migration::{M, Migrations};
 use super::StoreError;
 
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(
-        r#"
+    Migrations::new(vec![
+        M::up(
+            r#"
         -- Sites: known by the SHA-256 of their certificate, never by a name in it.
         CREATE TABLE sites (
             name TEXT PRIMARY KEY NOT NULL,
@@ -102,7 +103,11 @@ fn migrations() -> Migrations<'static> {
         INSERT INTO policy (key, value) VALUES
             ('version', '0'), ('rules', '{}'), ('rules_version', '0');
         "#,
-    )])
+        ),
+        // Job roaming: a print of a job fetched from another site names
+        // the site it was submitted at.
+        M::up("ALTER TABLE journal ADD COLUMN origin_site TEXT;"),
+    ])
 }
 
 /// Brings a database to the current schema.

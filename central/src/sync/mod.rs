@@ -3,6 +3,7 @@
 
 mod enroll;
 pub mod registry;
+mod relay;
 mod session;
 
 use std::sync::Arc;
@@ -36,6 +37,8 @@ pub struct Shared<S> {
     pub policy: watch::Sender<u64>,
     /// Open sessions.
     pub registry: Arc<Registry>,
+    /// Permits for relaying document blocks (`sync.relay_streams`).
+    pub relay: Arc<tokio::sync::Semaphore>,
 }
 
 /// Accepts connections on `endpoint` until `shutdown` turns true.

@@ -1,18 +1,34 @@
-//! The sessions open now, by site: what `site revoke` ends and what
-//! status reports.
+//! The sessions open now, by site: what `site revoke` ends, what status
+//! reports, and where job roaming relays a message or a block for a site.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use sync_protocol::message::Refusal;
+use sync_protocol::message::{Message, Refusal};
 use tokio::sync::mpsc;
 
 /// Open sessions by site; each can be told to end with a refusal.
 #[derive(Debug, Default)]
 pub struct Registry {
-    sessions: Mutex<HashMap<String, HashMap<u64, mpsc::Sender<Refusal>>>>,
+    sessions: Mutex<HashMap<String, HashMap<u64, Entry>>>,
     next: AtomicU64,
+}
+
+/// One open session.
+#[derive(Debug)]
+struct Entry {
+    end: mpsc::Sender<Refusal>,
+    link: Option<Link>,
+}
+
+/// How to reach a session that speaks job roaming.
+#[derive(Debug, Clone)]
+pub(crate) struct Link {
+    /// Messages for the session to send to its site.
+    pub(crate) inbox: mpsc::Sender<Message>,
+    /// Its connection, for the streams that carry blocks.
+    pub(crate) connection: quinn::Connection,
 }
 
 /// A session's place in the registry, given up when dropped.
@@ -32,7 +48,10 @@ impl Registry {
     ) -> Registration {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut sessions) = self.sessions.lock() {
-            sessions.entry(site.to_owned()).or_default().insert(id, end);
+            sessions
+                .entry(site.to_owned())
+                .or_default()
+                .insert(id, Entry { end, link: None });
         }
         Registration {
             registry: self.clone(),
@@ -47,13 +66,27 @@ impl Registry {
             .sessions
             .lock()
             .ok()
-            .and_then(|s| s.get(site).map(|m| m.values().cloned().collect()))
+            .and_then(|s| {
+                s.get(site)
+                    .map(|m| m.values().map(|e| e.end.clone()).collect())
+            })
             .unwrap_or_default();
         for end in &ends {
             // A session already ending has dropped its receiver: fine.
             let _ = end.try_send(refusal.clone());
         }
         ends.len()
+    }
+
+    /// The newest session of `site` that speaks job roaming.
+    pub(crate) fn link(&self, site: &str) -> Option<Link> {
+        let sessions = self.sessions.lock().ok()?;
+        let of_site = sessions.get(site)?;
+        let newest = of_site
+            .iter()
+            .filter_map(|(id, e)| e.link.as_ref().map(|l| (id, l)))
+            .max_by_key(|(id, _)| **id)?;
+        Some(newest.1.clone())
     }
 
     /// The sites with a session open now.
@@ -65,6 +98,20 @@ impl Registry {
             .unwrap_or_default();
         sites.sort();
         sites
+    }
+}
+
+impl Registration {
+    /// The session runs and speaks job roaming: messages and blocks for
+    /// its site come to it from now on.
+    pub(crate) fn link(&self, link: Link) {
+        if let Ok(mut sessions) = self.registry.sessions.lock()
+            && let Some(entry) = sessions
+                .get_mut(&self.site)
+                .and_then(|of_site| of_site.get_mut(&self.id))
+        {
+            entry.link = Some(link);
+        }
     }
 }
 

@@ -10,15 +10,21 @@ use sync_protocol::frame::{FrameCodec, MAX_FRAME};
 use sync_protocol::message::{
     JobBatch, JournalBatch, Message, PolicySnapshotBegin, PolicySnapshotEnd, PolicyUsers, Refusal,
 };
+use sync_protocol::revision::ROAMING_REVISION;
 use sync_protocol::transport::{self, CLOSE_DONE, MessageSender};
 use tokio::sync::mpsc;
 
-use super::{Shared, refuse};
+use super::registry::Link;
+use super::{Shared, refuse, relay};
 use crate::store::{CentralStore, PolicyDelta, SnapshotPart, StoreError};
 
 /// Batches queued for the store worker: with the window of the site, this
 /// bounds what a session holds in memory.
 const STORE_QUEUE: usize = 4;
+/// Roaming messages waiting to go to this session's site: beyond this the
+/// site is not keeping up, and a message for it is refused at once (its
+/// sender asks again) rather than queued without bound.
+const ROAMING_INBOX: usize = 256;
 
 enum Stored {
     Journal(Result<u64, StoreError>),
@@ -44,7 +50,9 @@ pub(super) async fn run<S: CentralStore>(
         return;
     };
     let (end_tx, mut end_rx) = mpsc::channel::<Refusal>(1);
-    let _registration = shared.registry.register(&site, end_tx);
+    let registration = shared.registry.register(&site, end_tx);
+    // Roaming messages other sites send this one, queued for its stream.
+    let (inbox_tx, mut inbox) = mpsc::channel::<Message>(ROAMING_INBOX);
     let mut policy = shared.policy.subscribe();
     let mut machine = CentralSession::new(site.clone(), hello, Instant::now());
 
@@ -78,7 +86,15 @@ pub(super) async fn run<S: CentralStore>(
                 }
                 CentralAction::LoadSite { epoch } => {
                     match shared.store.begin_session(site.clone(), epoch).await {
-                        Ok((journal, jobs)) => machine.site_loaded(journal, jobs),
+                        Ok((journal, jobs)) => {
+                            machine.site_loaded(journal, jobs);
+                            if machine.revision() >= Some(ROAMING_REVISION) {
+                                registration.link(Link {
+                                    inbox: inbox_tx.clone(),
+                                    connection: connection.clone(),
+                                });
+                            }
+                        }
                         Err(e) => {
                             machine.site_unavailable(&format!("central cannot serve now: {e}"))
                         }
@@ -109,6 +125,13 @@ pub(super) async fn run<S: CentralStore>(
                         tracing::error!(%site, error = %e, "sync: cannot record the site's policy version");
                     }
                 }
+                CentralAction::Roaming(message) => {
+                    if let Some(answer) = relay::from_site(shared, &site, message).await
+                        && let Err(e) = tx.send(&answer).await
+                    {
+                        break 'session Some(format!("cannot send: {e}"));
+                    }
+                }
                 CentralAction::Close(_) => break,
             }
         }
@@ -129,6 +152,24 @@ pub(super) async fn run<S: CentralStore>(
                     machine.store_failed("central could not store a batch; send it again later");
                 }
             },
+            Some(message) = inbox.recv() => {
+                if let Err(e) = tx.send(&message).await {
+                    break Some(format!("cannot send: {e}"));
+                }
+            }
+            stream = connection.accept_uni(), if machine.revision() >= Some(ROAMING_REVISION) => {
+                match stream {
+                    Ok(stream) => {
+                        tokio::spawn(relay::block(
+                            shared.registry.clone(),
+                            shared.relay.clone(),
+                            site.clone(),
+                            stream,
+                        ));
+                    }
+                    Err(e) => break Some(e.to_string()),
+                }
+            }
             Ok(()) = policy.changed() => {
                 let version = *policy.borrow_and_update();
                 machine.policy_changed(version);
