@@ -63,6 +63,14 @@ pub struct PrinterLabels {
     pub printer: String,
 }
 
+/// Labels of a roaming figure: what happened (`granted`, `refused`,
+/// `unavailable` for claims; `received`, `served` for bytes).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RoamingLabels {
+    /// The kind.
+    pub kind: &'static str,
+}
+
 /// Every metric the appliance exports.
 pub struct Metrics {
     registry: Registry,
@@ -105,6 +113,15 @@ pub struct Metrics {
     pub sync_outbox_unacked: Gauge,
     /// When central was last heard from (Unix seconds; 0: never).
     pub sync_last_contact: Gauge,
+    /// Documents being fetched from other sites now.
+    pub roaming_transfers: Gauge,
+    /// Document bytes moved between sites: `received` (verified) and `served`.
+    pub roaming_bytes: Family<RoamingLabels, Counter>,
+    /// Fetches that went on from verified blocks after a break or restart.
+    pub roaming_resumes: Counter,
+    /// Claims this site made, by outcome: `granted`, `refused` (printed or
+    /// claimed elsewhere, gone), `unavailable` (no answer).
+    pub roaming_claims: Family<RoamingLabels, Counter>,
 }
 
 impl Metrics {
@@ -168,6 +185,30 @@ impl Metrics {
             sync_outbox_unacked,
             sync_last_contact,
         ] = sync;
+        let roaming_transfers = Gauge::default();
+        let roaming_bytes = Family::<RoamingLabels, Counter>::default();
+        let roaming_resumes = Counter::default();
+        let roaming_claims = Family::<RoamingLabels, Counter>::default();
+        registry.register(
+            "roaming_transfers",
+            "Documents being fetched from other sites now",
+            roaming_transfers.clone(),
+        );
+        registry.register(
+            "roaming_bytes",
+            "Document bytes moved between sites (received and verified, or served)",
+            roaming_bytes.clone(),
+        );
+        registry.register(
+            "roaming_resumes",
+            "Fetches that went on from verified blocks after a break or a restart",
+            roaming_resumes.clone(),
+        );
+        registry.register(
+            "roaming_claims",
+            "Claims of jobs at other sites, by outcome",
+            roaming_claims.clone(),
+        );
         registry.register(
             "output_store_failing",
             "1 while a printer's jobs cannot be recorded in the store (full disk); they wait",
@@ -251,7 +292,16 @@ impl Metrics {
             sync_journal_unacked,
             sync_outbox_unacked,
             sync_last_contact,
+            roaming_transfers,
+            roaming_bytes,
+            roaming_resumes,
+            roaming_claims,
         }
+    }
+
+    /// A roaming figure by kind.
+    pub fn roaming(&self, family: &Family<RoamingLabels, Counter>, kind: &'static str) -> Counter {
+        family.get_or_create(&RoamingLabels { kind }).clone()
     }
 
     /// Renders the text exposition format.

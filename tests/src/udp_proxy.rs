@@ -25,7 +25,16 @@ pub struct Faults {
     pub max_delay: Duration,
     /// Nothing passes either way.
     pub partitioned: bool,
+    /// Each direction carries at most this many bytes a second (0: no
+    /// limit), queueing up to [`QUEUE_LIMIT`] of traffic and dropping the
+    /// rest, as a router in front of a slower link does.
+    pub rate: u64,
+    /// Every datagram is delayed by this much, each way (half the RTT).
+    pub latency: Duration,
 }
+
+/// The most a rate-limited direction queues before it drops.
+pub const QUEUE_LIMIT: Duration = Duration::from_millis(100);
 
 /// Datagrams counted by fate.
 #[derive(Debug, Default)]
@@ -57,6 +66,8 @@ struct Shared {
     rng: Mutex<u64>,
     order: AtomicU64,
     stats: ProxyStats,
+    /// When each direction's link is free again (rate-limited faults).
+    link_free: Mutex<[Instant; 2]>,
 }
 
 impl Shared {
@@ -74,6 +85,19 @@ impl Shared {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
+        let mut departs = Instant::now();
+        if faults.rate > 0 {
+            let mut free = self.link_free.lock().unwrap_or_else(|e| e.into_inner());
+            let slot = &mut free[direction as usize];
+            let start = (*slot).max(departs);
+            if start > departs + QUEUE_LIMIT {
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            *slot = start + Duration::from_secs_f64(datagram.len() as f64 / faults.rate as f64);
+            departs = *slot;
+        }
+        departs += faults.latency;
         let copies = if self.random() < faults.duplicate {
             2
         } else {
@@ -88,7 +112,7 @@ impl Shared {
             }
             let order = self.order.fetch_add(1, Ordering::Relaxed);
             queue.push(Reverse((
-                Instant::now() + delay,
+                departs + delay,
                 order,
                 direction,
                 datagram.clone(),
@@ -126,6 +150,7 @@ impl UdpProxy {
             rng: Mutex::new(seed | 1),
             order: AtomicU64::new(0),
             stats: ProxyStats::default(),
+            link_free: Mutex::new([Instant::now(); 2]),
         });
         let (front, back) = (Arc::new(front), Arc::new(back));
         let mut threads = Vec::new();

@@ -152,7 +152,7 @@ fn a_hundred_random_partitions_lose_and_double_nothing() {
             duplicate: random(10) as f64 / 100.0,
             reorder: random(10) as f64 / 100.0,
             max_delay: Duration::from_millis(random(20)),
-            partitioned: false,
+            ..Faults::default()
         });
         std::thread::sleep(Duration::from_millis(50 + random(150)));
         proxy.set(Faults {

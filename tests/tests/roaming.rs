@@ -7,7 +7,10 @@
 
 use std::time::Duration;
 
-use e2e::{ApiClient, Appliance, Central, Printer, fixture, free_udp_port, wait_for};
+use e2e::{
+    ApiClient, Appliance, Central, Faults, Printer, UdpProxy, fixture, free_udp_port, sha256,
+    upload, wait_for, write_generated,
+};
 use serde_json::{Value, json};
 
 const PIN: &str = "2468";
@@ -18,31 +21,40 @@ struct Fleet {
     central: Central,
     sites: Vec<Appliance>,
     printers: Vec<Printer>,
+    /// Between branch-2 and central, when asked for.
+    proxy: Option<UdpProxy>,
     _dir: tempfile::TempDir,
 }
 
 fn fleet() -> Fleet {
+    fleet_with(false)
+}
+
+/// The fleet; with `proxied`, branch-2 reaches central through a
+/// fault-injecting UDP proxy.
+fn fleet_with(proxied: bool) -> Fleet {
     let dir = tempfile::tempdir().unwrap();
     let central = Central::start(&dir.path().join("central"), free_udp_port(), "").unwrap();
+    let proxy =
+        proxied.then(|| UdpProxy::start(central.endpoint().parse().unwrap(), 0x0a11ce).unwrap());
     let mut sites = Vec::new();
     let mut printers = Vec::new();
     for i in 1..=3 {
         let name = format!("branch-{i}");
         let printer = Printer::start(&dir.path().join(format!("printer-{i}"))).unwrap();
         let token = central.add_site(&name).unwrap();
+        let endpoint = match &proxy {
+            Some(proxy) if i == 2 => proxy.endpoint(),
+            _ => central.endpoint(),
+        };
         let config = format!(
             "site = {name:?}\n[[queue]]\nname = \"secure\"\nkind = \"pull\"\ndefault = true\n\
              [output]\nretry_initial_secs = 1\nretry_max_secs = 1\npoll_interval_secs = 1\n\
              [[printer]]\nid = \"lobby\"\nuri = \"{}\"\n",
             printer.uri()
         );
-        let site = Appliance::start_enrolled(
-            &dir.path().join(&name),
-            &central.endpoint(),
-            &token,
-            &config,
-        )
-        .unwrap();
+        let site =
+            Appliance::start_enrolled(&dir.path().join(&name), &endpoint, &token, &config).unwrap();
         sites.push(site);
         printers.push(printer);
     }
@@ -63,6 +75,7 @@ fn fleet() -> Fleet {
         central,
         sites,
         printers,
+        proxy,
         _dir: dir,
     }
 }
@@ -253,4 +266,174 @@ fn a_job_whose_site_is_down_is_unavailable_with_the_reason_and_never_prints() {
     .unwrap();
     assert!(list["remote"]["reason"].as_str().is_some(), "{list}");
     assert!(fleet.printers[1].documents().is_empty(), "nothing printed");
+}
+
+/// The SHA-256 of what [`write_generated`] writes for `size` and `seed`.
+fn generated_sha256(size: u64, seed: u64) -> String {
+    let mut bytes = Vec::with_capacity(size as usize);
+    write_generated(&mut bytes, size, seed).unwrap();
+    sha256(&bytes)
+}
+
+#[test]
+fn a_100_mb_transfer_survives_a_cut_link_and_a_restart_and_prints_once() {
+    const SIZE: u64 = 100 << 20;
+    let mut fleet = fleet_with(true);
+    // branch-2's link: 8 MB/s, so the transfer lasts long enough to cut.
+    let link = Faults {
+        rate: 8_000_000,
+        ..Faults::default()
+    };
+    fleet.proxy.as_ref().unwrap().set(link);
+    let (a, printer_b) = (&fleet.sites[0], &fleet.printers[1]);
+    let (response, _) = upload(a.port, "/ipp/print/secure", "alice", SIZE, |out| {
+        write_generated(out, SIZE, 11)
+    })
+    .unwrap();
+    assert_eq!(response.status, 0, "{response:?}");
+    let expected = generated_sha256(SIZE, 11);
+
+    let (api_b, token_b) = login(&fleet.sites[1]);
+    let listed = wait_for(Duration::from_secs(30), "the big job at branch-2", || {
+        job_list(&api_b, &token_b)["jobs"]
+            .as_array()?
+            .iter()
+            .find(|j| j["size"] == SIZE && j["site"] == "branch-1")
+            .cloned()
+    })
+    .unwrap();
+    let answer = release(&api_b, &token_b, json!([listed["id"]]));
+    assert_eq!(answer["jobs"][0]["outcome"], "queued", "{answer}");
+
+    // The link is cut (longer than QUIC's idle timeout, so the session
+    // dies) once a third has arrived, and restored.
+    let received =
+        |site: &Appliance| site.sync_status().ok()?["roaming"]["bytes_received"].as_u64();
+    wait_for(Duration::from_secs(120), "a third of the document", || {
+        (received(&fleet.sites[1])? > SIZE / 3).then_some(())
+    })
+    .unwrap();
+    let proxy = fleet.proxy.as_ref().unwrap();
+    proxy.set(Faults {
+        partitioned: true,
+        ..Faults::default()
+    });
+    let at_cut = received(&fleet.sites[1]).unwrap();
+
+    std::thread::sleep(Duration::from_secs(20));
+    proxy.set(link);
+
+    // branch-2 is killed once two thirds have arrived, and restarted.
+    wait_for(
+        Duration::from_secs(180),
+        "two thirds of the document",
+        || (received(&fleet.sites[1])? > 2 * SIZE / 3).then_some(()),
+    )
+    .unwrap();
+    let before_kill = fleet.sites[1].sync_status().unwrap();
+    assert!(
+        before_kill["roaming"]["resumes"].as_u64() >= Some(1),
+        "the fetch went on after the cut: {before_kill}"
+    );
+    let moved_before_kill = received(&fleet.sites[1]).unwrap();
+    fleet.sites[1].kill();
+    fleet.sites[1].restart().unwrap();
+
+    // Read once branch-2 counts it printed: the printer is done writing it.
+    wait_for(
+        Duration::from_secs(240),
+        "the job printed at branch-2",
+        || {
+            let jobs = fleet.sites[1].jobs().ok()?;
+            (jobs
+                .iter()
+                .any(|j| j["size"] == SIZE && j["state"] == "completed"))
+            .then_some(())
+        },
+    )
+    .unwrap();
+    let printed = printer_b.documents();
+    assert_eq!(printed.len(), 1, "printed once");
+    assert_eq!(sha256(&printed[0].1), expected, "the bytes alice sent");
+    let after = fleet.sites[1].sync_status().unwrap();
+    let moved_after_restart = after["roaming"]["bytes_received"].as_u64().unwrap();
+    assert!(
+        after["roaming"]["resumes"].as_u64() >= Some(1),
+        "the restarted fetch went on from the partial file: {after}"
+    );
+    assert!(
+        moved_after_restart < SIZE / 2,
+        "after the restart only the missing third (and a window) came again: {after}"
+    );
+    println!(
+        "100 MiB: {at_cut} bytes before the cut, {moved_before_kill} before the kill, \
+         {moved_after_restart} after the restart; status {after}"
+    );
+    wait_for(
+        Duration::from_secs(60),
+        "branch-1 to mark it printed",
+        || {
+            let jobs = fleet.sites[0].jobs().ok()?;
+            (jobs
+                .iter()
+                .any(|j| j["size"] == SIZE && j["state"] == "completed"))
+            .then_some(())
+        },
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(printer_b.documents().len(), 1, "still printed once");
+}
+
+#[test]
+fn print_all_across_sites_comes_out_in_submission_order() {
+    let fleet = fleet();
+    let (a, b, c) = (&fleet.sites[0], &fleet.sites[1], &fleet.sites[2]);
+    // Oldest first: a large job at branch-1 (it arrives last), a small one
+    // at branch-3, one at branch-2 itself.
+    const BIG: u64 = 24 << 20;
+    let (response, _) = upload(a.port, "/ipp/print/secure", "alice", BIG, |out| {
+        write_generated(out, BIG, 5)
+    })
+    .unwrap();
+    assert_eq!(response.status, 0, "{response:?}");
+    c.lp("alice", "second", &fixture("document-a4.pdf"));
+    b.lp("alice", "third", &fixture("three-pages.pdf"));
+    let (api_b, token_b) = login(b);
+    until_listed(&api_b, &token_b, "second", "branch-3");
+    wait_for(Duration::from_secs(30), "the big job listed", || {
+        job_list(&api_b, &token_b)["jobs"]
+            .as_array()?
+            .iter()
+            .any(|j| j["size"] == BIG)
+            .then_some(())
+    })
+    .unwrap();
+    let answer = release(&api_b, &token_b, json!("all"));
+    let outcomes: Vec<&str> = answer["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["outcome"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(outcomes, ["queued"; 3], "{answer}");
+    let printed = wait_for(
+        Duration::from_secs(120),
+        "three documents at branch-2",
+        || {
+            let docs = fleet.printers[1].documents();
+            (docs.len() == 3).then_some(docs)
+        },
+    )
+    .unwrap();
+    let order: Vec<String> = printed.iter().map(|(_, bytes)| sha256(bytes)).collect();
+    assert_eq!(
+        order,
+        [
+            generated_sha256(BIG, 5),
+            sha256(&std::fs::read(fixture("document-a4.pdf")).unwrap()),
+            sha256(&std::fs::read(fixture("three-pages.pdf")).unwrap()),
+        ],
+        "submission order: branch-1's, branch-3's, branch-2's"
+    );
 }

@@ -16,7 +16,6 @@ use std::fs::{self, OpenOptions};
 use std::io::{self, BufReader};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use sync_protocol::message::Message;
@@ -43,10 +42,10 @@ pub(super) async fn run(roaming: Roaming, job: JobRecord) {
     let Some(fetching) = origin.fetching.clone() else {
         return;
     };
-    let counters = &roaming.inner.counters;
-    counters.transfers_in_flight.fetch_add(1, Ordering::Relaxed);
+    let metrics = &roaming.inner.metrics;
+    metrics.roaming_transfers.inc();
     let outcome = transfer(&roaming, &job, &origin, fetching).await;
-    counters.transfers_in_flight.fetch_sub(1, Ordering::Relaxed);
+    metrics.roaming_transfers.dec();
     let store = &roaming.inner.store;
     let path = partial_path(&roaming, &job);
     match outcome {
@@ -110,9 +109,10 @@ async fn transfer(
         Ok((file, verified))
     })
     .await?;
-    let counters = &roaming.inner.counters;
+    let metrics = &roaming.inner.metrics;
+    let received = metrics.roaming(&metrics.roaming_bytes, "received");
     if !verified.is_empty() {
-        counters.resumes.fetch_add(1, Ordering::Relaxed);
+        metrics.roaming_resumes.inc();
         tracing::info!(job = %job.uuid, blocks = verified.len(), "roaming: resuming from verified blocks");
     }
     let mut receiver =
@@ -156,7 +156,7 @@ async fn transfer(
                     let len = data.len() as u64;
                     let file = file.clone();
                     blocking(move || file.write_all_at(&data, offset)).await?;
-                    counters.bytes_received.fetch_add(len, Ordering::Relaxed);
+                    received.inc_by(len);
                 }
                 Some(TransferEvent::Failed(why)) => return Err(why),
                 None => return Err("the transfer was dropped".into()),
@@ -165,7 +165,7 @@ async fn transfer(
                 // A session ended or began: what was asked will not come.
                 receiver.lost();
                 if roaming.link().is_ok() {
-                    counters.resumes.fetch_add(1, Ordering::Relaxed);
+                    metrics.roaming_resumes.inc();
                 }
             }
             () = tokio::time::sleep(STALL) => receiver.lost(),

@@ -26,13 +26,12 @@ pub mod report;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sync_protocol::message::Message;
 use sync_protocol::roaming::{
-    ClaimReport, ClaimRequest, ClaimResult, RemoteJob, RemoteJobsRequest,
+    ClaimOutcome, ClaimReport, ClaimRequest, ClaimResult, RemoteJob, RemoteJobsRequest,
 };
 use sync_protocol::transfer::{BLOCK_SIZE, BlockHeader, unpack_block};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -83,25 +82,6 @@ enum TransferEvent {
     Failed(String),
 }
 
-/// Roaming figures for `appliance status` and the metrics.
-#[derive(Debug, Default)]
-pub struct RoamingCounters {
-    /// Fetches under way.
-    pub transfers_in_flight: AtomicU64,
-    /// Document bytes received and verified.
-    pub bytes_received: AtomicU64,
-    /// Document bytes served to other sites.
-    pub bytes_served: AtomicU64,
-    /// Fetches that went on from verified blocks after a break or a restart.
-    pub resumes: AtomicU64,
-    /// Claims this site made that were granted.
-    pub claims_granted: AtomicU64,
-    /// Claims this site made that were refused (elsewhere, printed, gone).
-    pub claims_refused: AtomicU64,
-    /// Claims this site made that got no answer (origin or central away).
-    pub claims_unavailable: AtomicU64,
-}
-
 /// The roaming service; cheap to clone.
 #[derive(Clone)]
 pub struct Roaming {
@@ -122,8 +102,6 @@ struct Inner {
     transfers: Mutex<HashMap<u64, mpsc::Sender<TransferEvent>>>,
     /// The origin's serving queues, one per claim being served.
     serving: Mutex<HashMap<String, mpsc::Sender<sync_protocol::roaming::Fetch>>>,
-    counters: RoamingCounters,
-    #[allow(dead_code)]
     metrics: Arc<Metrics>,
 }
 
@@ -155,15 +133,9 @@ impl Roaming {
                 pending: Mutex::new(HashMap::new()),
                 transfers: Mutex::new(HashMap::new()),
                 serving: Mutex::new(HashMap::new()),
-                counters: RoamingCounters::default(),
                 metrics,
             }),
         }
-    }
-
-    /// The figures so far.
-    pub fn counters(&self) -> &RoamingCounters {
-        &self.inner.counters
     }
 
     /// Starts the background work: fetches interrupted by the last stop
@@ -302,26 +274,24 @@ impl Roaming {
             user: user.to_owned(),
             claim: claim.clone(),
         });
-        let counters = &self.inner.counters;
-        match self.ask(request, message, CLAIM_TIME).await {
-            Ok(Message::ClaimResult(result)) => {
-                let counter = match result.outcome {
-                    sync_protocol::roaming::ClaimOutcome::Claimed => &counters.claims_granted,
-                    sync_protocol::roaming::ClaimOutcome::Unavailable
-                    | sync_protocol::roaming::ClaimOutcome::Other => &counters.claims_unavailable,
-                    _ => &counters.claims_refused,
-                };
-                counter.fetch_add(1, Ordering::Relaxed);
-                Ok((result, claim))
-            }
+        let answer = match self.ask(request, message, CLAIM_TIME).await {
+            Ok(Message::ClaimResult(result)) => Ok((result, claim)),
             Ok(_) => Err(RoamingError::Disconnected(
                 "central answered something else".into(),
             )),
-            Err(e) => {
-                counters.claims_unavailable.fetch_add(1, Ordering::Relaxed);
-                Err(e)
-            }
-        }
+            Err(e) => Err(e),
+        };
+        let kind = match &answer {
+            Ok((result, _)) => match result.outcome {
+                ClaimOutcome::Claimed => "granted",
+                ClaimOutcome::Unavailable | ClaimOutcome::Other => "unavailable",
+                _ => "refused",
+            },
+            Err(_) => "unavailable",
+        };
+        let m = &self.inner.metrics;
+        m.roaming(&m.roaming_claims, kind).inc();
+        answer
     }
 
     /// Gives a claim back unused (the rules refused the job here, or it

@@ -8,7 +8,6 @@
 //! decompressed once however many blocks it has.
 
 use std::io::{self, Read};
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use sync_protocol::message::Message;
@@ -251,6 +250,8 @@ struct Cursor {
 /// Serves one claim's fetches in order until none comes for a while.
 async fn serve(roaming: &Roaming, mut fetches: mpsc::Receiver<Fetch>) {
     let store = &roaming.inner.store;
+    let metrics = &roaming.inner.metrics;
+    let served = metrics.roaming(&metrics.roaming_bytes, "served");
     let mut cursor: Option<Cursor> = None;
     while let Ok(Some(fetch)) = tokio::time::timeout(SERVE_IDLE, fetches.recv()).await {
         let job = match JobUuid::parse(&fetch.job) {
@@ -334,11 +335,7 @@ async fn serve(roaming: &Roaming, mut fetches: mpsc::Receiver<Fetch>) {
                 tracing::info!(job = %job.uuid, error = %e, "roaming: a block could not be sent");
                 return;
             }
-            roaming
-                .inner
-                .counters
-                .bytes_served
-                .fetch_add(len as u64, Ordering::Relaxed);
+            served.inc_by(len as u64);
         }
     }
 }

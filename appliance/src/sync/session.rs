@@ -127,6 +127,7 @@ pub(super) async fn run(
                 return SessionEnd::Stopped;
             }
         }
+        ctx.status.roaming();
         ctx.status.flush(false);
     }
 }

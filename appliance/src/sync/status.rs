@@ -34,6 +34,28 @@ pub struct SyncStatus {
     pub outbox_unacked: u64,
     /// Why the last session or dial ended, if it failed.
     pub last_error: Option<String>,
+    /// Job roaming since the daemon started.
+    #[serde(default)]
+    pub roaming: RoamingStatus,
+}
+
+/// Job roaming figures since the daemon started.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoamingStatus {
+    /// Documents being fetched from other sites now.
+    pub transfers_in_flight: u64,
+    /// Document bytes received from other sites and verified.
+    pub bytes_received: u64,
+    /// Document bytes served to other sites.
+    pub bytes_served: u64,
+    /// Fetches that went on from verified blocks after a break or restart.
+    pub resumes: u64,
+    /// Claims of jobs at other sites that were granted.
+    pub claims_granted: u64,
+    /// Claims refused (printed or claimed elsewhere, gone).
+    pub claims_refused: u64,
+    /// Claims that got no answer (the other site or central away).
+    pub claims_unavailable: u64,
 }
 
 /// Keeps the status, mirrors it into metrics, and writes the file.
@@ -73,6 +95,21 @@ impl StatusKeeper {
             s.journal_unacked = marks.journal_latest.saturating_sub(marks.journal_acked);
             s.outbox_unacked = marks.outbox_pending;
         });
+    }
+
+    /// Takes the roaming figures from the metrics.
+    pub(crate) fn roaming(&mut self) {
+        let m = &self.metrics;
+        let roaming = RoamingStatus {
+            transfers_in_flight: m.roaming_transfers.get().max(0) as u64,
+            bytes_received: m.roaming(&m.roaming_bytes, "received").get(),
+            bytes_served: m.roaming(&m.roaming_bytes, "served").get(),
+            resumes: m.roaming_resumes.get(),
+            claims_granted: m.roaming(&m.roaming_claims, "granted").get(),
+            claims_refused: m.roaming(&m.roaming_claims, "refused").get(),
+            claims_unavailable: m.roaming(&m.roaming_claims, "unavailable").get(),
+        };
+        self.update(|s| s.roaming = roaming);
     }
 
     fn mirror(&self) {
