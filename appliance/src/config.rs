@@ -77,11 +77,30 @@ pub struct Config {
 /// `[central]`: where the fleet's central service is. A site with
 /// endpoints takes its users and rules from central (after `appliance
 /// enroll`) and sends it its accounting and job announcements.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CentralConfig {
     /// `host:port` of each central node, the preferred one first.
     pub endpoints: Vec<String>,
+    /// When a user logs in, start bringing their jobs held at other sites
+    /// here, so a release prints at once. Prefetched documents never print
+    /// without a claim and are removed if not released.
+    pub prefetch: bool,
+    /// Only jobs up to this size are prefetched (MiB).
+    pub prefetch_max_mib: u64,
+    /// A prefetched document not released within this long is removed.
+    pub prefetch_keep_secs: u64,
+}
+
+impl Default for CentralConfig {
+    fn default() -> Self {
+        CentralConfig {
+            endpoints: Vec::new(),
+            prefetch: true,
+            prefetch_max_mib: 32,
+            prefetch_keep_secs: 600,
+        }
+    }
 }
 
 impl CentralConfig {

@@ -163,6 +163,7 @@ pub async fn run(
             store.clone(),
             wake.clone(),
             &config.data_dir,
+            Duration::from_secs(config.central.prefetch_keep_secs),
             metrics.clone(),
         )
     });

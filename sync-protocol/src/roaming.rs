@@ -28,12 +28,15 @@ pub struct RemoteJobsRequest {
     pub user: String,
 }
 
-/// Central → site: the answer to [`RemoteJobsRequest`].
+/// Central → site: the answer to [`RemoteJobsRequest`]: the user's jobs
+/// central's index knows at other sites, held or not (a job asked for by
+/// id that is no longer held is claimed anyway, so that its origin can say
+/// where it went).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RemoteJobs {
     /// The request answered.
     pub request: u64,
-    /// The user's held jobs at other sites, oldest first.
+    /// The user's jobs at other sites, oldest first.
     pub jobs: Vec<RemoteJob>,
     /// Set when central could not look: why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -57,11 +60,18 @@ pub struct RemoteJob {
     pub size: Option<u64>,
     /// When it was submitted, ms since the Unix epoch.
     pub submitted_ms: i64,
+    /// Its state as last announced (`held`, `completed`, ...).
+    #[serde(default = "held")]
+    pub state: String,
     /// Whether it can be fetched now (its site is connected to central).
     pub available: bool,
     /// Why not, when it cannot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+fn held() -> String {
+    "held".into()
 }
 
 /// Claimant → central → origin: hold this job for the claimant to print.
@@ -81,6 +91,12 @@ pub struct ClaimRequest {
     /// The claim's id, chosen by the claimant (128 random bits, hex); its
     /// fetches and its report name it.
     pub claim: String,
+    /// Only to read ahead (prefetch): the origin describes the job and
+    /// serves its blocks under this id for a while, but the job stays
+    /// held there and anyone may still claim it. Nothing may print from a
+    /// prefetch; printing needs a real claim.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub prefetch: bool,
 }
 
 /// Origin → central → claimant: what became of a claim.

@@ -167,9 +167,20 @@ impl Appliance {
         token: &str,
         extra: &str,
     ) -> Result<Appliance> {
+        Appliance::start_enrolled_with(dir, endpoint, token, extra, "")
+    }
+
+    /// [`Appliance::start_enrolled`] with `central` added to `[central]`.
+    pub fn start_enrolled_with(
+        dir: &Path,
+        endpoint: &str,
+        token: &str,
+        extra: &str,
+        central: &str,
+    ) -> Result<Appliance> {
         let mut appliance = Appliance::prepare(
             dir,
-            &format!("{extra}\n[central]\nendpoints = [{endpoint:?}]\n"),
+            &format!("{extra}\n[central]\nendpoints = [{endpoint:?}]\n{central}\n"),
         )?;
         appliance.enroll(endpoint, token)?;
         appliance.restart()?;

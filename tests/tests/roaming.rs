@@ -27,12 +27,13 @@ struct Fleet {
 }
 
 fn fleet() -> Fleet {
-    fleet_with(false)
+    fleet_with(false, "prefetch = false\n")
 }
 
 /// The fleet; with `proxied`, branch-2 reaches central through a
-/// fault-injecting UDP proxy.
-fn fleet_with(proxied: bool) -> Fleet {
+/// fault-injecting UDP proxy; `central` is added to every site's
+/// `[central]` section.
+fn fleet_with(proxied: bool, central_extra: &str) -> Fleet {
     let dir = tempfile::tempdir().unwrap();
     let central = Central::start(&dir.path().join("central"), free_udp_port(), "").unwrap();
     let proxy =
@@ -53,8 +54,14 @@ fn fleet_with(proxied: bool) -> Fleet {
              [[printer]]\nid = \"lobby\"\nuri = \"{}\"\n",
             printer.uri()
         );
-        let site =
-            Appliance::start_enrolled(&dir.path().join(&name), &endpoint, &token, &config).unwrap();
+        let site = Appliance::start_enrolled_with(
+            &dir.path().join(&name),
+            &endpoint,
+            &token,
+            &config,
+            central_extra,
+        )
+        .unwrap();
         sites.push(site);
         printers.push(printer);
     }
@@ -188,9 +195,16 @@ fn a_job_printed_at_one_site_prints_once_at_another_and_races_print_it_once() {
     let (api_c, token_c) = login(c);
     let answer = release(&api_c, &token_c, json!([id]));
     let outcome = &answer["jobs"][0];
+    assert_eq!(outcome["outcome"], "printed_elsewhere", "{answer}");
+    assert_eq!(outcome["site"], "branch-2", "{answer}");
+    let listed = job_list(&api_c, &token_c);
     assert!(
-        ["printed_elsewhere", "not_found"].contains(&outcome["outcome"].as_str().unwrap_or("")),
-        "{answer}"
+        !listed["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|j| j["id"] == id.as_str()),
+        "a printed job is not offered: {listed}"
     );
 
     // branch-2 and branch-3 release the same job at once, round after
@@ -278,7 +292,7 @@ fn generated_sha256(size: u64, seed: u64) -> String {
 #[test]
 fn a_100_mb_transfer_survives_a_cut_link_and_a_restart_and_prints_once() {
     const SIZE: u64 = 100 << 20;
-    let mut fleet = fleet_with(true);
+    let mut fleet = fleet_with(true, "prefetch = false\n");
     // branch-2's link: 8 MB/s, so the transfer lasts long enough to cut.
     let link = Faults {
         rate: 8_000_000,
@@ -436,4 +450,97 @@ fn print_all_across_sites_comes_out_in_submission_order() {
         ],
         "submission order: branch-1's, branch-3's, branch-2's"
     );
+}
+
+/// The spool files of `site` that no job of its store names.
+fn unclaimed_spool_files(site: &Appliance) -> Vec<String> {
+    let jobs: Vec<String> = site
+        .jobs()
+        .unwrap()
+        .iter()
+        .filter_map(|j| j["uuid"].as_str().map(str::to_owned))
+        .collect();
+    std::fs::read_dir(site.data_dir.join("spool"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|name| name.ends_with(".zst"))
+        .filter(|name| !jobs.iter().any(|uuid| name.starts_with(uuid.as_str())))
+        .collect()
+}
+
+#[test]
+fn prefetched_jobs_print_at_once_only_after_a_claim_and_go_if_not_released() {
+    let fleet = fleet_with(false, "prefetch = true\nprefetch_keep_secs = 4\n");
+    let (a, b, c) = (&fleet.sites[0], &fleet.sites[1], &fleet.sites[2]);
+    a.lp("alice", "kept", &fixture("document-a4.pdf"));
+    a.lp("alice", "taken", &fixture("three-pages.pdf"));
+    let (api_c, token_c) = login(c);
+    let taken = until_listed(&api_c, &token_c, "taken", "branch-1");
+    until_listed(&api_c, &token_c, "kept", "branch-1");
+    let sizes: u64 = ["document-a4.pdf", "three-pages.pdf"]
+        .iter()
+        .map(|f| std::fs::metadata(fixture(f)).unwrap().len())
+        .sum();
+
+    // alice logs in at branch-2: both jobs come ahead of any release.
+    let (api_b, token_b) = login(b);
+    let status = wait_for(Duration::from_secs(30), "both prefetched", || {
+        let s = b.sync_status().ok()?;
+        (s["roaming"]["bytes_received"] == sizes && s["roaming"]["transfers_in_flight"] == 0)
+            .then_some(s)
+    })
+    .unwrap();
+    assert_eq!(unclaimed_spool_files(b).len(), 2, "{status}");
+    assert!(
+        fleet.printers[1].documents().is_empty(),
+        "a prefetch prints nothing"
+    );
+    assert_eq!(
+        stored(a, "taken")["state"],
+        "held",
+        "a prefetch leaves the job held at its site"
+    );
+
+    // Meanwhile the other job prints at branch-3: its prefetched bytes at
+    // branch-2 can never print.
+    let answer = release(&api_c, &token_c, json!([taken["id"]]));
+    assert_eq!(answer["jobs"][0]["outcome"], "queued", "{answer}");
+    wait_for(Duration::from_secs(30), "taken printed at branch-3", || {
+        (stored(a, "taken")["state"] == "completed").then_some(())
+    })
+    .unwrap();
+    let answer = release(&api_b, &token_b, json!([taken["id"]]));
+    assert_eq!(
+        answer["jobs"][0]["outcome"], "printed_elsewhere",
+        "{answer}"
+    );
+    assert_eq!(answer["jobs"][0]["site"], "branch-3", "{answer}");
+
+    // The prefetched one prints from what is here: nothing more moves.
+    let kept = until_listed(&api_b, &token_b, "kept", "branch-1");
+    let answer = release(&api_b, &token_b, json!([kept["id"]]));
+    assert_eq!(answer["jobs"][0]["outcome"], "queued", "{answer}");
+    wait_for(Duration::from_secs(30), "kept printed at branch-2", || {
+        (stored(b, "kept")["state"] == "completed").then_some(())
+    })
+    .unwrap();
+    let printed = fleet.printers[1].documents();
+    assert_eq!(printed.len(), 1);
+    assert_eq!(
+        printed[0].1,
+        std::fs::read(fixture("document-a4.pdf")).unwrap()
+    );
+    assert_eq!(
+        b.sync_status().unwrap()["roaming"]["bytes_received"],
+        sizes,
+        "released from the prefetched copy"
+    );
+
+    // What was prefetched and not released goes.
+    wait_for(
+        Duration::from_secs(30),
+        "the unused prefetch removed",
+        || unclaimed_spool_files(b).is_empty().then_some(()),
+    )
+    .unwrap();
 }

@@ -375,6 +375,9 @@ impl ApiService {
                 ))
                 .await?;
                 tracing::info!(user = %user_id, %device, method, "login");
+                if let (Some(roaming), Some(max)) = (&self.roaming, self.prefetch_max_bytes) {
+                    roaming.prefetch_for(user_id.clone(), max);
+                }
                 Ok(json(
                     StatusCode::CREATED,
                     &serde_json::json!({

@@ -61,6 +61,8 @@ pub struct ApiService {
     wake: OutputWake,
     /// Jobs held at other sites of the fleet (none on a standalone site).
     roaming: Option<Roaming>,
+    /// Jobs at other sites up to this size start moving here at login.
+    prefetch_max_bytes: Option<u64>,
     sessions: Mutex<Sessions>,
     lockout: Mutex<Lockout>,
     releases: Mutex<Releases>,
@@ -99,6 +101,10 @@ impl ApiService {
             policy,
             wake,
             roaming,
+            prefetch_max_bytes: config
+                .central
+                .prefetch
+                .then_some(config.central.prefetch_max_mib << 20),
             sessions: Mutex::new(Sessions::new(api.session_idle_secs)),
             lockout: Mutex::new(Lockout::new(
                 api.lockout_after,
@@ -263,7 +269,7 @@ impl ApiService {
                 };
                 list.extend(
                     jobs.iter()
-                        .filter(|j| !fetched_here(&j.uuid))
+                        .filter(|j| j.state == "held" && !fetched_here(&j.uuid))
                         .map(release::remote_job_view),
                 );
                 serde_json::json!({ "available": true })

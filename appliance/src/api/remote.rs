@@ -10,7 +10,7 @@ use super::error::ApiError;
 use super::release::{Chosen, facts, fetched_job, held_copy_of, outcome};
 use super::sessions::Session;
 use super::{ApiService, MAX_JOBS_LISTED};
-use crate::job::{JobRecord, JobState, JobUuid};
+use crate::job::{JobRecord, JobState, JobUuid, Transition, now_ms};
 use crate::policy::Policy;
 use crate::rules::{self, Overrides};
 use crate::store::{AuditEvent, JobQuery};
@@ -65,7 +65,7 @@ impl ApiService {
                 }
                 remote = self.remote_jobs(&session.user).await;
                 if let Some(Ok(jobs)) = &remote {
-                    for job in jobs {
+                    for job in jobs.iter().filter(|j| j.state == "held") {
                         let key = (job.submitted_ms, job.uuid.clone());
                         found.push((key.0, key.1, Candidate::Remote(job.clone())));
                     }
@@ -209,20 +209,41 @@ impl ApiService {
             Some(&session.device),
             detail,
         );
-        let inserted = match local {
-            Ok(local) => self
+        // Read ahead already (at login): it prints from here at once.
+        let prefetched = roaming.take_prefetched(id, &claimed.manifest.sha256);
+        let ready = prefetched.is_some();
+        let inserted = match (local, prefetched) {
+            (Ok(mut local), Some(document)) => {
+                local.uuid = document.uuid;
+                let arrived = Transition::Fetched {
+                    spool_size: document.spool_size,
+                };
+                match local.apply(&arrived, now_ms()) {
+                    Ok(()) => self
+                        .store
+                        .insert_audited(local, Some(document), audit)
+                        .await
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.0),
+                }
+            }
+            (Ok(local), None) => self
                 .store
-                .insert_audited(local, audit)
+                .insert_audited(local, None, audit)
                 .await
                 .map_err(|e| e.to_string()),
-            Err(e) => Err(e.0),
+            (Err(e), _) => Err(e.0),
         };
         match inserted {
             Ok(local) => {
                 *used += u64::from(impressions.unwrap_or(0));
                 let uuid = local.uuid;
-                roaming.spawn_fetch(local);
-                let said = format!("Coming from site {}; it prints when it arrives.", job.site);
+                let said = if ready {
+                    "Sent to the printer.".to_owned()
+                } else {
+                    roaming.spawn_fetch(local);
+                    format!("Coming from site {}; it prints when it arrives.", job.site)
+                };
                 (outcome(id, name, "queued", &said, &notes), Some(uuid))
             }
             Err(why) => {

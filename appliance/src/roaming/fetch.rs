@@ -24,7 +24,7 @@ use sync_protocol::transfer::{Receiver, verified_blocks};
 use tokio::sync::mpsc;
 
 use super::{Roaming, TransferEvent, random_u64};
-use crate::job::{Fetching, JobRecord, Origin, Transition, now_ms};
+use crate::job::{Fetching, JobRecord, JobUuid, Origin, Transition, now_ms};
 use crate::store::SpooledDocument;
 
 /// Blocks asked for at once (1 MiB each): enough to fill a 100 Mbit/s
@@ -42,12 +42,9 @@ pub(super) async fn run(roaming: Roaming, job: JobRecord) {
     let Some(fetching) = origin.fetching.clone() else {
         return;
     };
-    let metrics = &roaming.inner.metrics;
-    metrics.roaming_transfers.inc();
-    let outcome = transfer(&roaming, &job, &origin, fetching).await;
-    metrics.roaming_transfers.dec();
+    let outcome = transfer(&roaming, &origin, fetching, job.uuid).await;
     let store = &roaming.inner.store;
-    let path = partial_path(&roaming, &job);
+    let path = partial_path(&roaming, &origin.uuid);
     match outcome {
         Ok(spooled) => {
             let spool_size = spooled.spool_size;
@@ -82,19 +79,38 @@ pub(super) async fn run(roaming: Roaming, job: JobRecord) {
     }
 }
 
-fn partial_path(roaming: &Roaming, job: &JobRecord) -> PathBuf {
-    roaming.inner.partial_dir.join(format!("{}.part", job.uuid))
+/// Where the blocks of the origin's job `origin_uuid` gather: one file per
+/// job, so a fetch goes on from what a prefetch of the same job brought.
+pub(super) fn partial_path(roaming: &Roaming, origin_uuid: &str) -> PathBuf {
+    roaming
+        .inner
+        .partial_dir
+        .join(format!("{origin_uuid}.part"))
 }
 
-/// Moves the document into the spool, or says why not.
-async fn transfer(
+/// Moves the document of `origin`'s job into the spool as `spool_as`
+/// (the partial file stays for the caller to remove), or says why not.
+pub(super) async fn transfer(
     roaming: &Roaming,
-    job: &JobRecord,
     origin: &Origin,
     fetching: Fetching,
+    spool_as: JobUuid,
+) -> Result<SpooledDocument, String> {
+    let metrics = &roaming.inner.metrics;
+    metrics.roaming_transfers.inc();
+    let moved = bring(roaming, origin, fetching, spool_as).await;
+    metrics.roaming_transfers.dec();
+    moved
+}
+
+async fn bring(
+    roaming: &Roaming,
+    origin: &Origin,
+    fetching: Fetching,
+    spool_as: JobUuid,
 ) -> Result<SpooledDocument, String> {
     let Fetching { manifest, until_ms } = fetching;
-    let path = partial_path(roaming, job);
+    let path = partial_path(roaming, &origin.uuid);
     let dir = roaming.inner.partial_dir.clone();
     let file_manifest = manifest.clone();
     let (file, verified) = blocking(move || {
@@ -113,7 +129,7 @@ async fn transfer(
     let received = metrics.roaming(&metrics.roaming_bytes, "received");
     if !verified.is_empty() {
         metrics.roaming_resumes.inc();
-        tracing::info!(job = %job.uuid, blocks = verified.len(), "roaming: resuming from verified blocks");
+        tracing::info!(job = %origin.uuid, blocks = verified.len(), "roaming: resuming from verified blocks");
     }
     let mut receiver =
         Receiver::new(manifest.clone(), verified, WINDOW).map_err(|e| e.to_string())?;
@@ -149,7 +165,7 @@ async fn transfer(
             event = events.recv() => match event {
                 Some(TransferEvent::Block { index, data }) => {
                     if let Err(e) = receiver.received(index, &data) {
-                        tracing::warn!(job = %job.uuid, error = %e, "roaming: block refused; asking again");
+                        tracing::warn!(job = %origin.uuid, error = %e, "roaming: block refused; asking again");
                         continue;
                     }
                     let offset = manifest.offset(index);
@@ -174,7 +190,7 @@ async fn transfer(
     // Every block verified: one pass compresses it into the spool and
     // checks the whole document.
     let spool = roaming.inner.store.spool().clone();
-    let uuid = job.uuid;
+    let uuid = spool_as;
     let expected = manifest.sha256.clone();
     let file = file.clone();
     blocking(move || {

@@ -22,6 +22,7 @@
 
 mod fetch;
 mod origin;
+mod prefetch;
 pub mod report;
 
 use std::collections::HashMap;
@@ -102,6 +103,12 @@ struct Inner {
     transfers: Mutex<HashMap<u64, mpsc::Sender<TransferEvent>>>,
     /// The origin's serving queues, one per claim being served.
     serving: Mutex<HashMap<String, mpsc::Sender<sync_protocol::roaming::Fetch>>>,
+    /// Documents read ahead for users logged in here.
+    prefetches: Mutex<prefetch::Prefetches>,
+    /// The origin's prefetch grants, by id.
+    grants: Mutex<HashMap<String, origin::Grant>>,
+    /// The origin's recent manifests, by job.
+    manifests: Mutex<HashMap<crate::job::JobUuid, sync_protocol::transfer::Manifest>>,
     metrics: Arc<Metrics>,
 }
 
@@ -119,6 +126,7 @@ impl Roaming {
         store: JobStore,
         wake: OutputWake,
         data_dir: &std::path::Path,
+        prefetch_keep: Duration,
         metrics: Arc<Metrics>,
     ) -> Roaming {
         let (link, _) = watch::channel(None);
@@ -133,6 +141,9 @@ impl Roaming {
                 pending: Mutex::new(HashMap::new()),
                 transfers: Mutex::new(HashMap::new()),
                 serving: Mutex::new(HashMap::new()),
+                grants: Mutex::new(HashMap::new()),
+                prefetches: Mutex::new(prefetch::Prefetches::new(prefetch_keep)),
+                manifests: Mutex::new(HashMap::new()),
                 metrics,
             }),
         }
@@ -150,7 +161,8 @@ impl Roaming {
             }
             Err(e) => tracing::error!(error = %e, "roaming: cannot list fetches to resume"),
         }
-        tokio::spawn(self.clone().send_reports(shutdown));
+        tokio::spawn(self.clone().send_reports(shutdown.clone()));
+        tokio::spawn(self.clone().sweep_prefetches(shutdown));
     }
 
     /// A sync session speaking roaming runs: requests go through it.
@@ -256,31 +268,15 @@ impl Roaming {
         }
     }
 
-    /// Claims job `job` of `user` at site `origin` for this site.
+    /// Claims job `job` of `user` at site `origin` for this site; the
+    /// answer and the claim's id.
     pub async fn claim(
         &self,
         origin: &str,
         job: &str,
         user: &str,
     ) -> Result<(ClaimResult, String), RoamingError> {
-        let request = random_u64();
-        let claim =
-            hex::encode(random_u64().to_be_bytes()) + &hex::encode(random_u64().to_be_bytes());
-        let message = Message::Claim(ClaimRequest {
-            request,
-            origin: origin.to_owned(),
-            claimant: String::new(),
-            job: job.to_owned(),
-            user: user.to_owned(),
-            claim: claim.clone(),
-        });
-        let answer = match self.ask(request, message, CLAIM_TIME).await {
-            Ok(Message::ClaimResult(result)) => Ok((result, claim)),
-            Ok(_) => Err(RoamingError::Disconnected(
-                "central answered something else".into(),
-            )),
-            Err(e) => Err(e),
-        };
+        let answer = self.ask_claim(origin, job, user, false).await;
         let kind = match &answer {
             Ok((result, _)) => match result.outcome {
                 ClaimOutcome::Claimed => "granted",
@@ -292,6 +288,34 @@ impl Roaming {
         let m = &self.inner.metrics;
         m.roaming(&m.roaming_claims, kind).inc();
         answer
+    }
+
+    /// Asks for a claim, or for a prefetch grant.
+    async fn ask_claim(
+        &self,
+        origin: &str,
+        job: &str,
+        user: &str,
+        prefetch: bool,
+    ) -> Result<(ClaimResult, String), RoamingError> {
+        let request = random_u64();
+        let claim =
+            hex::encode(random_u64().to_be_bytes()) + &hex::encode(random_u64().to_be_bytes());
+        let message = Message::Claim(ClaimRequest {
+            request,
+            origin: origin.to_owned(),
+            claimant: String::new(),
+            job: job.to_owned(),
+            user: user.to_owned(),
+            claim: claim.clone(),
+            prefetch,
+        });
+        match self.ask(request, message, CLAIM_TIME).await? {
+            Message::ClaimResult(result) => Ok((result, claim)),
+            _ => Err(RoamingError::Disconnected(
+                "central answered something else".into(),
+            )),
+        }
     }
 
     /// Gives a claim back unused (the rules refused the job here, or it

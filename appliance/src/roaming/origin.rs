@@ -8,7 +8,7 @@
 //! decompressed once however many blocks it has.
 
 use std::io::{self, Read};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sync_protocol::message::Message;
 use sync_protocol::roaming::{
@@ -21,7 +21,21 @@ use tokio::sync::mpsc;
 use super::{CLAIM_TTL, Roaming};
 use crate::analysis::DocumentColor;
 use crate::job::{JobRecord, JobState, JobUuid, Transition, now_ms};
-use crate::store::{Spool, StoreError};
+use crate::store::StoreError;
+
+/// How long a prefetch may read a job's blocks.
+const GRANT_TTL: Duration = Duration::from_secs(10 * 60);
+/// Prefetch grants kept at once (beyond, a prefetch is described but not served).
+const MAX_GRANTS: usize = 4096;
+/// Manifests kept for the claims that follow prefetches.
+const MAX_MANIFESTS: usize = 256;
+
+/// Leave to read a held job's blocks ahead of a claim (a prefetch).
+pub(super) struct Grant {
+    job: JobUuid,
+    claimant: String,
+    until: Instant,
+}
 
 /// A claim's serving task ends after this long without a fetch.
 const SERVE_IDLE: Duration = Duration::from_secs(60);
@@ -73,10 +87,13 @@ async fn decide_claim(roaming: &Roaming, request: &ClaimRequest) -> Decision {
     let Some(uuid) = JobUuid::parse(&request.job) else {
         return not_found();
     };
-    match store.job(uuid).await {
-        Ok(Some(job)) if job.is_owned_by(&request.user) && job.origin.is_none() => {}
+    let found = match store.job(uuid).await {
+        Ok(Some(job)) if job.is_owned_by(&request.user) && job.origin.is_none() => job,
         Ok(_) => return not_found(),
         Err(e) => return unavailable(&e),
+    };
+    if request.prefetch {
+        return read_ahead(roaming, request, found).await;
     }
     let until_ms = now_ms().saturating_add(CLAIM_TTL.as_millis() as i64);
     let transition = Transition::Claim {
@@ -95,7 +112,7 @@ async fn decide_claim(roaming: &Roaming, request: &ClaimRequest) -> Decision {
         }
         Err(e) => return unavailable(&e),
     };
-    match describe(store.spool().clone(), &job).await {
+    match describe(roaming, &job).await {
         Ok(manifest) => {
             tracing::info!(job = %job.uuid, claimant = %request.claimant, "roaming: job claimed");
             Decision {
@@ -119,6 +136,51 @@ async fn decide_claim(roaming: &Roaming, request: &ClaimRequest) -> Decision {
                 None,
             )
         }
+    }
+}
+
+/// A prefetch: the job is described and its blocks may be read under the
+/// request's id for [`GRANT_TTL`], while it stays held here for anyone.
+async fn read_ahead(roaming: &Roaming, request: &ClaimRequest, job: JobRecord) -> Decision {
+    let now = now_ms();
+    let held = job.state == JobState::PendingHeld && job.documents_complete;
+    if !held || job.live_claim(now).is_some() {
+        return refused(
+            ClaimOutcome::NotHeld,
+            "not held for release now".into(),
+            None,
+        );
+    }
+    let manifest = match describe(roaming, &job).await {
+        Ok(manifest) => manifest,
+        Err(why) => {
+            return refused(
+                ClaimOutcome::Unavailable,
+                format!("the job's document cannot be read at its site: {why}"),
+                None,
+            );
+        }
+    };
+    if let Ok(mut grants) = roaming.inner.grants.lock() {
+        let at = Instant::now();
+        grants.retain(|_, g| g.until > at);
+        if grants.len() < MAX_GRANTS {
+            grants.insert(
+                request.claim.clone(),
+                Grant {
+                    job: job.uuid,
+                    claimant: request.claimant.clone(),
+                    until: at + GRANT_TTL,
+                },
+            );
+        }
+    }
+    let until_ms = now.saturating_add(GRANT_TTL.as_millis() as i64);
+    Decision {
+        outcome: ClaimOutcome::Claimed,
+        message: String::new(),
+        site: None,
+        job: Some(Box::new(claimed_job(&job, until_ms, manifest))),
     }
 }
 
@@ -164,20 +226,37 @@ fn unavailable(e: &StoreError) -> Decision {
 }
 
 /// The manifest of `job`'s document: one pass over the spool file, checked
-/// against the hash taken at intake.
-async fn describe(spool: Spool, job: &JobRecord) -> Result<Manifest, String> {
-    let uuid = job.uuid;
+/// against the hash taken at intake; kept a while, so the claim that
+/// follows a prefetch does not read the document again.
+async fn describe(roaming: &Roaming, job: &JobRecord) -> Result<Manifest, String> {
     let expected = job.document.as_ref().map(|d| d.sha256.clone());
-    tokio::task::spawn_blocking(move || {
+    let cached = roaming
+        .inner
+        .manifests
+        .lock()
+        .ok()
+        .and_then(|m| m.get(&job.uuid).cloned());
+    if let Some(manifest) = cached.filter(|m| Some(&m.sha256) == expected.as_ref()) {
+        return Ok(manifest);
+    }
+    let (spool, uuid) = (roaming.inner.store.spool().clone(), job.uuid);
+    let manifest = tokio::task::spawn_blocking(move || {
         let reader = spool.open_document(uuid).map_err(|e| e.to_string())?;
         let manifest = ManifestBuilder::of_reader(BLOCK_SIZE, reader).map_err(|e| e.to_string())?;
         if expected.is_some_and(|e| e != manifest.sha256) {
-            return Err("the spool file does not match the hash taken at intake".into());
+            return Err("the spool file does not match the hash taken at intake".to_owned());
         }
         Ok(manifest)
     })
     .await
-    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())??;
+    if let Ok(mut cache) = roaming.inner.manifests.lock() {
+        if cache.len() >= MAX_MANIFESTS {
+            cache.clear();
+        }
+        cache.insert(uuid, manifest.clone());
+    }
+    Ok(manifest)
 }
 
 fn claimed_job(job: &JobRecord, until_ms: i64, manifest: Manifest) -> ClaimedJob {
@@ -258,7 +337,7 @@ async fn serve(roaming: &Roaming, mut fetches: mpsc::Receiver<Fetch>) {
             Some(uuid) => store.job(uuid).await.ok().flatten(),
             None => None,
         };
-        let Some(job) = job.filter(|j| serves(j, &fetch)) else {
+        let Some(job) = job.filter(|j| serves(roaming, j, &fetch)) else {
             let failed = Message::FetchFailed(FetchFailed {
                 transfer: fetch.transfer,
                 claimant: fetch.claimant.clone(),
@@ -340,13 +419,25 @@ async fn serve(roaming: &Roaming, mut fetches: mpsc::Receiver<Fetch>) {
     }
 }
 
-/// Whether `job` is held under the claim `fetch` names, for its claimant.
-fn serves(job: &JobRecord, fetch: &Fetch) -> bool {
-    job.state == JobState::PendingHeld
-        && job
-            .claim
-            .as_ref()
-            .is_some_and(|c| c.id == fetch.claim && c.site == fetch.claimant)
+/// Whether `job` is held under the claim `fetch` names, for its claimant,
+/// or, for a prefetch, still held for anyone under a grant in force.
+fn serves(roaming: &Roaming, job: &JobRecord, fetch: &Fetch) -> bool {
+    if job.state != JobState::PendingHeld {
+        return false;
+    }
+    let claimed = job
+        .claim
+        .as_ref()
+        .is_some_and(|c| c.id == fetch.claim && c.site == fetch.claimant);
+    let granted = || {
+        job.live_claim(now_ms()).is_none()
+            && roaming.inner.grants.lock().is_ok_and(|grants| {
+                grants.get(&fetch.claim).is_some_and(|g| {
+                    g.job == job.uuid && g.claimant == fetch.claimant && g.until > Instant::now()
+                })
+            })
+    };
+    claimed || granted()
 }
 
 /// Applies a claimant's report and acknowledges it; a report that no

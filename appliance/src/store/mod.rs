@@ -248,13 +248,15 @@ impl JobStore {
         self.insert_op(job, document, None).await
     }
 
-    /// Commits a new job that has no document yet, with its audit record.
+    /// Commits a new job (with its document, if it has one already) and
+    /// its audit record.
     pub async fn insert_audited(
         &self,
         job: JobRecord,
+        document: Option<SpooledDocument>,
         audit: AuditEvent,
     ) -> Result<JobRecord, StoreError> {
-        self.insert_op(job, None, Some(audit)).await
+        self.insert_op(job, document, Some(audit)).await
     }
 
     async fn insert_op(

@@ -130,7 +130,7 @@ async fn remote_jobs<S: CentralStore>(
         Ok(indexed) => {
             let mut jobs: Vec<RemoteJob> = indexed
                 .into_iter()
-                .filter(|j| j.state == "held" && !j.deleted && j.site != site)
+                .filter(|j| j.site != site)
                 .map(|j| {
                     let available = shared.registry.link(&j.site).is_some();
                     RemoteJob {
@@ -141,6 +141,7 @@ async fn remote_jobs<S: CentralStore>(
                         pages: j.pages,
                         size: j.size,
                         submitted_ms: j.submitted_ms,
+                        state: j.state,
                         available,
                     }
                 })
