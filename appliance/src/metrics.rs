@@ -122,6 +122,9 @@ pub struct Metrics {
     /// Claims this site made, by outcome: `granted`, `refused` (printed or
     /// claimed elsewhere, gone), `unavailable` (no answer).
     pub roaming_claims: Family<RoamingLabels, Counter>,
+    /// Time to bring a document from another site, from the first block
+    /// asked for to the verified spool file (breaks included).
+    pub roaming_transfer_seconds: Histogram,
 }
 
 impl Metrics {
@@ -189,6 +192,12 @@ impl Metrics {
         let roaming_bytes = Family::<RoamingLabels, Counter>::default();
         let roaming_resumes = Counter::default();
         let roaming_claims = Family::<RoamingLabels, Counter>::default();
+        let roaming_transfer_seconds = Histogram::new(exponential_buckets(0.01, 2.0, 16));
+        registry.register(
+            "roaming_transfer_seconds",
+            "Time to bring a document from another site into the spool, verified",
+            roaming_transfer_seconds.clone(),
+        );
         registry.register(
             "roaming_transfers",
             "Documents being fetched from other sites now",
@@ -296,6 +305,7 @@ impl Metrics {
             roaming_bytes,
             roaming_resumes,
             roaming_claims,
+            roaming_transfer_seconds,
         }
     }
 

@@ -288,6 +288,11 @@ impl Receiver {
         Ok(())
     }
 
+    /// Whether block `index` is verified.
+    pub fn is_verified(&self, index: u32) -> bool {
+        self.verified.get(index as usize).copied().unwrap_or(false)
+    }
+
     /// The connection broke: nothing asked for will arrive; ask again.
     pub fn lost(&mut self) {
         self.in_flight.clear();
@@ -324,6 +329,13 @@ pub struct BlockHeader {
 impl BlockHeader {
     /// Encoded size.
     pub const LEN: usize = 18;
+
+    /// The stream priority a block travels with: earlier blocks first, so
+    /// a window of blocks in flight arrives in order instead of all at the
+    /// end together (QUIC would otherwise share the link among them).
+    pub fn priority(&self) -> i32 {
+        -(self.index.min(i32::MAX as u32) as i32)
+    }
     const MAGIC: u8 = 0xB1;
 
     /// The header's bytes: magic, flags, transfer, index, length (big-endian).
@@ -364,10 +376,24 @@ impl BlockHeader {
     }
 }
 
+/// Bytes of a block tried first: a block whose sample does not shrink is
+/// sent as it is without compressing the rest (most print documents are
+/// already compressed: PDF streams, JPEG, compressed rasters).
+const PACK_SAMPLE: usize = 64 * 1024;
+
 /// A block's payload: zstd when it saves an eighth, else the bytes as they are.
 pub fn pack_block(data: &[u8]) -> (bool, Vec<u8>) {
+    let saves =
+        |original: &[u8], packed: &[u8]| packed.len() <= original.len() - original.len() / 8;
+    if data.len() > 2 * PACK_SAMPLE {
+        let sample = &data[..PACK_SAMPLE];
+        match zstd::bulk::compress(sample, 1) {
+            Ok(c) if saves(sample, &c) => {}
+            _ => return (false, data.to_vec()),
+        }
+    }
     match zstd::bulk::compress(data, 1) {
-        Ok(c) if c.len() <= data.len() - data.len() / 8 => (true, c),
+        Ok(c) if saves(data, &c) => (true, c),
         _ => (false, data.to_vec()),
     }
 }
@@ -405,6 +431,19 @@ mod tests {
                     x ^= x << 17;
                     x as u8
                 }
+            })
+            .collect()
+    }
+
+    /// `len` bytes that do not compress.
+    fn doc_random(len: usize) -> Vec<u8> {
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
             })
             .collect()
     }
@@ -534,6 +573,13 @@ mod tests {
         let (squeezed, packed) = pack_block(&doc[1000..2000]);
         assert!(!squeezed);
         assert_eq!(packed, doc[1000..2000]);
+        // A large block whose first part does not shrink is not tried whole.
+        let mut mixed = document(4 * PACK_SAMPLE);
+        mixed[..PACK_SAMPLE].copy_from_slice(&doc_random(PACK_SAMPLE));
+        mixed[PACK_SAMPLE..].fill(b'a');
+        assert!(!pack_block(&mixed).0);
+        mixed[..PACK_SAMPLE].fill(b'a');
+        assert!(pack_block(&mixed).0);
         // A bomb: a small payload claiming more than a block.
         let bomb = zstd::bulk::compress(&vec![0u8; 5000], 19).unwrap();
         assert!(matches!(

@@ -99,7 +99,12 @@ fn transport_config(timing: Timing) -> Result<Arc<quinn::TransportConfig>, Trans
         .max_concurrent_uni_streams(quinn::VarInt::from_u32(MAX_BLOCK_STREAMS))
         .stream_receive_window(quinn::VarInt::from_u32(2 << 20))
         .receive_window(quinn::VarInt::from_u32(CONNECTION_WINDOW))
-        .send_window(u64::from(CONNECTION_WINDOW));
+        .send_window(u64::from(CONNECTION_WINDOW))
+        // Branch links lose packets for reasons other than congestion
+        // (radio, overloaded CPE): a loss-based controller (Cubic) falls
+        // to a fraction of such a link at 0.5 % loss; BBR paces to the
+        // measured bottleneck instead.
+        .congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()));
     Ok(Arc::new(config))
 }
 

@@ -63,6 +63,9 @@ pub struct ApiService {
     roaming: Option<Roaming>,
     /// Jobs at other sites up to this size start moving here at login.
     prefetch_max_bytes: Option<u64>,
+    /// Each user's jobs at other sites as central last listed them.
+    remote_listed:
+        Mutex<HashMap<String, (std::time::Instant, Vec<sync_protocol::roaming::RemoteJob>)>>,
     sessions: Mutex<Sessions>,
     lockout: Mutex<Lockout>,
     releases: Mutex<Releases>,
@@ -105,6 +108,7 @@ impl ApiService {
                 .central
                 .prefetch
                 .then_some(config.central.prefetch_max_mib << 20),
+            remote_listed: Mutex::new(HashMap::new()),
             sessions: Mutex::new(Sessions::new(api.session_idle_secs)),
             lockout: Mutex::new(Lockout::new(
                 api.lockout_after,

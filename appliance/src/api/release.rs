@@ -752,4 +752,70 @@ mod tests {
         // Released already: a second release of the same job is refused.
         assert!(job.apply(&change("alice"), 0).is_err());
     }
+
+    fn claimed(template: &str) -> ClaimedJob {
+        ClaimedJob {
+            uuid: "origin-uuid".into(),
+            owner: "alice".into(),
+            name: "report.pdf".into(),
+            queue: "secure".into(),
+            format: "application/pdf".into(),
+            document_name: None,
+            template: template.into(),
+            pages: Some(3),
+            pages_exact: true,
+            color: "monochrome".into(),
+            submitted_ms: 1_000,
+            until_ms: 9_999_999_999_999,
+            manifest: sync_protocol::transfer::ManifestBuilder::of_reader(1024, &b"doc"[..])
+                .unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_job_from_another_site_waits_released_for_its_document() {
+        let decision = Decision {
+            copies: 1,
+            mono: false,
+            sides: None,
+            impressions: Some(3),
+            notes: vec![],
+        };
+        let job = fetched_job(
+            &claimed(""),
+            "branch-1",
+            "c1".into(),
+            "alice".into(),
+            "lobby".into(),
+            "Lobby".into(),
+            decision.clone(),
+        )
+        .unwrap();
+        assert_eq!(job.state, JobState::Pending);
+        assert_eq!(job.printer.as_deref(), Some("lobby"));
+        assert!(
+            !job.documents_complete,
+            "the printer waits for the document"
+        );
+        assert_eq!(job.created_ms, 1_000, "submission time at its origin");
+        let origin = job.origin.as_ref().unwrap();
+        assert_eq!(
+            (origin.site.as_str(), origin.claim.as_str()),
+            ("branch-1", "c1")
+        );
+        assert!(origin.fetching.is_some());
+        assert_eq!(job.document.as_ref().unwrap().analysis.pages, Some(3));
+        // Another user's job is not theirs to release; damaged settings are refused.
+        let bob = fetched_job(
+            &claimed(""),
+            "branch-1",
+            "c2".into(),
+            "bob".into(),
+            "lobby".into(),
+            "Lobby".into(),
+            decision.clone(),
+        );
+        assert!(bob.is_err());
+        assert!(held_copy_of(&claimed("zz"), "branch-1", "c3".into()).is_err());
+    }
 }

@@ -4,6 +4,8 @@
 //! decided by the rules like any job, kept here while its document comes
 //! (`crate::roaming`).
 
+use std::time::{Duration, Instant};
+
 use sync_protocol::roaming::{ClaimOutcome, RemoteJob};
 
 use super::error::ApiError;
@@ -14,6 +16,12 @@ use crate::job::{JobRecord, JobState, JobUuid, Transition, now_ms};
 use crate::policy::Policy;
 use crate::rules::{self, Overrides};
 use crate::store::{AuditEvent, JobQuery};
+
+/// How long a listing of a user's jobs at other sites stands in for
+/// asking central again when they release one.
+const LISTED_FOR: Duration = Duration::from_secs(60);
+/// Users whose listing is kept at once.
+const MAX_LISTED_USERS: usize = 1000;
 
 /// One job a release asks for.
 pub(super) enum Candidate {
@@ -30,7 +38,29 @@ impl ApiService {
     /// (`None` on a standalone site).
     pub(super) async fn remote_jobs(&self, user: &str) -> Option<Result<Vec<RemoteJob>, String>> {
         let roaming = self.roaming.as_ref()?;
-        Some(roaming.remote_jobs(user).await.map_err(|e| e.to_string()))
+        let found = roaming.remote_jobs(user).await.map_err(|e| e.to_string());
+        if let (Ok(jobs), Ok(mut listed)) = (&found, self.remote_listed.lock()) {
+            if listed.len() >= MAX_LISTED_USERS {
+                listed.retain(|_, (at, _)| at.elapsed() < LISTED_FOR);
+                if listed.len() >= MAX_LISTED_USERS {
+                    listed.clear();
+                }
+            }
+            listed.insert(user.to_owned(), (Instant::now(), jobs.clone()));
+        }
+        Some(found)
+    }
+
+    /// Job `id` of `user`'s at another site, as central listed it within
+    /// [`LISTED_FOR`]: a terminal lists before it releases, so the release
+    /// need not ask central again (the claim at the origin decides anyway).
+    fn recently_listed(&self, user: &str, id: &str) -> Option<RemoteJob> {
+        let listed = self.remote_listed.lock().ok()?;
+        let (at, jobs) = listed.get(user)?;
+        if at.elapsed() >= LISTED_FOR {
+            return None;
+        }
+        jobs.iter().find(|j| j.uuid == id).cloned()
     }
 
     /// The jobs a release covers, each with the id it was asked by, in
@@ -80,6 +110,9 @@ impl ApiService {
                     };
                     let candidate = match here.filter(|j| j.is_owned_by(&session.user)) {
                         Some(job) => Candidate::Local(Box::new(job)),
+                        None if let Some(job) = self.recently_listed(&session.user, &id) => {
+                            Candidate::Remote(job)
+                        }
                         None => {
                             if remote.is_none() {
                                 remote = self.remote_jobs(&session.user).await;

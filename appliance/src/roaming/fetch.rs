@@ -12,10 +12,11 @@
 //! Once every block is in, one pass over the file compresses it into the
 //! spool and checks the whole document's hash; only then can it print.
 
-use std::fs::{self, OpenOptions};
-use std::io::{self, BufReader};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, Write};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sync_protocol::message::Message;
@@ -25,12 +26,13 @@ use tokio::sync::mpsc;
 
 use super::{Roaming, TransferEvent, random_u64};
 use crate::job::{Fetching, JobRecord, JobUuid, Origin, Transition, now_ms};
-use crate::store::SpooledDocument;
+use crate::store::{SpoolWriter, SpooledDocument};
 
 /// Blocks asked for at once (1 MiB each): enough to fill a 100 Mbit/s
 /// link with 40 ms of round trip several times over.
 const WINDOW: usize = 8;
-/// Nothing arrived for this long while blocks are asked for: ask again.
+/// Nothing arrived for this long (or four times the usual time between
+/// blocks, on a slow link) while blocks are asked for: ask again.
 const STALL: Duration = Duration::from_secs(10);
 
 /// Fetches `job`'s document and hands the job to its printer; on failure
@@ -98,8 +100,14 @@ pub(super) async fn transfer(
 ) -> Result<SpooledDocument, String> {
     let metrics = &roaming.inner.metrics;
     metrics.roaming_transfers.inc();
+    let started = std::time::Instant::now();
     let moved = bring(roaming, origin, fetching, spool_as).await;
     metrics.roaming_transfers.dec();
+    if moved.is_ok() {
+        metrics
+            .roaming_transfer_seconds
+            .observe(started.elapsed().as_secs_f64());
+    }
     moved
 }
 
@@ -133,7 +141,12 @@ async fn bring(
     }
     let mut receiver =
         Receiver::new(manifest.clone(), verified, WINDOW).map_err(|e| e.to_string())?;
-    let file = std::sync::Arc::new(file);
+    let file = Arc::new(file);
+    let spool = roaming.inner.store.spool().clone();
+    let mut spooling = Spooling {
+        writer: Some(blocking(move || spool.create(spool_as)).await?),
+        next: 0,
+    };
     let transfer = random_u64();
     let (events_tx, mut events) = mpsc::channel(WINDOW * 2);
     if let Ok(mut transfers) = roaming.inner.transfers.lock() {
@@ -141,6 +154,7 @@ async fn bring(
     }
     let _registered = Registered { roaming, transfer };
     let mut link = roaming.inner.link.subscribe();
+    let mut progress = Progress::new();
     while !receiver.is_complete() {
         if now_ms() >= until_ms {
             return Err("the claim lapsed before the document arrived".into());
@@ -168,11 +182,10 @@ async fn bring(
                         tracing::warn!(job = %origin.uuid, error = %e, "roaming: block refused; asking again");
                         continue;
                     }
-                    let offset = manifest.offset(index);
                     let len = data.len() as u64;
-                    let file = file.clone();
-                    blocking(move || file.write_all_at(&data, offset)).await?;
+                    spooling.take(&receiver, &file, Some((index, data))).await?;
                     received.inc_by(len);
+                    progress.block();
                 }
                 Some(TransferEvent::Failed(why)) => return Err(why),
                 None => return Err("the transfer was dropped".into()),
@@ -180,24 +193,23 @@ async fn bring(
             _ = link.changed() => {
                 // A session ended or began: what was asked will not come.
                 receiver.lost();
+                progress.restart();
                 if roaming.link().is_ok() {
                     metrics.roaming_resumes.inc();
                 }
             }
-            () = tokio::time::sleep(STALL) => receiver.lost(),
+            () = tokio::time::sleep_until(progress.stalled_at()) => {
+                receiver.lost();
+                progress.restart();
+            }
         }
     }
-    // Every block verified: one pass compresses it into the spool and
-    // checks the whole document.
-    let spool = roaming.inner.store.spool().clone();
-    let uuid = spool_as;
+    // Every block verified: the rest goes into the spool, and the whole
+    // document's hash is checked.
+    spooling.take(&receiver, &file, None).await?;
+    let writer = spooling.writer.take().ok_or("the spool writer was lost")?;
     let expected = manifest.sha256.clone();
-    let file = file.clone();
     blocking(move || {
-        let mut writer = spool.create(uuid)?;
-        let mut reader = BufReader::with_capacity(256 * 1024, file.try_clone()?);
-        std::io::Seek::rewind(&mut reader)?;
-        io::copy(&mut reader, &mut writer)?;
         // Dropped on error, the spooled copy deletes itself.
         let spooled = writer.finish()?;
         if spooled.sha256 != expected {
@@ -208,6 +220,95 @@ async fn bring(
         Ok(spooled)
     })
     .await
+}
+
+/// When blocks arrive, to tell a stalled transfer from a slow link.
+struct Progress {
+    last: tokio::time::Instant,
+    /// Usual time between two blocks (moving average).
+    interval: Duration,
+}
+
+impl Progress {
+    fn new() -> Progress {
+        Progress {
+            last: tokio::time::Instant::now(),
+            interval: Duration::ZERO,
+        }
+    }
+
+    fn block(&mut self) {
+        let now = tokio::time::Instant::now();
+        let gap = now.duration_since(self.last);
+        self.interval = if self.interval.is_zero() {
+            gap
+        } else {
+            (self.interval * 3 + gap) / 4
+        };
+        self.last = now;
+    }
+
+    fn restart(&mut self) {
+        self.last = tokio::time::Instant::now();
+    }
+
+    fn stalled_at(&self) -> tokio::time::Instant {
+        self.last + STALL.max(self.interval * 4)
+    }
+}
+
+/// The spool file being written while blocks arrive: blocks go in in
+/// order, as soon as every one before them is verified, so compressing
+/// overlaps the network and nothing is left to do but finish at the end.
+struct Spooling {
+    writer: Option<SpoolWriter>,
+    /// Blocks written into the spool so far.
+    next: u32,
+}
+
+impl Spooling {
+    /// Writes `arrived` (a verified block) at its place in the partial
+    /// file, then every verified block from `next` on into the spool.
+    async fn take(
+        &mut self,
+        receiver: &Receiver,
+        file: &Arc<File>,
+        arrived: Option<(u32, Vec<u8>)>,
+    ) -> Result<(), String> {
+        let manifest = receiver.manifest();
+        let start = self.next;
+        let mut end = start;
+        while end < manifest.block_count() && receiver.is_verified(end) {
+            end += 1;
+        }
+        let spans: Vec<(u32, u64, u64)> = (start..end)
+            .map(|i| (i, manifest.offset(i), manifest.block_len(i)))
+            .collect();
+        let arrived = arrived.map(|(i, data)| (i, manifest.offset(i), data));
+        let mut writer = self.writer.take().ok_or("the spool writer was lost")?;
+        let file = file.clone();
+        let writer = blocking(move || {
+            if let Some((_, offset, data)) = &arrived {
+                file.write_all_at(data, *offset)?;
+            }
+            let mut buf = Vec::new();
+            for (index, offset, len) in spans {
+                match &arrived {
+                    Some((i, _, data)) if *i == index => writer.write_all(data)?,
+                    _ => {
+                        buf.resize(len as usize, 0);
+                        file.read_exact_at(&mut buf, offset)?;
+                        writer.write_all(&buf)?;
+                    }
+                }
+            }
+            Ok(writer)
+        })
+        .await?;
+        self.writer = Some(writer);
+        self.next = end;
+        Ok(())
+    }
 }
 
 /// Removes a transfer's registration when its fetch ends.

@@ -403,6 +403,7 @@ async fn serve(roaming: &Roaming, mut fetches: mpsc::Receiver<Fetch>) {
             };
             let sent = async {
                 let mut stream = link.connection.open_uni().await?;
+                stream.set_priority(header.priority())?;
                 stream.write_all(&route).await?;
                 stream.write_all(&header.encode()).await?;
                 stream.write_all(&payload).await?;

@@ -979,4 +979,105 @@ mod tests {
         );
         assert_eq!(kept.live_claim(until_ms), None, "lapsed at its time");
     }
+
+    /// A job of alice's fetched from branch-1, released to `lobby`,
+    /// submitted at `created_ms`, its document still on its way.
+    fn fetched(created_ms: i64) -> JobRecord {
+        let manifest =
+            sync_protocol::transfer::ManifestBuilder::of_reader(1024, &b"doc"[..]).unwrap();
+        let mut job = JobRecord {
+            state: JobState::Pending,
+            printer: Some("lobby".into()),
+            documents_complete: false,
+            created_ms,
+            ..JobRecord::sample()
+        };
+        job.origin = Some(crate::job::Origin {
+            site: "branch-1".into(),
+            uuid: "origin-uuid".into(),
+            claim: "c1".into(),
+            fetching: Some(crate::job::Fetching {
+                manifest,
+                until_ms: i64::MAX,
+            }),
+        });
+        job
+    }
+
+    #[tokio::test]
+    async fn a_later_job_waits_for_one_of_its_owner_still_on_its_way_and_a_fetched_one_reports() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) =
+            JobStore::open(dir.path(), test_options(0), Arc::new(Metrics::new())).unwrap();
+        let feed = Feed {
+            queues: vec![],
+            printer: "lobby".into(),
+        };
+        let away = store.insert(fetched(1_000), None).await.unwrap();
+        let here = store
+            .insert(
+                JobRecord {
+                    state: JobState::Pending,
+                    printer: Some("lobby".into()),
+                    created_ms: 2_000,
+                    ..JobRecord::sample()
+                },
+                None,
+            )
+            .await
+            .unwrap();
+        let bob = store
+            .insert(
+                JobRecord {
+                    state: JobState::Pending,
+                    printer: Some("lobby".into()),
+                    owner: "bob".into(),
+                    created_ms: 3_000,
+                    ..JobRecord::sample()
+                },
+                None,
+            )
+            .await
+            .unwrap();
+        let now = crate::job::now_ms();
+        let next = store.next_due(feed.clone(), now).await.unwrap();
+        assert_eq!(
+            next.map(|j| j.uuid),
+            Some(bob.uuid),
+            "alice's later job waits for her earlier one; bob's does not"
+        );
+        store
+            .modify(away.uuid, None, Transition::Fetched { spool_size: 10 })
+            .await
+            .unwrap();
+        let next = store.next_due(feed.clone(), now).await.unwrap();
+        assert_eq!(next.map(|j| j.uuid), Some(away.uuid), "in submission order");
+        assert!(here.origin.is_none());
+        // Printed here: its origin is to learn it, until it acknowledges.
+        store.modify(away.uuid, None, sending()).await.unwrap();
+        store
+            .modify(
+                away.uuid,
+                None,
+                Transition::Printed {
+                    label: "Lobby".into(),
+                },
+            )
+            .await
+            .unwrap();
+        let reports = store.claim_reports().await.unwrap();
+        assert_eq!(reports.len(), 1);
+        assert!(reports[0].printed && reports[0].claim == "c1");
+        let journal = store.journal_since(0).await.unwrap();
+        assert_eq!(journal[0].origin_site.as_deref(), Some("branch-1"));
+        store.claim_report_done("c1".into()).await.unwrap();
+        assert!(store.claim_reports().await.unwrap().is_empty());
+        // Its origin announces it, not this site.
+        let announced = store.outbox_after(0, 100).await.unwrap();
+        assert!(
+            announced
+                .iter()
+                .all(|(_, uuid, _)| *uuid != away.uuid.to_string())
+        );
+    }
 }

@@ -19,6 +19,7 @@ use sync_protocol::message::Message;
 use sync_protocol::roaming::{
     ClaimOutcome, ClaimResult, FetchFailed, RemoteJob, RemoteJobs, RemoteJobsRequest, Route,
 };
+use sync_protocol::transfer::BlockHeader;
 use tokio::sync::Semaphore;
 
 use super::Shared;
@@ -190,11 +191,21 @@ pub(super) async fn block(
             .link(&route.claimant)
             .ok_or_else(|| format!("site {} is not connected", route.claimant))?;
         let _permit = permits.acquire().await.map_err(|e| e.to_string())?;
+        // The header says which block: the same priority on the way on.
+        let mut head = [0u8; BlockHeader::LEN];
+        stream
+            .read_exact(&mut head)
+            .await
+            .map_err(|e| e.to_string())?;
+        let header = BlockHeader::decode(&head, u32::MAX).map_err(|e| e.to_string())?;
         let mut out = link
             .connection
             .open_uni()
             .await
             .map_err(|e| e.to_string())?;
+        out.set_priority(header.priority())
+            .map_err(|e| e.to_string())?;
+        out.write_all(&head).await.map_err(|e| e.to_string())?;
         while let Some(chunk) = stream
             .read_chunk(COPY_CHUNK, true)
             .await
