@@ -306,3 +306,42 @@ impl Drop for LpdServer {
         );
     }
 }
+
+/// What a [`timed_printer`] saw of one connection (one job).
+pub struct Printed {
+    /// When its first byte arrived.
+    pub first: Instant,
+    /// Its bytes.
+    pub bytes: u64,
+}
+
+/// A raw-socket printer (port 9100 style) on 127.0.0.1 that reports each
+/// job once it has ended: when its first byte came and how many came.
+/// For benchmarks, which time to the first byte.
+pub fn timed_printer() -> Result<(u16, std::sync::mpsc::Receiver<Printed>)> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { break };
+            let _ = conn.set_read_timeout(Some(Duration::from_secs(120)));
+            let mut buf = vec![0u8; 256 * 1024];
+            let mut first = None;
+            let mut bytes = 0u64;
+            while let Ok(n) = conn.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                first.get_or_insert_with(Instant::now);
+                bytes += n as u64;
+            }
+            if let Some(first) = first
+                && tx.send(Printed { first, bytes }).is_err()
+            {
+                break;
+            }
+        }
+    });
+    Ok((port, rx))
+}

@@ -312,6 +312,16 @@ pub(super) fn job_view(job: &JobRecord, site: &str) -> serde_json::Value {
     })
 }
 
+/// What a release decided, for its audit record.
+pub(super) fn audit_detail(decision: &Decision) -> String {
+    format!(
+        "copies={}; mono={}; sides={}",
+        decision.copies,
+        decision.mono,
+        decision.sides.as_deref().unwrap_or("as submitted")
+    )
+}
+
 /// The job states as the API names them.
 pub(super) fn api_state(state: JobState) -> &'static str {
     match state {
@@ -480,12 +490,7 @@ impl ApiService {
             };
             let notes = decision.notes.clone();
             let impressions = decision.impressions;
-            let detail = format!(
-                "copies={}; mono={}; sides={}",
-                decision.copies,
-                decision.mono,
-                decision.sides.as_deref().unwrap_or("as submitted")
-            );
+            let detail = audit_detail(&decision);
             if job.is_reprintable(now_ms()) {
                 let copy = reprint_of(
                     job,

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use sync_protocol::roaming::{ClaimOutcome, RemoteJob};
 
 use super::error::ApiError;
-use super::release::{Chosen, facts, fetched_job, held_copy_of, outcome};
+use super::release::{Chosen, audit_detail, facts, fetched_job, held_copy_of, outcome};
 use super::sessions::Session;
 use super::{ApiService, MAX_JOBS_LISTED};
 use crate::job::{JobRecord, JobState, JobUuid, Transition, now_ms};
@@ -221,10 +221,8 @@ impl ApiService {
         };
         let (notes, impressions) = (decision.notes.clone(), decision.impressions);
         let detail = format!(
-            "copies={}; mono={}; sides={}; from site {} job {id}",
-            decision.copies,
-            decision.mono,
-            decision.sides.as_deref().unwrap_or("as submitted"),
+            "{}; from site {} job {id}",
+            audit_detail(&decision),
             job.site
         );
         let local = fetched_job(

@@ -17,38 +17,17 @@
 //! release and first-byte times.
 
 use std::fs;
-use std::io::Read;
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use e2e::{ApiClient, Appliance, Rng, send_print_job};
+use e2e::{ApiClient, Appliance, Printed, Rng, send_print_job, timed_printer};
 use serde_json::json;
 
 const TERMINALS: usize = 50;
 const JOB_BYTES: usize = 1 << 20;
-
-/// A printer that reports when each connection's first byte arrives.
-fn start_printer() -> Result<(u16, mpsc::Receiver<Instant>)> {
-    let listener = TcpListener::bind("127.0.0.1:0")?;
-    let port = listener.local_addr()?.port();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { break };
-            let _ = conn.set_read_timeout(Some(Duration::from_secs(60)));
-            let mut buf = vec![0u8; 64 * 1024];
-            if matches!(conn.read(&mut buf), Ok(n) if n > 0) && tx.send(Instant::now()).is_err() {
-                break;
-            }
-            while matches!(conn.read(&mut buf), Ok(n) if n > 0) {}
-        }
-    });
-    Ok((port, rx))
-}
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -63,7 +42,7 @@ fn release_once(
     api: &ApiClient,
     device: &str,
     login: &serde_json::Value,
-    first_byte: &mpsc::Receiver<Instant>,
+    first_byte: &mpsc::Receiver<Printed>,
 ) -> Result<f64> {
     let started = Instant::now();
     let session = api.call("POST", "/api/v1/sessions", None, Some(login))?;
@@ -87,6 +66,7 @@ fn release_once(
     let released_at = started.elapsed();
     let at = first_byte
         .recv_timeout(Duration::from_secs(60))
+        .map(|printed| printed.first)
         .with_context(|| format!("no byte reached {device} within 60 s"))?;
     if std::env::var("BENCH_BREAKDOWN").is_ok() {
         eprintln!(
@@ -116,7 +96,7 @@ fn main() -> Result<()> {
          [users]\npin_only_login = false\n",
     );
     for i in 0..TERMINALS {
-        let (port, rx) = start_printer()?;
+        let (port, rx) = timed_printer()?;
         config.push_str(&format!(
             "[[printer]]\nid = \"mfp{i}\"\nuri = \"socket://127.0.0.1:{port}\"\n"
         ));
@@ -137,7 +117,7 @@ fn main() -> Result<()> {
     );
 
     let document = Arc::new(Rng::new(5).pdf(JOB_BYTES));
-    let printers: Vec<Arc<std::sync::Mutex<mpsc::Receiver<Instant>>>> = printers
+    let printers: Vec<Arc<std::sync::Mutex<mpsc::Receiver<Printed>>>> = printers
         .into_iter()
         .map(|rx| Arc::new(std::sync::Mutex::new(rx)))
         .collect();

@@ -19,15 +19,14 @@
 //! runs it; `BENCH_ROAMING_PATHS=loopback` (or `wan`) runs one path.
 //! Prints Markdown tables.
 
-use std::io::Read;
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use e2e::{
-    ApiClient, Appliance, Central, Faults, UdpProxy, free_udp_port, upload, wait_for,
-    write_generated,
+    ApiClient, Appliance, Central, Faults, Printed, UdpProxy, free_udp_port, timed_printer, upload,
+    wait_for, write_generated,
 };
 use serde_json::{Value, json};
 use sync_protocol::pki::{Authority, CENTRAL_NAME, Identity, site_request};
@@ -35,41 +34,6 @@ use sync_protocol::transport::{Timing, central_endpoint, site_endpoint, sync_cli
 
 const MIB: u64 = 1 << 20;
 const PIN: &str = "2468";
-
-/// What the printer saw of one connection.
-struct Printed {
-    first: Instant,
-    bytes: u64,
-}
-
-/// A raw-socket printer reporting each connection's first byte and size.
-fn start_printer() -> Result<(u16, mpsc::Receiver<Printed>)> {
-    let listener = TcpListener::bind("127.0.0.1:0")?;
-    let port = listener.local_addr()?.port();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { break };
-            let _ = conn.set_read_timeout(Some(Duration::from_secs(120)));
-            let mut buf = vec![0u8; 256 * 1024];
-            let mut first = None;
-            let mut bytes = 0u64;
-            while let Ok(n) = conn.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                first.get_or_insert_with(Instant::now);
-                bytes += n as u64;
-            }
-            if let Some(first) = first
-                && tx.send(Printed { first, bytes }).is_err()
-            {
-                break;
-            }
-        }
-    });
-    Ok((port, rx))
-}
 
 /// The simulated WAN: 100 Mbit/s each way, 20 ms each way, 0.5 % loss.
 fn wan() -> Faults {
@@ -198,7 +162,7 @@ fn site(
     faults: Option<Faults>,
     central_extra: &str,
 ) -> Result<Site> {
-    let (port, printer) = start_printer()?;
+    let (port, printer) = timed_printer()?;
     let proxy = match faults {
         Some(faults) => {
             let proxy = UdpProxy::start(central.endpoint().parse()?, 0x5eed)?;
