@@ -15,6 +15,7 @@ use sync_protocol::message::Message;
 use sync_protocol::pki::{Authority, CENTRAL_NAME, EnrollmentToken, Identity, site_request};
 use sync_protocol::policy::credentials::{LookupKey, Secret};
 use sync_protocol::policy::users::{NewUser, policy_user};
+use sync_protocol::revision::{MIN_REVISION, REVISION};
 use sync_protocol::transport::{
     Timing, central_endpoint, enroll_client_config, site_endpoint, sync_client_config,
 };
@@ -42,7 +43,7 @@ async fn recv(rx: &mut quinn::RecvStream) -> Message {
         .expect("the peer answers in time")
 }
 
-/// A message of a kind no revision 1 peer knows, with a body.
+/// A message of a kind no peer of this revision knows, with a body.
 fn unknown_kind() -> Value {
     json!({"kind": "printer_pools", "body": {"pools": [{"name": "floor-2", "members": ["a", "b"]}]}})
 }
@@ -90,7 +91,7 @@ fn a_site_one_revision_newer_enrolls_and_uploads_to_this_central() {
             key_pem,
         };
 
-        // The session: hello as revision 2, then a batch with extra fields.
+        // The session: hello as the next revision, then a batch with extra fields.
         let config = sync_client_config(&identity, &enrolled.ca_pem, Timing::default()).unwrap();
         let connection = endpoint
             .connect_with(config, addr, CENTRAL_NAME)
@@ -101,7 +102,7 @@ fn a_site_one_revision_newer_enrolls_and_uploads_to_this_central() {
         send(
             &mut tx,
             json!({"kind": "hello", "body": {
-                "revision": 2, "min_revision": 1, "software": "appliance 2.0",
+                "revision": REVISION + 1, "min_revision": 1, "software": "appliance 2.0",
                 "policy_version": 0, "journal_epoch": "next-epoch",
                 "features": ["pools", "roaming"]}}),
         )
@@ -112,7 +113,7 @@ fn a_site_one_revision_newer_enrolls_and_uploads_to_this_central() {
         };
         assert_eq!(
             (welcome.revision, welcome.site.as_str()),
-            (1, "branch-next")
+            (REVISION, "branch-next")
         );
         let records: Vec<Value> = (1..=3)
             .map(|seq| {
@@ -259,11 +260,11 @@ fn a_central_one_revision_newer_enrolls_this_site_and_pushes_policy_to_it() {
         let Message::Hello(hello) = recv(&mut rx).await else {
             panic!("no hello")
         };
-        assert_eq!((hello.revision, hello.min_revision), (1, 1));
+        assert_eq!((hello.revision, hello.min_revision), (REVISION, MIN_REVISION));
         send(&mut tx, unknown_kind()).await;
         send(
             &mut tx,
-            json!({"kind": "welcome", "body": {"revision": 1, "site": "branch-1",
+            json!({"kind": "welcome", "body": {"revision": REVISION, "site": "branch-1",
                 "journal_acked": 0, "jobs_acked": 0, "central_node": "dc-2"}}),
         )
         .await;

@@ -8,8 +8,8 @@
 use std::time::Duration;
 
 use e2e::{
-    ApiClient, Appliance, Central, Faults, Printer, UdpProxy, fixture, free_udp_port, sha256,
-    upload, wait_for, write_generated,
+    ApiClient, Appliance, Central, Faults, Printer, UdpProxy, fixture, free_udp_port, peak_rss_of,
+    sha256, upload, wait_for, write_generated,
 };
 use serde_json::{Value, json};
 
@@ -289,6 +289,10 @@ fn generated_sha256(size: u64, seed: u64) -> String {
     sha256(&bytes)
 }
 
+/// What any process may hold while 100 MiB roam (as `memory.rs` allows
+/// the appliance for a 256 MiB upload).
+const RSS_BUDGET: u64 = 64 << 20;
+
 #[test]
 fn a_100_mb_transfer_survives_a_cut_link_and_a_restart_and_prints_once() {
     const SIZE: u64 = 100 << 20;
@@ -350,6 +354,7 @@ fn a_100_mb_transfer_survives_a_cut_link_and_a_restart_and_prints_once() {
         "the fetch went on after the cut: {before_kill}"
     );
     let moved_before_kill = received(&fleet.sites[1]).unwrap();
+    let claimant_rss = fleet.sites[1].peak_rss().unwrap();
     fleet.sites[1].kill();
     fleet.sites[1].restart().unwrap();
 
@@ -379,10 +384,26 @@ fn a_100_mb_transfer_survives_a_cut_link_and_a_restart_and_prints_once() {
         moved_after_restart < SIZE / 2,
         "after the restart only the missing third (and a window) came again: {after}"
     );
+    // Memory does not grow with the document: the claimant (over two
+    // thirds of it), central (relaying all of it) and the origin (serving
+    // all of it) stay far below its size.
+    let central_rss = peak_rss_of(fleet.central.pid().unwrap()).unwrap();
+    let origin_rss = fleet.sites[0].peak_rss().unwrap();
     println!(
         "100 MiB: {at_cut} bytes before the cut, {moved_before_kill} before the kill, \
-         {moved_after_restart} after the restart; status {after}"
+         {moved_after_restart} after the restart; peak RSS: claimant {} MiB, central {} MiB, \
+         origin {} MiB; status {after}",
+        claimant_rss >> 20,
+        central_rss >> 20,
+        origin_rss >> 20
     );
+    for (who, rss) in [
+        ("claimant", claimant_rss),
+        ("central", central_rss),
+        ("origin", origin_rss),
+    ] {
+        assert!(rss < RSS_BUDGET, "{who}'s peak RSS is {} MiB", rss >> 20);
+    }
     wait_for(
         Duration::from_secs(60),
         "branch-1 to mark it printed",
