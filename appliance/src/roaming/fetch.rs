@@ -34,6 +34,10 @@ const WINDOW: usize = 8;
 /// Nothing arrived for this long (or four times the usual time between
 /// blocks, on a slow link) while blocks are asked for: ask again.
 const STALL: Duration = Duration::from_secs(10);
+/// No block at all for this long: give up and give the claim back, so the
+/// user's later jobs at the printer stop waiting for this one and the job
+/// is held at its origin again.
+const GIVE_UP: Duration = Duration::from_secs(120);
 
 /// Fetches `job`'s document and hands the job to its printer; on failure
 /// ends the job here, which gives it back to its origin.
@@ -159,6 +163,12 @@ async fn bring(
         if now_ms() >= until_ms {
             return Err("the claim lapsed before the document arrived".into());
         }
+        if progress.since_block() >= GIVE_UP {
+            return Err(format!(
+                "nothing arrived for {} s; it is held there again",
+                GIVE_UP.as_secs()
+            ));
+        }
         if roaming.link().is_ok() {
             let wanted = receiver.next_requests();
             if !wanted.is_empty() {
@@ -198,7 +208,7 @@ async fn bring(
                     metrics.roaming_resumes.inc();
                 }
             }
-            () = tokio::time::sleep_until(progress.stalled_at()) => {
+            () = tokio::time::sleep_until(progress.stalled_at().min(progress.last_block + GIVE_UP)) => {
                 receiver.lost();
                 progress.restart();
             }
@@ -224,15 +234,20 @@ async fn bring(
 
 /// When blocks arrive, to tell a stalled transfer from a slow link.
 struct Progress {
+    /// The last block, or the last time blocks were asked for again.
     last: tokio::time::Instant,
+    /// The last block (or the start).
+    last_block: tokio::time::Instant,
     /// Usual time between two blocks (moving average).
     interval: Duration,
 }
 
 impl Progress {
     fn new() -> Progress {
+        let now = tokio::time::Instant::now();
         Progress {
-            last: tokio::time::Instant::now(),
+            last: now,
+            last_block: now,
             interval: Duration::ZERO,
         }
     }
@@ -246,6 +261,11 @@ impl Progress {
             (self.interval * 3 + gap) / 4
         };
         self.last = now;
+        self.last_block = now;
+    }
+
+    fn since_block(&self) -> Duration {
+        self.last_block.elapsed()
     }
 
     fn restart(&mut self) {

@@ -63,9 +63,6 @@ pub enum RoamingError {
     /// Central or the other site did not answer in time.
     #[error("no answer from central within {0} s; try again")]
     Timeout(u64),
-    /// This site is not part of a fleet.
-    #[error("this site is not enrolled with central")]
-    Standalone,
 }
 
 /// The sync session this site has now, as far as roaming needs it.
