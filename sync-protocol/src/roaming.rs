@@ -17,7 +17,67 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::message::Message;
 use crate::transfer::Manifest;
+
+/// The site central passes a roaming message from `sender` on to, once it
+/// has written the sender's name into it (as `claimant` going to an
+/// origin, as `origin` coming back); `None` for a message central does not
+/// pass on (it answers a [`RemoteJobsRequest`] itself).
+pub fn address(message: &mut Message, sender: &str) -> Option<String> {
+    let sender = sender.to_owned();
+    match message {
+        Message::Claim(m) => {
+            m.claimant = sender;
+            Some(m.origin.clone())
+        }
+        Message::Fetch(m) => {
+            m.claimant = sender;
+            Some(m.origin.clone())
+        }
+        Message::ClaimReport(m) => {
+            m.claimant = sender;
+            Some(m.origin.clone())
+        }
+        Message::ClaimResult(m) => {
+            m.origin = sender;
+            Some(m.claimant.clone())
+        }
+        Message::FetchFailed(m) => {
+            m.origin = sender;
+            Some(m.claimant.clone())
+        }
+        Message::ClaimReportAck(m) => {
+            m.origin = sender;
+            Some(m.claimant.clone())
+        }
+        _ => None,
+    }
+}
+
+/// What central answers the sender of an addressed `message` that cannot
+/// reach its site (`why` says why): a claim is `unavailable`, a fetch has
+/// failed; anything else gets no answer, since its sender repeats it.
+pub fn undeliverable(message: &Message, why: String) -> Option<Message> {
+    match message {
+        Message::Claim(claim) => Some(Message::ClaimResult(ClaimResult {
+            request: claim.request,
+            claimant: claim.claimant.clone(),
+            origin: claim.origin.clone(),
+            outcome: ClaimOutcome::Unavailable,
+            message: why,
+            site: None,
+            job: None,
+        })),
+        Message::Fetch(fetch) => Some(Message::FetchFailed(FetchFailed {
+            transfer: fetch.transfer,
+            claimant: fetch.claimant.clone(),
+            origin: fetch.origin.clone(),
+            message: why,
+        })),
+        _ => None,
+    }
+}
 
 /// Site → central: `user`'s jobs held at other sites.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -291,6 +351,50 @@ mod tests {
             claimant: "x".repeat(256),
         };
         assert_eq!(long.encode(), None);
+    }
+
+    #[test]
+    fn central_writes_in_the_sender_and_addresses_the_other_site() {
+        let mut claim = Message::Claim(ClaimRequest {
+            request: 7,
+            origin: "branch-1".into(),
+            claimant: "branch-9".into(),
+            job: "j".into(),
+            user: "alice".into(),
+            claim: "c".into(),
+            prefetch: false,
+        });
+        assert_eq!(address(&mut claim, "branch-2").as_deref(), Some("branch-1"));
+        let Message::Claim(sent) = &claim else {
+            unreachable!()
+        };
+        assert_eq!(sent.claimant, "branch-2", "a site cannot pose as another");
+        let Some(Message::ClaimResult(refused)) = undeliverable(&claim, "away".into()) else {
+            panic!("a claim is answered")
+        };
+        assert_eq!(
+            (refused.request, refused.outcome, refused.claimant.as_str()),
+            (7, ClaimOutcome::Unavailable, "branch-2")
+        );
+
+        let mut ack = Message::ClaimReportAck(ClaimReportAck {
+            claimant: "branch-2".into(),
+            origin: "branch-9".into(),
+            claim: "c".into(),
+        });
+        assert_eq!(address(&mut ack, "branch-1").as_deref(), Some("branch-2"));
+        assert!(matches!(&ack, Message::ClaimReportAck(a) if a.origin == "branch-1"));
+        assert_eq!(
+            undeliverable(&ack, "away".into()),
+            None,
+            "its sender repeats it"
+        );
+
+        let mut list = Message::RemoteJobsRequest(RemoteJobsRequest {
+            request: 1,
+            user: "alice".into(),
+        });
+        assert_eq!(address(&mut list, "branch-2"), None, "central answers it");
     }
 
     #[test]

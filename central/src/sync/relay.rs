@@ -16,9 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sync_protocol::message::Message;
-use sync_protocol::roaming::{
-    ClaimOutcome, ClaimResult, FetchFailed, RemoteJob, RemoteJobs, RemoteJobsRequest, Route,
-};
+use sync_protocol::roaming::{self, RemoteJob, RemoteJobs, RemoteJobsRequest, Route};
 use sync_protocol::transfer::BlockHeader;
 use tokio::sync::Semaphore;
 
@@ -37,75 +35,23 @@ const NOT_RELAYED: u32 = 1;
 pub(super) async fn from_site<S: CentralStore>(
     shared: &Shared<S>,
     site: &str,
-    message: Message,
+    mut message: Message,
 ) -> Option<Message> {
-    let registry = &shared.registry;
-    match message {
-        Message::RemoteJobsRequest(request) => Some(remote_jobs(shared, site, request).await),
-        Message::Claim(mut claim) => {
-            claim.claimant = site.to_owned();
-            let (request, origin) = (claim.request, claim.origin.clone());
-            let refused = |message: String| {
-                Some(Message::ClaimResult(ClaimResult {
-                    request,
-                    claimant: site.to_owned(),
-                    origin: origin.clone(),
-                    outcome: ClaimOutcome::Unavailable,
-                    message,
-                    site: None,
-                    job: None,
-                }))
-            };
-            if origin == site {
-                return refused("the job is at this site already".into());
-            }
-            if deliver(registry, &origin, Message::Claim(claim)) {
-                None
-            } else {
-                refused(unreachable(&origin))
-            }
-        }
-        Message::Fetch(mut fetch) => {
-            fetch.claimant = site.to_owned();
-            let (transfer, origin) = (fetch.transfer, fetch.origin.clone());
-            (!deliver(registry, &origin, Message::Fetch(fetch))).then(|| {
-                Message::FetchFailed(FetchFailed {
-                    transfer,
-                    claimant: site.to_owned(),
-                    origin: origin.clone(),
-                    message: unreachable(&origin),
-                })
-            })
-        }
-        Message::ClaimReport(mut report) => {
-            report.claimant = site.to_owned();
-            let origin = report.origin.clone();
-            // Not delivered: the claimant keeps the report and sends it again.
-            deliver(registry, &origin, Message::ClaimReport(report));
-            None
-        }
-        Message::ClaimResult(mut result) => {
-            result.origin = site.to_owned();
-            let to = result.claimant.clone();
-            deliver(registry, &to, Message::ClaimResult(result));
-            None
-        }
-        Message::FetchFailed(mut failed) => {
-            failed.origin = site.to_owned();
-            let to = failed.claimant.clone();
-            deliver(registry, &to, Message::FetchFailed(failed));
-            None
-        }
-        Message::ClaimReportAck(mut ack) => {
-            ack.origin = site.to_owned();
-            let to = ack.claimant.clone();
-            deliver(registry, &to, Message::ClaimReportAck(ack));
-            None
-        }
-        other => {
-            tracing::debug!(%site, kind = other.kind(), "roaming: a message for sites, from a site; ignored");
-            None
-        }
+    if let Message::RemoteJobsRequest(request) = message {
+        return Some(remote_jobs(shared, site, request).await);
+    }
+    let Some(to) = roaming::address(&mut message, site) else {
+        tracing::debug!(%site, kind = message.kind(), "roaming: a message for sites, from a site; ignored");
+        return None;
+    };
+    if to == site {
+        return roaming::undeliverable(&message, "the job is at this site already".into());
+    }
+    let fallback = roaming::undeliverable(&message, unreachable(&to));
+    if deliver(&shared.registry, &to, message) {
+        None
+    } else {
+        fallback
     }
 }
 
