@@ -143,6 +143,29 @@ pub struct IppConfig {
     pub max_connections: usize,
     /// Most jobs returned by one Get-Jobs (newest first when truncated).
     pub max_jobs_listed: u32,
+    /// PEM certificate chain; with `tls_private_key`, IPP is served over
+    /// TLS only (`ipps://`), `/metrics` and the status pages too.
+    pub tls_certificate: Option<PathBuf>,
+    /// PEM private key for `tls_certificate`.
+    pub tls_private_key: Option<PathBuf>,
+    /// Who owns a job submitted over IPP.
+    pub authentication: IppAuthentication,
+    /// Accept `authentication = "basic"` without TLS, passwords readable
+    /// on the network (a lab, or TLS ended in front of the appliance).
+    pub allow_basic_without_tls: bool,
+}
+
+/// `[ipp] authentication`: how the appliance knows who submits a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IppAuthentication {
+    /// The client's `requesting-user-name` is believed: the workstation is
+    /// trusted to say who its user is (a managed office network).
+    #[default]
+    None,
+    /// HTTP Basic against the site's users and passwords; the
+    /// authenticated user owns the job, whatever the request names.
+    Basic,
 }
 
 /// Store settings.
@@ -344,6 +367,10 @@ impl Default for IppConfig {
             document_timeout_secs: 300,
             max_connections: 256,
             max_jobs_listed: 500,
+            tls_certificate: None,
+            tls_private_key: None,
+            authentication: IppAuthentication::None,
+            allow_basic_without_tls: false,
         }
     }
 }
@@ -502,6 +529,24 @@ impl Config {
             return invalid(
                 "output.release_attempts".into(),
                 "must be at least 1".into(),
+            );
+        }
+        if self.ipp.tls_certificate.is_some() != self.ipp.tls_private_key.is_some() {
+            return invalid(
+                "ipp.tls_certificate / ipp.tls_private_key".into(),
+                "give both (ipps://) or neither (ipp://)".into(),
+            );
+        }
+        if self.ipp.authentication == IppAuthentication::Basic
+            && self.ipp.tls_certificate.is_none()
+            && !self.ipp.allow_basic_without_tls
+        {
+            return invalid(
+                "ipp.authentication".into(),
+                "\"basic\" without TLS sends every password readable on the network: set \
+                 ipp.tls_certificate and ipp.tls_private_key, or ipp.allow_basic_without_tls = \
+                 true if TLS ends in front of the appliance"
+                    .into(),
             );
         }
         if self.api.tls_certificate.is_some() != self.api.tls_private_key.is_some() {

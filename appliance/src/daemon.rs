@@ -10,8 +10,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::api::ApiService;
+use crate::authn::verifier::Verifier;
 use crate::config::Config;
 use crate::housekeeping::Housekeeping;
+use crate::ipp::auth::IppAuth;
 use crate::ipp::server;
 use crate::ipp::service::IppService;
 use crate::metrics::Metrics;
@@ -37,9 +39,14 @@ pub enum DaemonError {
         /// What failed.
         source: StoreError,
     },
-    /// The API's TLS certificate or key is unusable.
-    #[error("api.tls_certificate / api.tls_private_key: {0}")]
-    Tls(#[from] crate::http_server::TlsError),
+    /// A TLS certificate or key is unusable.
+    #[error("{key}: {source}")]
+    Tls {
+        /// The configuration keys naming the pair.
+        key: &'static str,
+        /// What is wrong with it.
+        source: crate::http_server::TlsError,
+    },
     /// The site belongs to a fleet (`[central]`) but is not enrolled.
     #[error("[central] is configured but {0}")]
     NotEnrolled(crate::sync::identity::IdentityError),
@@ -67,10 +74,16 @@ pub async fn run(
     listeners: Listeners,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), DaemonError> {
-    let tls = match (&config.api.tls_certificate, &config.api.tls_private_key) {
-        (Some(cert), Some(key)) => Some(crate::http_server::tls_acceptor(cert, key)?),
-        _ => None,
-    };
+    let tls = tls_acceptor(
+        "api.tls_certificate / api.tls_private_key",
+        &config.api.tls_certificate,
+        &config.api.tls_private_key,
+    )?;
+    let ipp_tls = tls_acceptor(
+        "ipp.tls_certificate / ipp.tls_private_key",
+        &config.ipp.tls_certificate,
+        &config.ipp.tls_private_key,
+    )?;
     let metrics = Arc::new(Metrics::new());
     let dir = config.data_dir.clone();
     // An enrolled site hashes PINs and cards under the fleet's key.
@@ -131,7 +144,17 @@ pub async fn run(
     }
 
     let uploads = UploadRegistry::default();
+    // Logins at printers and IPP Basic share the argon2 threads.
+    let verifier = Arc::new(Verifier::new(store.clone(), config.users.pin_only_login));
     let service = Arc::new(IppService {
+        auth: IppAuth::new(
+            config.ipp.authentication,
+            &config.site,
+            &config.api,
+            verifier.clone(),
+            store.clone(),
+            metrics.clone(),
+        ),
         queues,
         store: store.clone(),
         limits: config.ipp.clone(),
@@ -173,6 +196,7 @@ pub async fn run(
     let api = Arc::new(ApiService::new(
         &config,
         store.clone(),
+        verifier.clone(),
         policy.view(),
         wake,
         roaming.clone(),
@@ -181,6 +205,7 @@ pub async fn run(
     if let Some(roaming) = roaming {
         tasks.push(tokio::spawn(follow_policy(
             api.clone(),
+            service.clone(),
             policy.view(),
             shutdown.clone(),
         )));
@@ -220,9 +245,9 @@ pub async fn run(
     );
     tasks.push(tokio::spawn(housekeeping.run(shutdown.clone())));
     if let Ok(addr) = listeners.ipp.local_addr() {
-        tracing::info!(%addr, queues = ?service.queues.all().iter().map(|q| &q.name).collect::<Vec<_>>(), "IPP listening");
+        tracing::info!(%addr, tls = ipp_tls.is_some(), authentication = service.auth.keyword(), queues = ?service.queues.all().iter().map(|q| &q.name).collect::<Vec<_>>(), "IPP listening");
     }
-    server::serve(listeners.ipp, service, shutdown, DRAIN).await;
+    server::serve(listeners.ipp, service, ipp_tls, shutdown, DRAIN).await;
     for task in tasks {
         let _ = task.await;
     }
@@ -230,9 +255,25 @@ pub async fn run(
     Ok(())
 }
 
-/// Ends the API sessions of users a new policy disabled or removed.
+/// The TLS acceptor of a certificate and key pair, when both are given.
+fn tls_acceptor(
+    key: &'static str,
+    certificate: &Option<std::path::PathBuf>,
+    private_key: &Option<std::path::PathBuf>,
+) -> Result<Option<tokio_rustls::TlsAcceptor>, DaemonError> {
+    match (certificate, private_key) {
+        (Some(cert), Some(private)) => crate::http_server::tls_acceptor(cert, private)
+            .map(Some)
+            .map_err(|source| DaemonError::Tls { key, source }),
+        _ => Ok(None),
+    }
+}
+
+/// Ends the API sessions of users a new policy disabled or removed, and
+/// forgets the passwords IPP remembered.
 async fn follow_policy(
     api: Arc<ApiService>,
+    ipp: Arc<IppService>,
     mut policy: crate::policy::PolicyView,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -241,6 +282,7 @@ async fn follow_policy(
             changed = policy.changed() => if !changed { return },
             _ = shutdown.changed() => return,
         }
+        ipp.auth.forget();
         let ended = api.follow_policy().await;
         if ended > 0 {
             tracing::info!(

@@ -43,6 +43,7 @@
 pub mod accounting;
 pub mod analysis;
 pub mod api;
+pub mod authn;
 pub mod config;
 pub mod daemon;
 pub mod format;

@@ -121,7 +121,7 @@ fn serve(config: Config) -> Result<(), Failure> {
             .await
             .map_err(|e| match e {
                 // A certificate that cannot be used is the operator's to fix.
-                appliance::daemon::DaemonError::Tls(_)
+                appliance::daemon::DaemonError::Tls { .. }
                 | appliance::daemon::DaemonError::NotEnrolled(_) => Failure::Usage(e.to_string()),
                 other => Failure::Runtime(other.into()),
             })

@@ -144,6 +144,31 @@ pub fn run_with_input(cmd: &mut Command, input: Option<&str>, timeout: Duration)
     })
 }
 
+/// A self-signed P-256 certificate for 127.0.0.1 and its key, written as
+/// `NAME.crt` and `NAME.key` in `dir` by `openssl`.
+pub fn self_signed_certificate(dir: &Path, name: &str) -> Result<(PathBuf, PathBuf)> {
+    let (cert, key) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
+    let out = run_with_timeout(
+        Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec"])
+            .args(["-pkeyopt", "ec_paramgen_curve:P-256"])
+            .args(["-nodes", "-days", "1", "-subj", "/CN=appliance"])
+            .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert),
+        Duration::from_secs(60),
+    )?;
+    if !out.status.success() {
+        bail!("openssl: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok((cert, key))
+}
+
 /// A running appliance daemon in its own data directory.
 pub struct Appliance {
     child: Option<Child>,
@@ -347,6 +372,16 @@ impl Appliance {
             args.extend(["--group", g]);
         }
         let out = self.cli(&args, &format!("{pin}\n"))?;
+        if !out.status.success() {
+            bail!("users add {id}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    }
+
+    /// Adds a user with a password through the CLI.
+    pub fn add_user_with_password(&self, id: &str, password: &str) -> Result<()> {
+        let args = ["users", "add", id, "--name", id, "--password"];
+        let out = self.cli(&args, &format!("{password}\n"))?;
         if !out.status.success() {
             bail!("users add {id}: {}", String::from_utf8_lossy(&out.stderr));
         }

@@ -6,7 +6,7 @@ use std::fs;
 use std::process::Command;
 use std::time::Duration;
 
-use e2e::{Appliance, appliance_bin, run_with_timeout, workspace};
+use e2e::{Appliance, appliance_bin, run_with_timeout, self_signed_certificate, workspace};
 use serde_json::json;
 
 const PRINTERS: &str = "[[printer]]\nid = \"lobby\"\nuri = \"socket://127.0.0.1:9\"\n";
@@ -132,31 +132,7 @@ fn bad_requests_get_json_errors_and_the_daemon_keeps_serving() {
 #[test]
 fn with_a_certificate_the_api_speaks_https() {
     let tmp = tempfile::tempdir().unwrap();
-    let (cert, key) = (tmp.path().join("api.crt"), tmp.path().join("api.key"));
-    let out = run_with_timeout(
-        Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-            ])
-            .args(["-nodes", "-days", "1", "-subj", "/CN=appliance"])
-            .args(["-addext", "subjectAltName=IP:127.0.0.1"])
-            .arg("-keyout")
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert),
-        Duration::from_secs(60),
-    )
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (cert, key) = self_signed_certificate(tmp.path(), "api").unwrap();
     let tls = format!(
         "[api]\nlisten = \"127.0.0.1:0\"\ntls_certificate = {:?}\ntls_private_key = {:?}\n",
         cert.display().to_string(),

@@ -10,7 +10,6 @@
 //! nothing. Every login, logout, release and delete goes to the audit log.
 
 mod error;
-mod lockout;
 mod login;
 mod release;
 mod remote;
@@ -28,6 +27,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use crate::authn::lockout::Lockout;
+use crate::authn::verifier::Verifier;
 use crate::config::{Config, PrinterConfig, QueueKind};
 use crate::http_server::{self, Response};
 use crate::job::{JobRecord, JobState, JobUuid, Transition, now_ms};
@@ -37,8 +38,6 @@ use crate::printer::OutputWake;
 use crate::roaming::Roaming;
 use crate::store::{AuditEvent, JobQuery, JobStore};
 pub use error::ApiError;
-use lockout::Lockout;
-use login::Verifier;
 use release::Releases;
 use reply::{json, json_text, no_content, read_json};
 use routes::{NoRoute, Route};
@@ -70,16 +69,18 @@ pub struct ApiService {
     lockout: Mutex<Lockout>,
     releases: Mutex<Releases>,
     release_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    verifier: Verifier,
+    verifier: Arc<Verifier>,
     metrics: Arc<Metrics>,
 }
 
 impl ApiService {
     /// The API of an appliance configured by `config`, deciding releases
-    /// under the policy `policy` has in force at the time.
+    /// under the policy `policy` has in force at the time, checking secrets
+    /// with `verifier`.
     pub fn new(
         config: &Config,
         store: JobStore,
+        verifier: Arc<Verifier>,
         policy: PolicyView,
         wake: OutputWake,
         roaming: Option<Roaming>,
@@ -87,7 +88,7 @@ impl ApiService {
     ) -> ApiService {
         let api = &config.api;
         ApiService {
-            verifier: Verifier::new(store.clone(), config.users.pin_only_login),
+            verifier,
             store,
             site: config.site.clone(),
             printers: config

@@ -24,6 +24,13 @@ pub enum IppError {
     /// Queue or job does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// The operation needs an authenticated user and the request proves none
+    /// (answered with HTTP 401 and a challenge).
+    #[error("{0}")]
+    NotAuthenticated(String),
+    /// Authentication is refused for now (locked out; HTTP 403).
+    #[error("{0}")]
+    Forbidden(String),
     /// The requesting user may not act on this job.
     #[error("{0}")]
     NotAuthorized(String),
@@ -78,6 +85,8 @@ impl IppError {
             IppError::OperationNotSupported(_) => StatusCode::ServerErrorOperationNotSupported,
             IppError::CharsetNotSupported(_) => StatusCode::ClientErrorCharsetNotSupported,
             IppError::NotFound(_) => StatusCode::ClientErrorNotFound,
+            IppError::NotAuthenticated(_) => StatusCode::ClientErrorNotAuthenticated,
+            IppError::Forbidden(_) => StatusCode::ClientErrorForbidden,
             IppError::NotAuthorized(_) => StatusCode::ClientErrorNotAuthorized,
             IppError::NotPossible(_) => StatusCode::ClientErrorNotPossible,
             IppError::TooLarge(_) => StatusCode::ClientErrorRequestEntityTooLong,

@@ -40,13 +40,13 @@ pub fn submission_answer() -> Requested {
 
 /// Renders a job's attributes.
 ///
-/// `host` is the `host[:port]` the client used; `viewer_is_owner` decides
+/// `base` is the URI prefix the client used (`ipp://host:port`); `viewer_is_owner` decides
 /// whether private attributes are included; `now_secs` is the current Unix
 /// time (`job-printer-up-time`).
 pub fn job_attributes(
     job: &JobRecord,
     queue: &Queue,
-    host: &str,
+    base: &str,
     viewer_is_owner: bool,
     now_secs: i64,
     requested: &Requested,
@@ -64,13 +64,10 @@ pub fn job_attributes(
         ("job-id", IppValue::Integer(job.ipp_job_id)),
         (
             "job-uri",
-            uri(&format!("ipp://{host}{}", queue.job_path(job.ipp_job_id))),
+            uri(&format!("{base}{}", queue.job_path(job.ipp_job_id))),
         ),
         ("job-uuid", uri(&job.uuid.urn())),
-        (
-            "job-printer-uri",
-            uri(&format!("ipp://{host}{}", queue.path())),
-        ),
+        ("job-printer-uri", uri(&format!("{base}{}", queue.path()))),
         ("job-name", name(&job.name)),
         ("job-originating-user-name", name(&job.owner)),
         ("job-state", enumeration(job.state as i32)),
@@ -156,7 +153,7 @@ mod tests {
         job_attributes(
             &job(),
             queues.default_queue().unwrap(),
-            "h:631",
+            "ipp://h:631",
             owner,
             1_700_000_100,
             requested,

@@ -8,6 +8,7 @@
 //! attribute guard and stored templates are in [`crate::ipp_wire`]. Only
 //! `server`, `intake` and `service` do I/O.
 
+pub mod auth;
 pub mod body;
 pub mod error;
 pub mod intake;

@@ -24,8 +24,13 @@ use crate::queue::Queue;
 /// Live facts the attributes report.
 #[derive(Debug, Clone)]
 pub struct PrinterStatus {
-    /// `host[:port]` the client used, for the URIs returned.
-    pub host: String,
+    /// The URI prefix the client used (`ipp://host:port` or
+    /// `ipps://host:port`), for the URIs returned.
+    pub base: String,
+    /// The listener speaks TLS only.
+    pub tls: bool,
+    /// `uri-authentication-supported`: `requesting-user-name` or `basic`.
+    pub authentication: &'static str,
     /// Site name (part of `printer-uuid`).
     pub site: String,
     /// Jobs not yet finished on this queue.
@@ -50,8 +55,11 @@ pub fn printer_attributes(
     status: &PrinterStatus,
     requested: &Requested,
 ) -> Vec<IppAttribute> {
-    let uri_value = uri(&format!("ipp://{}{}", status.host, queue.path()));
-    let more_info = uri(&format!("http://{}{}", status.host, queue.path()));
+    let uri_value = uri(&format!("{}{}", status.base, queue.path()));
+    // The status page is served on the same listener, over HTTP(S).
+    let web = if status.tls { "https" } else { "http" };
+    let authority = status.base.split_once("://").map_or("", |(_, a)| a);
+    let more_info = uri(&format!("{web}://{authority}{}", queue.path()));
     let media_sizes: Vec<IppValue> = MEDIA_SUPPORTED
         .iter()
         .map(|(_, x, y)| media_size(*x, *y))
@@ -84,10 +92,13 @@ pub fn printer_attributes(
 
     let all: Vec<(&str, IppValue)> = vec![
         ("printer-uri-supported", uri_value),
-        ("uri-security-supported", keyword("none")),
+        (
+            "uri-security-supported",
+            keyword(if status.tls { "tls" } else { "none" }),
+        ),
         (
             "uri-authentication-supported",
-            keyword("requesting-user-name"),
+            keyword(status.authentication),
         ),
         ("printer-name", name(&queue.name)),
         ("printer-info", text(&queue.info)),
@@ -314,7 +325,9 @@ mod tests {
 
     fn status() -> PrinterStatus {
         PrinterStatus {
-            host: "127.0.0.1:8631".into(),
+            base: "ipp://127.0.0.1:8631".into(),
+            tls: false,
+            authentication: "requesting-user-name",
             site: "branch-1".into(),
             queued_job_count: 2,
             processing: false,
@@ -354,6 +367,37 @@ mod tests {
             Some("indefinite")
         );
         assert_eq!(get(&attrs, "queued-job-count"), Some(&IppValue::Integer(2)));
+        assert_eq!(
+            get(&attrs, "uri-security-supported").and_then(as_str),
+            Some("none")
+        );
+    }
+
+    #[test]
+    fn a_tls_queue_with_basic_says_so_in_every_uri() {
+        let q = queues();
+        let status = PrinterStatus {
+            base: "ipps://print.example:8632".into(),
+            tls: true,
+            authentication: "basic",
+            ..status()
+        };
+        let attrs = printer_attributes(
+            q.default_queue().unwrap(),
+            &status,
+            &Requested::everything(),
+        );
+        let text = |name| get(&attrs, name).and_then(as_str);
+        assert_eq!(
+            text("printer-uri-supported"),
+            Some("ipps://print.example:8632/ipp/print/secure")
+        );
+        assert_eq!(
+            text("printer-more-info"),
+            Some("https://print.example:8632/ipp/print/secure")
+        );
+        assert_eq!(text("uri-security-supported"), Some("tls"));
+        assert_eq!(text("uri-authentication-supported"), Some("basic"));
     }
 
     #[test]

@@ -20,12 +20,13 @@ use ipp::parser::AsyncIppParser;
 use ipp::reader::AsyncIppReader;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::compat::TokioAsyncReadCompatExt;
 
 use super::body::BodyReader;
 use super::error::IppError;
 use super::request::{self, operation_name};
-use super::service::IppService;
+use super::service::{IppService, Reply};
 use crate::http_server::{self, Response};
 use crate::queue::Target;
 
@@ -36,28 +37,33 @@ const DRAIN_LIMIT: u64 = 16 * 1024 * 1024;
 /// (and its connection closed) instead of holding the connection.
 const DRAIN_TIME: Duration = Duration::from_secs(5);
 
-/// Serves IPP on `listener` until `shutdown` turns true, then waits (up to
-/// `drain`) for requests in flight to finish.
+/// Serves IPP on `listener` (over TLS when `tls` is given: `ipps://`)
+/// until `shutdown` turns true, then waits (up to `drain`) for requests in
+/// flight to finish.
 pub async fn serve(
     listener: TcpListener,
     service: Arc<IppService>,
+    tls: Option<TlsAcceptor>,
     shutdown: watch::Receiver<bool>,
     drain: Duration,
 ) {
     let max = service.limits.max_connections;
+    let scheme = if tls.is_some() { "ipps" } else { "ipp" };
     let handler = move |req, conn: http_server::Conn| {
         let service = service.clone();
-        async move { route(req, &service, conn).await }
+        async move { route(req, &service, scheme, conn).await }
     };
-    http_server::serve(listener, max, None, handler, shutdown, drain).await;
+    http_server::serve(listener, max, tls, handler, shutdown, drain).await;
 }
 
 async fn route(
     req: http::Request<Incoming>,
     service: &IppService,
+    scheme: &str,
     conn: http_server::Conn,
 ) -> Response {
     let host = request_host(&req, conn.local);
+    let base = format!("{scheme}://{host}");
     let path = req.uri().path().to_owned();
     match (req.method(), path.as_str()) {
         (&Method::GET, "/metrics") => {
@@ -81,10 +87,24 @@ async fn route(
                     "POST requests must carry Content-Type: application/ipp\n".into(),
                 );
             }
-            let body = ipp_response(req.into_body(), service, &host, conn.peer).await;
-            http::Response::builder()
-                .status(HttpStatus::OK)
-                .header(header::CONTENT_TYPE, "application/ipp")
+            let authorization = req
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let call = Call {
+                base: &base,
+                authorization: authorization.as_deref(),
+                client: conn.peer,
+            };
+            let (status, body) = ipp_response(req.into_body(), service, call).await;
+            let mut response = http::Response::builder()
+                .status(status)
+                .header(header::CONTENT_TYPE, "application/ipp");
+            if status == HttpStatus::UNAUTHORIZED {
+                response = response.header(header::WWW_AUTHENTICATE, service.auth.challenge());
+            }
+            response
                 .body(Full::new(body))
                 .unwrap_or_else(|_| http::Response::new(Full::new(Bytes::new())))
         }
@@ -93,7 +113,7 @@ async fn route(
                 HttpStatus::OK,
                 "text/plain; charset=utf-8",
                 format!(
-                    "{}\n{}\nPrint to ipp://{host}{}\n",
+                    "{}\n{}\nPrint to {base}{}\n",
                     queue.name,
                     queue.info,
                     queue.path()
@@ -113,13 +133,31 @@ async fn route(
     }
 }
 
-/// Parses the IPP message and runs it; every failure becomes an IPP status.
-async fn ipp_response(
-    body: Incoming,
-    service: &IppService,
-    host: &str,
+/// What an IPP request came with besides its body.
+struct Call<'a> {
+    /// The URI prefix the client used (`ipps://host:port`).
+    base: &'a str,
+    /// The `Authorization` header, if any.
+    authorization: Option<&'a str>,
+    /// The client's address.
     client: SocketAddr,
-) -> Bytes {
+}
+
+/// The HTTP status an IPP answer travels with: `401` asks the client for
+/// credentials, `403` refuses them for now; every other answer, failures
+/// included, is `200` with the IPP status inside.
+fn http_status(outcome: &Result<Reply, IppError>) -> HttpStatus {
+    match outcome {
+        Err(IppError::NotAuthenticated(_)) => HttpStatus::UNAUTHORIZED,
+        Err(IppError::Forbidden(_)) => HttpStatus::FORBIDDEN,
+        _ => HttpStatus::OK,
+    }
+}
+
+/// Parses the IPP message, establishes who sends it, and runs it; every
+/// failure becomes an IPP status.
+async fn ipp_response(body: Incoming, service: &IppService, call: Call<'_>) -> (HttpStatus, Bytes) {
+    let client = call.client;
     let limits = &service.limits;
     let reader = BodyReader::new(
         body,
@@ -133,32 +171,58 @@ async fn ipp_response(
     // that echoes the request-id.
     let header = match guarded(limits.idle_timeout(), parser.get_or_parse_header()).await {
         Ok(header) => header,
-        Err(e) => return service.respond(IppVersion::v1_1(), 0, "malformed", Err(e)),
+        Err(e) => {
+            return (
+                HttpStatus::OK,
+                service.respond(IppVersion::v1_1(), 0, "malformed", Err(e)),
+            );
+        }
     };
     let operation = operation_name(header.operation_or_status);
     let parts = match guarded(limits.idle_timeout(), parser.parse_parts()).await {
         Ok(parts) => parts,
-        Err(e) => return service.respond(header.version, header.request_id, operation, Err(e)),
+        Err(e) => {
+            return (
+                HttpStatus::OK,
+                service.respond(header.version, header.request_id, operation, Err(e)),
+            );
+        }
     };
     let (header, attributes, reader) = parts;
     let mut document = reader.into_inner().into_inner();
     document.set_limit(None);
-    let req = match request::check(&header, &attributes) {
-        Ok(req) => request::Request {
-            client: Some(client.ip()),
-            ..req
-        },
+    let checked = match request::check(&header, &attributes) {
+        Ok(req) => {
+            let user = service
+                .auth
+                .user(req.operation, &req.user, call.authorization, client.ip())
+                .await;
+            user.map(|user| request::Request {
+                client: Some(client.ip()),
+                user,
+                ..req
+            })
+        }
+        Err(e) => Err(e),
+    };
+    let req = match checked {
+        Ok(req) => req,
         Err(e) => {
             drain(&mut document).await;
-            return service.respond(header.version, header.request_id, operation, Err(e));
+            let outcome = Err(e);
+            let status = http_status(&outcome);
+            let body = service.respond(header.version, header.request_id, operation, outcome);
+            return (status, body);
         }
     };
-    let outcome = AssertUnwindSafe(service.dispatch(&req, host, &mut document))
+    let outcome = AssertUnwindSafe(service.dispatch(&req, call.base, &mut document))
         .catch_unwind()
         .await
         .unwrap_or_else(|_| Err(IppError::Internal("the request handler failed".into())));
     drain(&mut document).await;
-    service.respond(req.version, req.request_id, req.operation_name(), outcome)
+    let status = http_status(&outcome);
+    let body = service.respond(req.version, req.request_id, req.operation_name(), outcome);
+    (status, body)
 }
 
 /// Reads and discards what is left of a request body, up to [`DRAIN_LIMIT`]

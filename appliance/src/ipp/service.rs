@@ -77,6 +77,8 @@ pub struct IppService {
     pub uploads: UploadRegistry,
     /// Document buffers shared by all uploads.
     pub upload_budget: intake::UploadBudget,
+    /// Who a request acts as.
+    pub auth: super::auth::IppAuth,
 }
 
 /// What a job-creating request asked for, once checked.
@@ -91,11 +93,12 @@ struct JobPlan {
 pub type Body<'a> = &'a mut (dyn AsyncRead + Send + Unpin);
 
 impl IppService {
-    /// Runs one checked request. `host` is the `host[:port]` the client used.
+    /// Runs one checked request. `base` is the URI prefix the client used
+    /// (`ipp://host:port` or `ipps://host:port`), for the URIs answered.
     pub async fn dispatch(
         &self,
         req: &Request,
-        host: &str,
+        base: &str,
         body: Body<'_>,
     ) -> Result<Reply, IppError> {
         let target = match &req.target_path {
@@ -112,28 +115,28 @@ impl IppService {
                     .queues
                     .default_queue()
                     .ok_or_else(|| IppError::NotFound("no default queue".into()))?;
-                self.get_printer_attributes(req, queue, host).await
+                self.get_printer_attributes(req, queue, base).await
             }
-            Operation::CupsGetPrinters => self.cups_get_printers(req, host).await,
+            Operation::CupsGetPrinters => self.cups_get_printers(req, base).await,
             op => {
                 let target =
                     target.ok_or_else(|| IppError::BadRequest("printer-uri is required".into()))?;
                 match (op, target) {
                     (Operation::GetPrinterAttributes, Target::Queue(q)) => {
-                        self.get_printer_attributes(req, q, host).await
+                        self.get_printer_attributes(req, q, base).await
                     }
                     (Operation::ValidateJob, Target::Queue(q)) => self.validate_job(req, q),
                     (Operation::PrintJob, Target::Queue(q)) => {
-                        self.print_job(req, q, host, body).await
+                        self.print_job(req, q, base, body).await
                     }
-                    (Operation::CreateJob, Target::Queue(q)) => self.create_job(req, q, host).await,
-                    (Operation::GetJobs, Target::Queue(q)) => self.get_jobs(req, q, host).await,
-                    (_, Target::Job(q, id)) => self.job_operation(req, q, id, host, body).await,
+                    (Operation::CreateJob, Target::Queue(q)) => self.create_job(req, q, base).await,
+                    (Operation::GetJobs, Target::Queue(q)) => self.get_jobs(req, q, base).await,
+                    (_, Target::Job(q, id)) => self.job_operation(req, q, id, base, body).await,
                     (_, Target::Queue(q)) => {
                         let id = req.job_id.ok_or_else(|| {
                             IppError::BadRequest("job-id (or job-uri) is required".into())
                         })?;
-                        self.job_operation(req, q, id, host, body).await
+                        self.job_operation(req, q, id, base, body).await
                     }
                 }
             }
@@ -145,7 +148,7 @@ impl IppService {
         req: &Request,
         queue: &Queue,
         ipp_job_id: i32,
-        host: &str,
+        base: &str,
         body: Body<'_>,
     ) -> Result<Reply, IppError> {
         let job = self
@@ -162,14 +165,14 @@ impl IppService {
                 let attrs = job_attributes(
                     &job,
                     queue,
-                    host,
+                    base,
                     job.is_owned_by(&req.user),
                     now_ms() / 1000,
                     &requested,
                 );
                 Ok(Reply::group(DelimiterTag::JobAttributes, attrs))
             }
-            Operation::SendDocument => self.send_document(req, queue, job, host, body).await,
+            Operation::SendDocument => self.send_document(req, queue, job, base, body).await,
             Operation::CancelJob => self.cancel_job(req, queue, job).await,
             Operation::HoldJob => self.hold_job(req, job).await,
             Operation::ReleaseJob => self.release_job(req, queue, job).await,
@@ -271,7 +274,7 @@ impl IppService {
         &self,
         req: &Request,
         queue: &Queue,
-        host: &str,
+        base: &str,
         body: Body<'_>,
     ) -> Result<Reply, IppError> {
         let plan = self.plan_job(req, true)?;
@@ -290,14 +293,14 @@ impl IppService {
         self.count_received(queue, size);
         self.wake_output(queue);
         tracing::info!(job = %job.uuid, queue = %queue.name, id = job.ipp_job_id, owner = %job.owner, bytes = size, "job received");
-        Ok(self.submission_reply(&job, queue, host, plan.template.unsupported))
+        Ok(self.submission_reply(&job, queue, base, plan.template.unsupported))
     }
 
     async fn create_job(
         &self,
         req: &Request,
         queue: &Queue,
-        host: &str,
+        base: &str,
     ) -> Result<Reply, IppError> {
         let plan = self.plan_job(req, false)?;
         let mut job = self.new_job(req, queue, &plan, JobUuid::new());
@@ -305,7 +308,7 @@ impl IppService {
         job.state_message = "Waiting for the document".to_owned();
         let job = self.store.insert(job, None).await?;
         tracing::info!(job = %job.uuid, queue = %queue.name, id = job.ipp_job_id, owner = %job.owner, "job created, waiting for its document");
-        Ok(self.submission_reply(&job, queue, host, plan.template.unsupported))
+        Ok(self.submission_reply(&job, queue, base, plan.template.unsupported))
     }
 
     async fn send_document(
@@ -313,7 +316,7 @@ impl IppService {
         req: &Request,
         queue: &Queue,
         job: JobRecord,
-        host: &str,
+        base: &str,
         body: Body<'_>,
     ) -> Result<Reply, IppError> {
         self.check_owner(req, &job)?;
@@ -358,7 +361,7 @@ impl IppService {
             self.count_received(queue, size);
         }
         self.wake_output(queue);
-        Ok(self.submission_reply(&job, queue, host, plan.template.unsupported))
+        Ok(self.submission_reply(&job, queue, base, plan.template.unsupported))
     }
 
     async fn cancel_job(
@@ -429,7 +432,7 @@ impl IppService {
         Ok(Reply::default())
     }
 
-    async fn get_jobs(&self, req: &Request, queue: &Queue, host: &str) -> Result<Reply, IppError> {
+    async fn get_jobs(&self, req: &Request, queue: &Queue, base: &str) -> Result<Reply, IppError> {
         let which = req.string("which-jobs").unwrap_or("not-completed");
         let states = which_jobs(which).ok_or_else(|| {
             IppError::AttributesNotSupported(vec![attr("which-jobs", keyword(which))])
@@ -465,7 +468,7 @@ impl IppService {
                         job_attributes(
                             job,
                             queue,
-                            host,
+                            base,
                             job.is_owned_by(&req.user),
                             now,
                             &requested,
@@ -476,7 +479,7 @@ impl IppService {
         })
     }
 
-    async fn printer_status(&self, queue: &Queue, host: &str) -> Result<PrinterStatus, IppError> {
+    async fn printer_status(&self, queue: &Queue, base: &str) -> Result<PrinterStatus, IppError> {
         let counts = self.store.count_by_state(Some(queue.name.clone())).await?;
         let queued = counts
             .iter()
@@ -488,7 +491,9 @@ impl IppService {
             None => (false, None),
         };
         Ok(PrinterStatus {
-            host: host.to_owned(),
+            base: base.to_owned(),
+            tls: base.starts_with("ipps:"),
+            authentication: self.auth.keyword(),
             site: self.site.clone(),
             queued_job_count: queued,
             processing: busy,
@@ -504,9 +509,9 @@ impl IppService {
         &self,
         req: &Request,
         queue: &Queue,
-        host: &str,
+        base: &str,
     ) -> Result<Reply, IppError> {
-        let status = self.printer_status(queue, host).await?;
+        let status = self.printer_status(queue, base).await?;
         let requested =
             Requested::from_keywords(req.requested_attributes(), Requested::everything());
         Ok(Reply::group(
@@ -515,12 +520,12 @@ impl IppService {
         ))
     }
 
-    async fn cups_get_printers(&self, req: &Request, host: &str) -> Result<Reply, IppError> {
+    async fn cups_get_printers(&self, req: &Request, base: &str) -> Result<Reply, IppError> {
         let requested =
             Requested::from_keywords(req.requested_attributes(), Requested::everything());
         let mut groups = Vec::new();
         for queue in self.queues.all() {
-            let status = self.printer_status(queue, host).await?;
+            let status = self.printer_status(queue, base).await?;
             groups.push((
                 DelimiterTag::PrinterAttributes,
                 printer_attributes(queue, &status, &requested),
@@ -581,13 +586,13 @@ impl IppService {
         &self,
         job: &JobRecord,
         queue: &Queue,
-        host: &str,
+        base: &str,
         unsupported: Vec<IppAttribute>,
     ) -> Reply {
         let attrs = job_attributes(
             job,
             queue,
-            host,
+            base,
             true,
             now_ms() / 1000,
             &job_attrs::submission_answer(),

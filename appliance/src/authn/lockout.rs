@@ -17,6 +17,7 @@
 //! without waiting.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 /// Most subjects tracked; beyond it, entries that are neither locked nor
 /// recently failed nor being checked are dropped (guessing many user names
@@ -57,7 +58,7 @@ impl Failures {
 
 /// Who is locked out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Subject {
+pub(crate) enum Subject {
     /// A user (at every printer).
     User,
     /// A printer (for every user).
@@ -66,16 +67,16 @@ pub(super) enum Subject {
 
 /// A lock: who is locked and for how long still.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Locked {
+pub(crate) struct Locked {
     /// The user or the printer.
-    pub(super) subject: Subject,
+    pub(crate) subject: Subject,
     /// Seconds until attempts are taken again (at least 1).
-    pub(super) retry_after_secs: u64,
+    pub(crate) retry_after_secs: u64,
 }
 
 /// Why an attempt is not checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Refusal {
+pub(crate) enum Refusal {
     /// The user or the printer is locked out.
     Locked(Locked),
     /// As many checks as the subject may still fail are already running;
@@ -87,14 +88,14 @@ pub(super) enum Refusal {
 /// [`Lockout::failed`], [`Lockout::succeeded`] or [`Lockout::withdrawn`].
 #[derive(Debug, PartialEq, Eq)]
 #[must_use = "an attempt holds a check in flight until it is ended"]
-pub(super) struct Attempt {
+pub(crate) struct Attempt {
     user: Option<String>,
     device: String,
 }
 
 /// The lockout policy and its state.
 #[derive(Debug)]
-pub(super) struct Lockout {
+pub(crate) struct Lockout {
     after: u32,
     base_ms: i64,
     max_ms: i64,
@@ -105,7 +106,7 @@ pub(super) struct Lockout {
 impl Lockout {
     /// Locks after `after` wrong secrets in a row, for `base_secs`,
     /// doubling with each further wrong secret up to `max_secs`.
-    pub(super) fn new(after: u32, base_secs: u64, max_secs: u64) -> Lockout {
+    pub(crate) fn new(after: u32, base_secs: u64, max_secs: u64) -> Lockout {
         let ms = |s: u64| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX);
         Lockout {
             after: after.max(1),
@@ -118,7 +119,7 @@ impl Lockout {
 
     /// Reserves a check of an attempt by `user` (when named) at `device`,
     /// or says why it may not be checked now.
-    pub(super) fn begin(
+    pub(crate) fn begin(
         &mut self,
         user: Option<&str>,
         device: &str,
@@ -190,7 +191,7 @@ impl Lockout {
     }
 
     /// The attempt's secret was wrong; returns the lockout it starts, if any.
-    pub(super) fn failed(&mut self, attempt: Attempt, now_ms: i64) -> Option<Locked> {
+    pub(crate) fn failed(&mut self, attempt: Attempt, now_ms: i64) -> Option<Locked> {
         self.end(&attempt);
         let (after, base, max) = (self.after, self.base_ms, self.max_ms);
         let bump = |f: &mut Failures, subject| {
@@ -221,7 +222,7 @@ impl Lockout {
     /// that user or the printer is locked now (a lock that began while the
     /// secret was checked, or a card or PIN-only login that named its user
     /// only by its secret); otherwise both counts start over.
-    pub(super) fn succeeded(
+    pub(crate) fn succeeded(
         &mut self,
         attempt: Attempt,
         user: &str,
@@ -253,8 +254,58 @@ impl Lockout {
 
     /// The attempt ended without a verdict on its secret (the request
     /// could not be checked as asked, or the store failed).
-    pub(super) fn withdrawn(&mut self, attempt: Attempt) {
+    pub(crate) fn withdrawn(&mut self, attempt: Attempt) {
         self.end(&attempt);
+    }
+}
+
+/// A login attempt reserved in the lockout while its secret is checked.
+/// Dropped unfinished (the client went away mid-check, or shutdown), it
+/// is withdrawn: nobody learnt its verdict.
+pub(crate) struct ReservedAttempt<'a> {
+    lockout: &'a Mutex<Lockout>,
+    attempt: Option<Attempt>,
+}
+
+impl<'a> ReservedAttempt<'a> {
+    /// Holds `attempt`, reserved in `lockout`, until it is ended.
+    pub(crate) fn new(lockout: &'a Mutex<Lockout>, attempt: Attempt) -> ReservedAttempt<'a> {
+        ReservedAttempt {
+            lockout,
+            attempt: Some(attempt),
+        }
+    }
+
+    fn with<T>(&mut self, f: impl FnOnce(&mut Lockout, Attempt) -> T) -> Option<T> {
+        let attempt = self.attempt.take()?;
+        let mut lockout = self
+            .lockout
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Some(f(&mut lockout, attempt))
+    }
+
+    /// The secret was wrong; the lockout it starts, if any.
+    pub(crate) fn failed(mut self, now_ms: i64) -> Option<Locked> {
+        self.with(|l, a| l.failed(a, now_ms)).flatten()
+    }
+
+    /// The secret was right and belongs to `user`; refused if that user
+    /// or the device is locked now.
+    pub(crate) fn succeeded(mut self, user: &str, now_ms: i64) -> Result<(), Locked> {
+        self.with(|l, a| l.succeeded(a, user, now_ms))
+            .unwrap_or(Ok(()))
+    }
+
+    /// No verdict on the secret.
+    pub(crate) fn withdrawn(mut self) {
+        self.with(Lockout::withdrawn);
+    }
+}
+
+impl Drop for ReservedAttempt<'_> {
+    fn drop(&mut self) {
+        self.with(Lockout::withdrawn);
     }
 }
 

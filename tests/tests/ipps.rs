@@ -1,0 +1,253 @@
+//! IPP over TLS with HTTP Basic authentication (`[ipp] tls_certificate`,
+//! `authentication = "basic"`), driven by CUPS's `ipptool` and `curl`: the
+//! authenticated user owns the job whatever the request names, a wrong
+//! password is refused, a request without credentials is challenged, plain
+//! HTTP is not served, and Basic without TLS is refused at start.
+
+use std::fs;
+use std::process::Command;
+use std::time::Duration;
+
+use e2e::{
+    Appliance, appliance_bin, fixture, ipptool_text, run_with_timeout, self_signed_certificate,
+};
+
+/// Prints as `mallory` by name, then reads the job's owner back.
+const PRINT_AND_READ_OWNER: &str = r#"
+{
+    NAME "Print-Job naming another user"
+    OPERATION Print-Job
+    GROUP operation-attributes-tag
+    ATTR charset attributes-charset utf-8
+    ATTR naturalLanguage attributes-natural-language en
+    ATTR uri printer-uri $uri
+    ATTR name requesting-user-name mallory
+    ATTR name job-name "ipps test"
+    ATTR mimeMediaType document-format application/pdf
+    FILE $filename
+    STATUS successful-ok
+    EXPECT job-id OF-TYPE integer
+}
+{
+    NAME "The job belongs to the authenticated user"
+    OPERATION Get-Job-Attributes
+    GROUP operation-attributes-tag
+    ATTR charset attributes-charset utf-8
+    ATTR naturalLanguage attributes-natural-language en
+    ATTR uri printer-uri $uri
+    ATTR integer job-id $job-id
+    ATTR name requesting-user-name mallory
+    STATUS successful-ok
+    EXPECT job-originating-user-name OF-TYPE name WITH-VALUE "alice"
+    EXPECT job-uri OF-TYPE uri WITH-VALUE "/^ipps:/"
+}
+"#;
+
+/// Anonymous printer query: what a client asks first.
+const PRINTER_QUERY: &str = r#"
+{
+    NAME "Get-Printer-Attributes without credentials"
+    OPERATION Get-Printer-Attributes
+    GROUP operation-attributes-tag
+    ATTR charset attributes-charset utf-8
+    ATTR naturalLanguage attributes-natural-language en
+    ATTR uri printer-uri $uri
+    STATUS successful-ok
+    EXPECT uri-security-supported OF-TYPE keyword WITH-VALUE tls
+    EXPECT uri-authentication-supported OF-TYPE keyword WITH-VALUE basic
+    EXPECT printer-uri-supported OF-TYPE uri WITH-VALUE "/^ipps:/"
+}
+"#;
+
+fn start(dir: &std::path::Path) -> Appliance {
+    let (cert, key) = self_signed_certificate(dir, "ipp").unwrap();
+    let config = format!(
+        "[ipp]\nlisten = \"127.0.0.1:0\"\ntls_certificate = {:?}\ntls_private_key = {:?}\n\
+         authentication = \"basic\"\n[api]\nlisten = \"127.0.0.1:0\"\nlockout_after = 3\n",
+        cert.display().to_string(),
+        key.display().to_string()
+    );
+    let appliance = Appliance::prepare(&dir.join("site"), &config).unwrap();
+    appliance
+        .add_user_with_password("alice", "horse-battery-9")
+        .unwrap();
+    let mut appliance = appliance;
+    appliance.restart().unwrap();
+    appliance
+}
+
+/// A raw IPP Print-Job posted with curl; returns the HTTP status line and
+/// headers.
+fn curl_print(appliance: &Appliance, scheme: &str, credentials: Option<&str>) -> String {
+    let printer = format!("ipp://127.0.0.1:{}/ipp/print/secure", appliance.port);
+    let body = e2e::ipp_request(
+        0x0200,
+        0x0002,
+        7,
+        &e2e::standard_attributes(&printer, "alice"),
+        b"%PDF-1.4\n%%EOF\n",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("request.ipp");
+    fs::write(&file, body).unwrap();
+    let mut cmd = Command::new("curl");
+    cmd.args([
+        "-sS",
+        "-k",
+        "-o",
+        "/dev/null",
+        "-D",
+        "-",
+        "--max-time",
+        "10",
+    ])
+    .args(["-H", "Content-Type: application/ipp", "--data-binary"])
+    .arg(format!("@{}", file.display()));
+    if let Some(user) = credentials {
+        cmd.args(["-u", user]);
+    }
+    cmd.arg(format!(
+        "{scheme}://127.0.0.1:{}/ipp/print/secure",
+        appliance.port
+    ));
+    let out = run_with_timeout(&mut cmd, Duration::from_secs(30)).unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn jobs_stored(appliance: &Appliance) -> usize {
+    let out = run_with_timeout(
+        Command::new(appliance_bin())
+            .args(["jobs", "list", "--config"])
+            .arg(appliance.config_path()),
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("secure"))
+        .count()
+}
+
+#[test]
+fn over_ipps_the_authenticated_user_owns_the_job() {
+    let tmp = tempfile::tempdir().unwrap();
+    let appliance = start(tmp.path());
+    assert!(appliance.log().contains("authentication=\"basic\""));
+    let pdf = fixture("document-a4.pdf");
+    let uri = |userinfo: &str| {
+        format!(
+            "ipps://{userinfo}127.0.0.1:{}/ipp/print/secure",
+            appliance.port
+        )
+    };
+
+    let (ok, out) = ipptool_text(&uri(""), PRINTER_QUERY, None, &[]).unwrap();
+    assert!(ok, "{out}");
+    let (ok, out) = ipptool_text(
+        &uri("alice:horse-battery-9@"),
+        PRINT_AND_READ_OWNER,
+        Some(&pdf),
+        &[],
+    )
+    .unwrap();
+    assert!(ok, "{out}");
+    assert_eq!(jobs_stored(&appliance), 1);
+
+    // No credentials: challenged, so clients ask their user.
+    let answer = curl_print(&appliance, "https", None);
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("www-authenticate: basic realm="),
+        "{answer}"
+    );
+    // A wrong password: refused, nothing stored.
+    let (ok, out) = ipptool_text(
+        &uri("alice:wrong-password@"),
+        PRINT_AND_READ_OWNER,
+        Some(&pdf),
+        &[],
+    )
+    .unwrap();
+    assert!(!ok, "a wrong password must not print: {out}");
+    assert_eq!(jobs_stored(&appliance), 1);
+    // Plain HTTP is not served on the TLS port.
+    let answer = curl_print(&appliance, "http", Some("alice:horse-battery-9"));
+    assert!(!answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(jobs_stored(&appliance), 1);
+
+    // Wrong passwords in a row lock the account: then even the right one
+    // is refused (403) until the lock ends.
+    for _ in 0..3 {
+        let answer = curl_print(&appliance, "https", Some("alice:guess"));
+        assert!(
+            answer.starts_with("HTTP/1.1 401") || answer.starts_with("HTTP/1.1 403"),
+            "{answer}"
+        );
+    }
+    let answer = curl_print(&appliance, "https", Some("alice:horse-battery-9"));
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    assert_eq!(jobs_stored(&appliance), 1);
+    let audit = run_with_timeout(
+        Command::new(appliance_bin())
+            .args(["audit", "--config"])
+            .arg(appliance.config_path()),
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    let audit = String::from_utf8_lossy(&audit.stdout);
+    assert!(audit.contains("ipp-basic"), "{audit}");
+    assert!(!audit.contains("guess"), "a secret reached the audit log");
+    assert!(!appliance.log().contains("panicked"));
+}
+
+#[test]
+fn basic_without_tls_is_refused_at_start_unless_allowed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("appliance.toml");
+    let data = tmp.path().join("data").display().to_string();
+    fs::write(
+        &config,
+        format!(
+            "data_dir = {data:?}\n[ipp]\nlisten = \"127.0.0.1:0\"\nauthentication = \"basic\"\n"
+        ),
+    )
+    .unwrap();
+    let out = run_with_timeout(
+        Command::new(appliance_bin())
+            .arg("check-config")
+            .arg(&config),
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("ipp.authentication"), "{stderr}");
+    assert!(stderr.contains("allow_basic_without_tls"), "{stderr}");
+
+    fs::write(
+        &config,
+        format!(
+            "data_dir = {data:?}\n[ipp]\nlisten = \"127.0.0.1:0\"\nauthentication = \"basic\"\n\
+             allow_basic_without_tls = true\n"
+        ),
+    )
+    .unwrap();
+    let out = run_with_timeout(
+        Command::new(appliance_bin())
+            .arg("check-config")
+            .arg(&config),
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
