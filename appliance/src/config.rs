@@ -150,6 +150,9 @@ pub struct IppConfig {
     pub tls_private_key: Option<PathBuf>,
     /// Who owns a job submitted over IPP.
     pub authentication: IppAuthentication,
+    /// Serve `/metrics` on this listener (off where the listener faces the
+    /// internet: central's submission).
+    pub metrics: bool,
     /// Accept `authentication = "basic"` without TLS, passwords readable
     /// on the network (a lab, or TLS ended in front of the appliance).
     pub allow_basic_without_tls: bool,
@@ -370,6 +373,7 @@ impl Default for IppConfig {
             tls_certificate: None,
             tls_private_key: None,
             authentication: IppAuthentication::None,
+            metrics: true,
             allow_basic_without_tls: false,
         }
     }

@@ -64,8 +64,9 @@ pub enum DaemonError {
 pub struct Listeners {
     /// IPP (and `/metrics`).
     pub ipp: TcpListener,
-    /// The release API.
-    pub api: TcpListener,
+    /// The release API; none where nobody releases at a printer (central's
+    /// submission site).
+    pub api: Option<TcpListener>,
 }
 
 /// Runs the appliance on already-bound listeners until `shutdown` turns true.
@@ -224,17 +225,19 @@ pub async fn run(
             }
         }));
     }
-    if let Ok(addr) = listeners.api.local_addr() {
-        tracing::info!(%addr, tls = tls.is_some(), "API listening");
+    if let Some(listener) = listeners.api {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, tls = tls.is_some(), "API listening");
+        }
+        tasks.push(tokio::spawn(crate::api::serve(
+            listener,
+            api,
+            tls,
+            config.api.max_connections,
+            shutdown.clone(),
+            DRAIN,
+        )));
     }
-    tasks.push(tokio::spawn(crate::api::serve(
-        listeners.api,
-        api,
-        tls,
-        config.api.max_connections,
-        shutdown.clone(),
-        DRAIN,
-    )));
     let housekeeping = Housekeeping::new(
         store.clone(),
         uploads,

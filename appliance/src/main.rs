@@ -109,7 +109,7 @@ fn serve(config: Config) -> Result<(), Failure> {
         };
         let listeners = appliance::daemon::Listeners {
             ipp: bind(config.ipp.listen, "ipp.listen").await?,
-            api: bind(config.api.listen, "api.listen").await?,
+            api: Some(bind(config.api.listen, "api.listen").await?),
         };
         let (stop, stopped) = watch::channel(false);
         tokio::spawn(async move {

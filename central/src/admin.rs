@@ -256,39 +256,19 @@ async fn handle<S: CentralStore>(shared: &Shared<S>, request: AdminRequest) -> A
             })
     };
     match request {
-        AdminRequest::SiteAdd { name } => {
-            if let Err(e) = check_site_name(&name) {
-                return error("invalid", e);
+        AdminRequest::SiteAdd { name } => match add_site(shared, &name).await {
+            Ok((token, expires_ms)) => {
+                tracing::info!(site = %name, "site added; enrollment token issued");
+                to_value(serde_json::json!({
+                    "site": name,
+                    "expires_ms": expires_ms,
+                    "token": token.to_string(),
+                }))
             }
-            let token = match new_token(shared) {
-                Ok(token) => token,
-                Err(e) => return error("unavailable", e),
-            };
-            let ttl = shared.config.sites.token_ttl_secs;
-            let expires_ms = jiff::Timestamp::now()
-                .as_millisecond()
-                .saturating_add(i64::try_from(ttl.saturating_mul(1000)).unwrap_or(i64::MAX));
-            match shared
-                .store
-                .add_site(
-                    name.clone(),
-                    token.id.clone(),
-                    token.secret_hash(),
-                    expires_ms,
-                )
-                .await
-            {
-                Ok(()) => {
-                    tracing::info!(site = %name, "site added; enrollment token issued");
-                    to_value(serde_json::json!({
-                        "site": name,
-                        "expires_ms": expires_ms,
-                        "token": token.to_string(),
-                    }))
-                }
-                Err(e) => e.into(),
-            }
-        }
+            Err(SiteAddError::Invalid(e)) => error("invalid", e),
+            Err(SiteAddError::Unavailable(e)) => error("unavailable", e),
+            Err(SiteAddError::Store(e)) => e.into(),
+        },
         AdminRequest::SiteList => match shared.store.list_sites().await {
             Ok(sites) => {
                 let connected = shared.registry.connected();
@@ -404,7 +384,57 @@ pub(crate) async fn edit<S: CentralStore>(
     }
 }
 
-fn new_token<S>(shared: &Shared<S>) -> Result<EnrollmentToken, String> {
+/// Why a site could not be added.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SiteAddError {
+    /// The name is unusable.
+    #[error("{0}")]
+    Invalid(String),
+    /// No randomness for the token.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Storage refused (a site of that name exists) or failed.
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}
+
+/// Registers site `name` and issues its enrollment token; returns the
+/// token and when it expires (ms since the Unix epoch).
+pub(crate) async fn add_site<S: CentralStore>(
+    shared: &Shared<S>,
+    name: &str,
+) -> Result<(EnrollmentToken, i64), SiteAddError> {
+    let token = new_token(shared).map_err(SiteAddError::Unavailable)?;
+    let expires_ms = register_site(shared, name, &token).await?;
+    Ok((token, expires_ms))
+}
+
+/// Registers site `name` to be enrolled with `token`; returns when the
+/// token expires.
+pub(crate) async fn register_site<S: CentralStore>(
+    shared: &Shared<S>,
+    name: &str,
+    token: &EnrollmentToken,
+) -> Result<i64, SiteAddError> {
+    check_site_name(name).map_err(SiteAddError::Invalid)?;
+    let ttl = shared.config.sites.token_ttl_secs;
+    let expires_ms = jiff::Timestamp::now()
+        .as_millisecond()
+        .saturating_add(i64::try_from(ttl.saturating_mul(1000)).unwrap_or(i64::MAX));
+    shared
+        .store
+        .add_site(
+            name.to_owned(),
+            token.id.clone(),
+            token.secret_hash(),
+            expires_ms,
+        )
+        .await?;
+    Ok(expires_ms)
+}
+
+/// A fresh enrollment token pinning this central's CA.
+pub(crate) fn new_token<S>(shared: &Shared<S>) -> Result<EnrollmentToken, String> {
     let mut id = [0u8; 8];
     let mut secret = [0u8; 16];
     getrandom::fill(&mut id).map_err(|e| e.to_string())?;

@@ -235,7 +235,8 @@ async fn serve(config: Config) -> Result<(), Failure> {
         .await
         .map_err(|e| match e {
             central::service::ServiceError::Bind { .. }
-            | central::service::ServiceError::DataDir { .. } => Failure::Usage(e.to_string()),
+            | central::service::ServiceError::DataDir { .. }
+            | central::service::ServiceError::Submission(_) => Failure::Usage(e.to_string()),
             other => Failure::Runtime(anyhow::Error::new(other)),
         })
 }

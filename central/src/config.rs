@@ -52,6 +52,45 @@ pub struct Config {
     pub sites: SitesConfig,
     /// Policy kept as files.
     pub policy: PolicyConfig,
+    /// IPPS submission for users off the corporate network.
+    pub submission: SubmissionConfig,
+}
+
+/// `[submission]`: central takes jobs over IPPS from users off the
+/// corporate network (the "public server") and holds them as a site of the
+/// fleet, so they are listed, claimed and fetched at every branch like
+/// jobs printed there. Off unless `listen` is set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SubmissionConfig {
+    /// TCP address of the IPPS listener (none: no submission).
+    pub listen: Option<SocketAddr>,
+    /// PEM certificate chain clients see (a public CA's, for laptops at home).
+    pub tls_certificate: Option<PathBuf>,
+    /// PEM private key for `tls_certificate`.
+    pub tls_private_key: Option<PathBuf>,
+    /// The site name its jobs carry in every branch's list.
+    pub site: String,
+    /// The queue: `ipps://HOST:PORT/ipp/print/QUEUE`.
+    pub queue: String,
+    /// How long a job waits to be released before it is deleted.
+    pub held_job_secs: u64,
+    /// Largest document accepted, in bytes.
+    pub max_document_bytes: u64,
+}
+
+impl Default for SubmissionConfig {
+    fn default() -> Self {
+        SubmissionConfig {
+            listen: None,
+            tls_certificate: None,
+            tls_private_key: None,
+            site: "central".into(),
+            queue: "secure".into(),
+            held_job_secs: 2 * 24 * 3600,
+            max_document_bytes: 512 * 1024 * 1024,
+        }
+    }
 }
 
 /// `[sync]`
@@ -113,6 +152,7 @@ impl Default for Config {
             admin: AdminConfig::default(),
             sites: SitesConfig::default(),
             policy: PolicyConfig::default(),
+            submission: SubmissionConfig::default(),
         }
     }
 }
@@ -183,6 +223,22 @@ impl Config {
         if self.sites.certificate_days == 0 {
             return invalid("sites.certificate_days", "must be at least 1");
         }
+        let submission = &self.submission;
+        if submission.listen.is_some()
+            && (submission.tls_certificate.is_none() || submission.tls_private_key.is_none())
+        {
+            return invalid(
+                "submission.tls_certificate / submission.tls_private_key",
+                "submission takes passwords from the internet: give the certificate and key \
+                 clients will see",
+            );
+        }
+        if submission.held_job_secs == 0 || submission.max_document_bytes == 0 {
+            return invalid(
+                "submission.held_job_secs / submission.max_document_bytes",
+                "must be at least 1",
+            );
+        }
         Ok(())
     }
 
@@ -232,5 +288,9 @@ mod tests {
         assert!(e.contains("sites.token_ttl_secs"), "{e}");
         let e = parse("[sync]\nlistne = \"x\"\n").unwrap_err().to_string();
         assert!(e.contains("listne"), "{e}");
+        let e = parse("[submission]\nlisten = \"0.0.0.0:8632\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("submission.tls_certificate"), "{e}");
     }
 }

@@ -10,6 +10,8 @@
 //! - [`policy_files`]: `users.csv` and `rules.toml` in the policy directory.
 //! - [`service`]: wiring and the run loop.
 //! - [`sync`]: the QUIC listener, enrollment and sync sessions.
+//! - [`submission`]: IPPS submission for users off the corporate network,
+//!   the appliance's intake run in-process as one more site of the fleet.
 //! - [`store`]: storage behind the `CentralStore` interface; the embedded
 //!   SQLite backend.
 
@@ -21,4 +23,5 @@ pub mod identity;
 pub mod policy_files;
 pub mod service;
 pub mod store;
+pub mod submission;
 pub mod sync;

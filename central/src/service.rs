@@ -6,12 +6,14 @@ use std::sync::Arc;
 
 use sync_protocol::transport::{Timing, central_endpoint};
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use crate::admin;
 use crate::config::Config;
 use crate::identity::{FleetIdentity, IdentityError};
 use crate::policy_files;
 use crate::store::{CentralStore, SqliteStore, StoreError};
+use crate::submission;
 use crate::sync::{self, Registry, Shared};
 
 /// Why central could not run.
@@ -44,6 +46,9 @@ pub enum ServiceError {
     /// The QUIC endpoint could not be set up.
     #[error("sync listener: {0}")]
     Transport(#[from] sync_protocol::transport::TransportError),
+    /// IPPS submission cannot run as configured.
+    #[error("{0}")]
+    Submission(#[from] crate::submission::SubmissionError),
 }
 
 /// Resolves once `shutdown` is true (or its sender is gone).
@@ -111,6 +116,30 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
     }
     tracing::info!(socket = %admin_path.display(), "admin listening");
     let admin_task = tokio::spawn(admin::serve(admin, shared.clone(), shutdown.clone()));
+    // Submission is one more site, enrolled at and syncing with this central.
+    let submission = match (shared.config.submission.listen, endpoint.local_addr()) {
+        (Some(listen), Ok(sync)) => {
+            let sync = submission::loopback(sync);
+            Some(submission::prepare(&shared, listen, sync).await?)
+        }
+        _ => None,
+    };
+    let submission_task = submission.map(|prepared| {
+        tracing::info!(
+            listen = ?shared.config.submission.listen,
+            site = %shared.config.submission.site,
+            "IPPS submission starting"
+        );
+        let shutdown = shutdown.clone();
+        tokio::spawn(
+            async move {
+                if let Err(e) = prepared.run(shutdown).await {
+                    tracing::error!(error = %e, "IPPS submission stopped; central serves on without it");
+                }
+            }
+            .instrument(tracing::info_span!("submission")),
+        )
+    });
     let files_task = shared
         .config
         .policy
@@ -119,6 +148,9 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
         .map(|dir| tokio::spawn(policy_files::watch(dir, shared.clone(), shutdown.clone())));
     sync::serve(endpoint, shared, shutdown).await;
     let _ = admin_task.await;
+    if let Some(task) = submission_task {
+        let _ = task.await;
+    }
     if let Some(task) = files_task {
         let _ = task.await;
     }

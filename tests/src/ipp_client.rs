@@ -430,3 +430,45 @@ pub fn standard_attributes<'a>(uri: &'a str, user: &'a str) -> Vec<(u8, &'a str,
         (0x42, "requesting-user-name", user.as_bytes()),
     ]
 }
+
+/// Posts a one-page IPP Print-Job for alice to `url` with curl (`-u
+/// credentials` when given; any certificate accepted); returns the HTTP
+/// status line and headers, or curl's complaint.
+pub fn curl_ipp_print(url: &str, credentials: Option<&str>) -> Result<String> {
+    let printer = format!(
+        "ipp://{}",
+        url.split_once("://").map_or(url, |(_, rest)| rest)
+    );
+    let body = ipp_request(
+        0x0200,
+        0x0002,
+        7,
+        &standard_attributes(&printer, "alice"),
+        b"%PDF-1.4\n%%EOF\n",
+    );
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("request.ipp");
+    fs::write(&file, body)?;
+    let mut cmd = Command::new("curl");
+    cmd.args([
+        "-sS",
+        "-k",
+        "-o",
+        "/dev/null",
+        "-D",
+        "-",
+        "--max-time",
+        "10",
+    ])
+    .args(["-H", "Content-Type: application/ipp", "--data-binary"])
+    .arg(format!("@{}", file.display()));
+    if let Some(user) = credentials {
+        cmd.args(["-u", user]);
+    }
+    let out = run_with_timeout(cmd.arg(url), Duration::from_secs(30))?;
+    Ok(format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    ))
+}

@@ -144,6 +144,27 @@ pub fn run_with_input(cmd: &mut Command, input: Option<&str>, timeout: Duration)
     })
 }
 
+/// Every job in the store under `data_dir` (`appliance jobs list --all
+/// --json`, beside a running daemon), one JSON object each.
+pub fn stored_jobs(data_dir: &Path) -> Result<Vec<serde_json::Value>> {
+    let out = run_with_timeout(
+        Command::new(appliance_bin())
+            .args(["jobs", "list", "--all", "--json", "--data-dir"])
+            .arg(data_dir),
+        Duration::from_secs(30),
+    )?;
+    if !out.status.success() {
+        bail!(
+            "appliance jobs list failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).map_err(|e| anyhow!("bad JSON line {l:?}: {e}")))
+        .collect()
+}
+
 /// A self-signed P-256 certificate for 127.0.0.1 and its key, written as
 /// `NAME.crt` and `NAME.key` in `dir` by `openssl`.
 pub fn self_signed_certificate(dir: &Path, name: &str) -> Result<(PathBuf, PathBuf)> {
@@ -316,22 +337,7 @@ impl Appliance {
 
     /// Every job in the store, via `appliance jobs list --all --json`.
     pub fn jobs(&self) -> Result<Vec<serde_json::Value>> {
-        let out = run_with_timeout(
-            Command::new(appliance_bin())
-                .args(["jobs", "list", "--all", "--json", "--data-dir"])
-                .arg(&self.data_dir),
-            Duration::from_secs(30),
-        )?;
-        if !out.status.success() {
-            bail!(
-                "appliance jobs list failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| serde_json::from_str(l).map_err(|e| anyhow!("bad JSON line {l:?}: {e}")))
-            .collect()
+        stored_jobs(&self.data_dir)
     }
 
     /// Runs `appliance ARGS --data-dir DIR` with `stdin` as input, bounded in time.

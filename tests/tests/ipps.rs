@@ -9,7 +9,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use e2e::{
-    Appliance, appliance_bin, fixture, ipptool_text, run_with_timeout, self_signed_certificate,
+    Appliance, appliance_bin, curl_ipp_print, fixture, ipptool_text, run_with_timeout,
+    self_signed_certificate,
 };
 
 /// Prints as `mallory` by name, then reads the job's owner back.
@@ -76,46 +77,10 @@ fn start(dir: &std::path::Path) -> Appliance {
     appliance
 }
 
-/// A raw IPP Print-Job posted with curl; returns the HTTP status line and
-/// headers.
+/// A raw IPP Print-Job posted with curl to the appliance's queue `secure`.
 fn curl_print(appliance: &Appliance, scheme: &str, credentials: Option<&str>) -> String {
-    let printer = format!("ipp://127.0.0.1:{}/ipp/print/secure", appliance.port);
-    let body = e2e::ipp_request(
-        0x0200,
-        0x0002,
-        7,
-        &e2e::standard_attributes(&printer, "alice"),
-        b"%PDF-1.4\n%%EOF\n",
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("request.ipp");
-    fs::write(&file, body).unwrap();
-    let mut cmd = Command::new("curl");
-    cmd.args([
-        "-sS",
-        "-k",
-        "-o",
-        "/dev/null",
-        "-D",
-        "-",
-        "--max-time",
-        "10",
-    ])
-    .args(["-H", "Content-Type: application/ipp", "--data-binary"])
-    .arg(format!("@{}", file.display()));
-    if let Some(user) = credentials {
-        cmd.args(["-u", user]);
-    }
-    cmd.arg(format!(
-        "{scheme}://127.0.0.1:{}/ipp/print/secure",
-        appliance.port
-    ));
-    let out = run_with_timeout(&mut cmd, Duration::from_secs(30)).unwrap();
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    let url = format!("{scheme}://127.0.0.1:{}/ipp/print/secure", appliance.port);
+    curl_ipp_print(&url, credentials).unwrap()
 }
 
 fn jobs_stored(appliance: &Appliance) -> usize {

@@ -3,17 +3,20 @@
 //! printed at one site is released at another: the printer there gets the
 //! same bytes, the origin marks the job printed, two sites racing for one
 //! job print it once, and a job whose site is down is refused with the
-//! reason and never prints.
+//! reason and never prints. A job submitted at central over IPPS is
+//! listed, released and printed at a branch like any other.
 
 use std::time::Duration;
 
 use e2e::{
-    ApiClient, Appliance, Central, Faults, Printer, UdpProxy, fixture, free_udp_port, peak_rss_of,
-    sha256, upload, wait_for, write_generated,
+    ApiClient, Appliance, Central, Faults, Printer, UdpProxy, central_bin, curl_ipp_print, fixture,
+    free_port, free_udp_port, ipptool_text, peak_rss_of, run_with_timeout, self_signed_certificate,
+    sha256, stored_jobs, upload, wait_for, write_generated,
 };
 use serde_json::{Value, json};
 
 const PIN: &str = "2468";
+const PASSWORD: &str = "horse-battery-9";
 
 /// A central, and three sites `branch-1`.. each printing to its own
 /// `ippeveprinter`; alice is a user of the fleet.
@@ -27,15 +30,16 @@ struct Fleet {
 }
 
 fn fleet() -> Fleet {
-    fleet_with(false, "prefetch = false\n")
+    fleet_with(false, "prefetch = false\n", "")
 }
 
 /// The fleet; with `proxied`, branch-2 reaches central through a
-/// fault-injecting UDP proxy; `central` is added to every site's
-/// `[central]` section.
-fn fleet_with(proxied: bool, central_extra: &str) -> Fleet {
+/// fault-injecting UDP proxy; `central_extra` is added to every site's
+/// `[central]` section, `central_config` to central's configuration.
+fn fleet_with(proxied: bool, central_extra: &str, central_config: &str) -> Fleet {
     let dir = tempfile::tempdir().unwrap();
-    let central = Central::start(&dir.path().join("central"), free_udp_port(), "").unwrap();
+    let central =
+        Central::start(&dir.path().join("central"), free_udp_port(), central_config).unwrap();
     let proxy =
         proxied.then(|| UdpProxy::start(central.endpoint().parse().unwrap(), 0x0a11ce).unwrap());
     let mut sites = Vec::new();
@@ -67,8 +71,16 @@ fn fleet_with(proxied: bool, central_extra: &str) -> Fleet {
     }
     central
         .cli_ok(
-            &["user", "add", "alice", "--name", "Alice", "--pin"],
-            &format!("{PIN}\n"),
+            &[
+                "user",
+                "add",
+                "alice",
+                "--name",
+                "Alice",
+                "--pin",
+                "--password",
+            ],
+            &format!("{PIN}\n{PASSWORD}\n"),
         )
         .unwrap();
     // Polled by policy version, not by logins: failed ones would lock out.
@@ -296,7 +308,7 @@ const RSS_BUDGET: u64 = 64 << 20;
 #[test]
 fn a_100_mb_transfer_survives_a_cut_link_and_a_restart_and_prints_once() {
     const SIZE: u64 = 100 << 20;
-    let mut fleet = fleet_with(true, "prefetch = false\n");
+    let mut fleet = fleet_with(true, "prefetch = false\n", "");
     // branch-2's link: 8 MB/s, so the transfer lasts long enough to cut.
     let link = Faults {
         rate: 8_000_000,
@@ -491,7 +503,7 @@ fn unclaimed_spool_files(site: &Appliance) -> Vec<String> {
 
 #[test]
 fn prefetched_jobs_print_at_once_only_after_a_claim_and_go_if_not_released() {
-    let fleet = fleet_with(false, "prefetch = true\nprefetch_keep_secs = 4\n");
+    let fleet = fleet_with(false, "prefetch = true\nprefetch_keep_secs = 4\n", "");
     let (a, b, c) = (&fleet.sites[0], &fleet.sites[1], &fleet.sites[2]);
     a.lp("alice", "kept", &fixture("document-a4.pdf"));
     a.lp("alice", "taken", &fixture("three-pages.pdf"));
@@ -564,4 +576,150 @@ fn prefetched_jobs_print_at_once_only_after_a_claim_and_go_if_not_released() {
         || unclaimed_spool_files(b).is_empty().then_some(()),
     )
     .unwrap();
+}
+
+/// Print-Job over IPPS, as a laptop at home sends it.
+const SUBMIT: &str = r#"
+{
+    NAME "Print-Job at central"
+    OPERATION Print-Job
+    GROUP operation-attributes-tag
+    ATTR charset attributes-charset utf-8
+    ATTR naturalLanguage attributes-natural-language en
+    ATTR uri printer-uri $uri
+    ATTR name requesting-user-name laptop-user
+    ATTR name job-name $job_name
+    ATTR mimeMediaType document-format application/pdf
+    FILE $filename
+    STATUS successful-ok
+    EXPECT job-id OF-TYPE integer
+}
+"#;
+
+#[test]
+fn a_job_submitted_at_central_over_ipps_prints_at_a_branch() {
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed_certificate(certs.path(), "submission").unwrap();
+    let port = free_port();
+    let mut fleet = fleet_with(
+        false,
+        "prefetch = false\n",
+        &format!(
+            "[submission]\nlisten = \"127.0.0.1:{port}\"\ntls_certificate = {:?}\n\
+             tls_private_key = {:?}\n",
+            cert.display().to_string(),
+            key.display().to_string()
+        ),
+    );
+    let submission = fleet.central.data_dir.join("submission");
+    // The submission site enrolled at central and took the fleet's users.
+    wait_for(
+        Duration::from_secs(30),
+        "alice at the submission site",
+        || {
+            let status = std::fs::read(submission.join("sync-status.json")).ok()?;
+            let status: Value = serde_json::from_slice(&status).ok()?;
+            (status["policy_version"] == 1).then_some(())
+        },
+    )
+    .unwrap();
+    let uri = |userinfo: &str| format!("ipps://{userinfo}127.0.0.1:{port}/ipp/print/secure");
+
+    // A wrong password is challenged again and stores nothing; the right
+    // one stores alice's job, whoever the request names.
+    let pdf = fixture("three-pages.pdf");
+    let https = format!("https://127.0.0.1:{port}/ipp/print/secure");
+    let answer = curl_ipp_print(&https, Some("alice:wrong-password")).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert!(stored_jobs(&submission).unwrap().is_empty());
+    let (ok, out) = ipptool_text(
+        &uri(&format!("alice:{PASSWORD}@")),
+        SUBMIT,
+        Some(&pdf),
+        &[("job_name", "from-home")],
+    )
+    .unwrap();
+    assert!(ok, "{out}\n{}", fleet.central.log());
+    let held = stored_jobs(&submission).unwrap();
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0]["owner"], "alice", "{}", held[0]);
+
+    // At branch-3 it is alice's, from central; released, it prints there.
+    let c = &fleet.sites[2];
+    let (api_c, token_c) = login(c);
+    let listed = until_listed(&api_c, &token_c, "from-home", "central");
+    assert_eq!(listed["available"], true, "{listed}");
+    let answer = release(&api_c, &token_c, json!([listed["id"]]));
+    assert_eq!(answer["jobs"][0]["outcome"], "queued", "{answer}");
+    let printed = wait_for(
+        Duration::from_secs(30),
+        "the job at branch-3's printer",
+        || {
+            let docs = fleet.printers[2].documents();
+            (!docs.is_empty()).then_some(docs)
+        },
+    )
+    .unwrap();
+    assert_eq!(printed.len(), 1);
+    assert_eq!(printed[0].1, std::fs::read(&pdf).unwrap());
+    wait_for(
+        Duration::from_secs(30),
+        "the submission site to mark it printed",
+        || {
+            let jobs = stored_jobs(&submission).ok()?;
+            (jobs.first()?["state"] == "completed").then_some(())
+        },
+    )
+    .unwrap();
+    assert!(fleet.printers[0].documents().is_empty());
+    assert!(fleet.printers[1].documents().is_empty());
+
+    // Restarted, central's submission site is the same enrolled site: its
+    // jobs keep reaching the branches.
+    fleet.central.kill();
+    fleet.central.restart().unwrap();
+    let (ok, out) = ipptool_text(
+        &uri(&format!("alice:{PASSWORD}@")),
+        SUBMIT,
+        Some(&pdf),
+        &[("job_name", "after-restart")],
+    )
+    .unwrap();
+    assert!(ok, "{out}");
+    let (api_b, token_b) = login(&fleet.sites[1]);
+    until_listed(&api_b, &token_b, "after-restart", "central");
+    let log = fleet.central.log();
+    assert_eq!(log.matches("submission site registered").count(), 1);
+    assert_eq!(log.matches("submission site enrolled").count(), 1);
+    assert!(!log.contains("panicked"));
+}
+
+#[test]
+fn central_does_not_start_with_an_unusable_submission_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("central.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\nsync.listen = \"127.0.0.1:{}\"\n[submission]\n\
+             listen = \"127.0.0.1:{}\"\ntls_certificate = \"/nonexistent/ipp.crt\"\n\
+             tls_private_key = \"/nonexistent/ipp.key\"\n",
+            dir.path().join("data").display().to_string(),
+            free_udp_port(),
+            free_port()
+        ),
+    )
+    .unwrap();
+    let out = run_with_timeout(
+        std::process::Command::new(central_bin())
+            .arg("--config")
+            .arg(&config)
+            .arg("serve"),
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("[submission] tls_certificate"), "{stderr}");
+    assert!(stderr.contains("/nonexistent/ipp.crt"), "{stderr}");
 }

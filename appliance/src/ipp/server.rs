@@ -66,7 +66,7 @@ async fn route(
     let base = format!("{scheme}://{host}");
     let path = req.uri().path().to_owned();
     match (req.method(), path.as_str()) {
-        (&Method::GET, "/metrics") => {
+        (&Method::GET, "/metrics") if service.limits.metrics => {
             refresh_gauges(service).await;
             plain(
                 HttpStatus::OK,
