@@ -176,40 +176,29 @@ fn basic_without_tls_is_refused_at_start_unless_allowed() {
     let tmp = tempfile::tempdir().unwrap();
     let config = tmp.path().join("appliance.toml");
     let data = tmp.path().join("data").display().to_string();
-    fs::write(
-        &config,
-        format!(
-            "data_dir = {data:?}\n[ipp]\nlisten = \"127.0.0.1:0\"\nauthentication = \"basic\"\n"
-        ),
-    )
-    .unwrap();
-    let out = run_with_timeout(
-        Command::new(appliance_bin())
-            .arg("check-config")
-            .arg(&config),
-        Duration::from_secs(30),
-    )
-    .unwrap();
+    let check = |extra: &str| {
+        fs::write(
+            &config,
+            format!(
+                "data_dir = {data:?}\n[ipp]\nlisten = \"127.0.0.1:0\"\n\
+                 authentication = \"basic\"\n{extra}"
+            ),
+        )
+        .unwrap();
+        run_with_timeout(
+            Command::new(appliance_bin())
+                .arg("check-config")
+                .arg(&config),
+            Duration::from_secs(30),
+        )
+        .unwrap()
+    };
+    let out = check("");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("ipp.authentication"), "{stderr}");
     assert!(stderr.contains("allow_basic_without_tls"), "{stderr}");
-
-    fs::write(
-        &config,
-        format!(
-            "data_dir = {data:?}\n[ipp]\nlisten = \"127.0.0.1:0\"\nauthentication = \"basic\"\n\
-             allow_basic_without_tls = true\n"
-        ),
-    )
-    .unwrap();
-    let out = run_with_timeout(
-        Command::new(appliance_bin())
-            .arg("check-config")
-            .arg(&config),
-        Duration::from_secs(30),
-    )
-    .unwrap();
+    let out = check("allow_basic_without_tls = true\n");
     assert!(
         out.status.success(),
         "{}",
