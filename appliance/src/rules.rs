@@ -53,13 +53,94 @@ pub struct Decision {
     /// Impressions this prints (pages times copies), when known.
     pub impressions: Option<u32>,
     /// What the rules changed, for the user.
-    pub notes: Vec<String>,
+    pub notes: Vec<Note>,
 }
 
-/// Why a job may not be printed, for the user.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct Refusal(pub String);
+/// Something the rules changed about how a job prints: in words
+/// (`Display`) and as data (`Serialize`, tagged by `code`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "code", rename_all = "snake_case")]
+pub enum Note {
+    /// Black and white, for the user's group.
+    MonoForced,
+    /// Two-sided, for a job over `above` pages.
+    DuplexForced {
+        /// `force_duplex_above_pages`.
+        above: u32,
+    },
+}
+
+impl std::fmt::Display for Note {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Note::MonoForced => {
+                f.write_str("Printed in black and white: the rules for your group ask for it.")
+            }
+            Note::DuplexForced { above } => write!(
+                f,
+                "Printed on both sides: jobs over {above} pages print two-sided here."
+            ),
+        }
+    }
+}
+
+/// Why a job may not be printed: in words a user can act on (`Display`),
+/// and as data (`Serialize`, tagged by `code`) for a screen that says it in
+/// the user's language.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "code", rename_all = "snake_case")]
+pub enum Refusal {
+    /// More impressions than one job may have.
+    MaxPages {
+        /// Impressions asked for (pages times copies).
+        pages: u32,
+        /// Copies asked for.
+        copies: u32,
+        /// `max_pages_per_job`.
+        limit: u32,
+    },
+    /// More impressions than the user has left in the period.
+    Quota {
+        /// Impressions asked for.
+        needed: u32,
+        /// Impressions left.
+        left: u64,
+        /// The quota.
+        quota: u32,
+        /// Its period.
+        period: Period,
+    },
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::MaxPages {
+                pages,
+                copies,
+                limit,
+            } => write!(
+                f,
+                "This job is {pages} pages with {copies} cop{}; the limit here is {limit} pages \
+                 per job. Release it with fewer copies, or ask your administrator.",
+                if *copies == 1 { "y" } else { "ies" },
+            ),
+            Refusal::Quota {
+                needed,
+                left,
+                quota,
+                period,
+            } => write!(
+                f,
+                "This job needs {needed} pages and you have {left} of your {quota} pages left \
+                 {}. Your quota renews at the start of the next period.",
+                period_noun(*period)
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Refusal {}
 
 /// Decides how a job is printed for a user in `groups` who has printed
 /// `used` impressions in the current quota period.
@@ -78,28 +159,27 @@ pub fn decide(
         && let Some(n) = impressions
         && n > rules.max_pages_per_job
     {
-        return Err(Refusal(format!(
-            "This job is {n} pages with {copies} cop{}; the limit here is {} pages per job. \
-             Release it with fewer copies, or ask your administrator.",
-            if copies == 1 { "y" } else { "ies" },
-            rules.max_pages_per_job
-        )));
+        return Err(Refusal::MaxPages {
+            pages: n,
+            copies,
+            limit: rules.max_pages_per_job,
+        });
     }
     if let (Some(quota), Some(n)) = (rules.quota, impressions) {
         let left = u64::from(quota.pages).saturating_sub(used);
         if u64::from(n) > left {
-            return Err(Refusal(format!(
-                "This job needs {n} pages and you have {left} of your {} pages left {}. \
-                 Your quota renews at the start of the next period.",
-                quota.pages,
-                period_noun(quota.period)
-            )));
+            return Err(Refusal::Quota {
+                needed: n,
+                left,
+                quota: quota.pages,
+                period: quota.period,
+            });
         }
     }
 
     let forced_mono = groups.iter().any(|g| rules.force_mono_groups.contains(g));
     if forced_mono && !asked.mono {
-        notes.push("Printed in black and white: the rules for your group ask for it.".into());
+        notes.push(Note::MonoForced);
     }
     let mut sides = asked.sides.clone().filter(|s| *s != job.sides);
     let long_job = rules.force_duplex_above_pages > 0
@@ -109,10 +189,9 @@ pub fn decide(
     let effective = sides.as_deref().unwrap_or(&job.sides);
     if long_job && !effective.starts_with("two-sided") {
         sides = Some("two-sided-long-edge".into());
-        notes.push(format!(
-            "Printed on both sides: jobs over {} pages print two-sided here.",
-            rules.force_duplex_above_pages
-        ));
+        notes.push(Note::DuplexForced {
+            above: rules.force_duplex_above_pages,
+        });
     }
     Ok(Decision {
         copies,
@@ -203,12 +282,24 @@ mod tests {
             ..Overrides::default()
         };
         let e = decide(&rules(), &[], &job(Some(10)), &big, 0).unwrap_err();
+        let text = e.to_string();
         assert!(
-            e.0.contains("110 pages") && e.0.contains("100 pages per job"),
+            text.contains("110 pages") && text.contains("100 pages per job"),
             "{e}"
         );
+        assert_eq!(
+            serde_json::to_value(&e).unwrap(),
+            serde_json::json!({"code": "max_pages", "pages": 110, "copies": 11, "limit": 100})
+        );
         let e = decide(&rules(), &[], &job(Some(8)), &Overrides::default(), 45).unwrap_err();
-        assert!(e.0.contains("5 of your 50 pages left this month"), "{e}");
+        assert!(
+            e.to_string().contains("5 of your 50 pages left this month"),
+            "{e}"
+        );
+        assert_eq!(
+            serde_json::to_value(&e).unwrap(),
+            serde_json::json!({"code": "quota", "needed": 8, "left": 5, "quota": 50, "period": "month"})
+        );
         assert!(decide(&rules(), &[], &job(Some(5)), &Overrides::default(), 45).is_ok());
         // Unknown page counts are not refused.
         assert!(decide(&rules(), &[], &job(None), &big, 50).is_ok());

@@ -233,14 +233,22 @@ fn http_request(
     request
 }
 
-/// Reads an HTTP/1.1 answer to the end of the connection.
+/// Reads an HTTP/1.1 answer: its head, then `Content-Length` bytes, or a
+/// chunked body to its last chunk, or else to the end of the connection
+/// (a server that keeps the connection open is not waited for).
 fn read_answer(mut stream: TcpStream) -> Result<RawAnswer> {
     let mut response = Vec::new();
-    stream.read_to_end(&mut response)?;
-    let split = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .context("no end of HTTP head")?;
+    let mut chunk = [0u8; 16 * 1024];
+    let split = loop {
+        if let Some(at) = response.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at;
+        }
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            bail!("the connection ended before the end of the HTTP head");
+        }
+        response.extend_from_slice(&chunk[..n]);
+    };
     let head = String::from_utf8_lossy(&response[..split]).to_string();
     let mut body = response[split + 4..].to_vec();
     let mut lines = head.lines();
@@ -253,10 +261,33 @@ fn read_answer(mut stream: TcpStream) -> Result<RawAnswer> {
         .filter_map(|l| l.split_once(':'))
         .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
         .collect();
-    if headers
-        .iter()
-        .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"))
-    {
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let chunked = header("transfer-encoding").is_some_and(|v| v.contains("chunked"));
+    let length: Option<usize> = header("content-length").and_then(|v| v.parse().ok());
+    loop {
+        let complete = match length {
+            Some(length) => body.len() >= length,
+            None if chunked => body.ends_with(b"0\r\n\r\n"),
+            None => false,
+        };
+        if complete || status == 204 || status == 304 {
+            break;
+        }
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    if let Some(length) = length {
+        body.truncate(length);
+    }
+    if chunked {
         body = dechunk(&body).context("bad chunked body")?;
     }
     Ok(RawAnswer {
@@ -340,4 +371,25 @@ pub fn connect_from(source: std::net::Ipv4Addr, port: u16) -> Result<TcpStream> 
         }
         Ok(TcpStream::from_raw_fd(fd))
     }
+}
+
+/// `METHOD path` on `127.0.0.1:port` with an optional JSON body, for
+/// JSON services other than the appliance (chromedriver's WebDriver); the
+/// status and the JSON answer (`null` when empty).
+pub fn json_exchange(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> Result<(u16, serde_json::Value)> {
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let content_type = (method == "POST").then_some("application/json; charset=utf-8");
+    let answer = http_exchange(port, method, path, None, content_type, body.as_bytes())?;
+    let json = if answer.body.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_slice(&answer.body)
+            .with_context(|| format!("{method} {path}: not JSON: {:?}", answer.body))?
+    };
+    Ok((answer.status, json))
 }

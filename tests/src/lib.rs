@@ -1,7 +1,8 @@
 //! Test harness for end-to-end tests: starts the real `appliance` and
 //! `central` binaries, real IPP printers (`ippeveprinter`, via
 //! `peers/ipp-printer.sh`), a fault-injecting UDP proxy between sites and
-//! central, and runs real IPP clients (`ipptool`, `lp`). Every wait has a deadline; every
+//! central, a headless Chromium for the web app (`browser.rs`), and runs
+//! real IPP clients (`ipptool`, `lp`). Every wait has a deadline; every
 //! process started here is stopped when its handle drops.
 
 use std::fs;
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 
 mod api_client;
+mod browser;
 mod central;
 mod ipp_client;
 mod peers;
@@ -22,6 +24,7 @@ mod process;
 mod udp_proxy;
 
 pub use api_client::*;
+pub use browser::*;
 pub use central::*;
 pub use ipp_client::*;
 pub use peers::*;

@@ -355,11 +355,17 @@ impl Appliance {
     /// `lp -U user -t title FILE` to the appliance's `secure` queue (CUPS's
     /// client, as a workstation would); panics if `lp` fails.
     pub fn lp(&self, user: &str, title: &str, file: &Path) {
+        self.lp_with(user, title, file, &[]);
+    }
+
+    /// `lp` as [`Appliance::lp`], with more options (`-n 2` for copies).
+    pub fn lp_with(&self, user: &str, title: &str, file: &Path, options: &[&str]) {
         let out = run_with_timeout(
             Command::new("lp")
                 .arg("-h")
                 .arg(format!("127.0.0.1:{}", self.port))
                 .args(["-d", "secure", "-U", user, "-t", title])
+                .args(options)
                 .arg(file),
             Duration::from_secs(60),
         )

@@ -28,6 +28,20 @@ pub(super) struct LoginRequest {
     pub(super) user: Option<String>,
     /// The PIN, card number or password.
     pub(super) secret: Secret,
+    /// The session goes into an HttpOnly cookie instead of the answer (the
+    /// web app: no script ever holds the token).
+    pub(super) cookie: bool,
+}
+
+/// Where a new session's token goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Delivery {
+    /// In the answer, for `Authorization: Bearer`.
+    #[default]
+    Token,
+    /// In a session cookie.
+    Cookie,
 }
 
 /// Parses a login body. A card names its user by itself and takes no user
@@ -42,11 +56,13 @@ pub(super) fn parse_login(body: &[u8]) -> Result<LoginRequest, ApiError> {
         #[serde(default)]
         user: Option<String>,
         secret: String,
+        #[serde(default)]
+        session: Delivery,
     }
     let body: LoginBody = serde_json::from_slice(body).map_err(|e| {
         ApiError::bad_request(format!(
             "invalid login: {e}. Send {{\"device\", \"method\": \"pin\"|\"card\"|\"password\", \
-             \"user\"?, \"secret\"}}."
+             \"user\"?, \"secret\", \"session\"?: \"token\"|\"cookie\"}}."
         ))
     })?;
     let user = body.user.filter(|u| !u.is_empty());
@@ -60,13 +76,20 @@ pub(super) fn parse_login(body: &[u8]) -> Result<LoginRequest, ApiError> {
         method: body.method,
         user,
         secret: Secret::new(body.secret),
+        cookie: body.session == Delivery::Cookie,
     })
 }
 
 /// The login use case: a user proves who they are at a printer.
 impl ApiService {
-    pub(super) async fn login(&self, body: &[u8]) -> Result<Response, ApiError> {
+    /// `same_origin`: the request came from a page of this server (its
+    /// `Origin`), which a login into a cookie must.
+    pub(super) async fn login(&self, body: &[u8], same_origin: bool) -> Result<Response, ApiError> {
         let body = parse_login(body)?;
+        if body.cookie && !same_origin {
+            return Err(super::cross_origin());
+        }
+        let cookie = body.cookie;
         let Some(printer) = self.printers.get(&body.device) else {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -174,15 +197,22 @@ impl ApiService {
                 if let (Some(roaming), Some(max)) = (&self.roaming, self.prefetch_max_bytes) {
                     roaming.prefetch_for(user_id.clone(), max);
                 }
-                Ok(json(
-                    StatusCode::CREATED,
-                    &serde_json::json!({
-                        "token": token,
-                        "user": { "id": user_id, "display_name": display_name },
-                        "device": device,
-                        "idle_timeout_secs": idle,
-                    }),
-                ))
+                let mut answer = serde_json::json!({
+                    "user": { "id": user_id, "display_name": display_name },
+                    "device": device,
+                    "idle_timeout_secs": idle,
+                });
+                if !cookie {
+                    answer["token"] = serde_json::Value::String(token.clone());
+                }
+                let mut response = json(StatusCode::CREATED, &answer);
+                if cookie {
+                    response.headers_mut().insert(
+                        http::header::SET_COOKIE,
+                        super::web::cookie::set(&token, self.secure),
+                    );
+                }
+                Ok(response)
             }
         }
     }

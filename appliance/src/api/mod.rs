@@ -16,6 +16,7 @@ mod remote;
 mod reply;
 pub mod routes;
 mod sessions;
+mod web;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -71,6 +72,8 @@ pub struct ApiService {
     release_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     verifier: Arc<Verifier>,
     metrics: Arc<Metrics>,
+    /// The API speaks HTTPS: session cookies are `Secure`.
+    secure: bool,
 }
 
 impl ApiService {
@@ -119,6 +122,7 @@ impl ApiService {
             releases: Mutex::new(Releases::default()),
             release_locks: Mutex::new(HashMap::new()),
             metrics,
+            secure: api.tls_certificate.is_some(),
         }
     }
 
@@ -146,6 +150,11 @@ impl ApiService {
 
     /// Answers one request; never fails (errors are JSON answers).
     pub async fn handle(&self, req: http::Request<Incoming>) -> Response {
+        let path = req.uri().path();
+        if web::is_web_path(path) && matches!(*req.method(), http::Method::GET | http::Method::HEAD)
+        {
+            return web::serve(path, req.headers());
+        }
         let route = routes::route(req.method(), req.uri().path());
         let name = route.as_ref().map_or("unknown", Route::name);
         let response = self.answer(route, req).await;
@@ -185,13 +194,26 @@ impl ApiService {
                 return r;
             }
         };
+        // The session cookie goes with requests from this server's pages
+        // only; one that changes something must say so in its Origin.
+        let by_cookie = !req.headers().contains_key(header::AUTHORIZATION)
+            && web::cookie::token(req.headers()).is_some();
+        if by_cookie
+            && !matches!(*req.method(), http::Method::GET | http::Method::HEAD)
+            && !web::cookie::same_origin(req.headers())
+        {
+            return cross_origin().response();
+        }
         let outcome = match route {
             Route::OpenApi => Ok(json_text(StatusCode::OK, OPENAPI.to_owned())),
             Route::Devices => Ok(self.devices()),
-            Route::Login => match read_json(req).await {
-                Ok(body) => self.login(&body).await,
-                Err(e) => Err(e),
-            },
+            Route::Login => {
+                let same_origin = web::cookie::same_origin(req.headers());
+                match read_json(req).await {
+                    Ok(body) => self.login(&body, same_origin).await,
+                    Err(e) => Err(e),
+                }
+            }
             Route::Logout => self.logout(req.headers()).await,
             Route::Jobs => self.jobs(req.headers()).await,
             Route::Release => match self.session(req.headers()) {
@@ -208,6 +230,7 @@ impl ApiService {
     }
 
     fn devices(&self) -> Response {
+        let pin_only = self.verifier.pin_only();
         let mut devices: Vec<_> = self.printers.values().collect();
         devices.sort_by(|a, b| a.id.cmp(&b.id));
         let list: Vec<_> = devices
@@ -220,7 +243,10 @@ impl ApiService {
                 })
             })
             .collect();
-        json(StatusCode::OK, &serde_json::json!({ "devices": list }))
+        json(
+            StatusCode::OK,
+            &serde_json::json!({ "devices": list, "pin_only_login": pin_only, "site": self.site }),
+        )
     }
 
     async fn logout(&self, headers: &HeaderMap) -> Result<Response, ApiError> {
@@ -233,7 +259,11 @@ impl ApiService {
             String::new(),
         ))
         .await?;
-        Ok(no_content())
+        let mut response = no_content();
+        response
+            .headers_mut()
+            .insert(header::SET_COOKIE, web::cookie::clear(self.secure));
+        Ok(response)
     }
 
     async fn jobs(&self, headers: &HeaderMap) -> Result<Response, ApiError> {
@@ -323,15 +353,18 @@ impl ApiService {
         Ok(no_content())
     }
 
-    /// The live session of the request's bearer token.
+    /// The live session of the request's bearer token, or of its session
+    /// cookie (the web app's).
     fn session(&self, headers: &HeaderMap) -> Result<(String, Session), ApiError> {
         let mut sessions = self.lock_sessions()?;
         let idle = sessions.idle_secs();
-        let token = headers
+        let bearer = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
+            .map(str::trim);
+        let token = bearer
+            .or_else(|| web::cookie::token(headers))
             .ok_or_else(|| ApiError::unauthorized(idle))?;
         let session = sessions
             .touch(token, now_ms())
@@ -368,6 +401,15 @@ impl ApiService {
     async fn audit(&self, event: AuditEvent) -> Result<(), ApiError> {
         self.store.audit(event).await.map_err(ApiError::from)
     }
+}
+
+/// A cookie-authenticated change from a page of another origin.
+pub(super) fn cross_origin() -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "A request with the session cookie must come from this appliance's own pages.",
+    )
 }
 
 fn poisoned() -> ApiError {

@@ -484,7 +484,7 @@ impl ApiService {
             ) {
                 Ok(d) => d,
                 Err(refusal) => {
-                    *slot = Some(outcome(id, Some(&job.name), "refused", &refusal.0, &[]));
+                    *slot = Some(refused(id, Some(&job.name), &refusal));
                     continue;
                 }
             };
@@ -677,15 +677,24 @@ pub(super) fn outcome(
     name: Option<&str>,
     outcome: &str,
     message: &str,
-    notes: &[String],
+    notes: &[rules::Note],
 ) -> serde_json::Value {
+    let words: Vec<String> = notes.iter().map(ToString::to_string).collect();
     serde_json::json!({
         "id": id,
         "name": name,
         "outcome": outcome,
         "message": message,
-        "notes": notes,
+        "notes": words,
+        "note_codes": notes,
     })
+}
+
+/// A job the rules refuse: the reason in words and as data (`reason`).
+pub(super) fn refused(id: &str, name: Option<&str>, refusal: &rules::Refusal) -> serde_json::Value {
+    let mut answer = outcome(id, name, "refused", &refusal.to_string(), &[]);
+    answer["reason"] = serde_json::to_value(refusal).unwrap_or_default();
+    answer
 }
 
 /// A job the release could not record (the store failed): it stays held.

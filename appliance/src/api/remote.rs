@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use sync_protocol::roaming::{ClaimOutcome, RemoteJob};
 
 use super::error::ApiError;
-use super::release::{Chosen, audit_detail, facts, fetched_job, held_copy_of, outcome};
+use super::release::{Chosen, audit_detail, facts, fetched_job, held_copy_of, outcome, refused};
 use super::sessions::Session;
 use super::{ApiService, MAX_JOBS_LISTED};
 use crate::job::{JobRecord, JobState, JobUuid, Transition, now_ms};
@@ -202,21 +202,25 @@ impl ApiService {
             _ => return (unavailable(&result.message), None),
         };
         // Granted: from here on the claim must end one way or the other.
-        let decision = held_copy_of(claimed, &job.site, claim.clone()).and_then(|copy| {
-            rules::decide(
-                &policy.rules,
-                &session.groups,
-                &facts(&copy),
-                overrides,
-                *used,
-            )
-            .map_err(|refusal| crate::job::NotPossible(refusal.0))
-        });
+        let copy = match held_copy_of(claimed, &job.site, claim.clone()) {
+            Ok(copy) => copy,
+            Err(unusable) => {
+                roaming.give_back(&job.site, id, &claim).await;
+                return (outcome(id, name, "refused", &unusable.0, &[]), None);
+            }
+        };
+        let decision = rules::decide(
+            &policy.rules,
+            &session.groups,
+            &facts(&copy),
+            overrides,
+            *used,
+        );
         let decision = match decision {
             Ok(decision) => decision,
             Err(refusal) => {
                 roaming.give_back(&job.site, id, &claim).await;
-                return (outcome(id, name, "refused", &refusal.0, &[]), None);
+                return (refused(id, name, &refusal), None);
             }
         };
         let (notes, impressions) = (decision.notes.clone(), decision.impressions);

@@ -108,6 +108,11 @@ impl Verifier {
         }
     }
 
+    /// Whether a PIN alone (without a user name) may log in.
+    pub(crate) fn pin_only(&self) -> bool {
+        self.pin_only
+    }
+
     /// Checks one login attempt.
     pub(crate) async fn check(
         &self,
