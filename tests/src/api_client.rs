@@ -129,6 +129,39 @@ impl ApiClient {
         })
     }
 
+    /// Calls `METHOD path` with extra request headers (`Cookie`, `Origin`)
+    /// and an optional JSON body; the answer with its headers, not checked
+    /// against the OpenAPI document beyond the error shape.
+    pub fn call_with_headers(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&serde_json::Value>,
+    ) -> Result<ApiResponse> {
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let content_type = (!body.is_empty()).then_some("application/json");
+        let answer = http_exchange_with(
+            self.port,
+            method,
+            path,
+            None,
+            content_type,
+            headers,
+            body.as_bytes(),
+        )?;
+        let json: serde_json::Value = if answer.body.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_slice(&answer.body)?
+        };
+        Ok(ApiResponse {
+            status: answer.status,
+            headers: answer.headers,
+            json,
+        })
+    }
+
     /// Releases every held job of the session's user (`{"jobs": "all"}`);
     /// the answer, which must be 202.
     pub fn release_all(&self, token: &str) -> Result<serde_json::Value> {
@@ -203,9 +236,28 @@ fn http_exchange(
     content_type: Option<&str>,
     body: &[u8],
 ) -> Result<RawAnswer> {
+    http_exchange_with(port, method, path, token, content_type, &[], body)
+}
+
+/// [`http_exchange`] with more request headers.
+fn http_exchange_with(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    content_type: Option<&str>,
+    extra: &[(&str, &str)],
+    body: &[u8],
+) -> Result<RawAnswer> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    stream.write_all(&http_request(method, path, token, content_type, body))?;
+    let mut request = http_request(method, path, token, content_type, body);
+    // The extra headers go at the end of the head, before its blank line.
+    if let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+        let lines: String = extra.iter().map(|(n, v)| format!("\r\n{n}: {v}")).collect();
+        request.splice(end..end, lines.into_bytes());
+    }
+    stream.write_all(&request)?;
     read_answer(stream)
 }
 

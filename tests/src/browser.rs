@@ -43,6 +43,8 @@ impl Browser {
         let capabilities = serde_json::json!({
             "capabilities": { "alwaysMatch": {
                 "browserName": "chrome",
+                // The tests' HTTPS certificates are self-signed.
+                "acceptInsecureCerts": true,
                 "goog:chromeOptions": {
                     "binary": "/usr/bin/chromium",
                     "args": [
@@ -197,6 +199,16 @@ impl Browser {
         let path = dir.join(format!("{name}.png"));
         fs::write(&path, png)?;
         Ok(path)
+    }
+
+    /// The cookies of the current page, HttpOnly ones included, as
+    /// WebDriver describes them (`name`, `httpOnly`, `secure`, `sameSite`).
+    pub fn cookies(&self) -> Result<Vec<serde_json::Value>> {
+        Ok(self
+            .command("GET", "/cookie", None)?
+            .as_array()
+            .cloned()
+            .unwrap_or_default())
     }
 
     /// The browser's console messages at level SEVERE (errors) so far,

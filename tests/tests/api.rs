@@ -188,3 +188,78 @@ fn with_a_certificate_the_api_speaks_https() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("api.tls_private_key"));
 }
+
+#[test]
+fn the_session_cookie_works_only_from_the_appliances_own_pages() {
+    let tmp = tempfile::tempdir().unwrap();
+    let appliance = Appliance::prepare(tmp.path(), PRINTERS).unwrap();
+    let out = appliance
+        .cli(
+            &["users", "add", "alice", "--name", "Alice", "--pin"],
+            "2468\n",
+        )
+        .unwrap();
+    assert!(out.status.success());
+    let mut appliance = appliance;
+    appliance.restart().unwrap();
+    let api = appliance.api().unwrap();
+    // The harness's requests say `Host: 127.0.0.1`.
+    let own = "http://127.0.0.1";
+    let login = json!({"device": "lobby", "method": "pin", "user": "alice", "secret": "2468",
+                       "session": "cookie"});
+
+    // A cookie login must come from this appliance's pages.
+    let from_elsewhere = [("Origin", "http://evil.example")];
+    let r = api
+        .call_with_headers("POST", "/api/v1/sessions", &from_elsewhere, Some(&login))
+        .unwrap();
+    assert_eq!(r.status, 403, "{}", r.json);
+    assert_eq!(r.json["error"]["code"], "forbidden");
+    let r = api
+        .call_with_headers("POST", "/api/v1/sessions", &[], Some(&login))
+        .unwrap();
+    assert_eq!(r.status, 403, "no Origin at all: {}", r.json);
+
+    let r = api
+        .call_with_headers("POST", "/api/v1/sessions", &[("Origin", own)], Some(&login))
+        .unwrap();
+    assert_eq!(r.status, 201, "{}", r.json);
+    assert!(
+        r.json.get("token").is_none(),
+        "the token stays in the cookie: {}",
+        r.json
+    );
+    let set_cookie = r.header("set-cookie").unwrap().to_owned();
+    assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"));
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+
+    // Reading with the cookie works; changing something needs the Origin.
+    let r = api
+        .call_with_headers("GET", "/api/v1/jobs", &[("Cookie", &cookie)], None)
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.json);
+    let release = json!({"jobs": "all"});
+    for origin in [None, Some("http://evil.example")] {
+        let mut headers = vec![("Cookie", cookie.as_str())];
+        headers.extend(origin.map(|o| ("Origin", o)));
+        let r = api
+            .call_with_headers("POST", "/api/v1/jobs/release", &headers, Some(&release))
+            .unwrap();
+        assert_eq!(r.status, 403, "origin {origin:?}: {}", r.json);
+    }
+    let own_page = [("Cookie", cookie.as_str()), ("Origin", own)];
+    let r = api
+        .call_with_headers("POST", "/api/v1/jobs/release", &own_page, Some(&release))
+        .unwrap();
+    assert_eq!(r.status, 202, "{}", r.json);
+    // Logging out ends the session and clears the cookie.
+    let r = api
+        .call_with_headers("DELETE", "/api/v1/sessions/current", &own_page, None)
+        .unwrap();
+    assert_eq!(r.status, 204);
+    assert!(r.header("set-cookie").unwrap().contains("Max-Age=0"));
+    let r = api
+        .call_with_headers("GET", "/api/v1/jobs", &[("Cookie", &cookie)], None)
+        .unwrap();
+    assert_eq!(r.status, 401);
+}

@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use e2e::{Appliance, Browser, ENTER, Printer, fixture, wait_for};
+use e2e::{Appliance, Browser, ENTER, Printer, fixture, self_signed_certificate, wait_for};
 
 const CARD: &str = "C0FFEE01";
 const PIN: &str = "2468";
@@ -57,10 +57,9 @@ fn base(appliance: &Appliance) -> String {
     format!("http://127.0.0.1:{}", appliance.api_port)
 }
 
-/// Every resource the page loaded came from the appliance, and the console
+/// Every resource the page loaded came from `origin`, and the console
 /// holds no error.
-fn assert_local_and_clean(browser: &Browser, appliance: &Appliance) {
-    let origin = base(appliance);
+fn assert_local_and_clean(browser: &Browser, origin: &str) {
     let loaded = browser
         .script("return performance.getEntriesByType('resource').map(e => e.name)")
         .unwrap();
@@ -106,7 +105,7 @@ fn at_a_panel_a_card_logs_in_and_a_released_job_prints_byte_identical() {
         "card",
         "the card field waits for the reader"
     );
-    assert_local_and_clean(&browser, &appliance);
+    assert_local_and_clean(&browser, &base(&appliance));
     browser.screenshot("panel-1-login").unwrap();
 
     // The reader types the number and Enter into the focused field.
@@ -286,7 +285,7 @@ fn on_a_phone_the_user_picks_the_printer_and_logs_in_by_password() {
         .wait_text("#printers", "Lobby MFP", Duration::from_secs(10))
         .unwrap();
     assert!(browser.text("#printers").unwrap().contains("Ground floor"));
-    assert_local_and_clean(&browser, &appliance);
+    assert_local_and_clean(&browser, &base(&appliance));
     browser.screenshot("phone-1-printers").unwrap();
     browser.click("#printers button").unwrap();
     // No card reader on a phone.
@@ -341,4 +340,62 @@ fn in_german_every_word_comes_from_the_catalogue() {
         .wait_text("#message", "Falsche PIN", Duration::from_secs(10))
         .unwrap();
     browser.screenshot("german-wrong-card").unwrap();
+}
+
+#[test]
+fn over_https_the_session_cookie_is_secure_and_http_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed_certificate(tmp.path(), "api").unwrap();
+    let tls = format!(
+        "tls_certificate = {:?}\ntls_private_key = {:?}\n",
+        cert.display().to_string(),
+        key.display().to_string()
+    );
+    let (appliance, _printer) = start(tmp.path(), "", &tls);
+    let origin = format!("https://127.0.0.1:{}", appliance.api_port);
+    let browser = Browser::start(800, 480).unwrap();
+    browser.goto(&format!("{origin}/panel/lobby")).unwrap();
+    browser.wait_visible("#card").unwrap();
+    assert_local_and_clean(&browser, &origin);
+    browser.type_keys(&format!("{CARD}{ENTER}")).unwrap();
+    browser.wait_visible("#no-jobs").unwrap();
+    let cookies = browser.cookies().unwrap();
+    let session = cookies
+        .iter()
+        .find(|c| c["name"] == "release_session")
+        .unwrap_or_else(|| panic!("no session cookie in {cookies:?}"));
+    assert_eq!(session["httpOnly"], true, "{session}");
+    assert_eq!(session["secure"], true, "{session}");
+    assert_eq!(session["sameSite"], "Strict", "{session}");
+    assert_eq!(browser.script("return document.cookie").unwrap(), "");
+    let stored = browser
+        .script("return localStorage.length + sessionStorage.length")
+        .unwrap();
+    assert_eq!(stored, 0, "nothing is kept in the browser's storage");
+}
+
+#[test]
+fn a_pause_as_long_as_the_session_idle_time_logs_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (appliance, _printer) = start(tmp.path(), "", "session_idle_secs = 2\n");
+    let browser = Browser::start(800, 480).unwrap();
+    browser
+        .goto(&format!("{}/panel/lobby", base(&appliance)))
+        .unwrap();
+    browser.wait_visible("#card").unwrap();
+    browser.type_keys(&format!("{CARD}{ENTER}")).unwrap();
+    browser.wait_visible("#no-jobs").unwrap();
+    browser
+        .wait_text(
+            "#message",
+            "Logged out after a pause",
+            Duration::from_secs(10),
+        )
+        .unwrap();
+    browser.wait_visible("#card").unwrap();
+    assert_eq!(
+        browser.focused_id().unwrap(),
+        "card",
+        "ready for the next card"
+    );
 }
