@@ -66,7 +66,7 @@ fn assert_local_and_clean(browser: &Browser, origin: &str) {
     for url in loaded.as_array().unwrap() {
         let url = url.as_str().unwrap();
         assert!(
-            url.starts_with(&origin),
+            url.starts_with(origin),
             "a request left the appliance: {url}"
         );
     }
