@@ -6,7 +6,10 @@
 
 (() => {
   const LANGUAGES = ['en', 'de'];
-  // How often a release's progress is asked for.
+  // A release's progress is asked for at once, then after 100, 200 and
+  // 400 ms (a job usually reaches the printer within them), then every
+  // 500 ms.
+  const POLL_FIRST_MS = 100;
   const POLL_MS = 500;
   // After the last job of a release is done, the panel logs out by itself.
   const LOGOUT_AFTER_DONE_MS = 8000;
@@ -24,6 +27,8 @@
     idleSecs: 60,
     jobs: [],
     release: null,
+    releasedAt: 0,
+    pollDelay: POLL_FIRST_MS,
     timers: { idle: 0, poll: 0, logout: 0, message: 0 },
   };
 
@@ -353,6 +358,8 @@
     }
     say('');
     app.release = r.data.release;
+    app.releasedAt = started;
+    app.pollDelay = POLL_FIRST_MS;
     renderOutcomes(r.data.jobs || []);
     show('progress');
     measure('release_to_progress', started);
@@ -418,6 +425,10 @@
       for (const job of r.data.jobs || []) {
         const item = document.querySelector(`#progress-list li[data-id="${CSS.escape(job.id)}"]`);
         if (!item) continue;
+        const reached = job.state === 'printing' || job.state === 'printed';
+        if (reached && !['printing', 'printed'].includes(item.dataset.state)) {
+          measure('release_to_printing', app.releasedAt);
+        }
         item.dataset.state = job.state;
         let text = t(`state_${job.state}`);
         if (job.message && (job.state === 'failed' || job.state === 'returned')) {
@@ -431,7 +442,8 @@
         return;
       }
     }
-    app.timers.poll = setTimeout(poll, POLL_MS);
+    app.timers.poll = setTimeout(poll, app.pollDelay);
+    app.pollDelay = Math.min(app.pollDelay * 2, POLL_MS);
   }
 
   async function remove() {
