@@ -120,7 +120,12 @@ impl Browser {
 
     /// Waits (up to 10 s) until `css` matches a displayed element.
     pub fn wait_visible(&self, css: &str) -> Result<()> {
-        wait_for(Duration::from_secs(10), css, || {
+        self.wait_visible_for(css, Duration::from_secs(10))
+    }
+
+    /// Waits up to `timeout` until `css` matches a displayed element.
+    pub fn wait_visible_for(&self, css: &str, timeout: Duration) -> Result<()> {
+        wait_for(timeout, css, || {
             let id = self.element(css).ok()?;
             let shown = self
                 .command("GET", &format!("/element/{id}/displayed"), None)

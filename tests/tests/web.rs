@@ -138,9 +138,12 @@ fn at_a_panel_a_card_logs_in_and_a_released_job_prints_byte_identical() {
     );
     assert_eq!((login.len(), release.len()), (1, 1));
 
-    // "Done" ends the session: the API no longer knows it.
-    browser.click("#done").unwrap();
-    browser.wait_visible("#form-card").unwrap();
+    // A few seconds after the last job is done, the panel logs out by
+    // itself, ready for the next card; the API no longer knows the session.
+    browser
+        .wait_visible_for("#form-card", Duration::from_secs(20))
+        .unwrap();
+    assert_eq!(browser.focused_id().unwrap(), "card");
     let status = browser
         .script(
             "const r = new XMLHttpRequest(); r.open('GET', '/api/v1/jobs', false); r.send(); \
@@ -277,6 +280,7 @@ fn on_a_phone_the_user_picks_the_printer_and_logs_in_by_password() {
     let tmp = tempfile::tempdir().unwrap();
     let (appliance, printer) = start(tmp.path(), "", "");
     appliance.lp("alice", "boarding-pass", &fixture("document-a4.pdf"));
+    appliance.lp("alice", "old-draft", &fixture("three-pages.pdf"));
     let browser = Browser::start(390, 844).unwrap();
     browser
         .goto(&format!("{}/release", base(&appliance)))
@@ -302,9 +306,20 @@ fn on_a_phone_the_user_picks_the_printer_and_logs_in_by_password() {
     browser.click("#password").unwrap();
     browser.type_keys(&format!("{PASSWORD}{ENTER}")).unwrap();
     browser
-        .wait_text("#job-list", "boarding-pass", Duration::from_secs(10))
+        .wait_text("#job-list", "old-draft", Duration::from_secs(10))
         .unwrap();
     browser.screenshot("phone-2-jobs").unwrap();
+    // Jobs are listed oldest first: delete the draft, print the pass.
+    browser.click("#job-list li:nth-child(2) input").unwrap();
+    browser.click("#delete").unwrap();
+    browser
+        .wait_text("#message", "Deleted: 1", Duration::from_secs(10))
+        .unwrap();
+    let left = browser.text("#job-list").unwrap();
+    assert!(
+        left.contains("boarding-pass") && !left.contains("old-draft"),
+        "{left}"
+    );
     browser.click("#job-list input[type=checkbox]").unwrap();
     browser.click("#release").unwrap();
     browser
@@ -312,6 +327,60 @@ fn on_a_phone_the_user_picks_the_printer_and_logs_in_by_password() {
         .unwrap();
     browser.screenshot("phone-3-printed").unwrap();
     assert_eq!(printer.documents().len(), 1);
+    assert_eq!(
+        printer.documents()[0].1,
+        std::fs::read(fixture("document-a4.pdf")).unwrap()
+    );
+    browser.click("#done").unwrap();
+    browser.wait_visible("#form-password").unwrap();
+}
+
+#[test]
+fn a_printer_that_does_not_answer_is_said_and_the_job_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = "site = \"branch-1\"\n[[queue]]\nname = \"secure\"\nkind = \"pull\"\n\
+                  default = true\n[output]\nretry_initial_secs = 1\nretry_max_secs = 1\n\
+                  release_attempts = 2\n[[printer]]\nid = \"lobby\"\n\
+                  uri = \"socket://127.0.0.1:9\"\n[api]\nlisten = \"127.0.0.1:0\"\n";
+    let mut appliance = Appliance::prepare(&tmp.path().join("site"), config).unwrap();
+    let out = appliance
+        .cli(
+            &["users", "add", "alice", "--name", "Alice", "--card", CARD],
+            "",
+        )
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    appliance.restart().unwrap();
+    appliance.lp("alice", "contract", &fixture("document-a4.pdf"));
+    let browser = Browser::start(800, 480).unwrap();
+    browser
+        .goto(&format!("{}/panel/lobby", base(&appliance)))
+        .unwrap();
+    browser.wait_visible("#card").unwrap();
+    browser.type_keys(&format!("{CARD}{ENTER}")).unwrap();
+    browser
+        .wait_text("#job-list", "contract", Duration::from_secs(10))
+        .unwrap();
+    browser.click("#job-list input").unwrap();
+    browser.click("#release").unwrap();
+    let said = browser
+        .wait_text(
+            "#progress-list",
+            "Not printed; kept for later",
+            Duration::from_secs(30),
+        )
+        .unwrap();
+    println!("the panel said: {said}");
+    browser.screenshot("printer-unreachable").unwrap();
+    // Kept: it is in the list again.
+    browser.click("#more").unwrap();
+    browser
+        .wait_text("#job-list", "contract", Duration::from_secs(10))
+        .unwrap();
 }
 
 #[test]
