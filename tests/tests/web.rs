@@ -20,12 +20,18 @@ const PASSWORD: &str = "correct-horse-7";
 /// (card, PIN and password); `rules` and `api` are added to its config.
 fn start(dir: &std::path::Path, rules: &str, api: &str) -> (Appliance, Printer) {
     let printer = Printer::start(&dir.join("printer")).unwrap();
+    let appliance = start_with_printer(dir, &printer.uri(), rules, api);
+    (appliance, printer)
+}
+
+/// The appliance of [`start`], its printer `lobby` at `uri`.
+fn start_with_printer(dir: &std::path::Path, uri: &str, rules: &str, api: &str) -> Appliance {
     let config = format!(
         "site = \"branch-1\"\n[[queue]]\nname = \"secure\"\nkind = \"pull\"\ndefault = true\n\
          [output]\nretry_initial_secs = 1\nretry_max_secs = 1\npoll_interval_secs = 1\n\
-         [[printer]]\nid = \"lobby\"\nname = \"Lobby MFP\"\nlocation = \"Ground floor\"\n\
-         uri = \"{}\"\n[rules]\n{rules}\n[api]\nlisten = \"127.0.0.1:0\"\n{api}\n",
-        printer.uri()
+         release_attempts = 2\n[[printer]]\nid = \"lobby\"\nname = \"Lobby MFP\"\n\
+         location = \"Ground floor\"\nuri = \"{uri}\"\n[rules]\n{rules}\n\
+         [api]\nlisten = \"127.0.0.1:0\"\n{api}\n"
     );
     let mut appliance = Appliance::prepare(&dir.join("site"), &config).unwrap();
     let out = appliance
@@ -50,11 +56,34 @@ fn start(dir: &std::path::Path, rules: &str, api: &str) -> (Appliance, Printer) 
         String::from_utf8_lossy(&out.stderr)
     );
     appliance.restart().unwrap();
-    (appliance, printer)
+    appliance
 }
 
 fn base(appliance: &Appliance) -> String {
     format!("http://127.0.0.1:{}", appliance.api_port)
+}
+
+/// A browser of `width`×`height` at the panel page of `lobby` under
+/// `origin`, the card field waiting.
+fn at_panel(origin: &str, width: u32, height: u32) -> Browser {
+    let browser = Browser::start(width, height).unwrap();
+    browser.goto(&format!("{origin}/panel/lobby")).unwrap();
+    browser.wait_visible("#card").unwrap();
+    browser
+}
+
+/// The reader types alice's card and Enter; waits for `shown` in her list
+/// (or for the empty list).
+fn card_login(browser: &Browser, shown: Option<&str>) {
+    browser.type_keys(&format!("{CARD}{ENTER}")).unwrap();
+    match shown {
+        Some(name) => {
+            browser
+                .wait_text("#job-list", name, Duration::from_secs(10))
+                .unwrap();
+        }
+        None => browser.wait_visible("#no-jobs").unwrap(),
+    }
 }
 
 /// Every resource the page loaded came from `origin`, and the console
@@ -93,12 +122,7 @@ fn at_a_panel_a_card_logs_in_and_a_released_job_prints_byte_identical() {
     let tmp = tempfile::tempdir().unwrap();
     let (appliance, printer) = start(tmp.path(), "", "");
     appliance.lp("alice", "quarterly-report", &fixture("three-pages.pdf"));
-    let browser = Browser::start(800, 480).unwrap();
-
-    browser
-        .goto(&format!("{}/panel/lobby", base(&appliance)))
-        .unwrap();
-    browser.wait_visible("#form-card").unwrap();
+    let browser = at_panel(&base(&appliance), 800, 480);
     assert_eq!(browser.text("#printer").unwrap(), "Lobby MFP");
     assert_eq!(
         browser.focused_id().unwrap(),
@@ -109,10 +133,7 @@ fn at_a_panel_a_card_logs_in_and_a_released_job_prints_byte_identical() {
     browser.screenshot("panel-1-login").unwrap();
 
     // The reader types the number and Enter into the focused field.
-    browser.type_keys(&format!("{CARD}{ENTER}")).unwrap();
-    browser
-        .wait_text("#job-list", "quarterly-report", Duration::from_secs(10))
-        .unwrap();
+    card_login(&browser, Some("quarterly-report"));
     let listed = browser.text("#job-list").unwrap();
     assert!(listed.contains("3 pages"), "{listed}");
     assert!(browser.text("#who").unwrap().contains("Alice"));
@@ -226,15 +247,8 @@ fn rule_and_quota_refusals_are_said_in_words() {
         "",
     );
     appliance.lp("alice", "one-page", &fixture("document-a4.pdf"));
-    let browser = Browser::start(1024, 600).unwrap();
-    browser
-        .goto(&format!("{}/panel/lobby", base(&appliance)))
-        .unwrap();
-    browser.wait_visible("#card").unwrap();
-    browser.type_keys(&format!("{CARD}{ENTER}")).unwrap();
-    browser
-        .wait_text("#job-list", "one-page", Duration::from_secs(10))
-        .unwrap();
+    let browser = at_panel(&base(&appliance), 1024, 600);
+    card_login(&browser, Some("one-page"));
     browser.click("#select-all").unwrap();
     browser.click("#release").unwrap();
     browser
@@ -338,33 +352,11 @@ fn on_a_phone_the_user_picks_the_printer_and_logs_in_by_password() {
 #[test]
 fn a_printer_that_does_not_answer_is_said_and_the_job_kept() {
     let tmp = tempfile::tempdir().unwrap();
-    let config = "site = \"branch-1\"\n[[queue]]\nname = \"secure\"\nkind = \"pull\"\n\
-                  default = true\n[output]\nretry_initial_secs = 1\nretry_max_secs = 1\n\
-                  release_attempts = 2\n[[printer]]\nid = \"lobby\"\n\
-                  uri = \"socket://127.0.0.1:9\"\n[api]\nlisten = \"127.0.0.1:0\"\n";
-    let mut appliance = Appliance::prepare(&tmp.path().join("site"), config).unwrap();
-    let out = appliance
-        .cli(
-            &["users", "add", "alice", "--name", "Alice", "--card", CARD],
-            "",
-        )
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    appliance.restart().unwrap();
+    // Nothing listens on the discard port: every connection is refused.
+    let appliance = start_with_printer(tmp.path(), "socket://127.0.0.1:9", "", "");
     appliance.lp("alice", "contract", &fixture("document-a4.pdf"));
-    let browser = Browser::start(800, 480).unwrap();
-    browser
-        .goto(&format!("{}/panel/lobby", base(&appliance)))
-        .unwrap();
-    browser.wait_visible("#card").unwrap();
-    browser.type_keys(&format!("{CARD}{ENTER}")).unwrap();
-    browser
-        .wait_text("#job-list", "contract", Duration::from_secs(10))
-        .unwrap();
+    let browser = at_panel(&base(&appliance), 800, 480);
+    card_login(&browser, Some("contract"));
     browser.click("#job-list input").unwrap();
     browser.click("#release").unwrap();
     let said = browser
@@ -422,12 +414,9 @@ fn over_https_the_session_cookie_is_secure_and_http_only() {
     );
     let (appliance, _printer) = start(tmp.path(), "", &tls);
     let origin = format!("https://127.0.0.1:{}", appliance.api_port);
-    let browser = Browser::start(800, 480).unwrap();
-    browser.goto(&format!("{origin}/panel/lobby")).unwrap();
-    browser.wait_visible("#card").unwrap();
+    let browser = at_panel(&origin, 800, 480);
     assert_local_and_clean(&browser, &origin);
-    browser.type_keys(&format!("{CARD}{ENTER}")).unwrap();
-    browser.wait_visible("#no-jobs").unwrap();
+    card_login(&browser, None);
     let cookies = browser.cookies().unwrap();
     let session = cookies
         .iter()
