@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::rules::Rules;
 
@@ -43,7 +43,7 @@ pub enum ConfigError {
 }
 
 /// The whole configuration of one appliance.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Name of this branch site; stamped on every job.
@@ -65,19 +65,41 @@ pub struct Config {
     /// Print rules applied at release.
     pub rules: Rules,
     /// Output devices (printers) known to this site.
-    #[serde(rename = "printer")]
+    #[serde(rename = "printer", skip_serializing_if = "Vec::is_empty")]
     pub printers: Vec<PrinterConfig>,
     /// The print queues served over IPP.
-    #[serde(rename = "queue")]
+    #[serde(rename = "queue", skip_serializing_if = "Vec::is_empty")]
     pub queues: Vec<QueueConfig>,
     /// The fleet's central service; without endpoints the site stands alone.
     pub central: CentralConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// `[log]`: how the daemon logs (to standard error, for journald or a
+/// collector).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// Lines for people, or one JSON object per event for a collector.
+    pub format: LogFormat,
+}
+
+/// `[log] format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// `time level target: message key=value...`
+    #[default]
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `target`, `fields`.
+    Json,
 }
 
 /// `[central]`: where the fleet's central service is. A site with
 /// endpoints takes its users and rules from central (after `appliance
 /// enroll`) and sends it its accounting and job announcements.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CentralConfig {
     /// `host:port` of each central node, the preferred one first.
@@ -122,7 +144,7 @@ pub fn split_endpoint(endpoint: &str) -> Option<(&str, u16)> {
 }
 
 /// IPP listener settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct IppConfig {
     /// Address the IPP (and `/metrics`) HTTP listener binds.
@@ -159,7 +181,7 @@ pub struct IppConfig {
 }
 
 /// `[ipp] authentication`: how the appliance knows who submits a job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum IppAuthentication {
     /// The client's `requesting-user-name` is believed: the workstation is
@@ -172,7 +194,7 @@ pub enum IppAuthentication {
 }
 
 /// Store settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
     /// zstd level for spool files (1 is fast; higher saves disk, costs CPU).
@@ -183,7 +205,7 @@ pub struct StoreConfig {
 }
 
 /// Output (printer connection) settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OutputConfig {
     /// First retry delay after a printer could not take a job, in seconds.
@@ -203,7 +225,7 @@ pub struct OutputConfig {
 }
 
 /// When an IPP printer's job counts as printed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PrintedWhen {
     /// The printer reports the job completed (accurate; needs polling).
@@ -213,7 +235,7 @@ pub enum PrintedWhen {
 }
 
 /// The release API listener and its login security.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ApiConfig {
     /// Address the release API binds.
@@ -251,7 +273,7 @@ impl Default for ApiConfig {
 }
 
 /// How long jobs are kept.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RetentionConfig {
     /// A held job not released within this many seconds of its submission
@@ -279,7 +301,7 @@ impl RetentionConfig {
 }
 
 /// User login settings.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct UsersConfig {
     /// Store a lookup hash of each PIN so a PIN alone identifies its user
@@ -288,7 +310,7 @@ pub struct UsersConfig {
 }
 
 /// One output device.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PrinterConfig {
     /// Short identifier, referenced by queues.
@@ -309,7 +331,7 @@ pub struct PrinterConfig {
 }
 
 /// What a queue does with a job once it is stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum QueueKind {
     /// Held until the owner releases it at a printer.
@@ -319,7 +341,7 @@ pub enum QueueKind {
 }
 
 /// One IPP print queue.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueueConfig {
     /// Served at `/ipp/print/NAME` and `/printers/NAME`.
@@ -355,6 +377,7 @@ impl Default for Config {
             printers: Vec::new(),
             queues: Vec::new(),
             central: CentralConfig::default(),
+            log: LogConfig::default(),
         }
     }
 }

@@ -32,12 +32,12 @@ const DRAIN: Duration = Duration::from_secs(10);
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     /// The store could not be opened or recovered.
-    #[error("cannot open the job store in {dir}: {source}")]
+    #[error("cannot open the job store in {dir}: {cause}")]
     Store {
         /// The data directory.
         dir: String,
         /// What failed.
-        source: StoreError,
+        cause: StoreError,
     },
     /// A TLS certificate or key is unusable.
     #[error("{key}: {source}")]
@@ -58,6 +58,45 @@ pub enum DaemonError {
         /// What is wrong.
         message: String,
     },
+}
+
+/// Why the data directory cannot hold the appliance's data.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "data_dir {path}: cannot {action} ({cause}); create it and give the appliance's user write \
+     access, or set data_dir to a directory it can write"
+)]
+pub struct DataDirError {
+    /// The directory.
+    pub path: String,
+    /// What was tried: `create it`, `write in it`.
+    pub action: &'static str,
+    /// What the system said.
+    pub cause: std::io::Error,
+}
+
+/// Makes sure `dir` exists (created 0700 if missing) and can be written:
+/// a file is created, synced and removed in it. Checked before the daemon
+/// starts anything, so a box whose disk is missing or read-only says so in
+/// one line instead of failing later inside the store.
+pub fn prepare_data_dir(dir: &std::path::Path) -> Result<(), DataDirError> {
+    use std::io::Write;
+    use std::os::unix::fs::DirBuilderExt;
+    let fail = |action, cause| DataDirError {
+        path: dir.display().to_string(),
+        action,
+        cause,
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| fail("create it", e))?;
+    let probe = dir.join(".write-check");
+    let written = std::fs::File::create(&probe)
+        .and_then(|mut f| f.write_all(b"ok").and_then(|()| f.sync_all()));
+    let _ = std::fs::remove_file(&probe);
+    written.map_err(|e| fail("write in it", e))
 }
 
 /// The bound sockets the appliance serves.
@@ -106,11 +145,11 @@ pub async fn run(
         .await
         .map_err(|e| DaemonError::Store {
             dir: config.data_dir.display().to_string(),
-            source: StoreError::Io(std::io::Error::other(e.to_string())),
+            cause: StoreError::Io(std::io::Error::other(e.to_string())),
         })?;
-    let (store, recovery) = opened.map_err(|source| DaemonError::Store {
+    let (store, recovery) = opened.map_err(|cause| DaemonError::Store {
         dir: config.data_dir.display().to_string(),
-        source,
+        cause,
     })?;
     tracing::info!(
         partial_uploads_removed = recovery.spool.partial_uploads,
@@ -170,9 +209,9 @@ pub async fn run(
     // restart too; until the first arrives, and on a standalone site, the
     // config's [rules] apply.
     let (version, stored_rules) = if config.central.enabled() {
-        store.policy().await.map_err(|source| DaemonError::Store {
+        store.policy().await.map_err(|cause| DaemonError::Store {
             dir: config.data_dir.display().to_string(),
-            source,
+            cause,
         })?
     } else {
         (0, None)
@@ -247,6 +286,12 @@ pub async fn run(
             .then(|| Duration::from_secs(config.retention.printed_job_secs)),
     );
     tasks.push(tokio::spawn(housekeeping.run(shutdown.clone())));
+    {
+        // Not among the tasks shutdown waits for: a probe of a printer
+        // that is off must not hold up a stop.
+        let (config, store) = (config.clone(), store.clone());
+        tokio::spawn(async move { crate::startup::check(&config, &store).await });
+    }
     if let Ok(addr) = listeners.ipp.local_addr() {
         tracing::info!(%addr, tls = ipp_tls.is_some(), authentication = service.auth.keyword(), queues = ?service.queues.all().iter().map(|q| &q.name).collect::<Vec<_>>(), "IPP listening");
     }

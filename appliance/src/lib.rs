@@ -59,6 +59,7 @@ pub mod printer;
 pub mod queue;
 pub mod roaming;
 pub mod rules;
+pub mod startup;
 pub mod store;
 pub mod sync;
 pub mod terminal;

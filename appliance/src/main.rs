@@ -25,8 +25,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve { config } => load(config.as_deref()).and_then(serve),
-        Command::CheckConfig { config } => load(Some(&config)).map(|c| {
-            println!("{c:#?}");
+        Command::CheckConfig { config } => load(Some(&config)).and_then(|c| {
+            let text = toml::to_string(&c)
+                .map_err(|e| Failure::Runtime(anyhow::anyhow!("cannot print the config: {e}")))?;
+            print!("{text}");
+            Ok(())
         }),
         Command::Jobs {
             command:
@@ -85,14 +88,21 @@ fn main() -> ExitCode {
 }
 
 fn serve(config: Config) -> Result<(), Failure> {
-    tracing_subscriber::fmt()
+    // Before anything else, so a box that cannot keep jobs says so plainly.
+    appliance::daemon::prepare_data_dir(&config.data_dir)
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match config.log.format {
+        appliance::config::LogFormat::Text => {
+            logs.with_ansi(std::io::stderr().is_terminal()).init();
+        }
+        appliance::config::LogFormat::Json => logs.json().with_ansi(false).init(),
+    }
     // One TLS implementation for the whole process (printers over ipps://).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Builder::new_multi_thread()

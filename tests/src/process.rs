@@ -255,9 +255,13 @@ impl Appliance {
         let log_path = self.log_path.clone();
         let ports = wait_for(Duration::from_secs(20), "the appliance to listen", || {
             let log = fs::read_to_string(&log_path).ok()?;
+            // `addr=127.0.0.1:PORT` in text logs, `"addr":"127.0.0.1:PORT"` in JSON ones.
             let port = |what: &str| {
                 let line = log.lines().find(|l| l.contains(what))?;
-                let addr = line.split("addr=").nth(1)?.split_whitespace().next()?;
+                let (_, rest) = line
+                    .split_once("addr=")
+                    .or_else(|| line.split_once("\"addr\":\""))?;
+                let addr = rest.split(|c: char| c.is_whitespace() || c == '"').next()?;
                 addr.rsplit(':').next()?.parse::<u16>().ok()
             };
             Some((port("IPP listening")?, port("API listening")?))

@@ -153,3 +153,144 @@ fn chunked_uploads_with_expect_100_continue() {
     let jobs = appliance.jobs().unwrap();
     assert_eq!(jobs[0]["sha256"], e2e::sha256(&document));
 }
+
+#[test]
+fn the_first_hour_printers_that_do_not_answer_no_users_and_failed_logins_are_logged() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Nothing listens on the discard port.
+    let printers = "[[printer]]\nid = \"lobby\"\nuri = \"socket://127.0.0.1:9\"\n";
+    let appliance = Appliance::start(tmp.path(), printers).unwrap();
+    let log = e2e::wait_for(Duration::from_secs(20), "the start-up checks", || {
+        let log = appliance.log();
+        (log.contains("printer does not answer") && log.contains("no user exists")).then_some(log)
+    })
+    .unwrap();
+    let printer_line = log
+        .lines()
+        .find(|l| l.contains("printer does not answer"))
+        .unwrap();
+    assert!(
+        printer_line.contains("lobby") && printer_line.contains("127.0.0.1:9"),
+        "{printer_line}"
+    );
+
+    // A failed login names user and device, never the secret.
+    appliance.add_user("alice", "2468", &[]).unwrap();
+    let api = appliance.api().unwrap();
+    let wrong = serde_json::json!({"device": "lobby", "method": "pin", "user": "alice",
+                                   "secret": "97531"});
+    let r = api
+        .call("POST", "/api/v1/sessions", None, Some(&wrong))
+        .unwrap();
+    assert_eq!(r.status, 401);
+    let line = e2e::wait_for(
+        Duration::from_secs(10),
+        "the failed login in the log",
+        || {
+            appliance
+                .log()
+                .lines()
+                .find(|l| l.contains("login failed"))
+                .map(str::to_owned)
+        },
+    )
+    .unwrap();
+    assert!(line.contains("alice") && line.contains("lobby"), "{line}");
+    assert!(
+        !appliance.log().contains("97531"),
+        "a secret reached the log"
+    );
+}
+
+#[test]
+fn logs_are_json_when_asked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let appliance = Appliance::start(tmp.path(), "[log]\nformat = \"json\"\n").unwrap();
+    let log = e2e::wait_for(Duration::from_secs(20), "the API to listen", || {
+        let log = appliance.log();
+        log.contains("API listening").then_some(log)
+    })
+    .unwrap();
+    let mut lines = 0;
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        let event: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(
+            event["level"].is_string() && event["fields"].is_object(),
+            "{line}"
+        );
+        lines += 1;
+    }
+    assert!(lines >= 3, "{log}");
+}
+
+#[test]
+fn a_data_directory_that_cannot_be_written_is_one_line_and_exit_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A regular file where a directory should be: even root cannot make
+    // a directory under it.
+    let blocker = tmp.path().join("not-a-directory");
+    fs::write(&blocker, b"").unwrap();
+    let config = tmp.path().join("appliance.toml");
+    let data = blocker.join("data").display().to_string();
+    fs::write(
+        &config,
+        format!("data_dir = {data:?}\n[ipp]\nlisten = \"127.0.0.1:0\"\n[api]\nlisten = \"127.0.0.1:0\"\n"),
+    )
+    .unwrap();
+    let out = run_with_timeout(
+        Command::new(appliance_bin())
+            .args(["serve", "--config"])
+            .arg(&config),
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&data) && stderr.contains("Not a directory"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_config_prints_the_effective_configuration_as_toml() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("appliance.toml");
+    fs::write(
+        &config,
+        "site = \"zurich\"\n[api]\nsession_idle_secs = 90\n",
+    )
+    .unwrap();
+    let out = run_with_timeout(
+        Command::new(appliance_bin())
+            .arg("check-config")
+            .arg(&config),
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8(out.stdout).unwrap();
+    assert!(printed.contains("site = \"zurich\""), "{printed}");
+    assert!(printed.contains("session_idle_secs = 90"), "{printed}");
+    // Defaults are spelled out, and the output is itself a valid config.
+    assert!(
+        printed.contains("[retention]") && printed.contains("[[queue]]"),
+        "{printed}"
+    );
+    let again = tmp.path().join("effective.toml");
+    fs::write(&again, &printed).unwrap();
+    let out = run_with_timeout(
+        Command::new(appliance_bin())
+            .arg("check-config")
+            .arg(&again),
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), printed);
+}

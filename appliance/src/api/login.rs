@@ -109,6 +109,7 @@ impl ApiService {
             Ok(attempt) => ReservedAttempt::new(&self.lockout, attempt),
             Err(refusal) => {
                 self.count_login(method, "locked");
+                tracing::warn!(user = user.unwrap_or("-"), %device, method, "login refused: locked out or busy");
                 let why = match refusal {
                     Refusal::Locked(_) => "locked out",
                     Refusal::Busy(_) => "too many attempts being checked",
@@ -147,6 +148,14 @@ impl ApiService {
                     ),
                     None => format!("method={method}; {reason}"),
                 };
+                tracing::warn!(
+                    user = user.unwrap_or("-"),
+                    %device,
+                    method,
+                    reason,
+                    locked_secs = lock.map(|l| l.retry_after_secs),
+                    "login failed"
+                );
                 self.audit(AuditEvent::now("login-failed", user, Some(&device), detail))
                     .await?;
                 match lock {

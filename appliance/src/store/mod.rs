@@ -598,6 +598,11 @@ impl JobStore {
         &self.inner.key
     }
 
+    /// How many users may log in (not disabled).
+    pub async fn enabled_users(&self) -> Result<u64, StoreError> {
+        self.read(users::enabled_count).await
+    }
+
     /// A user by id, as a login sees them (no secret).
     pub async fn user(&self, id: String) -> Result<Option<LoginUser>, StoreError> {
         self.read(move |conn| users::login_user(conn, &id)).await

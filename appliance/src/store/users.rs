@@ -100,6 +100,13 @@ pub(super) fn set_disabled(conn: &Connection, id: &str, disabled: bool) -> Resul
     Ok(())
 }
 
+/// How many users may log in (not disabled).
+pub(super) fn enabled_count(conn: &Connection) -> rusqlite::Result<u64> {
+    conn.prepare_cached("SELECT count(*) FROM users WHERE NOT disabled")?
+        .query_row([], |row| row.get::<_, i64>(0))
+        .map(|n| n.max(0) as u64)
+}
+
 /// Every user, by id, with which kinds of login each has.
 pub(super) fn list(conn: &Connection) -> Result<Vec<UserSummary>, StoreError> {
     let mut stmt = conn.prepare(
