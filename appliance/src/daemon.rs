@@ -62,17 +62,29 @@ pub enum DaemonError {
 
 /// Why the data directory cannot hold the appliance's data.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "data_dir {path}: cannot {action} ({cause}); create it and give the appliance's user write \
-     access, or set data_dir to a directory it can write"
-)]
-pub struct DataDirError {
-    /// The directory.
-    pub path: String,
-    /// What was tried: `create it`, `write in it`.
-    pub action: &'static str,
-    /// What the system said.
-    pub cause: std::io::Error,
+pub enum DataDirError {
+    /// It cannot be made or written.
+    #[error(
+        "data_dir {path}: cannot {action} ({cause}); create it and give the appliance's user \
+         write access, or set data_dir to a directory it can write"
+    )]
+    Unusable {
+        /// The directory.
+        path: String,
+        /// What was tried: `create it`, `write in it`.
+        action: &'static str,
+        /// What the system said.
+        cause: std::io::Error,
+    },
+    /// A restore into it stopped midway.
+    #[error(
+        "data_dir {path}: a restore into it was interrupted; run `appliance restore` again \
+         before starting the appliance"
+    )]
+    RestoreInterrupted {
+        /// The directory.
+        path: String,
+    },
 }
 
 /// Makes sure `dir` exists (created 0700 if missing) and can be written:
@@ -82,7 +94,7 @@ pub struct DataDirError {
 pub fn prepare_data_dir(dir: &std::path::Path) -> Result<(), DataDirError> {
     use std::io::Write;
     use std::os::unix::fs::DirBuilderExt;
-    let fail = |action, cause| DataDirError {
+    let fail = |action, cause| DataDirError::Unusable {
         path: dir.display().to_string(),
         action,
         cause,
@@ -92,6 +104,11 @@ pub fn prepare_data_dir(dir: &std::path::Path) -> Result<(), DataDirError> {
         .mode(0o700)
         .create(dir)
         .map_err(|e| fail("create it", e))?;
+    if dir.join(crate::store::backup::RESTORING).exists() {
+        return Err(DataDirError::RestoreInterrupted {
+            path: dir.display().to_string(),
+        });
+    }
     let probe = dir.join(".write-check");
     let written = std::fs::File::create(&probe)
         .and_then(|mut f| f.write_all(b"ok").and_then(|()| f.sync_all()));

@@ -14,6 +14,7 @@ use clap::Parser;
 use tokio::sync::watch;
 
 use cli::args::{Cli, Command, JobsCommand, PrintersCommand, SpoolCommand};
+use cli::backup::{backup_store, restore_store};
 use cli::fleet::{enroll, status};
 use cli::jobs::{check_spool, list_jobs};
 use cli::printers::list_printers;
@@ -54,6 +55,16 @@ fn main() -> ExitCode {
             store,
         } => store.resolve().and_then(|c| enroll(&c, &central, &token)),
         Command::Status { json, store } => store.resolve().and_then(|c| status(&c, json)),
+        Command::Backup { target, store } => {
+            store.resolve().and_then(|c| backup_store(&c, &target))
+        }
+        Command::Restore {
+            source,
+            replace,
+            store,
+        } => store
+            .resolve()
+            .and_then(|c| restore_store(&c, &source, replace)),
         Command::Audit { since, json, store } => store
             .resolve()
             .and_then(|c| audit(&c.data_dir, since.as_deref(), json)),

@@ -103,6 +103,25 @@ pub(crate) enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Copy the store (database, documents, installation key) into a new
+    /// directory while the appliance serves.
+    Backup {
+        /// The directory to create (or an empty one).
+        target: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Put a backup back, with the appliance stopped.
+    Restore {
+        /// The backup's directory.
+        source: PathBuf,
+        /// Restore over a store that is there (kept in
+        /// DATA_DIR/before-restore-TIME/).
+        #[arg(long)]
+        replace: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Check a config file and print the effective configuration.
     CheckConfig {
         /// TOML config file.

@@ -3,6 +3,7 @@
 //! formats.
 
 pub(crate) mod args;
+pub(crate) mod backup;
 pub(crate) mod fleet;
 pub(crate) mod jobs;
 pub(crate) mod printers;

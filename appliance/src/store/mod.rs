@@ -14,6 +14,7 @@
 
 mod admin;
 mod audit;
+pub mod backup;
 pub mod dir_sync;
 mod error;
 mod jobs;
@@ -163,6 +164,9 @@ struct Inner {
     key: crate::credentials::LookupKey,
     commits: tokio::sync::watch::Receiver<u64>,
     _thread: WriterThread,
+    /// The data directory's lock, held while this store is open (a restore
+    /// refuses a directory whose lock is held).
+    _lock: std::fs::File,
 }
 
 struct WriterThread(Option<JoinHandle<()>>);
@@ -183,6 +187,14 @@ impl JobStore {
         options: StoreOptions,
         metrics: Arc<Metrics>,
     ) -> Result<(JobStore, Recovery), StoreError> {
+        let lock = backup::lock(data_dir)
+            .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?
+            .ok_or_else(|| {
+                StoreError::Conflict(format!(
+                    "another appliance is running on {}; stop it first",
+                    data_dir.display()
+                ))
+            })?;
         let (conn, db_path) = open_writer(data_dir)?;
         // Created at first start, so it exists before anyone registers a card.
         let installation_key = secret::load_or_create(data_dir)?;
@@ -223,6 +235,7 @@ impl JobStore {
                 key,
                 commits: commits_rx,
                 _thread: WriterThread(Some(thread)),
+                _lock: lock,
             }),
         };
         Ok((store, recovery))
