@@ -167,8 +167,14 @@ enum By {
 }
 
 pub(crate) fn run(args: Args) -> Result<(), Failure> {
+    // Without --config, the installed configuration when there is one (so
+    // `central site add` on a packaged server talks to its service).
+    let installed = std::path::Path::new("/etc/central/central.toml");
     let config = match &args.config {
         Some(path) => Config::load(path).map_err(|e| Failure::Usage(e.to_string()))?,
+        None if installed.exists() => {
+            Config::load(installed).map_err(|e| Failure::Usage(e.to_string()))?
+        }
         None => Config::default(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

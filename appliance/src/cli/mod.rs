@@ -29,9 +29,19 @@ impl From<anyhow::Error> for Failure {
     }
 }
 
+/// Where the Debian package puts the configuration.
+pub(crate) const INSTALLED_CONFIG: &str = "/etc/appliance/appliance.toml";
+
+/// The configuration in `path`; without one, the installed configuration
+/// when there is one (so `appliance users add` on a box works on its
+/// store), else the embedded defaults.
 pub(crate) fn load(path: Option<&Path>) -> Result<Config, Failure> {
+    let installed = Path::new(INSTALLED_CONFIG);
     match path {
         Some(path) => Config::load(path).map_err(|e| Failure::Usage(e.to_string())),
+        None if installed.exists() => {
+            Config::load(installed).map_err(|e| Failure::Usage(e.to_string()))
+        }
         None => Ok(Config::embedded()),
     }
 }
