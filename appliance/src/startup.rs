@@ -1,7 +1,10 @@
-//! What an administrator should hear as the appliance starts: each printer
-//! that does not answer (its jobs will wait), and a site where nobody can
-//! log in (no job could ever be released). Run beside the daemon, never in
-//! the way of serving: a printer that is off must not delay the start.
+//! What an administrator should hear as the appliance starts: each IPP
+//! printer that does not answer (its jobs will wait), and a site where
+//! nobody can log in (no job could ever be released). Run beside the
+//! daemon, never in the way of serving: a printer that is off must not
+//! delay the start. Raw-socket and LPD printers are not asked: they have no
+//! question to answer, and a bare connection to one can start a job (a
+//! blank page, or an error sheet).
 
 use std::time::Duration;
 
@@ -39,25 +42,14 @@ pub async fn check(config: &Config, store: &JobStore) {
     }
 }
 
-/// Whether the printer answers: Get-Printer-Attributes for IPP, a TCP
-/// connection for raw socket and LPD printers.
+/// Whether an IPP printer answers Get-Printer-Attributes (others are not
+/// asked).
 async fn answers(printer: &PrinterConfig) -> Result<(), String> {
-    let device = DeviceUri::with_trust(&printer.uri, printer.tls_ca.as_deref())?;
-    let (host, port) = match device {
-        DeviceUri::Ipp(ipp) => {
-            return output::ipp::capabilities(&ipp, PROBE)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string());
-        }
-        DeviceUri::Socket { host, port } | DeviceUri::Lpd { host, port, .. } => (host, port),
-    };
-    match tokio::time::timeout(PROBE, tokio::net::TcpStream::connect((host.as_str(), port))).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(format!("{host}:{port}: {e}")),
-        Err(_) => Err(format!(
-            "{host}:{port}: no answer within {} s",
-            PROBE.as_secs()
-        )),
+    match DeviceUri::with_trust(&printer.uri, printer.tls_ca.as_deref())? {
+        DeviceUri::Ipp(ipp) => output::ipp::capabilities(&ipp, PROBE)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+        DeviceUri::Socket { .. } | DeviceUri::Lpd { .. } => Ok(()),
     }
 }

@@ -158,7 +158,7 @@ fn chunked_uploads_with_expect_100_continue() {
 fn the_first_hour_printers_that_do_not_answer_no_users_and_failed_logins_are_logged() {
     let tmp = tempfile::tempdir().unwrap();
     // Nothing listens on the discard port.
-    let printers = "[[printer]]\nid = \"lobby\"\nuri = \"socket://127.0.0.1:9\"\n";
+    let printers = "[[printer]]\nid = \"lobby\"\nuri = \"ipp://127.0.0.1:9/ipp/print\"\n";
     let appliance = Appliance::start(tmp.path(), printers).unwrap();
     let log = e2e::wait_for(Duration::from_secs(20), "the start-up checks", || {
         let log = appliance.log();
