@@ -109,24 +109,7 @@ impl ApiClient {
         body: &[u8],
     ) -> Result<ApiResponse> {
         let answer = http_exchange(self.port, method, path, token, content_type, body)?;
-        let json: serde_json::Value = if answer.body.is_empty() {
-            serde_json::Value::Null
-        } else {
-            serde_json::from_slice(&answer.body)?
-        };
-        if answer.status >= 400
-            && !(json["error"]["code"].is_string() && json["error"]["message"].is_string())
-        {
-            bail!(
-                "{method} {path}: error {} without {{error: {{code, message}}}}: {json}",
-                answer.status
-            );
-        }
-        Ok(ApiResponse {
-            status: answer.status,
-            headers: answer.headers,
-            json,
-        })
+        error_shaped(method, path, answer)
     }
 
     /// Calls `METHOD path` with extra request headers (`Cookie`, `Origin`)
@@ -150,16 +133,7 @@ impl ApiClient {
             headers,
             body.as_bytes(),
         )?;
-        let json: serde_json::Value = if answer.body.is_empty() {
-            serde_json::Value::Null
-        } else {
-            serde_json::from_slice(&answer.body)?
-        };
-        Ok(ApiResponse {
-            status: answer.status,
-            headers: answer.headers,
-            json,
-        })
+        error_shaped(method, path, answer)
     }
 
     /// Releases every held job of the session's user (`{"jobs": "all"}`);
@@ -225,6 +199,28 @@ fn http_call(
     let body = body.unwrap_or("");
     let content_type = (!body.is_empty() || method == "POST").then_some("application/json");
     http_exchange(port, method, path, token, content_type, body.as_bytes())
+}
+
+/// An answer as JSON, refused unless an error is `{error: {code, message}}`.
+fn error_shaped(method: &str, path: &str, answer: RawAnswer) -> Result<ApiResponse> {
+    let json: serde_json::Value = if answer.body.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_slice(&answer.body)?
+    };
+    if answer.status >= 400
+        && !(json["error"]["code"].is_string() && json["error"]["message"].is_string())
+    {
+        bail!(
+            "{method} {path}: error {} without {{error: {{code, message}}}}: {json}",
+            answer.status
+        );
+    }
+    Ok(ApiResponse {
+        status: answer.status,
+        headers: answer.headers,
+        json,
+    })
 }
 
 /// One HTTP/1.1 request on a fresh connection, body sent as given.
