@@ -15,7 +15,7 @@ use tokio::sync::watch;
 
 use cli::args::{Cli, Command, JobsCommand, PrintersCommand, SpoolCommand};
 use cli::backup::{backup_store, restore_store};
-use cli::fleet::{enroll, status};
+use cli::fleet::{enroll, read_token, status};
 use cli::jobs::{check_spool, list_jobs};
 use cli::printers::list_printers;
 use cli::records::{audit, report};
@@ -52,8 +52,16 @@ fn main() -> ExitCode {
         Command::Enroll {
             central,
             token,
+            token_file,
             store,
-        } => store.resolve().and_then(|c| enroll(&c, &central, &token)),
+        } => store.resolve().and_then(|c| {
+            let token = match (token, token_file) {
+                (Some(token), _) => token,
+                (None, Some(file)) => read_token(&file)?,
+                (None, None) => return Err(Failure::Usage("give --token or --token-file".into())),
+            };
+            enroll(&c, central.as_deref(), &token)
+        }),
         Command::Status { json, store } => store.resolve().and_then(|c| status(&c, json)),
         Command::Backup { target, store } => {
             store.resolve().and_then(|c| backup_store(&c, &target))

@@ -92,6 +92,8 @@ pub struct Metrics {
     pub jobs_held: Gauge,
     /// Jobs waiting for or being sent to a printer (set at scrape time).
     pub jobs_queued: Gauge,
+    /// The process's resident memory (set at scrape time).
+    pub resident_memory_bytes: Gauge,
     /// Hand-overs to printers, by printer and outcome.
     pub output_attempts: Family<OutputLabels, Counter>,
     /// Release API requests answered, by route and status.
@@ -140,6 +142,7 @@ impl Metrics {
         let spool_write_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 18));
         let jobs_held = Gauge::default();
         let jobs_queued = Gauge::default();
+        let resident_memory_bytes = Gauge::default();
         let output_attempts = Family::<OutputLabels, Counter>::default();
         let api_requests = Family::<ApiLabels, Counter>::default();
         let logins = Family::<LoginLabels, Counter>::default();
@@ -280,6 +283,11 @@ impl Metrics {
             "Hand-overs of jobs to printers",
             output_attempts.clone(),
         );
+        registry.register(
+            "resident_memory_bytes",
+            "The appliance process's resident memory (VmRSS)",
+            resident_memory_bytes.clone(),
+        );
         Metrics {
             registry,
             jobs_received,
@@ -291,6 +299,7 @@ impl Metrics {
             spool_write_seconds,
             jobs_held,
             jobs_queued,
+            resident_memory_bytes,
             output_attempts,
             api_requests,
             logins,
@@ -329,6 +338,19 @@ impl Default for Metrics {
     }
 }
 
+/// The `VmRSS` line of a `/proc/PID/status` file, in bytes.
+pub fn resident_bytes(proc_status: &str) -> Option<i64> {
+    let line = proc_status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: i64 = line
+        .trim_start_matches("VmRSS:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    kib.checked_mul(1024)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -350,5 +372,13 @@ mod tests {
         assert!(text.contains("appliance_jobs_held 3"), "{text}");
         assert!(text.contains("appliance_store_errors_total 0"), "{text}");
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn reads_the_resident_size_from_proc_status() {
+        let status = "Name:\tappliance\nVmPeak:\t  90000 kB\nVmRSS:\t   18244 kB\nThreads:\t9\n";
+        assert_eq!(resident_bytes(status), Some(18244 * 1024));
+        assert_eq!(resident_bytes("Name:\tx\n"), None);
+        assert_eq!(resident_bytes("VmRSS:\tlots kB\n"), None);
     }
 }

@@ -182,9 +182,24 @@ impl Appliance {
             dir,
             &format!("{extra}\n[central]\nendpoints = [{endpoint:?}]\n{central}\n"),
         )?;
-        appliance.enroll(endpoint, token)?;
+        appliance.enroll_as_configured(token)?;
         appliance.restart()?;
         Ok(appliance)
+    }
+
+    /// `appliance enroll --token-file FILE` at the configuration's first
+    /// `[central]` endpoint, as the appliance image does at first boot.
+    pub fn enroll_as_configured(&self, token: &str) -> Result<()> {
+        let file = self.config_path().with_file_name("enrollment.token");
+        std::fs::write(&file, format!("{token}\n"))?;
+        let out = self.cli_config(&["enroll", "--token-file", &file.to_string_lossy()], "")?;
+        if !out.status.success() {
+            bail!(
+                "appliance enroll failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
     }
 
     /// `appliance enroll` with this appliance's config.

@@ -245,6 +245,28 @@ fn a_reused_token_a_revoked_site_and_a_stranger_are_refused() {
         )
         .unwrap();
     assert_eq!(junk.status.code(), Some(2));
+    // A token file that is not there; no central given or configured.
+    let missing = other
+        .cli_config(
+            &[
+                "enroll",
+                "--central",
+                &central.endpoint(),
+                "--token-file",
+                "/nonexistent/enrollment.token",
+            ],
+            "",
+        )
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&missing.stderr);
+    assert!(said.contains("cannot read the token file"), "{said}");
+    let nowhere = other
+        .cli_config(&["enroll", "--token", &fresh], "")
+        .unwrap();
+    assert_eq!(nowhere.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&nowhere.stderr);
+    assert!(said.contains("no central to enroll at"), "{said}");
 
     // Revoking a site ends its open session, and it is refused from then on.
     central.cli_ok(&["site", "revoke", "branch-1"], "").unwrap();

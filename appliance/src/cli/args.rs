@@ -85,12 +85,21 @@ pub(crate) enum Command {
     /// token `central site add` printed, and keep the certificate, central's
     /// CA and the fleet key in the data directory.
     Enroll {
-        /// central's sync address, host:port.
+        /// central's sync address, host:port; by default the first of the
+        /// configuration's `[central] endpoints`.
         #[arg(long)]
-        central: String,
+        central: Option<String>,
         /// The enrollment token.
+        #[arg(
+            long,
+            required_unless_present = "token_file",
+            conflicts_with = "token_file"
+        )]
+        token: Option<String>,
+        /// A file holding the enrollment token (which then stays out of the
+        /// process list and the shell's history).
         #[arg(long)]
-        token: String,
+        token_file: Option<PathBuf>,
         #[command(flatten)]
         store: StoreArgs,
     },

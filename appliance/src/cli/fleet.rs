@@ -1,6 +1,8 @@
 //! `appliance enroll` and `appliance status`: joining the fleet, and how
 //! the link to central stands.
 
+use std::path::Path;
+
 use anyhow::Context;
 use appliance::config::Config;
 use appliance::store::StoreReader;
@@ -9,7 +11,35 @@ use appliance::sync::status;
 
 use super::{Failure, utc};
 
-pub(crate) fn enroll(config: &Config, central: &str, token: &str) -> Result<(), Failure> {
+/// Reads an enrollment token kept in a file (surrounding white space is not
+/// part of it).
+pub(crate) fn read_token(path: &Path) -> Result<String, Failure> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Failure::Usage(format!(
+            "cannot read the token file {}: {e}",
+            path.display()
+        ))
+    })?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(Failure::Usage(format!(
+            "the token file {} is empty",
+            path.display()
+        )));
+    }
+    Ok(token.to_owned())
+}
+
+pub(crate) fn enroll(config: &Config, central: Option<&str>, token: &str) -> Result<(), Failure> {
+    let central = match central.or(config.central.endpoints.first().map(String::as_str)) {
+        Some(central) => central,
+        None => {
+            return Err(Failure::Usage(
+                "no central to enroll at: give --central HOST:PORT or set [central] endpoints"
+                    .into(),
+            ));
+        }
+    };
     {
         use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new()

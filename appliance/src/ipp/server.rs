@@ -327,6 +327,13 @@ async fn refresh_gauges(service: &IppService) {
     } else {
         service.metrics.store_errors.inc();
     }
+    if let Some(bytes) = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .as_deref()
+        .and_then(crate::metrics::resident_bytes)
+    {
+        service.metrics.resident_memory_bytes.set(bytes);
+    }
 }
 
 fn plain(status: HttpStatus, content_type: &str, body: String) -> Response {
