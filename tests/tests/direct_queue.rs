@@ -316,3 +316,51 @@ fn an_ipps_printer_is_trusted_through_its_configured_ca_only() {
     assert!(text("lobby").contains("application/pdf"), "{listed:?}");
     assert!(text("untrusted").contains("UnknownIssuer"), "{listed:?}");
 }
+
+#[test]
+fn gzip_and_deflate_jobs_print_byte_identical_to_their_uncompressed_form() {
+    let tmp = tempfile::tempdir().unwrap();
+    let printer = Printer::start(&tmp.path().join("printer")).unwrap();
+    let appliance =
+        Appliance::start(&tmp.path().join("appliance"), &lobby_config(&printer.uri())).unwrap();
+    let uri = appliance.uri("lobby-direct");
+    let document = fixture("three-pages.pdf");
+    for compression in ["gzip", "deflate"] {
+        let submit = format!(
+            "{{\n\tNAME \"Print-Job with {compression}\"\n\tOPERATION Print-Job{HEADER}\n\
+             \tATTR mimeMediaType document-format application/pdf\n\
+             \tATTR keyword compression {compression}\n\tCOMPRESSION {compression}\n\
+             \tFILE $filename\n\tSTATUS successful-ok\n}}\n"
+        );
+        let (ok, out) =
+            ipptool_text(&uri, &submit, Some(&document), &[("requester", "alice")]).unwrap();
+        assert!(ok, "{out}\n{}", appliance.log());
+    }
+    wait_state(&appliance, "lobby-direct", 2, "completed");
+    let sent = fs::read(&document).unwrap();
+    let received = printer.documents();
+    assert_eq!(received.len(), 2);
+    for (path, bytes) in &received {
+        assert!(
+            bytes == &sent,
+            "{} differs from the document",
+            path.display()
+        );
+    }
+    // A compression the appliance does not take, and gzip that is not.
+    let refused = format!(
+        "{{\n\tNAME \"Print-Job with compress\"\n\tOPERATION Print-Job{HEADER}\n\
+         \tATTR mimeMediaType document-format application/pdf\n\
+         \tATTR keyword compression compress\n\
+         \tFILE $filename\n\tSTATUS client-error-compression-not-supported\n}}\n\
+         {{\n\tNAME \"Print-Job labelled gzip, sent plain\"\n\tOPERATION Print-Job{HEADER}\n\
+         \tATTR mimeMediaType document-format application/pdf\n\
+         \tATTR keyword compression gzip\n\
+         \tFILE $filename\n\tSTATUS client-error-compression-error\n}}\n"
+    );
+    let (ok, out) =
+        ipptool_text(&uri, &refused, Some(&document), &[("requester", "alice")]).unwrap();
+    assert!(ok, "{out}");
+    let jobs = appliance.jobs().unwrap();
+    assert_eq!(jobs.len(), 2, "a refused job was kept: {jobs:?}");
+}

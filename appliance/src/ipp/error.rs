@@ -47,9 +47,12 @@ pub enum IppError {
     /// The document's bytes do not match its declared format.
     #[error("{0}")]
     FormatError(String),
-    /// `compression` other than `none`.
-    #[error("compression {0:?} is not supported; send documents uncompressed")]
+    /// A `compression` this appliance does not take.
+    #[error("compression {0:?} is not supported; send documents as none, deflate or gzip")]
     CompressionNotSupported(String),
+    /// The document did not decompress as its `compression` said.
+    #[error("the document is not valid {0}")]
+    CompressionError(String),
     /// Attributes or values not supported, with `ipp-attribute-fidelity` true.
     #[error("some attributes or values are not supported")]
     AttributesNotSupported(Vec<IppAttribute>),
@@ -93,6 +96,7 @@ impl IppError {
             IppError::FormatNotSupported(_) => StatusCode::ClientErrorDocumentFormatNotSupported,
             IppError::FormatError(_) => StatusCode::ClientErrorDocumentFormatError,
             IppError::CompressionNotSupported(_) => StatusCode::ClientErrorCompressionNotSupported,
+            IppError::CompressionError(_) => StatusCode::ClientErrorCompressionError,
             IppError::AttributesNotSupported(_) => {
                 StatusCode::ClientErrorAttributesOrValuesNotSupported
             }

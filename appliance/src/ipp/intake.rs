@@ -15,8 +15,13 @@
 //! while copying; any failure drops the temporary file. Documents never
 //! take the room the [`DiskReserve`] keeps for state changes: once it is
 //! released (the disk is full), intake refuses them, also mid-upload.
+//! A compressed document (`compression` gzip or deflate) is decompressed
+//! in the writing thread before all of that, one chunk of output at a
+//! time, so the format check, the analysis, the hash and the size limit
+//! see what a printer will get, and a small body that expands enormously
+//! stops at the limit.
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -28,6 +33,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use super::body::TooSlow;
+use super::compression::{Compression, Decompressor};
 use super::error::IppError;
 use crate::analysis::{Analysis, Analyzer};
 use crate::format;
@@ -145,12 +151,14 @@ pub struct Received {
 
 /// Copies `body` into the spool for job `uuid`. Returns `None` when the body
 /// is empty (a Send-Document that only closes the job).
+/// `document` is the declared format and the compression on the wire;
+/// `limits` the largest document (decompressed) and the idle timeout.
 pub async fn receive<R>(
     spool: Spool,
     reserve: DiskReserve,
     uuid: JobUuid,
     body: &mut R,
-    declared_format: String,
+    document: (String, Compression),
     limits: (u64, u64),
     turn: WriterTurn,
 ) -> Result<Option<Received>, IppError>
@@ -158,11 +166,25 @@ where
     R: AsyncRead + Unpin + ?Sized,
 {
     let (max_bytes, idle_timeout_secs) = limits;
+    let (declared_format, compression) = document;
     let chunks = turn.chunks.clone();
     let (tx, mut rx) = mpsc::channel::<io::Result<Chunk>>(DEPTH);
     let writer = tokio::task::spawn_blocking(move || {
-        let chunks = std::iter::from_fn(|| rx.blocking_recv());
-        let copied = copy_to_spool(&spool, &reserve, uuid, chunks, &declared_format, max_bytes);
+        let received =
+            std::iter::from_fn(|| rx.blocking_recv()).map(|c| c.map_err(CopyError::Client));
+        let copied = if compression == Compression::None {
+            copy_to_spool(
+                &spool,
+                &reserve,
+                uuid,
+                received,
+                &declared_format,
+                max_bytes,
+            )
+        } else {
+            let chunks = decompressed(received, compression);
+            copy_to_spool(&spool, &reserve, uuid, chunks, &declared_format, max_bytes)
+        };
         drop(turn);
         copied
     });
@@ -207,6 +229,7 @@ enum CopyError {
     Disk(io::Error),
     TooLarge(u64),
     Format(format::FormatMismatch),
+    Compression(String),
 }
 
 impl CopyError {
@@ -231,19 +254,89 @@ impl CopyError {
                 "the document exceeds this appliance's limit of {limit} bytes"
             )),
             CopyError::Format(mismatch) => IppError::FormatError(mismatch.to_string()),
+            CopyError::Compression(why) => IppError::CompressionError(why),
         }
     }
+}
+
+/// The received chunks as a byte stream, for a decompressor to read; a
+/// failure of the client's side is kept, to be told apart from bad
+/// compressed data.
+struct ChunkReader<I> {
+    chunks: I,
+    current: Option<Chunk>,
+    at: usize,
+    failure: Option<CopyError>,
+}
+
+impl<I: Iterator<Item = Result<Chunk, CopyError>>> Read for ChunkReader<I> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if let Some(chunk) = &self.current
+                && self.at < chunk.len()
+            {
+                let n = buf.len().min(chunk.len() - self.at);
+                buf[..n].copy_from_slice(&chunk[self.at..self.at + n]);
+                self.at += n;
+                return Ok(n);
+            }
+            match self.chunks.next() {
+                Some(Ok(chunk)) => {
+                    self.current = Some(chunk);
+                    self.at = 0;
+                }
+                Some(Err(e)) => {
+                    self.failure = Some(e);
+                    return Err(io::Error::other("the document stopped coming"));
+                }
+                None => return Ok(0),
+            }
+        }
+    }
+}
+
+/// The decompressed bytes of `received`, in chunks of up to `CHUNK` bytes,
+/// made one at a time as the copy asks for them.
+fn decompressed(
+    received: impl Iterator<Item = Result<Chunk, CopyError>>,
+    compression: Compression,
+) -> impl Iterator<Item = Result<Chunk, CopyError>> {
+    let reader = ChunkReader {
+        chunks: received,
+        current: None,
+        at: 0,
+        failure: None,
+    };
+    let mut decompressor = Some(Decompressor::new(compression, reader));
+    std::iter::from_fn(move || {
+        let source = decompressor.as_mut()?;
+        let mut buf = vec![0u8; CHUNK];
+        let item = match source.read(&mut buf) {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                return Some(Ok(Chunk {
+                    data: Bytes::from(buf),
+                    _permit: None,
+                }));
+            }
+            Err(e) => Some(Err(source.get_mut().failure.take().unwrap_or_else(|| {
+                CopyError::Compression(format!("{} data: {e}", compression.keyword()))
+            }))),
+        };
+        decompressor = None;
+        item
+    })
 }
 
 fn copy_to_spool(
     spool: &Spool,
     reserve: &DiskReserve,
     uuid: JobUuid,
-    chunks: impl Iterator<Item = io::Result<Chunk>>,
+    mut chunks: impl Iterator<Item = Result<Chunk, CopyError>>,
     declared_format: &str,
     max_bytes: u64,
 ) -> Result<Option<Received>, CopyError> {
-    let mut chunks = chunks.map(|c| c.map_err(CopyError::Client));
     // Gather enough of the start to recognise the format.
     let mut head = Vec::new();
     while head.len() < format::PREFIX_LEN {
@@ -293,8 +386,105 @@ mod tests {
     }
 
     /// The document in 1000-byte chunks, as the channel would deliver it.
-    fn chunks(data: &[u8]) -> impl Iterator<Item = io::Result<Chunk>> + '_ {
+    fn chunks(data: &[u8]) -> impl Iterator<Item = Result<Chunk, CopyError>> + '_ {
         data.chunks(1000).map(|c| Ok(chunk(c)))
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(data).unwrap();
+        gz.finish().unwrap()
+    }
+
+    fn deflate(data: &[u8]) -> Vec<u8> {
+        let mut d = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        d.write_all(data).unwrap();
+        d.finish().unwrap()
+    }
+
+    fn copy_compressed(
+        dir: &tempfile::TempDir,
+        spool: &Spool,
+        wire: &[u8],
+        compression: Compression,
+        max_bytes: u64,
+    ) -> Result<Option<Received>, CopyError> {
+        copy_to_spool(
+            spool,
+            &no_reserve(dir),
+            JobUuid::new(),
+            decompressed(chunks(wire), compression),
+            "application/octet-stream",
+            max_bytes,
+        )
+    }
+
+    #[test]
+    fn gzip_and_deflate_documents_are_stored_as_the_printer_gets_them() {
+        let doc = b"%PDF-1.4 page after page ".repeat(50_000);
+        for (wire, compression) in [
+            (gzip(&doc), Compression::Gzip),
+            (deflate(&doc), Compression::Deflate),
+        ] {
+            assert!(wire.len() < doc.len() / 10);
+            let (dir, spool) = spool();
+            let got = copy_compressed(&dir, &spool, &wire, compression, 1 << 24)
+                .unwrap()
+                .unwrap();
+            assert_eq!(got.format, "application/pdf", "{compression:?}");
+            assert_eq!(got.document.size, doc.len() as u64);
+            let expected = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&doc));
+            assert_eq!(got.document.sha256, expected, "{compression:?}");
+        }
+    }
+
+    #[test]
+    fn a_document_that_expands_past_the_limit_stops_there() {
+        let (dir, spool) = spool();
+        let bomb = gzip(&vec![b'%'; 64 << 20]);
+        assert!(bomb.len() < 256 << 10);
+        let err = copy_compressed(&dir, &spool, &bomb, Compression::Gzip, 1 << 20).unwrap_err();
+        assert!(matches!(err, CopyError::TooLarge(_)));
+        assert_eq!(tmp_files(&dir), 0);
+    }
+
+    #[test]
+    fn bad_compressed_data_is_a_compression_error_and_leaves_nothing() {
+        let (dir, spool) = spool();
+        let mut wire = gzip(&b"%PDF-1.4 something ".repeat(10_000));
+        let middle = wire.len() / 2;
+        wire[middle..middle + 16].fill(0xff);
+        let err = copy_compressed(&dir, &spool, &wire, Compression::Gzip, 1 << 24).unwrap_err();
+        assert!(
+            matches!(err.into_ipp(30), IppError::CompressionError(ref why) if why.starts_with("gzip")),
+        );
+        let plain = copy_compressed(&dir, &spool, b"%PDF-1.4 not gzip", Compression::Gzip, 1000);
+        assert!(matches!(plain, Err(CopyError::Compression(_))));
+        assert_eq!(tmp_files(&dir), 0);
+    }
+
+    #[test]
+    fn a_client_error_inside_compressed_data_stays_a_client_error() {
+        let (dir, spool) = spool();
+        let wire = gzip(&b"%PDF-1.4 something ".repeat(10_000));
+        let broken = [
+            Ok(chunk(&wire[..wire.len() / 2])),
+            Err(CopyError::Client(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "stalled",
+            ))),
+        ];
+        let err = copy_to_spool(
+            &spool,
+            &no_reserve(&dir),
+            JobUuid::new(),
+            decompressed(broken.into_iter(), Compression::Gzip),
+            "application/pdf",
+            1 << 24,
+        )
+        .unwrap_err();
+        assert!(matches!(err.into_ipp(30), IppError::Timeout(30)));
+        assert_eq!(tmp_files(&dir), 0);
     }
 
     fn spool() -> (tempfile::TempDir, Spool) {
@@ -412,7 +602,10 @@ mod tests {
         let (dir, spool) = spool();
         let broken = [
             Ok(chunk(b"%PDF-1.4 first part")),
-            Err(io::Error::new(io::ErrorKind::TimedOut, "stalled")),
+            Err(CopyError::Client(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "stalled",
+            ))),
         ];
         let err = copy_to_spool(
             &spool,

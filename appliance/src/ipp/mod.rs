@@ -10,6 +10,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod compression;
 pub mod error;
 pub mod intake;
 pub mod job_attrs;

@@ -10,6 +10,7 @@
 use ipp::prelude::*;
 use sha2::{Digest, Sha256};
 
+use super::compression;
 use super::request::SUPPORTED_OPERATIONS;
 use super::requested::Requested;
 use super::template::{
@@ -160,7 +161,7 @@ pub fn printer_attributes(
         ("generated-natural-language-supported", language("en")),
         ("document-format-default", mime(format::DEFAULT)),
         ("document-format-supported", mimes(format::SUPPORTED)),
-        ("compression-supported", keyword("none")),
+        ("compression-supported", keywords(&compression::SUPPORTED)),
         ("pdl-override-supported", keyword("attempted")),
         ("job-k-octets-supported", range(0, k_octets_max)),
         (

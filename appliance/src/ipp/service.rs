@@ -10,6 +10,7 @@ use ipp::model::{DelimiterTag, Operation, StatusCode};
 use ipp::prelude::*;
 use tokio::io::AsyncRead;
 
+use super::compression::Compression;
 use super::error::IppError;
 use super::intake::{self, Received};
 use super::job_attrs::{self, job_attributes};
@@ -86,6 +87,7 @@ struct JobPlan {
     name: String,
     document_name: Option<String>,
     format: String,
+    compression: Compression,
     template: TemplateCheck,
 }
 
@@ -184,11 +186,7 @@ impl IppService {
     }
 
     fn plan_job(&self, req: &Request, needs_format: bool) -> Result<JobPlan, IppError> {
-        if let Some(compression) = req.string("compression")
-            && compression != "none"
-        {
-            return Err(IppError::CompressionNotSupported(compression.to_owned()));
-        }
+        let compression = Compression::from_request(req.string("compression"))?;
         let format = req
             .string("document-format")
             .unwrap_or(format::DEFAULT)
@@ -211,6 +209,7 @@ impl IppService {
             name,
             document_name,
             format,
+            compression,
             template,
         })
     }
@@ -279,12 +278,9 @@ impl IppService {
     ) -> Result<Reply, IppError> {
         let plan = self.plan_job(req, true)?;
         let uuid = JobUuid::new();
-        let received = self
-            .receive(req, uuid, body, &plan.format)
-            .await?
-            .ok_or_else(|| {
-                IppError::BadRequest("Print-Job needs a document; the request had none".into())
-            })?;
+        let received = self.receive(req, uuid, body, &plan).await?.ok_or_else(|| {
+            IppError::BadRequest("Print-Job needs a document; the request had none".into())
+        })?;
         let mut job = self.new_job(req, queue, &plan, uuid);
         job.document = Some(document_record(&received, plan.document_name.clone()));
         job.documents_complete = true;
@@ -338,7 +334,7 @@ impl IppService {
         }
         let plan = self.plan_job(req, true)?;
         let _uploading = self.uploads.mark(job.uuid);
-        let received = self.receive(req, job.uuid, body, &plan.format).await?;
+        let received = self.receive(req, job.uuid, body, &plan).await?;
         if received.is_some() && job.document.is_some() {
             return Err(IppError::MultipleDocuments);
         }
@@ -553,7 +549,7 @@ impl IppService {
         req: &Request,
         uuid: JobUuid,
         body: Body<'_>,
-        format: &str,
+        plan: &JobPlan,
     ) -> Result<Option<Received>, IppError> {
         let started = std::time::Instant::now();
         // A full disk refuses at once, before waiting for a writer.
@@ -566,7 +562,7 @@ impl IppService {
             self.store.reserve().clone(),
             uuid,
             body,
-            format.to_owned(),
+            (plan.format.clone(), plan.compression),
             (
                 self.limits.max_document_bytes,
                 self.limits.idle_timeout_secs,
