@@ -221,6 +221,7 @@ pub async fn run(
         wake: wake.clone(),
         uploads: uploads.clone(),
         upload_budget: Default::default(),
+        started_ms: crate::job::now_ms(),
     });
     // A fleet site enforces the last policy central sent, from before the
     // restart too; until the first arrives, and on a standalone site, the

@@ -128,14 +128,40 @@ pub struct PrinterHealth {
 struct HealthEntry {
     problem: Option<String>,
     busy: bool,
+    /// When `busy` or `problem` last changed (ms since the epoch).
+    since_ms: i64,
 }
 
 impl PrinterHealth {
     /// Records what the last contact with printer `id` showed.
     pub fn set(&self, id: &str, busy: bool, problem: Option<String>) {
+        self.record(id, busy, problem, crate::job::now_ms());
+    }
+
+    fn record(&self, id: &str, busy: bool, problem: Option<String>, now_ms: i64) {
         if let Ok(mut map) = self.inner.lock() {
-            map.insert(id.to_owned(), HealthEntry { problem, busy });
+            let since_ms = match map.get(id) {
+                Some(e) if e.busy == busy && e.problem == problem => e.since_ms,
+                _ => now_ms,
+            };
+            map.insert(
+                id.to_owned(),
+                HealthEntry {
+                    problem,
+                    busy,
+                    since_ms,
+                },
+            );
         }
+    }
+
+    /// When printer `id`'s condition last changed, if anything was ever
+    /// recorded for it.
+    pub fn changed_ms(&self, id: &str) -> Option<i64> {
+        self.inner
+            .lock()
+            .ok()
+            .and_then(|map| map.get(id).map(|e| e.since_ms))
     }
 
     /// `(busy, problem)` for printer `id`.
@@ -183,6 +209,19 @@ impl OutputWake {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_condition_dates_from_when_it_began() {
+        let health = PrinterHealth::default();
+        assert_eq!(health.changed_ms("lobby"), None);
+        health.record("lobby", true, None, 1_000);
+        health.record("lobby", true, None, 2_000);
+        assert_eq!(health.changed_ms("lobby"), Some(1_000));
+        health.record("lobby", false, Some("out of paper".into()), 3_000);
+        assert_eq!(health.changed_ms("lobby"), Some(3_000));
+        health.record("lobby", false, Some("out of paper".into()), 4_000);
+        assert_eq!(health.changed_ms("lobby"), Some(3_000));
+    }
 
     #[test]
     fn device_uris() {

@@ -213,3 +213,31 @@ fn lp_prints_to_the_pull_queue_as_the_named_user() {
         assert!(ok, "Get-Jobs as {user}:\n{out}");
     }
 }
+
+#[test]
+fn lpstat_says_since_when_the_queue_is_enabled() {
+    let tmp = tempfile::tempdir().unwrap();
+    let appliance = Appliance::start(tmp.path(), "").unwrap();
+    let out = run_with_timeout(
+        Command::new("lpstat")
+            .args(["-h", &format!("127.0.0.1:{}", appliance.port)])
+            .arg("-p"),
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let year = Command::new("date").arg("+%Y").output().unwrap();
+    let year = String::from_utf8_lossy(&year.stdout).trim().to_owned();
+    // printer-state-change-time: since the appliance started, not 1970.
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("printer secure"))
+        .unwrap_or_default();
+    assert!(line.contains("enabled since"), "{stdout}");
+    assert!(!line.contains("1970") && line.contains(&year), "{stdout}");
+}

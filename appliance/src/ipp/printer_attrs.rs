@@ -42,6 +42,10 @@ pub struct PrinterStatus {
     pub state_message: Option<String>,
     /// Seconds since the Unix epoch (`printer-up-time`, as CUPS reports it).
     pub now_secs: i64,
+    /// When the queue's state last changed, on the same clock.
+    pub state_since_secs: i64,
+    /// When its configuration was loaded, on the same clock.
+    pub config_since_secs: i64,
     /// `ipp.max_document_bytes`.
     pub max_document_bytes: u64,
     /// The data disk is full: jobs are refused (`spool-area-full`).
@@ -136,6 +140,23 @@ pub fn printer_attributes(
         ),
         ("printer-up-time", IppValue::Integer(uptime)),
         ("printer-current-time", date_time(status.now_secs * 1000)),
+        (
+            "printer-state-change-time",
+            IppValue::Integer(i32::try_from(status.state_since_secs).unwrap_or(i32::MAX)),
+        ),
+        (
+            "printer-state-change-date-time",
+            date_time(status.state_since_secs * 1000),
+        ),
+        (
+            "printer-config-change-time",
+            IppValue::Integer(i32::try_from(status.config_since_secs).unwrap_or(i32::MAX)),
+        ),
+        (
+            "printer-config-change-date-time",
+            date_time(status.config_since_secs * 1000),
+        ),
+        ("printer-device-id", text(&device_id(format::SUPPORTED))),
         ("ipp-versions-supported", keywords(&["1.1", "2.0"])),
         (
             "operations-supported",
@@ -231,6 +252,13 @@ pub fn printer_attributes(
             keywords(&["media-size", "media-source", "media-type"]),
         ),
         ("media-size-supported", set(media_sizes)),
+        (
+            "media-col-database",
+            set(MEDIA_SUPPORTED
+                .iter()
+                .map(|(_, x, y)| media_col(*x, *y))
+                .collect()),
+        ),
         ("media-source-supported", keyword("auto")),
         ("media-type-supported", keyword("stationery")),
         (
@@ -288,6 +316,29 @@ fn media_size(x: i32, y: i32) -> IppValue {
     ])
 }
 
+/// The IEEE 1284 device ID of a queue (`printer-device-id`): what IPP
+/// Everywhere clients and driverless CUPS match on, with the document
+/// formats as `CMD:` languages.
+pub fn device_id(formats: &[&str]) -> String {
+    let languages: Vec<&str> = formats
+        .iter()
+        .filter_map(|f| match f.to_ascii_lowercase().as_str() {
+            "application/pdf" => Some("PDF"),
+            "application/pclm" => Some("PCLM"),
+            "application/postscript" => Some("POSTSCRIPT"),
+            "application/vnd.hp-pcl" => Some("PCL"),
+            "image/pwg-raster" => Some("PWGRASTER"),
+            "image/urf" => Some("URF"),
+            "image/jpeg" => Some("JPEG"),
+            _ => None,
+        })
+        .collect();
+    format!(
+        "MFG:Branch print appliance;MDL:Print queue;CMD:{};CLS:PRINTER;",
+        languages.join(",")
+    )
+}
+
 fn media_col(x: i32, y: i32) -> IppValue {
     collection(vec![
         ("media-size", media_size(x, y)),
@@ -334,6 +385,8 @@ mod tests {
             processing: false,
             state_message: None,
             now_secs: 1_700_000_000,
+            state_since_secs: 1_699_999_000,
+            config_since_secs: 1_699_990_000,
             max_document_bytes: 1 << 31,
             document_timeout_secs: 300,
             spool_area_full: false,
@@ -399,6 +452,41 @@ mod tests {
         );
         assert_eq!(text("uri-security-supported"), Some("tls"));
         assert_eq!(text("uri-authentication-supported"), Some("basic"));
+    }
+
+    #[test]
+    fn says_when_the_state_and_the_configuration_changed() {
+        let q = queues();
+        let attrs = printer_attributes(
+            q.default_queue().unwrap(),
+            &status(),
+            &Requested::everything(),
+        );
+        assert_eq!(
+            get(&attrs, "printer-state-change-time"),
+            Some(&IppValue::Integer(1_699_999_000))
+        );
+        assert_eq!(
+            get(&attrs, "printer-config-change-time"),
+            Some(&IppValue::Integer(1_699_990_000))
+        );
+        assert_eq!(
+            get(&attrs, "printer-state-change-date-time"),
+            Some(&date_time(1_699_999_000_000))
+        );
+        match get(&attrs, "media-col-database") {
+            Some(IppValue::Array(media)) => assert_eq!(media.len(), MEDIA_SUPPORTED.len()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_device_id_names_the_formats_as_languages() {
+        assert_eq!(
+            device_id(format::SUPPORTED),
+            "MFG:Branch print appliance;MDL:Print queue;\
+             CMD:PDF,PCLM,POSTSCRIPT,PCL,PWGRASTER,URF,JPEG;CLS:PRINTER;"
+        );
     }
 
     #[test]

@@ -80,6 +80,10 @@ pub struct IppService {
     pub upload_budget: intake::UploadBudget,
     /// Who a request acts as.
     pub auth: super::auth::IppAuth,
+    /// When the service started with its configuration (ms since the
+    /// epoch): `printer-config-change-time`, and the state's start until a
+    /// printer's condition changes.
+    pub started_ms: i64,
 }
 
 /// What a job-creating request asked for, once checked.
@@ -486,6 +490,11 @@ impl IppService {
             Some(p) => self.health.get(&p.id),
             None => (false, None),
         };
+        let state_since_ms = queue
+            .printer
+            .as_ref()
+            .and_then(|p| self.health.changed_ms(&p.id))
+            .unwrap_or(self.started_ms);
         Ok(PrinterStatus {
             base: base.to_owned(),
             tls: base.starts_with("ipps:"),
@@ -495,6 +504,8 @@ impl IppService {
             processing: busy,
             state_message: problem,
             now_secs: now_ms() / 1000,
+            state_since_secs: state_since_ms / 1000,
+            config_since_secs: self.started_ms / 1000,
             max_document_bytes: self.limits.max_document_bytes,
             document_timeout_secs: self.limits.document_timeout_secs,
             spool_area_full: !self.store.reserve().accepts_documents(),
