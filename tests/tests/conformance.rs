@@ -241,3 +241,60 @@ fn lpstat_says_since_when_the_queue_is_enabled() {
     assert!(line.contains("enabled since"), "{stdout}");
     assert!(!line.contains("1970") && line.contains(&year), "{stdout}");
 }
+
+#[test]
+fn close_job_ends_a_created_job_and_cancel_my_jobs_cancels_only_the_requesters() {
+    let tmp = tempfile::tempdir().unwrap();
+    let appliance = Appliance::start(tmp.path(), "").unwrap();
+    let uri = appliance.uri("secure");
+    let header = "\tGROUP operation-attributes-tag\n\
+                  \tATTR charset attributes-charset utf-8\n\
+                  \tATTR naturalLanguage attributes-natural-language en\n\
+                  \tATTR uri printer-uri $uri\n\
+                  \tATTR name requesting-user-name $requester\n";
+    let create_send_close = format!(
+        "{{\n\tNAME \"Create-Job\"\n\tOPERATION Create-Job\n{header}\
+         \tSTATUS successful-ok\n\tEXPECT job-id OF-TYPE integer\n}}\n\
+         {{\n\tNAME \"Send-Document, more to come\"\n\tOPERATION Send-Document\n{header}\
+         \tATTR integer job-id $job-id\n\tATTR boolean last-document false\n\
+         \tATTR mimeMediaType document-format application/pdf\n\tFILE $filename\n\
+         \tSTATUS successful-ok\n}}\n\
+         {{\n\tNAME \"Close-Job\"\n\tOPERATION Close-Job\n{header}\
+         \tATTR integer job-id $job-id\n\tSTATUS successful-ok\n\
+         \tEXPECT job-state WITH-VALUE 4\n}}\n\
+         {{\n\tNAME \"Close-Job again\"\n\tOPERATION Close-Job\n{header}\
+         \tATTR integer job-id $job-id\n\tSTATUS successful-ok\n}}\n"
+    );
+    let document = fixture("three-pages.pdf");
+    for user in ["alice", "alice", "bob"] {
+        let (ok, out) = ipptool_text(
+            &uri,
+            &create_send_close,
+            Some(&document),
+            &[("requester", user)],
+        )
+        .unwrap();
+        assert!(ok, "{out}\n{}", appliance.log());
+    }
+    let jobs = appliance.jobs().unwrap();
+    assert_eq!(jobs.len(), 3);
+    assert!(jobs.iter().all(|j| j["state"] == "held"), "{jobs:?}");
+
+    let cancel_mine = format!(
+        "{{\n\tNAME \"Cancel-My-Jobs\"\n\tOPERATION Cancel-My-Jobs\n{header}\
+         \tSTATUS successful-ok\n}}\n\
+         {{\n\tNAME \"Cancel-My-Jobs naming jobs\"\n\tOPERATION Cancel-My-Jobs\n{header}\
+         \tATTR integer job-ids 3\n\tSTATUS client-error-attributes-or-values-not-supported\n}}\n"
+    );
+    let (ok, out) = ipptool_text(&uri, &cancel_mine, None, &[("requester", "alice")]).unwrap();
+    assert!(ok, "{out}");
+    let jobs = appliance.jobs().unwrap();
+    let state_of = |owner: &str| -> Vec<String> {
+        jobs.iter()
+            .filter(|j| j["owner"] == owner)
+            .map(|j| j["state"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    assert_eq!(state_of("alice"), ["canceled", "canceled"]);
+    assert_eq!(state_of("bob"), ["held"]);
+}

@@ -28,6 +28,8 @@ pub const SUPPORTED_OPERATIONS: &[Operation] = &[
     Operation::GetPrinterAttributes,
     Operation::HoldJob,
     Operation::ReleaseJob,
+    Operation::CancelMyJobs,
+    Operation::CloseJob,
     Operation::CupsGetDefault,
     Operation::CupsGetPrinters,
 ];
@@ -123,6 +125,8 @@ pub fn operation_name(code: i16) -> &'static str {
         0x000B => "Get-Printer-Attributes",
         0x000C => "Hold-Job",
         0x000D => "Release-Job",
+        0x0039 => "Cancel-My-Jobs",
+        0x003B => "Close-Job",
         0x4001 => "CUPS-Get-Default",
         0x4002 => "CUPS-Get-Printers",
         _ => "unsupported",

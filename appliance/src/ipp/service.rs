@@ -137,6 +137,9 @@ impl IppService {
                     }
                     (Operation::CreateJob, Target::Queue(q)) => self.create_job(req, q, base).await,
                     (Operation::GetJobs, Target::Queue(q)) => self.get_jobs(req, q, base).await,
+                    (Operation::CancelMyJobs, Target::Queue(q)) => {
+                        self.cancel_my_jobs(req, q).await
+                    }
                     (_, Target::Job(q, id)) => self.job_operation(req, q, id, base, body).await,
                     (_, Target::Queue(q)) => {
                         let id = req.job_id.ok_or_else(|| {
@@ -180,6 +183,7 @@ impl IppService {
             }
             Operation::SendDocument => self.send_document(req, queue, job, base, body).await,
             Operation::CancelJob => self.cancel_job(req, queue, job).await,
+            Operation::CloseJob => self.close_job(req, queue, job, base).await,
             Operation::HoldJob => self.hold_job(req, job).await,
             Operation::ReleaseJob => self.release_job(req, queue, job).await,
             other => Err(IppError::BadRequest(format!(
@@ -364,6 +368,82 @@ impl IppService {
         Ok(self.submission_reply(&job, queue, base, plan.template.unsupported))
     }
 
+    /// Close-Job: no more documents for a job made with Create-Job, as a
+    /// Send-Document with `last-document` and no data would say. A job
+    /// closed already stays as it is.
+    async fn close_job(
+        &self,
+        req: &Request,
+        queue: &Queue,
+        job: JobRecord,
+        base: &str,
+    ) -> Result<Reply, IppError> {
+        self.check_owner(req, &job)?;
+        let job = match job.check_send_document() {
+            Err(crate::job::SendDocumentRefusal::AlreadyComplete) => job,
+            Err(crate::job::SendDocumentRefusal::Finished(state)) => {
+                return Err(IppError::NotPossible(format!(
+                    "job {} is {} already",
+                    job.ipp_job_id,
+                    state.keyword()
+                )));
+            }
+            Ok(()) => {
+                let closed = self
+                    .store
+                    .modify(
+                        job.uuid,
+                        None,
+                        Transition::DocumentArrived {
+                            document: None,
+                            last: true,
+                        },
+                    )
+                    .await?;
+                self.wake_output(queue);
+                closed
+            }
+        };
+        Ok(self.submission_reply(&job, queue, base, Vec::new()))
+    }
+
+    /// Cancel-My-Jobs: every unfinished job of the requesting user on this
+    /// queue that can still be canceled.
+    async fn cancel_my_jobs(&self, req: &Request, queue: &Queue) -> Result<Reply, IppError> {
+        if let Some(ids) = req.attribute("job-ids") {
+            return Err(IppError::AttributesNotSupported(vec![attr(
+                "job-ids",
+                ids.clone(),
+            )]));
+        }
+        // A job being canceled at its printer stays unfinished for a while:
+        // each is asked once.
+        let mut asked = std::collections::HashSet::new();
+        loop {
+            let mine = self
+                .store
+                .list(JobQuery {
+                    queue: Some(queue.name.clone()),
+                    states: which_jobs("not-completed").unwrap_or_default().to_vec(),
+                    owner: Some(req.user.clone()),
+                    limit: self.limits.max_jobs_listed,
+                })
+                .await?;
+            let cancelable: Vec<JobRecord> = mine
+                .into_iter()
+                .filter(|job| job.check_cancel().is_ok() && asked.insert(job.uuid))
+                .collect();
+            if cancelable.is_empty() {
+                break;
+            }
+            for job in cancelable {
+                self.cancel(req, queue, job).await?;
+            }
+        }
+        tracing::info!(queue = %queue.name, by = %req.user, canceled = asked.len(), "Cancel-My-Jobs");
+        Ok(Reply::default())
+    }
+
     async fn cancel_job(
         &self,
         req: &Request,
@@ -372,6 +452,12 @@ impl IppService {
     ) -> Result<Reply, IppError> {
         self.check_owner(req, &job)?;
         job.check_cancel().map_err(|e| IppError::NotPossible(e.0))?;
+        self.cancel(req, queue, job).await?;
+        Ok(Reply::default())
+    }
+
+    /// Cancels `job`, which its requester may cancel.
+    async fn cancel(&self, req: &Request, queue: &Queue, job: JobRecord) -> Result<(), IppError> {
         let user = req.user.clone();
         let job = self
             .store
@@ -390,7 +476,7 @@ impl IppService {
             self.wake.wake(printer);
         }
         tracing::info!(job = %job.uuid, by = %req.user, "job canceled");
-        Ok(Reply::default())
+        Ok(())
     }
 
     async fn hold_job(&self, req: &Request, job: JobRecord) -> Result<Reply, IppError> {
