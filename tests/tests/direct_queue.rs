@@ -38,12 +38,18 @@ fn wait_state(appliance: &Appliance, queue: &str, id: i64, state: &str) -> serde
     .unwrap_or_else(|e| panic!("{e}: {:?}\n{}", job(appliance, queue, id), appliance.log()))
 }
 
+/// An ippeveprinter and an appliance with its direct queue `lobby-direct`.
+fn lobby(dir: &std::path::Path) -> (Printer, Appliance) {
+    let printer = Printer::start(&dir.join("printer")).unwrap();
+    let appliance =
+        Appliance::start(&dir.join("appliance"), &lobby_config(&printer.uri())).unwrap();
+    (printer, appliance)
+}
+
 #[test]
 fn a_held_job_prints_only_when_its_owner_releases_it() {
     let tmp = tempfile::tempdir().unwrap();
-    let printer = Printer::start(&tmp.path().join("printer")).unwrap();
-    let appliance =
-        Appliance::start(&tmp.path().join("appliance"), &lobby_config(&printer.uri())).unwrap();
+    let (printer, appliance) = lobby(tmp.path());
     let uri = appliance.uri("lobby-direct");
     let document = fixture("three-pages.pdf");
 
@@ -320,9 +326,7 @@ fn an_ipps_printer_is_trusted_through_its_configured_ca_only() {
 #[test]
 fn gzip_and_deflate_jobs_print_byte_identical_to_their_uncompressed_form() {
     let tmp = tempfile::tempdir().unwrap();
-    let printer = Printer::start(&tmp.path().join("printer")).unwrap();
-    let appliance =
-        Appliance::start(&tmp.path().join("appliance"), &lobby_config(&printer.uri())).unwrap();
+    let (printer, appliance) = lobby(tmp.path());
     let uri = appliance.uri("lobby-direct");
     let document = fixture("three-pages.pdf");
     for compression in ["gzip", "deflate"] {

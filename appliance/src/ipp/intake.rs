@@ -390,6 +390,11 @@ mod tests {
         data.chunks(1000).map(|c| Ok(chunk(c)))
     }
 
+    /// The client stopped sending.
+    fn stalled() -> CopyError {
+        CopyError::Client(io::Error::new(io::ErrorKind::TimedOut, "stalled"))
+    }
+
     fn gzip(data: &[u8]) -> Vec<u8> {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         gz.write_all(data).unwrap();
@@ -467,13 +472,7 @@ mod tests {
     fn a_client_error_inside_compressed_data_stays_a_client_error() {
         let (dir, spool) = spool();
         let wire = gzip(&b"%PDF-1.4 something ".repeat(10_000));
-        let broken = [
-            Ok(chunk(&wire[..wire.len() / 2])),
-            Err(CopyError::Client(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "stalled",
-            ))),
-        ];
+        let broken = [Ok(chunk(&wire[..wire.len() / 2])), Err(stalled())];
         let err = copy_to_spool(
             &spool,
             &no_reserve(&dir),
@@ -600,13 +599,7 @@ mod tests {
     #[test]
     fn a_client_error_mid_document_leaves_nothing() {
         let (dir, spool) = spool();
-        let broken = [
-            Ok(chunk(b"%PDF-1.4 first part")),
-            Err(CopyError::Client(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "stalled",
-            ))),
-        ];
+        let broken = [Ok(chunk(b"%PDF-1.4 first part")), Err(stalled())];
         let err = copy_to_spool(
             &spool,
             &no_reserve(&dir),

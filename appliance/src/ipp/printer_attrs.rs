@@ -397,6 +397,16 @@ mod tests {
         Queues::from_config(&Config::parse("", Path::new("t")).unwrap())
     }
 
+    /// Every attribute of the default queue in the usual status.
+    fn default_queue_attributes() -> Vec<IppAttribute> {
+        let q = queues();
+        printer_attributes(
+            q.default_queue().unwrap(),
+            &status(),
+            &Requested::everything(),
+        )
+    }
+
     fn get<'a>(attrs: &'a [IppAttribute], name: &str) -> Option<&'a IppValue> {
         attrs
             .iter()
@@ -406,12 +416,7 @@ mod tests {
 
     #[test]
     fn uris_use_the_host_the_client_used() {
-        let q = queues();
-        let attrs = printer_attributes(
-            q.default_queue().unwrap(),
-            &status(),
-            &Requested::everything(),
-        );
+        let attrs = default_queue_attributes();
         assert_eq!(
             get(&attrs, "printer-uri-supported").and_then(as_str),
             Some("ipp://127.0.0.1:8631/ipp/print/secure")
@@ -456,12 +461,7 @@ mod tests {
 
     #[test]
     fn says_when_the_state_and_the_configuration_changed() {
-        let q = queues();
-        let attrs = printer_attributes(
-            q.default_queue().unwrap(),
-            &status(),
-            &Requested::everything(),
-        );
+        let attrs = default_queue_attributes();
         assert_eq!(
             get(&attrs, "printer-state-change-time"),
             Some(&IppValue::Integer(1_699_999_000))
@@ -491,12 +491,7 @@ mod tests {
 
     #[test]
     fn every_attribute_name_is_unique_and_nonempty() {
-        let q = queues();
-        let attrs = printer_attributes(
-            q.default_queue().unwrap(),
-            &status(),
-            &Requested::everything(),
-        );
+        let attrs = default_queue_attributes();
         let mut names: Vec<&str> = attrs.iter().map(|a| a.name().as_str()).collect();
         let before = names.len();
         names.sort_unstable();
