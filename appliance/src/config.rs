@@ -74,6 +74,86 @@ pub struct Config {
     pub central: CentralConfig,
     /// Logging.
     pub log: LogConfig,
+    /// LPD intake (RFC 1179), for systems that print with `lpr`.
+    pub lpd: LpdConfig,
+    /// Raw socket intake ("port 9100"), for systems that print straight to
+    /// a printer's socket.
+    pub raw: RawConfig,
+    /// Folders whose files become jobs.
+    #[serde(rename = "hot_folder", skip_serializing_if = "Vec::is_empty")]
+    pub hot_folders: Vec<HotFolderConfig>,
+}
+
+/// `[lpd]`: jobs sent with the line printer daemon protocol land in the
+/// queue the sender names, owned by the user its control file names (the
+/// sending host vouches for it, as with `[ipp] authentication = "none"`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LpdConfig {
+    /// Where to listen (`0.0.0.0:515`); off when absent.
+    pub listen: Option<SocketAddr>,
+}
+
+/// `[raw]`: a connection's bytes are one job, as a socket printer takes
+/// them. The owner is the PJL `USERNAME` the sender's driver wrote, else
+/// the one `hosts` maps the sending address to; a job with neither is
+/// refused (logged), since nobody could release it.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawConfig {
+    /// Where to listen (`0.0.0.0:9100`); off when absent.
+    pub listen: Option<SocketAddr>,
+    /// The queue jobs land in; the default queue when absent.
+    pub queue: Option<String>,
+    /// Owner by sending address, for hosts whose jobs carry no PJL user
+    /// (`"192.0.2.10" = "erp"`).
+    pub hosts: std::collections::BTreeMap<std::net::IpAddr, String>,
+}
+
+/// `[[hot_folder]]`: every file dropped into `path` becomes one job.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HotFolderConfig {
+    /// The watched directory; `done/`, `rejected/` and `.taking/` inside
+    /// it are the appliance's.
+    pub path: PathBuf,
+    /// The queue its jobs land in.
+    pub queue: String,
+    /// The owner of every file, when `owner_from` is not set.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// Where each file's owner comes from instead of `owner`.
+    #[serde(default)]
+    pub owner_from: Option<OwnerFrom>,
+    /// With `owner_from = "file-name"`, what ends the owner's part of the
+    /// name (`alice_invoice.pdf` is alice's).
+    #[serde(default = "default_owner_separator")]
+    pub owner_separator: String,
+    /// Move each taken file to `done/` rather than delete it.
+    #[serde(default)]
+    pub keep_done: bool,
+    /// How long a file must stay the same size before it is taken, in
+    /// milliseconds (a writer may still be adding to it).
+    #[serde(default = "default_settle_ms")]
+    pub settle_ms: u64,
+}
+
+/// Where a hot folder's file gets its owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OwnerFrom {
+    /// The subdirectory it was dropped into (`path/alice/report.pdf`).
+    Directory,
+    /// The start of its name, up to `owner_separator`.
+    FileName,
+}
+
+fn default_owner_separator() -> String {
+    "_".to_owned()
+}
+
+fn default_settle_ms() -> u64 {
+    2000
 }
 
 /// `[log]`: how the daemon logs (to standard error, for journald or a
@@ -378,6 +458,9 @@ impl Default for Config {
             queues: Vec::new(),
             central: CentralConfig::default(),
             log: LogConfig::default(),
+            lpd: LpdConfig::default(),
+            raw: RawConfig::default(),
+            hot_folders: Vec::new(),
         }
     }
 }
@@ -655,6 +738,62 @@ impl Config {
                 "only one queue may be the default".into(),
             );
         }
+        self.validate_other_ways_in()
+    }
+
+    /// `[raw]` and `[[hot_folder]]`: the queues they name exist, and every
+    /// job they take has an owner.
+    fn validate_other_ways_in(&self) -> Result<(), ConfigError> {
+        let invalid = |key: String, message: String| Err(ConfigError::Invalid { key, message });
+        let no_queue = |name: &str| format!("there is no [[queue]] named {name:?}");
+        if let Some(queue) = &self.raw.queue
+            && !self.queues.iter().any(|q| &q.name == queue)
+        {
+            return invalid("raw.queue".into(), no_queue(queue));
+        }
+        if let Some((host, _)) = self
+            .raw
+            .hosts
+            .iter()
+            .find(|(_, owner)| owner.trim().is_empty())
+        {
+            return invalid(format!("raw.hosts.\"{host}\""), "the owner is empty".into());
+        }
+        for (i, folder) in self.hot_folders.iter().enumerate() {
+            if !self.queues.iter().any(|q| q.name == folder.queue) {
+                return invalid(format!("hot_folder[{i}].queue"), no_queue(&folder.queue));
+            }
+            if self.hot_folders[..i].iter().any(|f| f.path == folder.path) {
+                return invalid(
+                    format!("hot_folder[{i}].path"),
+                    format!("{} is watched twice", folder.path.display()),
+                );
+            }
+            match (&folder.owner, folder.owner_from) {
+                (Some(owner), None) if !owner.trim().is_empty() => {}
+                (None, Some(_)) => {}
+                _ => {
+                    return invalid(
+                        format!("hot_folder[{i}].owner"),
+                        "give either owner = \"USER\" (every file's owner) or owner_from = \
+                         \"directory\" | \"file-name\""
+                            .into(),
+                    );
+                }
+            }
+            if folder.owner_from == Some(OwnerFrom::FileName) && folder.owner_separator.is_empty() {
+                return invalid(
+                    format!("hot_folder[{i}].owner_separator"),
+                    "must not be empty".into(),
+                );
+            }
+            if folder.settle_ms == 0 {
+                return invalid(
+                    format!("hot_folder[{i}].settle_ms"),
+                    "must be at least 1".into(),
+                );
+            }
+        }
         Ok(())
     }
 }
@@ -777,5 +916,37 @@ mod tests {
             ),
             "queue[].default"
         );
+    }
+
+    #[test]
+    fn other_ways_in_name_real_queues_and_owners() {
+        let config = parse(
+            "[raw]\nlisten = \"127.0.0.1:9100\"\nhosts = { \"192.0.2.10\" = \"erp\" }\n\
+             [[hot_folder]]\npath = \"/srv/drop\"\nqueue = \"secure\"\nowner_from = \"file-name\"\n",
+        )
+        .unwrap();
+        let erp: std::net::IpAddr = "192.0.2.10".parse().unwrap();
+        assert_eq!(config.raw.hosts[&erp], "erp");
+        assert_eq!(config.hot_folders[0].owner_from, Some(OwnerFrom::FileName));
+        assert_eq!(config.hot_folders[0].owner_separator, "_");
+        assert_eq!(invalid_key("[raw]\nqueue = \"nope\"\n"), "raw.queue");
+        assert_eq!(
+            invalid_key("[[hot_folder]]\npath = \"/d\"\nqueue = \"secure\"\n"),
+            "hot_folder[0].owner"
+        );
+        assert_eq!(
+            invalid_key(
+                "[[hot_folder]]\npath = \"/d\"\nqueue = \"secure\"\nowner = \"a\"\nowner_from = \"directory\"\n"
+            ),
+            "hot_folder[0].owner"
+        );
+        assert_eq!(
+            invalid_key("[[hot_folder]]\npath = \"/d\"\nqueue = \"x\"\nowner = \"a\"\n"),
+            "hot_folder[0].queue"
+        );
+        assert!(matches!(
+            parse("[raw]\nhosts = { \"not-an-address\" = \"erp\" }\n"),
+            Err(ConfigError::Syntax { .. })
+        ));
     }
 }

@@ -16,6 +16,7 @@ use crate::housekeeping::Housekeeping;
 use crate::ipp::auth::IppAuth;
 use crate::ipp::server;
 use crate::ipp::service::IppService;
+use crate::legacy::{self, Protocol};
 use crate::metrics::Metrics;
 use crate::output::forwarder::{Forwarder, OutputShared};
 use crate::policy::{Policy, PolicySource};
@@ -123,6 +124,10 @@ pub struct Listeners {
     /// The release API; none where nobody releases at a printer (central's
     /// submission site).
     pub api: Option<TcpListener>,
+    /// LPD intake (`[lpd] listen`).
+    pub lpd: Option<TcpListener>,
+    /// Raw socket intake (`[raw] listen`).
+    pub raw: Option<TcpListener>,
 }
 
 /// Runs the appliance on already-bound listeners until `shutdown` turns true.
@@ -294,6 +299,17 @@ pub async fn run(
             shutdown.clone(),
             DRAIN,
         )));
+    }
+    let other_ways_in = [
+        (listeners.lpd, Protocol::Lpd),
+        (listeners.raw, Protocol::Raw(Arc::new(config.raw.clone()))),
+    ];
+    for (listener, protocol) in other_ways_in {
+        if let Some(listener) = listener {
+            let serving =
+                legacy::serve(listener, protocol, service.clone(), shutdown.clone(), DRAIN);
+            tasks.push(tokio::spawn(serving));
+        }
     }
     let housekeeping = Housekeeping::new(
         store.clone(),

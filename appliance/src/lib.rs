@@ -52,6 +52,7 @@ pub mod http_server;
 pub mod ipp;
 pub mod ipp_wire;
 pub mod job;
+pub mod legacy;
 pub mod metrics;
 pub mod output;
 pub mod policy;

@@ -139,6 +139,14 @@ fn serve(config: Config) -> Result<(), Failure> {
         let listeners = appliance::daemon::Listeners {
             ipp: bind(config.ipp.listen, "ipp.listen").await?,
             api: Some(bind(config.api.listen, "api.listen").await?),
+            lpd: match config.lpd.listen {
+                Some(listen) => Some(bind(listen, "lpd.listen").await?),
+                None => None,
+            },
+            raw: match config.raw.listen {
+                Some(listen) => Some(bind(listen, "raw.listen").await?),
+                None => None,
+            },
         };
         let (stop, stopped) = watch::channel(false);
         tokio::spawn(async move {

@@ -286,6 +286,8 @@ impl Prepared {
         let listeners = appliance::daemon::Listeners {
             ipp: self.listener,
             api: None,
+            lpd: None,
+            raw: None,
         };
         appliance::daemon::run(self.config, listeners, shutdown).await?;
         Ok(())

@@ -229,52 +229,53 @@ impl IppService {
 
     /// The record of a new job, held or pending as its queue and hold say.
     fn new_job(&self, req: &Request, queue: &Queue, plan: &JobPlan, uuid: JobUuid) -> JobRecord {
-        let hold = template::hold_until(&plan.template.accepted);
-        let held = queue.kind == QueueKind::Pull || hold.as_deref() == Some("indefinite");
-        let (state, reasons, message) = if held {
-            (
-                JobState::PendingHeld,
-                "job-hold-until-specified",
-                match queue.kind {
-                    QueueKind::Pull => "Waiting for you to release it at a printer".to_owned(),
-                    QueueKind::Direct => "Held until released".to_owned(),
-                },
-            )
-        } else {
-            (
-                JobState::Pending,
-                "none",
-                "Waiting for the printer".to_owned(),
-            )
-        };
-        JobRecord {
+        job_record(queue, uuid, &req.user, &plan.name, &plan.template.accepted)
+    }
+
+    /// Takes a job that came by another way than IPP (LPD, a raw socket, a
+    /// hot folder): its document streams into the spool exactly as an IPP
+    /// document does (same limits, format detection, analysis and
+    /// budget), and the job commits to `job.queue` like a Print-Job's.
+    pub async fn submit(&self, job: ForeignJob, body: Body<'_>) -> Result<JobRecord, IppError> {
+        let received = self.take_document(job.client, job.uuid, body).await?;
+        self.commit(job, received).await
+    }
+
+    /// The first half of [`Self::submit`], for a way in that learns whose
+    /// job it is after its document (LPD may send the control file last):
+    /// the document in the spool, durable, deleted if dropped uncommitted.
+    pub async fn take_document(
+        &self,
+        client: Option<std::net::IpAddr>,
+        uuid: JobUuid,
+        body: Body<'_>,
+    ) -> Result<Received, IppError> {
+        self.receive_document(
+            client,
             uuid,
-            queue: queue.name.clone(),
-            ipp_job_id: 0,
-            owner: req.user.clone(),
-            name: plan.name.clone(),
-            state,
-            state_reasons: reasons.to_owned(),
-            state_message: message,
-            hold_until: if held {
-                Some(hold.unwrap_or_else(|| "indefinite".to_owned()))
-            } else {
-                None
-            },
-            template: stored_template::encode(&plan.template.accepted),
-            document: None,
-            documents_complete: false,
-            created_ms: now_ms(),
-            processing_ms: None,
-            completed_ms: None,
-            printer: None,
-            device_job_id: None,
-            attempts: 0,
-            next_attempt_ms: None,
-            kept_until_ms: None,
-            claim: None,
-            origin: None,
-        }
+            body,
+            (format::DEFAULT.to_owned(), Compression::None),
+        )
+        .await?
+        .ok_or_else(|| IppError::BadRequest("the job has no document".into()))
+    }
+
+    /// The second half of [`Self::submit`]: the job and its document
+    /// committed, the printer woken.
+    pub async fn commit(&self, job: ForeignJob, received: Received) -> Result<JobRecord, IppError> {
+        let queue = self
+            .queues
+            .get(&job.queue)
+            .ok_or_else(|| IppError::NotFound(format!("there is no queue {:?}", job.queue)))?;
+        let mut record = job_record(queue, job.uuid, &job.owner, &job.name, &job.template);
+        record.document = Some(document_record(&received, job.document_name));
+        record.documents_complete = true;
+        let size = received.document.size;
+        let record = self.store.insert(record, Some(received.document)).await?;
+        self.count_received(queue, size);
+        self.wake_output(queue);
+        tracing::info!(job = %record.uuid, queue = %queue.name, id = record.ipp_job_id, owner = %record.owner, bytes = size, by = job.by, "job received");
+        Ok(record)
     }
 
     async fn print_job(
@@ -648,18 +649,36 @@ impl IppService {
         body: Body<'_>,
         plan: &JobPlan,
     ) -> Result<Option<Received>, IppError> {
+        self.receive_document(
+            req.client,
+            uuid,
+            body,
+            (plan.format.clone(), plan.compression),
+        )
+        .await
+    }
+
+    /// Streams a document into the spool; `document` is the declared format
+    /// and the compression on the wire.
+    async fn receive_document(
+        &self,
+        client: Option<std::net::IpAddr>,
+        uuid: JobUuid,
+        body: Body<'_>,
+        document: (String, Compression),
+    ) -> Result<Option<Received>, IppError> {
         let started = std::time::Instant::now();
         // A full disk refuses at once, before waiting for a writer.
         if !self.store.reserve().accepts_documents() {
             return Err(IppError::DiskFull);
         }
-        let turn = self.upload_budget.writer_turn(req.client).await?;
+        let turn = self.upload_budget.writer_turn(client).await?;
         let received = intake::receive(
             self.store.spool().clone(),
             self.store.reserve().clone(),
             uuid,
             body,
-            (plan.format.clone(), plan.compression),
+            document,
             (
                 self.limits.max_document_bytes,
                 self.limits.idle_timeout_secs,
@@ -788,6 +807,85 @@ impl IppService {
             response.attributes_mut().groups_mut().push(group);
         }
         response.to_bytes()
+    }
+}
+
+/// A job arriving by another way than IPP: what an IPP client would have
+/// said in its request's attributes.
+#[derive(Debug, Clone)]
+pub struct ForeignJob {
+    /// The job's id, chosen by the caller (a hot folder names its work
+    /// after it, to recognise it after a crash).
+    pub uuid: JobUuid,
+    /// The queue it lands in, by name.
+    pub queue: String,
+    /// Who owns it.
+    pub owner: String,
+    /// `job-name`.
+    pub name: String,
+    /// `document-name`, when the way in knows one.
+    pub document_name: Option<String>,
+    /// Job template attributes (`copies`, ...), as an IPP client would send them.
+    pub template: Vec<IppAttribute>,
+    /// The sending host, for its share of the spool writers.
+    pub client: Option<std::net::IpAddr>,
+    /// The way in, for the log (`lpd`, `raw`, `hot-folder`).
+    pub by: &'static str,
+}
+
+/// The record of a new job, held or pending as its queue and hold say.
+fn job_record(
+    queue: &Queue,
+    uuid: JobUuid,
+    owner: &str,
+    name: &str,
+    template: &[IppAttribute],
+) -> JobRecord {
+    let hold = template::hold_until(template);
+    let held = queue.kind == QueueKind::Pull || hold.as_deref() == Some("indefinite");
+    let (state, reasons, message) = if held {
+        (
+            JobState::PendingHeld,
+            "job-hold-until-specified",
+            match queue.kind {
+                QueueKind::Pull => "Waiting for you to release it at a printer".to_owned(),
+                QueueKind::Direct => "Held until released".to_owned(),
+            },
+        )
+    } else {
+        (
+            JobState::Pending,
+            "none",
+            "Waiting for the printer".to_owned(),
+        )
+    };
+    JobRecord {
+        uuid,
+        queue: queue.name.clone(),
+        ipp_job_id: 0,
+        owner: owner.to_owned(),
+        name: name.to_owned(),
+        state,
+        state_reasons: reasons.to_owned(),
+        state_message: message,
+        hold_until: if held {
+            Some(hold.unwrap_or_else(|| "indefinite".to_owned()))
+        } else {
+            None
+        },
+        template: stored_template::encode(template),
+        document: None,
+        documents_complete: false,
+        created_ms: now_ms(),
+        processing_ms: None,
+        completed_ms: None,
+        printer: None,
+        device_job_id: None,
+        attempts: 0,
+        next_attempt_ms: None,
+        kept_until_ms: None,
+        claim: None,
+        origin: None,
     }
 }
 
