@@ -138,6 +138,13 @@ pub struct HotFolderConfig {
     pub settle_ms: u64,
 }
 
+impl HotFolderConfig {
+    /// How long a file must stay unchanged before it is taken.
+    pub fn settle(&self) -> Duration {
+        Duration::from_millis(self.settle_ms)
+    }
+}
+
 /// Where a hot folder's file gets its owner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]

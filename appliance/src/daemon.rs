@@ -311,6 +311,10 @@ pub async fn run(
             tasks.push(tokio::spawn(serving));
         }
     }
+    for folder in &config.hot_folders {
+        let watching = crate::hot_folder::watch(folder.clone(), service.clone(), shutdown.clone());
+        tasks.push(tokio::spawn(watching));
+    }
     let housekeeping = Housekeeping::new(
         store.clone(),
         uploads,

@@ -20,6 +20,8 @@
 //!   template, shared by server, client, accounting and API (pure).
 //! - [`ipp`]: the IPP server and its operations.
 //! - [`api`]: the release API for printer panels and terminals.
+//! - [`legacy`]: LPD and raw socket intake for older systems.
+//! - [`hot_folder`]: watched directories whose files become jobs.
 //! - [`printer`]: how a printer is reached, its health, and the wake-up of
 //!   its forwarder (shared low-level types).
 //! - [`output`]: sending jobs to printers (IPP, IPPS, raw socket, LPD).
@@ -47,6 +49,7 @@ pub mod authn;
 pub mod config;
 pub mod daemon;
 pub mod format;
+pub mod hot_folder;
 pub mod housekeeping;
 pub mod http_server;
 pub mod ipp;
