@@ -82,6 +82,29 @@ pub struct Config {
     /// Folders whose files become jobs.
     #[serde(rename = "hot_folder", skip_serializing_if = "Vec::is_empty")]
     pub hot_folders: Vec<HotFolderConfig>,
+    /// Advertising the queues on the local network.
+    pub dnssd: DnssdConfig,
+}
+
+/// `[dnssd]`: each queue advertised over DNS-SD (multicast DNS, through
+/// the host's avahi-daemon), so workstations list it by themselves.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DnssdConfig {
+    /// Advertise at all.
+    pub enabled: bool,
+    /// Each queue's service name: `{queue}` and `{site}` are replaced
+    /// (at most 63 bytes; avahi numbers it when another has the name).
+    pub name: String,
+}
+
+impl Default for DnssdConfig {
+    fn default() -> Self {
+        DnssdConfig {
+            enabled: true,
+            name: "{queue} @ {site}".to_owned(),
+        }
+    }
 }
 
 /// `[lpd]`: jobs sent with the line printer daemon protocol land in the
@@ -466,6 +489,7 @@ impl Default for Config {
             central: CentralConfig::default(),
             log: LogConfig::default(),
             lpd: LpdConfig::default(),
+            dnssd: DnssdConfig::default(),
             raw: RawConfig::default(),
             hot_folders: Vec::new(),
         }

@@ -287,6 +287,7 @@ pub async fn run(
             }
         }));
     }
+    let api_addr = listeners.api.as_ref().and_then(|l| l.local_addr().ok());
     if let Some(listener) = listeners.api {
         if let Ok(addr) = listener.local_addr() {
             tracing::info!(%addr, tls = tls.is_some(), "API listening");
@@ -332,6 +333,11 @@ pub async fn run(
     }
     if let Ok(addr) = listeners.ipp.local_addr() {
         tracing::info!(%addr, tls = ipp_tls.is_some(), authentication = service.auth.keyword(), queues = ?service.queues.all().iter().map(|q| &q.name).collect::<Vec<_>>(), "IPP listening");
+        if config.dnssd.enabled {
+            let advertiser =
+                crate::dnssd::Advertiser::new(&config, &service.queues, addr, api_addr);
+            tasks.push(tokio::spawn(advertiser.run(shutdown.clone())));
+        }
     }
     server::serve(listeners.ipp, service, ipp_tls, shutdown, DRAIN).await;
     for task in tasks {

@@ -22,6 +22,7 @@
 //! - [`api`]: the release API for printer panels and terminals.
 //! - [`legacy`]: LPD and raw socket intake for older systems.
 //! - [`hot_folder`]: watched directories whose files become jobs.
+//! - [`dnssd`]: the queues advertised through avahi.
 //! - [`printer`]: how a printer is reached, its health, and the wake-up of
 //!   its forwarder (shared low-level types).
 //! - [`output`]: sending jobs to printers (IPP, IPPS, raw socket, LPD).
@@ -48,6 +49,7 @@ pub mod api;
 pub mod authn;
 pub mod config;
 pub mod daemon;
+pub mod dnssd;
 pub mod format;
 pub mod hot_folder;
 pub mod housekeeping;

@@ -158,6 +158,8 @@ pub fn site_config(
             "retention",
             table(vec![("held_job_secs", number(s.held_job_secs))]),
         ),
+        // A data center's network is no office: nobody browses for it.
+        ("dnssd", table(vec![("enabled", Value::Boolean(false))])),
         (
             "queue",
             Value::Array(vec![table(vec![

@@ -8,12 +8,15 @@
 #                                          speaks ipps with KEYDIR/localhost.crt
 #                                          and .key)
 #   ipp-printer.sh stop DIR                stop the one keeping files in DIR
+#   ipp-printer.sh mdns                    only make sure the DNS-SD daemon runs
 #
 # ippeveprinter refuses to start without a DNS-SD daemon, so this gives it
 # one that cannot reach any network: avahi-daemon inside a network namespace
 # ("appliance-mdns") that has only a loopback interface, reached over the
-# system D-Bus socket. Needs root (as in CI). Installs cups-ipp-utils,
-# avahi-daemon, dbus and iproute2 when missing.
+# system D-Bus socket. It also publishes the host's address there, so
+# services the appliance advertises resolve for ippfind and avahi-browse.
+# Needs root (as in CI). Installs cups-ipp-utils, avahi-daemon,
+# avahi-utils, dbus and iproute2 when missing.
 set -euo pipefail
 cmd=${1:-}
 ensure_packages() {
@@ -22,6 +25,7 @@ ensure_packages() {
   command -v avahi-daemon >/dev/null || need+=(avahi-daemon)
   command -v dbus-daemon >/dev/null || need+=(dbus)
   command -v ip >/dev/null || need+=(iproute2)
+  command -v avahi-browse >/dev/null || need+=(avahi-utils)
   if [ ${#need[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get install -y -q "${need[@]}" >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q "${need[@]}" >/dev/null; }
@@ -35,10 +39,15 @@ ensure_mdns() {
     mkdir -p /run/dbus; rm -f /run/dbus/pid
     dbus-daemon --system --fork
   fi
+  # A daemon started by an older version of this recipe lacks addresses.
+  local conf=/run/appliance-mdns-avahi-v2.conf
+  if avahi-daemon --check 2>/dev/null && [ ! -f "$conf" ]; then
+    avahi-daemon -k 2>/dev/null || true
+    for _ in $(seq 1 50); do avahi-daemon --check 2>/dev/null || break; sleep 0.1; done
+  fi
   if ! avahi-daemon --check 2>/dev/null; then
     ip netns list | grep -qw appliance-mdns || ip netns add appliance-mdns
     ip netns exec appliance-mdns ip link set lo up
-    local conf=/run/appliance-mdns-avahi.conf
     cat >"$conf" <<EOC
 [server]
 allow-interfaces=lo
@@ -48,7 +57,7 @@ enable-dbus=yes
 [wide-area]
 enable-wide-area=no
 [publish]
-publish-addresses=no
+publish-addresses=yes
 publish-hinfo=no
 publish-workstation=no
 [reflector]
@@ -79,6 +88,9 @@ start)
   done
   echo "ippeveprinter did not answer on port $port; see $dir/.printer.log" >&2; exit 1
   ;;
+mdns)
+  ensure_packages; ensure_mdns
+  ;;
 stop)
   dir=${2:?dir}
   if [ -f "$dir/.printer.pid" ]; then
@@ -87,5 +99,5 @@ stop)
   fi
   ;;
 *)
-  sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -4,6 +4,23 @@
 
 use super::*;
 
+/// Makes sure the tests' DNS-SD daemon (avahi on a loopback-only network
+/// namespace, on the system D-Bus) runs, as `ippeveprinter` needs and as
+/// `ippfind` and `avahi-browse` browse.
+pub fn mdns() -> Result<()> {
+    let out = run_with_timeout(
+        Command::new(workspace().join("tests/peers/ipp-printer.sh")).arg("mdns"),
+        Duration::from_secs(120),
+    )?;
+    if !out.status.success() {
+        bail!(
+            "the DNS-SD daemon did not start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
 /// A real IPP printer (`ippeveprinter -k`) that keeps what it receives.
 pub struct Printer {
     /// Its port on 127.0.0.1.

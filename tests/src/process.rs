@@ -207,7 +207,8 @@ impl Appliance {
     /// Starts the appliance with `data_dir` under `dir` and `extra` TOML
     /// (printers, queues, limits). Without an `[ipp]` table in `extra` it
     /// listens on a free loopback port; with one, `extra` must say
-    /// `listen = "127.0.0.1:0"` itself.
+    /// `listen = "127.0.0.1:0"` itself. Without a `[dnssd]` table it
+    /// advertises nothing.
     pub fn start(dir: &Path, extra: &str) -> Result<Appliance> {
         let mut appliance = Appliance::prepare(dir, extra)?;
         appliance.restart()?;
@@ -226,6 +227,10 @@ impl Appliance {
         }
         if !extra.contains("[api]") {
             config.push_str("[api]\nlisten = \"127.0.0.1:0\"\n");
+        }
+        // Tests that look for the appliance on the network say so.
+        if !extra.contains("[dnssd]") {
+            config.push_str("[dnssd]\nenabled = false\n");
         }
         fs::write(&config_path, config)?;
         Ok(Appliance {

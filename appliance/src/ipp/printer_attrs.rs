@@ -76,16 +76,7 @@ pub fn printer_attributes(
         QueueKind::Pull => "indefinite",
         QueueKind::Direct => "no-hold",
     };
-    let make_and_model = match queue.kind {
-        QueueKind::Pull => "Branch print appliance (secure release queue)".to_owned(),
-        QueueKind::Direct => format!(
-            "Branch print appliance (queue for {})",
-            queue
-                .printer
-                .as_ref()
-                .map_or("a printer", |p| p.id.as_str())
-        ),
-    };
+    let make_and_model = make_and_model(queue);
     let state_reasons = if status.spool_area_full {
         "spool-area-full"
     } else if status.state_message.is_some() {
@@ -298,15 +289,29 @@ pub fn printer_attributes(
             "pwg-raster-document-type-supported",
             keywords(&["black_1", "sgray_8", "srgb_8"]),
         ),
-        (
-            "urf-supported",
-            keywords(&["V1.4", "CP1", "DM1", "PQ3-4-5", "RS300-600", "SRGB24", "W8"]),
-        ),
+        ("urf-supported", keywords(URF_SUPPORTED)),
     ];
     all.into_iter()
         .filter(|(n, _)| requested.wants(n))
         .map(|(n, v)| attr(n, v))
         .collect()
+}
+
+/// `urf-supported`: what Apple raster documents may use.
+pub const URF_SUPPORTED: &[&str] = &["V1.4", "CP1", "DM1", "PQ3-4-5", "RS300-600", "SRGB24", "W8"];
+
+/// `printer-make-and-model`: what kind of queue this is.
+pub fn make_and_model(queue: &Queue) -> String {
+    match queue.kind {
+        QueueKind::Pull => "Branch print appliance (secure release queue)".to_owned(),
+        QueueKind::Direct => format!(
+            "Branch print appliance (queue for {})",
+            queue
+                .printer
+                .as_ref()
+                .map_or("a printer", |p| p.id.as_str())
+        ),
+    }
 }
 
 fn media_size(x: i32, y: i32) -> IppValue {
@@ -358,7 +363,7 @@ fn collection(members: Vec<(&str, IppValue)>) -> IppValue {
 
 /// A stable `urn:uuid:` for a queue, derived from site and queue name, so it
 /// survives restarts and differs between sites.
-fn printer_uuid(site: &str, queue: &str) -> String {
+pub fn printer_uuid(site: &str, queue: &str) -> String {
     let digest = Sha256::digest(format!("{site}/{queue}").as_bytes());
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&digest[..16]);
