@@ -215,32 +215,29 @@ impl SocketSink {
     }
 }
 
-/// A real LPD server: CUPS's `cups-lpd` (an inetd-style program: one
-/// process per connection, talking on its standard input and output) in
-/// front of a private `cupsd` with a raw queue `held` that keeps what it
-/// gets (`peers/cupsd-held.sh`).
-pub struct LpdServer {
-    /// The LPD port on 127.0.0.1.
+/// A private CUPS scheduler (`peers/cupsd-held.sh`) on a loopback port,
+/// with its own configuration in its directory and a raw queue `held`
+/// that keeps what it gets; stopped when dropped.
+pub struct Cupsd {
+    /// Its IPP port on 127.0.0.1 (`lp -h 127.0.0.1:PORT`, `lpadmin -h`).
     pub port: u16,
-    cupsd_dir: PathBuf,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    acceptor: Option<std::thread::JoinHandle<()>>,
+    /// Its directory (configuration, spool, logs).
+    pub dir: PathBuf,
 }
 
-impl LpdServer {
-    /// Starts cupsd in `dir` (whose parent is made world-searchable, as
-    /// cupsd runs as an unprivileged user) and an LPD acceptor.
-    pub fn start(dir: &Path) -> Result<LpdServer> {
+impl Cupsd {
+    /// Starts one in `dir` (whose parent is made world-searchable, as
+    /// cupsd runs as an unprivileged user).
+    pub fn start(dir: &Path) -> Result<Cupsd> {
         use std::os::unix::fs::PermissionsExt;
-        use std::sync::atomic::Ordering;
         if let Some(parent) = dir.parent() {
             fs::set_permissions(parent, fs::Permissions::from_mode(0o755))?;
         }
-        let cups_port = free_port();
+        let port = free_port();
         let out = run_with_timeout(
             Command::new(workspace().join("tests/peers/cupsd-held.sh"))
                 .arg("start")
-                .arg(cups_port.to_string())
+                .arg(port.to_string())
                 .arg(dir),
             Duration::from_secs(300),
         )?;
@@ -251,6 +248,46 @@ impl LpdServer {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
+        Ok(Cupsd {
+            port,
+            dir: dir.to_owned(),
+        })
+    }
+
+    /// `127.0.0.1:PORT`, for the CUPS tools' `-h`.
+    pub fn server(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Cupsd {
+    fn drop(&mut self) {
+        let _ = run_with_timeout(
+            Command::new(workspace().join("tests/peers/cupsd-held.sh"))
+                .arg("stop")
+                .arg(&self.dir),
+            Duration::from_secs(30),
+        );
+    }
+}
+
+/// A real LPD server: CUPS's `cups-lpd` (an inetd-style program: one
+/// process per connection, talking on its standard input and output) in
+/// front of a private [`Cupsd`].
+pub struct LpdServer {
+    /// The LPD port on 127.0.0.1.
+    pub port: u16,
+    cupsd: Cupsd,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    acceptor: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LpdServer {
+    /// Starts cupsd in `dir` and an LPD acceptor.
+    pub fn start(dir: &Path) -> Result<LpdServer> {
+        use std::sync::atomic::Ordering;
+        let cupsd = Cupsd::start(dir)?;
+        let cups_port = cupsd.port;
         let listener = TcpListener::bind("127.0.0.1:0")?;
         listener.set_nonblocking(true)?;
         let port = listener.local_addr()?.port();
@@ -285,7 +322,7 @@ impl LpdServer {
         });
         Ok(LpdServer {
             port,
-            cupsd_dir: dir.to_owned(),
+            cupsd,
             stop,
             acceptor: Some(acceptor),
         })
@@ -293,7 +330,7 @@ impl LpdServer {
 
     /// Documents cupsd received (its spool keeps them as `d*` files), oldest first.
     pub fn documents(&self) -> Vec<Vec<u8>> {
-        let mut paths: Vec<PathBuf> = fs::read_dir(self.cupsd_dir.join("spool"))
+        let mut paths: Vec<PathBuf> = fs::read_dir(self.cupsd.dir.join("spool"))
             .map(|d| {
                 d.filter_map(|e| e.ok().map(|e| e.path()))
                     .filter(|p| {
@@ -315,12 +352,6 @@ impl Drop for LpdServer {
         if let Some(acceptor) = self.acceptor.take() {
             let _ = acceptor.join();
         }
-        let _ = run_with_timeout(
-            Command::new(workspace().join("tests/peers/cupsd-held.sh"))
-                .arg("stop")
-                .arg(&self.cupsd_dir),
-            Duration::from_secs(30),
-        );
     }
 }
 

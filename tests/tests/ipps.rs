@@ -2,15 +2,17 @@
 //! `authentication = "basic"`), driven by CUPS's `ipptool` and `curl`: the
 //! authenticated user owns the job whatever the request names, a wrong
 //! password is refused, a request without credentials is challenged, plain
-//! HTTP is not served, and Basic without TLS is refused at start.
+//! HTTP is not served, and Basic without TLS is refused at start. A queue
+//! made in a private cupsd with `lpadmin -m everywhere` prints as the user
+//! whose password it holds.
 
 use std::fs;
 use std::process::Command;
 use std::time::Duration;
 
 use e2e::{
-    Appliance, appliance_bin, curl_ipp_print, fixture, ipptool_text, run_with_timeout,
-    self_signed_certificate,
+    Appliance, Cupsd, appliance_bin, curl_ipp_print, fixture, ipptool_text, run_with_timeout,
+    self_signed_certificate, wait_for,
 };
 
 /// Prints as `mallory` by name, then reads the job's owner back.
@@ -203,5 +205,106 @@ fn basic_without_tls_is_refused_at_start_unless_allowed() {
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs a CUPS command against the private cupsd; its output.
+fn cups(cupsd: &Cupsd, program: &str, args: &[&str]) -> (bool, String) {
+    let out = run_with_timeout(
+        Command::new(program)
+            .args(["-h", &cupsd.server()])
+            .args(args),
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn a_cups_queue_made_with_lpadmin_everywhere_prints_as_the_user_it_authenticates() {
+    let dir = tempfile::tempdir().unwrap();
+    let appliance = start(dir.path());
+    let cupsd = Cupsd::start(&dir.path().join("cupsd")).unwrap();
+    let queue = |name: &str, uri: &str| {
+        let (ok, out) = cups(
+            &cupsd,
+            "lpadmin",
+            &["-p", name, "-E", "-v", uri, "-m", "everywhere"],
+        );
+        assert!(ok, "lpadmin {name}: {out}");
+    };
+    let print = |queue: &str, user: &str, title: &str| {
+        let file = fixture("three-pages.pdf");
+        let file = file.to_str().unwrap();
+        let (ok, out) = cups(&cupsd, "lp", &["-d", queue, "-U", user, "-t", title, file]);
+        assert!(ok, "lp {queue}: {out}");
+    };
+    let port = appliance.port;
+
+    // The workstation's queue holds alice's password; bob prints on it.
+    queue(
+        "branch",
+        &format!("ipps://alice:horse-battery-9@127.0.0.1:{port}/ipp/print/secure"),
+    );
+    print("branch", "bob", "quarterly");
+    let jobs = wait_for(Duration::from_secs(60), "the job from cupsd", || {
+        // Held once its document (sent after Create-Job) is in.
+        appliance
+            .jobs()
+            .ok()
+            .filter(|j| j.first().is_some_and(|j| j["state"] == "held"))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", appliance.log()));
+    assert_eq!(jobs[0]["owner"], "alice", "the authenticated user owns it");
+    assert_eq!(jobs[0]["name"], "quarterly");
+    assert_eq!(jobs[0]["pages"], 3);
+
+    // Plain IPP to the TLS listener: no password crosses in the clear and
+    // nothing is stored (cupsd cannot even read the printer's attributes).
+    queue(
+        "plain",
+        &format!("ipp://alice:horse-battery-9@127.0.0.1:{port}/ipp/print/secure"),
+    );
+    print("plain", "alice", "in the clear");
+    // A wrong password: refused, and cupsd holds the job for authentication.
+    queue(
+        "wrong",
+        &format!("ipps://alice:not-her-password@127.0.0.1:{port}/ipp/print/secure"),
+    );
+    print("wrong", "alice", "guessed");
+    wait_for(
+        Duration::from_secs(60),
+        "cupsd to hold the job for authentication",
+        || {
+            let (_, jobs) = cups(&cupsd, "lpstat", &["-l", "-o", "wrong"]);
+            jobs.contains("cups-held-for-authentication").then_some(())
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", appliance.log()));
+    wait_for(
+        Duration::from_secs(60),
+        "cupsd to give up on the plain queue",
+        || {
+            let (_, printer) = cups(&cupsd, "lpstat", &["-l", "-p", "plain"]);
+            printer.contains("Unable").then_some(())
+        },
+    )
+    .unwrap();
+    assert!(
+        appliance
+            .log()
+            .contains("IPP authentication failed user=alice"),
+        "{}",
+        appliance.log()
+    );
+    assert_eq!(
+        appliance.jobs().unwrap().len(),
+        1,
+        "only the authenticated job"
     );
 }
