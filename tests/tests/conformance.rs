@@ -243,7 +243,7 @@ fn lpstat_says_since_when_the_queue_is_enabled() {
 }
 
 #[test]
-fn close_job_ends_a_created_job_and_cancel_my_jobs_cancels_only_the_requesters() {
+fn close_job_ends_a_created_job_and_cancel_my_jobs_cancels_only_the_requesters_and_by_id() {
     let tmp = tempfile::tempdir().unwrap();
     let appliance = Appliance::start(tmp.path(), "").unwrap();
     let uri = appliance.uri("secure");
@@ -283,10 +283,28 @@ fn close_job_ends_a_created_job_and_cancel_my_jobs_cancels_only_the_requesters()
     let cancel_mine = format!(
         "{{\n\tNAME \"Cancel-My-Jobs\"\n\tOPERATION Cancel-My-Jobs\n{header}\
          \tSTATUS successful-ok\n}}\n\
-         {{\n\tNAME \"Cancel-My-Jobs naming jobs\"\n\tOPERATION Cancel-My-Jobs\n{header}\
-         \tATTR integer job-ids 3\n\tSTATUS client-error-attributes-or-values-not-supported\n}}\n"
+         {{\n\tNAME \"Cancel-My-Jobs naming another's job\"\n\tOPERATION Cancel-My-Jobs\n{header}\
+         \tATTR integer job-ids 3\n\tSTATUS client-error-not-possible\n\
+         \tEXPECT job-ids IN-GROUP unsupported-attributes-tag WITH-VALUE 3\n}}\n\
+         {{\n\tNAME \"Get-Jobs naming another's job\"\n\tOPERATION Get-Jobs\n{header}\
+         \tATTR integer job-ids 3\n\tSTATUS successful-ok\n\tEXPECT !job-id\n}}\n"
     );
     let (ok, out) = ipptool_text(&uri, &cancel_mine, None, &[("requester", "alice")]).unwrap();
+    assert!(ok, "{out}");
+    let jobs = appliance.jobs().unwrap();
+    assert_eq!(jobs.iter().filter(|j| j["state"] == "held").count(), 1);
+    // Bob's own, by id: listed in any state, then canceled.
+    let bobs = format!(
+        "{{\n\tNAME \"Get-Jobs by id\"\n\tOPERATION Get-Jobs\n{header}\
+         \tATTR integer job-ids 1,3\n\tATTR keyword requested-attributes job-id,job-state\n\
+         \tSTATUS successful-ok\n\tEXPECT job-id WITH-VALUE 3\n\tEXPECT job-state WITH-VALUE 4\n}}\n\
+         {{\n\tNAME \"Cancel-My-Jobs by id\"\n\tOPERATION Cancel-My-Jobs\n{header}\
+         \tATTR integer job-ids 3\n\tSTATUS successful-ok\n}}\n\
+         {{\n\tNAME \"Get-Jobs by id, canceled\"\n\tOPERATION Get-Jobs\n{header}\
+         \tATTR integer job-ids 3\n\tATTR keyword requested-attributes job-state\n\
+         \tSTATUS successful-ok\n\tEXPECT job-state WITH-VALUE 7\n}}\n"
+    );
+    let (ok, out) = ipptool_text(&uri, &bobs, None, &[("requester", "bob")]).unwrap();
     assert!(ok, "{out}");
     let jobs = appliance.jobs().unwrap();
     let state_of = |owner: &str| -> Vec<String> {
@@ -296,5 +314,5 @@ fn close_job_ends_a_created_job_and_cancel_my_jobs_cancels_only_the_requesters()
             .collect()
     };
     assert_eq!(state_of("alice"), ["canceled", "canceled"]);
-    assert_eq!(state_of("bob"), ["held"]);
+    assert_eq!(state_of("bob"), ["canceled"]);
 }

@@ -37,6 +37,10 @@ pub enum IppError {
     /// The request is valid but the job's state forbids it.
     #[error("{0}")]
     NotPossible(String),
+    /// Not possible for the attribute values named (answered in the
+    /// unsupported-attributes group, as Cancel-My-Jobs' `job-ids` asks).
+    #[error("{0}")]
+    NotPossibleFor(String, Vec<IppAttribute>),
     /// Document larger than `ipp.max_document_bytes`, or attributes larger
     /// than `ipp.max_attribute_bytes`.
     #[error("{0}")]
@@ -91,7 +95,9 @@ impl IppError {
             IppError::NotAuthenticated(_) => StatusCode::ClientErrorNotAuthenticated,
             IppError::Forbidden(_) => StatusCode::ClientErrorForbidden,
             IppError::NotAuthorized(_) => StatusCode::ClientErrorNotAuthorized,
-            IppError::NotPossible(_) => StatusCode::ClientErrorNotPossible,
+            IppError::NotPossible(_) | IppError::NotPossibleFor(..) => {
+                StatusCode::ClientErrorNotPossible
+            }
             IppError::TooLarge(_) => StatusCode::ClientErrorRequestEntityTooLong,
             IppError::FormatNotSupported(_) => StatusCode::ClientErrorDocumentFormatNotSupported,
             IppError::FormatError(_) => StatusCode::ClientErrorDocumentFormatError,

@@ -203,7 +203,7 @@ pub fn printer_attributes(
             ]),
         ),
         ("job-privacy-scope", keyword("owner")),
-        ("job-ids-supported", IppValue::Boolean(false)),
+        ("job-ids-supported", IppValue::Boolean(true)),
         ("color-supported", IppValue::Boolean(true)),
         // Nominal office-MFD speeds: a queue has no engine of its own.
         ("pages-per-minute", IppValue::Integer(30)),

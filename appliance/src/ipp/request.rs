@@ -93,6 +93,23 @@ impl Request {
         }
     }
 
+    /// `job-ids` (1setOf integer(1:MAX)), when given.
+    pub fn job_ids(&self) -> Result<Option<Vec<i32>>, IppError> {
+        let bad = || IppError::BadRequest("job-ids must be job ids (integers from 1)".into());
+        let id = |value: &IppValue| match value {
+            IppValue::Integer(n) if *n >= 1 => Ok(*n),
+            _ => Err(bad()),
+        };
+        match self.attribute("job-ids") {
+            None => Ok(None),
+            Some(IppValue::Array(values)) if !values.is_empty() => {
+                values.iter().map(id).collect::<Result<_, _>>().map(Some)
+            }
+            Some(IppValue::Array(_)) => Err(bad()),
+            Some(value) => id(value).map(|n| Some(vec![n])),
+        }
+    }
+
     /// `requested-attributes` as keywords (empty when absent).
     pub fn requested_attributes(&self) -> Vec<String> {
         match self.attribute("requested-attributes") {
@@ -323,6 +340,26 @@ mod tests {
         assert_eq!(req.user, "alice");
         assert_eq!(req.target_path.as_deref(), Some("/printers/secure"));
         assert_eq!(req.operation_name(), "Print-Job");
+    }
+
+    #[test]
+    fn job_ids_are_positive_integers() {
+        let with = |value: IppValue| {
+            check(
+                &header(0x0200, Operation::GetJobs, 1),
+                &standard(vec![
+                    attr("printer-uri", uri("ipp://h/ipp/print")),
+                    attr("job-ids", value),
+                ]),
+            )
+            .unwrap()
+            .job_ids()
+        };
+        let ids = IppValue::Array(vec![IppValue::Integer(3), IppValue::Integer(7)]);
+        assert_eq!(with(ids).unwrap(), Some(vec![3, 7]));
+        assert_eq!(with(IppValue::Integer(5)).unwrap(), Some(vec![5]));
+        assert!(with(IppValue::Integer(0)).is_err());
+        assert!(with(name("three")).is_err());
     }
 
     #[test]

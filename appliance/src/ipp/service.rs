@@ -21,7 +21,7 @@ use super::template::{self, TemplateCheck};
 use crate::config::{IppConfig, QueueKind};
 use crate::format;
 use crate::ipp_wire::stored_template;
-use crate::ipp_wire::values::{attr, keyword, text};
+use crate::ipp_wire::values::{attr, keyword, set, text};
 use crate::job::{DocumentRecord, JobRecord, JobState, JobUuid, Transition, now_ms};
 use crate::metrics::{Metrics, QueueLabels, RequestLabels};
 use crate::printer::{OutputWake, PrinterHealth};
@@ -409,13 +409,34 @@ impl IppService {
     }
 
     /// Cancel-My-Jobs: every unfinished job of the requesting user on this
-    /// queue that can still be canceled.
+    /// queue that can still be canceled; with `job-ids`, those jobs, all or
+    /// none (PWG 5100.11: any that is not the user's or cannot be canceled
+    /// any more is named back, and nothing is canceled).
     async fn cancel_my_jobs(&self, req: &Request, queue: &Queue) -> Result<Reply, IppError> {
-        if let Some(ids) = req.attribute("job-ids") {
-            return Err(IppError::AttributesNotSupported(vec![attr(
-                "job-ids",
-                ids.clone(),
-            )]));
+        if let Some(ids) = req.job_ids()? {
+            let mut jobs = Vec::with_capacity(ids.len());
+            let mut refused = Vec::new();
+            for id in ids {
+                match self.store.job_by_ipp_id(&queue.name, id).await? {
+                    Some(job) if job.is_owned_by(&req.user) && job.check_cancel().is_ok() => {
+                        jobs.push(job);
+                    }
+                    _ => refused.push(IppValue::Integer(id)),
+                }
+            }
+            if !refused.is_empty() {
+                return Err(IppError::NotPossibleFor(
+                    "these jobs are not yours or can no longer be canceled; nothing was canceled"
+                        .into(),
+                    vec![attr("job-ids", set(refused))],
+                ));
+            }
+            let canceled = jobs.len();
+            for job in jobs {
+                self.cancel(req, queue, job).await?;
+            }
+            tracing::info!(queue = %queue.name, by = %req.user, canceled, "Cancel-My-Jobs with job-ids");
+            return Ok(Reply::default());
         }
         // A job being canceled at its printer stays unfinished for a while:
         // each is asked once.
@@ -533,15 +554,30 @@ impl IppService {
         // only. Elsewhere other users' jobs show without private attributes.
         let mine_only = req.boolean("my-jobs")? == Some(true) || queue.kind == QueueKind::Pull;
         let owner = mine_only.then(|| req.user.clone());
-        let jobs = self
-            .store
-            .list(JobQuery {
-                queue: Some(queue.name.clone()),
-                states: states.to_vec(),
-                owner,
-                limit,
-            })
-            .await?;
+        let jobs = match req.job_ids()? {
+            // Those jobs, in any state, that the requester may see listed.
+            Some(ids) => {
+                let mut jobs = Vec::with_capacity(ids.len());
+                for id in ids.into_iter().take(limit as usize) {
+                    if let Some(job) = self.store.job_by_ipp_id(&queue.name, id).await?
+                        && owner.as_ref().is_none_or(|o| job.is_owned_by(o))
+                    {
+                        jobs.push(job);
+                    }
+                }
+                jobs
+            }
+            None => {
+                self.store
+                    .list(JobQuery {
+                        queue: Some(queue.name.clone()),
+                        states: states.to_vec(),
+                        owner,
+                        limit,
+                    })
+                    .await?
+            }
+        };
         let requested =
             Requested::from_keywords(req.requested_attributes(), job_attrs::get_jobs_default());
         let now = now_ms() / 1000;
@@ -760,7 +796,8 @@ impl IppService {
                     _ => tracing::debug!(operation, %message, "request refused"),
                 }
                 let groups = match e {
-                    IppError::AttributesNotSupported(attrs) => {
+                    IppError::AttributesNotSupported(attrs)
+                    | IppError::NotPossibleFor(_, attrs) => {
                         vec![(DelimiterTag::UnsupportedAttributes, attrs)]
                     }
                     _ => Vec::new(),
