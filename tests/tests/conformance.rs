@@ -316,3 +316,71 @@ fn close_job_ends_a_created_job_and_cancel_my_jobs_cancels_only_the_requesters_a
     assert_eq!(state_of("alice"), ["canceled", "canceled"]);
     assert_eq!(state_of("bob"), ["canceled"]);
 }
+
+/// The IPP Everywhere attributes step of CUPS's `ipp-everywhere.test`
+/// (PWG 5100.14 §5.1/5.2), cut from the installed file.
+fn everywhere_attributes_step() -> String {
+    let suite = fs::read_to_string("/usr/share/cups/ipptool/ipp-everywhere.test")
+        .expect("ipp-everywhere.test (cups-ipp-utils)");
+    let name = suite
+        .find("NAME \"PWG 5100.14 section 5.1/5.2")
+        .expect("the attributes step");
+    let start = suite[..name].rfind('{').expect("its opening brace");
+    let end = name + suite[name..].find("\n}").expect("its closing brace") + 2;
+    suite[start..end].to_owned()
+}
+
+/// What the queues do not have yet of that step, each for a reason in
+/// the closing note of the issue: Identify-Printer (and its actions),
+/// `overrides`, `page-ranges` (the page counts that accounting and rules
+/// use would have to follow them), supply levels (the devices' are not
+/// read yet), and so the `ipp-everywhere` feature is not claimed.
+const EVERYWHERE_GAPS: &[&str] = &[
+    "operations-supported WITH-VALUE \"0x003c\"",
+    "identify-actions-default",
+    "identify-actions-supported",
+    "ipp-features-supported",
+    "overrides-supported",
+    "page-ranges-supported WITH-VALUE \"true\"",
+    "printer-supply",
+    "printer-supply-description",
+    "printer-supply-info-uri",
+];
+
+#[test]
+fn ipp_everywhere_attributes_are_there_but_for_the_known_gaps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let printer = Printer::start(&tmp.path().join("printer")).unwrap();
+    let appliance =
+        Appliance::start(&tmp.path().join("appliance"), &lobby_config(&printer.uri())).unwrap();
+    let step = everywhere_attributes_step();
+    for queue in ["secure", "lobby-direct"] {
+        let (_, out) = ipptool_text(
+            &appliance.uri(queue),
+            &step,
+            None,
+            &[("requester", "alice")],
+        )
+        .unwrap();
+        let mut missing: Vec<&str> = out
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("EXPECTED: "))
+            .collect();
+        missing.dedup();
+        assert_eq!(missing, EVERYWHERE_GAPS, "{queue}:\n{out}");
+    }
+    // The icons it lists are served.
+    for size in [48, 128, 512] {
+        let url = format!(
+            "http://127.0.0.1:{}/icons/printer-{size}.png",
+            appliance.port
+        );
+        let got = run_with_timeout(
+            Command::new("curl").args(["-sSf", &url]),
+            Duration::from_secs(30),
+        )
+        .unwrap();
+        let icon = e2e::workspace().join(format!("appliance/web/icons/printer-{size}.png"));
+        assert_eq!(got.stdout, fs::read(icon).unwrap(), "{url}");
+    }
+}

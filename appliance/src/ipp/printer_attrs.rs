@@ -14,8 +14,8 @@ use super::compression;
 use super::request::SUPPORTED_OPERATIONS;
 use super::requested::Requested;
 use super::template::{
-    self, COLOR_MODES, DOCUMENT_HANDLING, HOLD_UNTIL, MAX_COPIES, MEDIA_SUPPORTED, OUTPUT_BINS,
-    RESOLUTIONS, SCALING, SIDES,
+    self, COLOR_MODES, CONTENT_OPTIMIZE, DOCUMENT_HANDLING, HOLD_UNTIL, MAX_COPIES,
+    MEDIA_SUPPORTED, OUTPUT_BINS, RENDERING_INTENTS, RESOLUTIONS, SCALING, SIDES,
 };
 use crate::config::QueueKind;
 use crate::format;
@@ -101,6 +101,29 @@ pub fn printer_attributes(
         ("printer-location", text(&queue.location)),
         ("printer-make-and-model", text(&make_and_model)),
         ("printer-more-info", more_info),
+        (
+            "printer-icons",
+            set(ICON_SIZES
+                .iter()
+                .map(|size| uri(&format!("{web}://{authority}{}", icon_path(*size))))
+                .collect()),
+        ),
+        // Where the queue is, in the sense of geo: unknown (a queue is
+        // not one place: a pull queue prints at any printer).
+        (
+            "printer-geo-location",
+            IppValue::Other {
+                tag: UNKNOWN_TAG,
+                data: bytes::Bytes::new(),
+            },
+        ),
+        ("printer-organization", text("")),
+        ("printer-organizational-unit", text(&status.site)),
+        (
+            "printer-get-attributes-supported",
+            keyword("document-format"),
+        ),
+        ("preferred-attributes-supported", IppValue::Boolean(false)),
         (
             "printer-uuid",
             uri(&printer_uuid(&status.site, &queue.name)),
@@ -269,6 +292,22 @@ pub fn printer_attributes(
         ("page-ranges-supported", IppValue::Boolean(false)),
         ("print-color-mode-default", keyword("auto")),
         ("print-color-mode-supported", keywords(COLOR_MODES)),
+        ("print-content-optimize-default", keyword("auto")),
+        (
+            "print-content-optimize-supported",
+            keywords(CONTENT_OPTIMIZE),
+        ),
+        ("print-rendering-intent-default", keyword("auto")),
+        (
+            "print-rendering-intent-supported",
+            keywords(RENDERING_INTENTS),
+        ),
+        // What office MFDs leave unprinted at each edge (4.23 mm): a queue
+        // cannot promise borderless printing on whichever device prints.
+        ("media-bottom-margin-supported", IppValue::Integer(MARGIN)),
+        ("media-left-margin-supported", IppValue::Integer(MARGIN)),
+        ("media-right-margin-supported", IppValue::Integer(MARGIN)),
+        ("media-top-margin-supported", IppValue::Integer(MARGIN)),
         ("print-quality-default", enumeration(4)),
         ("print-quality-supported", enums(&[3, 4, 5])),
         ("print-scaling-default", keyword("auto")),
@@ -295,6 +334,28 @@ pub fn printer_attributes(
         .filter(|(n, _)| requested.wants(n))
         .map(|(n, v)| attr(n, v))
         .collect()
+}
+
+/// The out-of-band `unknown` value tag (RFC 8010 §3.5.2).
+const UNKNOWN_TAG: u8 = 0x12;
+/// Unprintable edge of the page, in hundredths of a millimetre.
+const MARGIN: i32 = 423;
+/// Sizes of the queue icons served (`printer-icons`: small, normal, large).
+pub const ICON_SIZES: [u32; 3] = [48, 128, 512];
+
+/// Where the icon of `size` pixels is served, on the IPP listener.
+pub fn icon_path(size: u32) -> String {
+    format!("/icons/printer-{size}.png")
+}
+
+/// The PNG served at [`icon_path`], if `path` is one.
+pub fn icon(path: &str) -> Option<&'static [u8]> {
+    match path {
+        "/icons/printer-48.png" => Some(include_bytes!("../../web/icons/printer-48.png")),
+        "/icons/printer-128.png" => Some(include_bytes!("../../web/icons/printer-128.png")),
+        "/icons/printer-512.png" => Some(include_bytes!("../../web/icons/printer-512.png")),
+        _ => None,
+    }
 }
 
 /// `urf-supported`: what Apple raster documents may use.

@@ -108,6 +108,21 @@ async fn route(
                 .body(Full::new(body))
                 .unwrap_or_else(|_| http::Response::new(Full::new(Bytes::new())))
         }
+        (&Method::GET, path) if path.starts_with("/icons/") => {
+            match super::printer_attrs::icon(path) {
+                Some(png) => http::Response::builder()
+                    .status(HttpStatus::OK)
+                    .header(header::CONTENT_TYPE, "image/png")
+                    .header(header::CACHE_CONTROL, "max-age=86400")
+                    .body(Full::new(Bytes::from_static(png)))
+                    .unwrap_or_else(|_| http::Response::new(Full::new(Bytes::new()))),
+                None => plain(
+                    HttpStatus::NOT_FOUND,
+                    "text/plain; charset=utf-8",
+                    "not found\n".into(),
+                ),
+            }
+        }
         (&Method::GET, path) => match service.queues.route(path) {
             Some(Target::Queue(queue)) => plain(
                 HttpStatus::OK,

@@ -32,6 +32,16 @@ pub const DOCUMENT_HANDLING: &[&str] = &[
 pub const OUTPUT_BINS: &[&str] = &["face-down"];
 /// `printer-resolution-supported` (dpi).
 pub const RESOLUTIONS: &[i32] = &[300, 600];
+/// `print-content-optimize-supported`: passed to the printer as sent.
+pub const CONTENT_OPTIMIZE: &[&str] = &["auto", "graphic", "photo", "text", "text-and-graphic"];
+/// `print-rendering-intent-supported`: passed to the printer as sent.
+pub const RENDERING_INTENTS: &[&str] = &[
+    "auto",
+    "perceptual",
+    "relative",
+    "relative-bpc",
+    "saturation",
+];
 /// Largest `copies` accepted.
 pub const MAX_COPIES: i32 = 999;
 
@@ -50,7 +60,9 @@ pub const ACCEPTED: &[&str] = &[
     "orientation-requested",
     "output-bin",
     "print-color-mode",
+    "print-content-optimize",
     "print-quality",
+    "print-rendering-intent",
     "print-scaling",
     "printer-resolution",
     "sides",
@@ -109,7 +121,9 @@ fn value_supported(name: &str, value: &IppValue) -> bool {
         "orientation-requested" => matches!(value, IppValue::Enum(3..=6)),
         "output-bin" => keyword_in(OUTPUT_BINS),
         "print-color-mode" => keyword_in(COLOR_MODES),
+        "print-content-optimize" => keyword_in(CONTENT_OPTIMIZE),
         "print-quality" => matches!(value, IppValue::Enum(3..=5)),
+        "print-rendering-intent" => keyword_in(RENDERING_INTENTS),
         "print-scaling" => keyword_in(SCALING),
         "printer-resolution" => matches!(
             value,
