@@ -73,7 +73,9 @@ pub fn entry_for(before: JobState, job: &JobRecord, site: &str) -> Option<Journa
     let device = job.printer.clone()?;
     let settings = stored_template::settings(&job.template);
     let analysis = job.document.as_ref().map(|d| d.analysis);
-    let doc_pages = analysis.and_then(|a| a.pages);
+    let doc_pages = analysis
+        .and_then(|a| a.pages)
+        .map(|p| settings.pages_printed(p));
     let per_copy_sheets = doc_pages.map(|p| {
         if settings.two_sided() {
             p.div_ceil(2)
@@ -282,6 +284,19 @@ mod tests {
             (e.pages, e.sheets, e.copies, e.color),
             (Some(10), Some(6), 2, "monochrome")
         );
+        // Only the pages inside page-ranges print (ranges past the end do not).
+        let ranged = stored_template::encode(&[
+            attr("copies", IppValue::Integer(3)),
+            attr(
+                "page-ranges",
+                IppValue::Array(vec![
+                    IppValue::RangeOfInteger { min: 2, max: 3 },
+                    IppValue::RangeOfInteger { min: 5, max: 9 },
+                ]),
+            ),
+        ]);
+        let e = entry_for(JobState::Processing, &printed(ranged, Some(5)), "s").unwrap();
+        assert_eq!((e.pages, e.sheets), (Some(9), Some(9)));
         let unknown = entry_for(JobState::Processing, &printed(Vec::new(), None), "s").unwrap();
         assert_eq!((unknown.pages, unknown.sheets), (None, None));
     }

@@ -332,16 +332,14 @@ fn everywhere_attributes_step() -> String {
 
 /// What the queues do not have yet of that step, each for a reason in
 /// the closing note of the issue: Identify-Printer (and its actions),
-/// `overrides`, `page-ranges` (the page counts that accounting and rules
-/// use would have to follow them), supply levels (the devices' are not
-/// read yet), and so the `ipp-everywhere` feature is not claimed.
+/// `overrides`, supply levels (the devices' are not read yet), and so the
+/// `ipp-everywhere` feature is not claimed.
 const EVERYWHERE_GAPS: &[&str] = &[
     "operations-supported WITH-VALUE \"0x003c\"",
     "identify-actions-default",
     "identify-actions-supported",
     "ipp-features-supported",
     "overrides-supported",
-    "page-ranges-supported WITH-VALUE \"true\"",
     "printer-supply",
     "printer-supply-description",
     "printer-supply-info-uri",

@@ -368,3 +368,51 @@ fn gzip_and_deflate_jobs_print_byte_identical_to_their_uncompressed_form() {
     let jobs = appliance.jobs().unwrap();
     assert_eq!(jobs.len(), 2, "a refused job was kept: {jobs:?}");
 }
+
+#[test]
+fn page_ranges_reach_the_printer_and_only_those_pages_are_counted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (printer, appliance) = lobby(tmp.path());
+    let submit = format!(
+        "{{\n\tNAME \"Print-Job, pages 2-3, twice\"\n\tOPERATION Print-Job{HEADER}\n\
+         \tATTR mimeMediaType document-format application/pdf\n\
+         \tGROUP job-attributes-tag\n\tATTR rangeOfInteger page-ranges 2-3\n\
+         \tATTR integer copies 2\n\tFILE $filename\n\tSTATUS successful-ok\n}}\n\
+         {{\n\tNAME \"Print-Job, ranges out of order\"\n\tOPERATION Print-Job{HEADER}\n\
+         \tATTR mimeMediaType document-format application/pdf\n\
+         \tATTR boolean ipp-attribute-fidelity true\n\
+         \tGROUP job-attributes-tag\n\tATTR rangeOfInteger page-ranges 3-3,1-2\n\
+         \tFILE $filename\n\tSTATUS client-error-attributes-or-values-not-supported\n\
+         \tEXPECT page-ranges IN-GROUP unsupported-attributes-tag\n}}\n"
+    );
+    let document = fixture("three-pages.pdf");
+    let (ok, out) = ipptool_text(
+        &appliance.uri("lobby-direct"),
+        &submit,
+        Some(&document),
+        &[("requester", "alice")],
+    )
+    .unwrap();
+    assert!(ok, "{out}\n{}", appliance.log());
+    wait_state(&appliance, "lobby-direct", 1, "completed");
+
+    // The printer got the whole document and the ranges to apply.
+    assert_eq!(printer.documents()[0].1, fs::read(&document).unwrap());
+    let asked = format!(
+        "{{\n\tNAME \"the printer's job\"\n\tOPERATION Get-Job-Attributes{HEADER}\n\
+         \tATTR integer job-id 1\n\tSTATUS successful-ok\n\
+         \tEXPECT page-ranges OF-TYPE rangeOfInteger\n\tEXPECT copies WITH-VALUE 2\n}}\n"
+    );
+    let (ok, out) = ipptool_text(&printer.uri(), &asked, None, &[("requester", "alice")]).unwrap();
+    assert!(ok, "{out}");
+
+    // Accounting counts 2 pages of the 3, twice.
+    let report = appliance
+        .cli(&["report", "--by", "user", "--csv"], "")
+        .unwrap();
+    let report = String::from_utf8_lossy(&report.stdout);
+    assert!(
+        report.lines().any(|l| l.starts_with("alice,1,4,")),
+        "{report}"
+    );
+}

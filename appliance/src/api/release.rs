@@ -128,7 +128,11 @@ pub(super) fn parse_request(body: &[u8]) -> Result<(Chosen, Overrides), ApiError
 pub(super) fn facts(job: &JobRecord) -> JobFacts {
     let settings = stored_template::settings(&job.template);
     JobFacts {
-        pages: job.document.as_ref().and_then(|d| d.analysis.pages),
+        pages: job
+            .document
+            .as_ref()
+            .and_then(|d| d.analysis.pages)
+            .map(|p| settings.pages_printed(p)),
         copies: settings.copies,
         sides: settings.sides,
     }

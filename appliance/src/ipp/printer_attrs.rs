@@ -289,7 +289,7 @@ pub fn printer_attributes(
         ("orientation-requested-supported", enums(&[3, 4, 5, 6])),
         ("output-bin-default", keyword(OUTPUT_BINS[0])),
         ("output-bin-supported", keywords(OUTPUT_BINS)),
-        ("page-ranges-supported", IppValue::Boolean(false)),
+        ("page-ranges-supported", IppValue::Boolean(true)),
         ("print-color-mode-default", keyword("auto")),
         ("print-color-mode-supported", keywords(COLOR_MODES)),
         ("print-content-optimize-default", keyword("auto")),

@@ -24,6 +24,9 @@ pub struct PrintSettings {
     pub sides: String,
     /// `media`, when given as a name.
     pub media: Option<String>,
+    /// `page-ranges` (first and last page of each, ascending); empty for
+    /// every page.
+    pub page_ranges: Vec<(u32, u32)>,
 }
 
 impl PrintSettings {
@@ -31,6 +34,39 @@ impl PrintSettings {
     pub fn two_sided(&self) -> bool {
         self.sides.starts_with("two-sided")
     }
+
+    /// How many of a document's `pages` the printer is asked to print
+    /// (per copy): those inside the page ranges.
+    pub fn pages_printed(&self, pages: u32) -> u32 {
+        if self.page_ranges.is_empty() {
+            return pages;
+        }
+        self.page_ranges
+            .iter()
+            .map(|&(first, last)| (last.min(pages) + 1).saturating_sub(first.max(1)))
+            .sum()
+    }
+}
+
+/// `page-ranges` as (first, last) pairs, if the value is ranges of pages
+/// from 1, ascending and not overlapping (RFC 8011 §5.2.7).
+pub fn page_ranges(value: &IppValue) -> Option<Vec<(u32, u32)>> {
+    let range = |v: &IppValue| match v {
+        IppValue::RangeOfInteger { min, max } if 1 <= *min && min <= max => {
+            Some((u32::try_from(*min).ok()?, u32::try_from(*max).ok()?))
+        }
+        _ => None,
+    };
+    let ranges: Vec<(u32, u32)> = match value {
+        IppValue::Array(values) if !values.is_empty() => {
+            values.iter().map(range).collect::<Option<_>>()?
+        }
+        single => vec![range(single)?],
+    };
+    ranges
+        .windows(2)
+        .all(|pair| pair[0].1 < pair[1].0)
+        .then_some(ranges)
 }
 
 /// Reads [`PrintSettings`] from a stored template.
@@ -56,6 +92,9 @@ pub fn settings(stored: &[u8]) -> PrintSettings {
             .unwrap_or("one-sided")
             .to_owned(),
         media: value("media").and_then(as_str).map(str::to_owned),
+        page_ranges: value("page-ranges")
+            .and_then(page_ranges)
+            .unwrap_or_default(),
     }
 }
 
@@ -120,6 +159,36 @@ mod tests {
 
     fn names(attrs: &[IppAttribute]) -> Vec<&str> {
         attrs.iter().map(|a| a.name().as_str()).collect()
+    }
+
+    #[test]
+    fn page_ranges_must_ascend_without_overlap() {
+        let r = |min, max| IppValue::RangeOfInteger { min, max };
+        assert_eq!(page_ranges(&r(2, 4)), Some(vec![(2, 4)]));
+        assert_eq!(
+            page_ranges(&IppValue::Array(vec![r(1, 1), r(3, 8)])),
+            Some(vec![(1, 1), (3, 8)])
+        );
+        for bad in [
+            r(0, 3),
+            r(4, 2),
+            IppValue::Array(vec![r(3, 5), r(5, 6)]),
+            IppValue::Array(vec![r(5, 6), r(1, 2)]),
+            IppValue::Array(Vec::new()),
+            IppValue::Integer(3),
+        ] {
+            assert_eq!(page_ranges(&bad), None, "{bad:?}");
+        }
+        let settings = PrintSettings {
+            copies: 1,
+            color_mode: None,
+            sides: "one-sided".into(),
+            media: None,
+            page_ranges: vec![(2, 3), (5, 100)],
+        };
+        assert_eq!(settings.pages_printed(10), 8);
+        assert_eq!(settings.pages_printed(4), 2);
+        assert_eq!(settings.pages_printed(1), 0);
     }
 
     #[test]
