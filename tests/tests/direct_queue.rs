@@ -416,3 +416,39 @@ fn page_ranges_reach_the_printer_and_only_those_pages_are_counted() {
         "{report}"
     );
 }
+
+#[test]
+fn identify_printer_reaches_the_printer_behind_a_direct_queue_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (printer, appliance) = lobby(tmp.path());
+    let identify = |actions: &str, status: &str| {
+        format!(
+            "{{\n\tNAME \"Identify-Printer {actions}\"\n\tOPERATION Identify-Printer{HEADER}\n\
+             \tATTR keyword identify-actions {actions}\n\tATTR text message \"Collect your report here\"\n\
+             \tSTATUS {status}\n}}\n"
+        )
+    };
+    let run = |queue: &str, test: &str| {
+        ipptool_text(&appliance.uri(queue), test, None, &[("requester", "alice")]).unwrap()
+    };
+    let (ok, out) = run("lobby-direct", &identify("display,sound", "successful-ok"));
+    assert!(ok, "{out}\n{}", appliance.log());
+    let printer_log = fs::read_to_string(printer.dir.join(".printer.log")).unwrap();
+    assert!(printer_log.contains("Identify-Printer"), "{printer_log}");
+
+    let (ok, out) = run(
+        "lobby-direct",
+        &identify("dance", "client-error-attributes-or-values-not-supported"),
+    );
+    assert!(ok, "{out}");
+    // A pull queue has no one printer; it says so, and does not offer it.
+    let (ok, out) = run("secure", &identify("sound", "client-error-not-possible"));
+    assert!(ok, "{out}");
+    // The printer gone: not possible, and why.
+    drop(printer);
+    let (ok, out) = run(
+        "lobby-direct",
+        &identify("sound", "client-error-not-possible"),
+    );
+    assert!(ok, "{out}");
+}

@@ -177,6 +177,7 @@ pub fn printer_attributes(
             enums(
                 &SUPPORTED_OPERATIONS
                     .iter()
+                    .filter(|op| **op != Operation::IdentifyPrinter || identifies(queue))
                     .map(|op| *op as i32)
                     .collect::<Vec<_>>(),
             ),
@@ -330,10 +331,33 @@ pub fn printer_attributes(
         ),
         ("urf-supported", keywords(URF_SUPPORTED)),
     ];
+    let mut all = all;
+    if identifies(queue) {
+        all.push(("identify-actions-default", keyword(IDENTIFY_DEFAULT)));
+        all.push(("identify-actions-supported", keywords(IDENTIFY_ACTIONS)));
+    }
     all.into_iter()
         .filter(|(n, _)| requested.wants(n))
         .map(|(n, v)| attr(n, v))
         .collect()
+}
+
+/// `identify-actions-supported`, passed to the printer, which does what
+/// it can of them.
+pub const IDENTIFY_ACTIONS: &[&str] = &["display", "flash", "sound", "speak"];
+/// `identify-actions-default`.
+pub const IDENTIFY_DEFAULT: &str = "sound";
+
+/// Whether Identify-Printer means something on `queue`: a direct queue to
+/// an IPP printer, which is asked in turn. A pull queue prints at
+/// whichever printer its user logs in at, and socket and LPD printers
+/// cannot be asked, so theirs do not offer it.
+pub fn identifies(queue: &Queue) -> bool {
+    queue.kind == QueueKind::Direct
+        && queue
+            .printer
+            .as_ref()
+            .is_some_and(|p| p.uri.starts_with("ipp://") || p.uri.starts_with("ipps://"))
 }
 
 /// The out-of-band `unknown` value tag (RFC 8010 §3.5.2).

@@ -30,6 +30,7 @@ pub const SUPPORTED_OPERATIONS: &[Operation] = &[
     Operation::ReleaseJob,
     Operation::CancelMyJobs,
     Operation::CloseJob,
+    Operation::IdentifyPrinter,
     Operation::CupsGetDefault,
     Operation::CupsGetPrinters,
 ];
@@ -144,6 +145,7 @@ pub fn operation_name(code: i16) -> &'static str {
         0x000D => "Release-Job",
         0x0039 => "Cancel-My-Jobs",
         0x003B => "Close-Job",
+        0x003C => "Identify-Printer",
         0x4001 => "CUPS-Get-Default",
         0x4002 => "CUPS-Get-Printers",
         _ => "unsupported",

@@ -14,17 +14,17 @@ use super::compression::Compression;
 use super::error::IppError;
 use super::intake::{self, Received};
 use super::job_attrs::{self, job_attributes};
-use super::printer_attrs::{PrinterStatus, printer_attributes};
+use super::printer_attrs::{self, PrinterStatus, printer_attributes};
 use super::request::Request;
 use super::requested::Requested;
 use super::template::{self, TemplateCheck};
 use crate::config::{IppConfig, QueueKind};
 use crate::format;
 use crate::ipp_wire::stored_template;
-use crate::ipp_wire::values::{attr, keyword, set, text};
+use crate::ipp_wire::values::{as_str, attr, keyword, set, text};
 use crate::job::{DocumentRecord, JobRecord, JobState, JobUuid, Transition, now_ms};
 use crate::metrics::{Metrics, QueueLabels, RequestLabels};
-use crate::printer::{OutputWake, PrinterHealth};
+use crate::printer::{DeviceUri, OutputWake, PrinterHealth};
 use crate::queue::{Queue, Queues, Target};
 use crate::store::{JobQuery, JobStore};
 use crate::uploads::UploadRegistry;
@@ -95,6 +95,9 @@ struct JobPlan {
     template: TemplateCheck,
 }
 
+/// How long a printer may take to answer Identify-Printer.
+const IDENTIFY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The request's document stream (what follows the attributes).
 pub type Body<'a> = &'a mut (dyn AsyncRead + Send + Unpin);
 
@@ -139,6 +142,9 @@ impl IppService {
                     (Operation::GetJobs, Target::Queue(q)) => self.get_jobs(req, q, base).await,
                     (Operation::CancelMyJobs, Target::Queue(q)) => {
                         self.cancel_my_jobs(req, q).await
+                    }
+                    (Operation::IdentifyPrinter, Target::Queue(q)) => {
+                        self.identify_printer(req, q).await
                     }
                     (_, Target::Job(q, id)) => self.job_operation(req, q, id, base, body).await,
                     (_, Target::Queue(q)) => {
@@ -463,6 +469,67 @@ impl IppService {
             }
         }
         tracing::info!(queue = %queue.name, by = %req.user, canceled = asked.len(), "Cancel-My-Jobs");
+        Ok(Reply::default())
+    }
+
+    /// Identify-Printer: the printer behind a direct queue is asked to
+    /// show itself (beep, flash, show the message).
+    async fn identify_printer(&self, req: &Request, queue: &Queue) -> Result<Reply, IppError> {
+        let config = match &queue.printer {
+            Some(printer) if printer_attrs::identifies(queue) => printer,
+            _ => {
+                return Err(IppError::NotPossible(match queue.kind {
+                    QueueKind::Pull => "this queue's jobs print at whichever printer their owner \
+                                        logs in at: there is no one printer to identify"
+                        .into(),
+                    QueueKind::Direct => {
+                        "this queue's printer cannot be asked to identify itself".into()
+                    }
+                }));
+            }
+        };
+        let actions = match req.attribute("identify-actions") {
+            None => vec![printer_attrs::IDENTIFY_DEFAULT.to_owned()],
+            Some(value) => {
+                let values = match value {
+                    IppValue::Array(values) => values.iter().collect(),
+                    single => vec![single],
+                };
+                let known: Option<Vec<String>> = values
+                    .iter()
+                    .map(|v| {
+                        as_str(v)
+                            .filter(|a| printer_attrs::IDENTIFY_ACTIONS.contains(a))
+                            .map(str::to_owned)
+                    })
+                    .collect();
+                known.ok_or_else(|| {
+                    IppError::AttributesNotSupported(vec![attr("identify-actions", value.clone())])
+                })?
+            }
+        };
+        let device = DeviceUri::with_trust(&config.uri, config.tls_ca.as_deref())
+            .map_err(IppError::Internal)?;
+        let DeviceUri::Ipp(printer) = device else {
+            return Err(IppError::NotPossible(
+                "this queue's printer cannot be asked to identify itself".into(),
+            ));
+        };
+        crate::output::ipp::identify(
+            &printer,
+            &actions,
+            req.string("message"),
+            &req.user,
+            IDENTIFY_TIMEOUT,
+        )
+        .await
+        .map_err(|e| {
+            IppError::NotPossible(format!(
+                "the printer {} did not identify itself: {e}",
+                config.id
+            ))
+        })?;
+        tracing::info!(queue = %queue.name, printer = %config.id, by = %req.user, ?actions, "printer identified itself");
         Ok(Reply::default())
     }
 

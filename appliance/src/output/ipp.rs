@@ -454,6 +454,40 @@ pub fn capabilities_from(attributes: &IppAttributes) -> Capabilities {
     }
 }
 
+/// Asks a printer to show where it is (Identify-Printer): `actions` such
+/// as `sound` or `display` (with `message`).
+pub async fn identify(
+    printer: &IppPrinter,
+    actions: &[String],
+    message: Option<&str>,
+    user: &str,
+    timeout: Duration,
+) -> Result<(), OutputError> {
+    let mut req = request(&printer.uri, Operation::IdentifyPrinter, user)?;
+    let operation = DelimiterTag::OperationAttributes;
+    req.attributes_mut().add(
+        operation,
+        attr(
+            "identify-actions",
+            IppValue::Array(actions.iter().map(|a| keyword(a)).collect()),
+        ),
+    );
+    if let Some(message) = message {
+        req.attributes_mut().add(
+            operation,
+            attr("message", crate::ipp_wire::values::text(message)),
+        );
+    }
+    let response = exchange(printer, req, timeout).await?;
+    let status = response.header().status_code();
+    if (status as u16) >= 0x0100 {
+        return Err(OutputError::Rejected(format!(
+            "the printer answered {status}"
+        )));
+    }
+    Ok(())
+}
+
 /// Cancels a job at the printer (best effort: the printer may have finished).
 pub async fn cancel(printer: &IppPrinter, device_job_id: i32, user: &str, timeout: Duration) {
     let Ok(mut req) = request(&printer.uri, Operation::CancelJob, user) else {
