@@ -44,15 +44,30 @@ impl IpptoolRun {
     }
 }
 
-/// Copies CUPS's `ipp-1.1.test` and `ipp-2.0.test` into `dir` together with
-/// the documents they print (`document-a4.pdf` etc., which Debian does not
-/// ship), so the suites run in full. With `wait_limit`, the step that waits
-/// for a job to complete polls that many times instead of 30 (for queues
-/// whose jobs are held and never complete). Returns the `ipp-2.0.test` path.
+/// Copies CUPS's `ipp-1.1.test`, `ipp-2.0.test` and `ipp-everywhere.test`
+/// into `dir` together with the documents they print (`document-a4.pdf`
+/// etc., which Debian does not ship, and the PWG raster samples, made by
+/// `fixtures/generate.py`), so the suites run in full. With `wait_limit`,
+/// the step that waits for a job to complete polls that many times
+/// instead of 30 (for queues whose jobs are held and never complete).
+/// Returns the `ipp-2.0.test` path.
 pub fn conformance_suite(dir: &Path, wait_limit: Option<u32>) -> Result<PathBuf> {
     fs::create_dir_all(dir)?;
     let system = Path::new("/usr/share/cups/ipptool");
-    for name in ["ipp-1.1.test", "ipp-2.0.test"] {
+    let samples = run_with_timeout(
+        Command::new("python3")
+            .arg(workspace().join("fixtures/generate.py"))
+            .arg("--pwg-raster-samples")
+            .arg(dir),
+        Duration::from_secs(120),
+    )?;
+    if !samples.status.success() {
+        bail!(
+            "the PWG raster samples were not made: {}",
+            String::from_utf8_lossy(&samples.stderr)
+        );
+    }
+    for name in ["ipp-1.1.test", "ipp-2.0.test", "ipp-everywhere.test"] {
         let mut text = fs::read_to_string(system.join(name))
             .with_context(|| format!("{name} not found: install cups-ipp-utils"))?;
         if let Some(limit) = wait_limit {
