@@ -205,6 +205,12 @@ pub async fn run(
         tasks.push(tokio::spawn(forwarder.run(shutdown.clone())));
     }
 
+    tasks.push(tokio::spawn(crate::output::supplies::follow(
+        config.printers.clone(),
+        health.clone(),
+        shutdown.clone(),
+    )));
+
     let uploads = UploadRegistry::default();
     // Logins at printers and IPP Basic share the argon2 threads.
     let verifier = Arc::new(Verifier::new(store.clone(), config.users.pin_only_login));

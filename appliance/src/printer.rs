@@ -118,10 +118,24 @@ fn host_port(authority: &str, default_port: u16, uri: &str) -> Result<(String, u
     Ok((host.to_owned(), port))
 }
 
-/// Printer conditions shown to IPP clients as `printer-state-message`.
+/// Printer conditions shown to IPP clients as `printer-state-message`,
+/// and their supply levels.
 #[derive(Debug, Default, Clone)]
 pub struct PrinterHealth {
     inner: Arc<Mutex<HashMap<String, HealthEntry>>>,
+    supplies: Arc<Mutex<HashMap<String, Supplies>>>,
+}
+
+/// A printer's consumables as it last reported them (`printer-supply`,
+/// PWG 5100.13).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Supplies {
+    /// `printer-supply` values (`index=1;class=supplyThatIsConsumed;...`).
+    pub levels: Vec<Vec<u8>>,
+    /// `printer-supply-description`, one per level.
+    pub descriptions: Vec<String>,
+    /// `printer-supply-info-uri`: where to order more.
+    pub info_uri: Option<String>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -162,6 +176,22 @@ impl PrinterHealth {
             .lock()
             .ok()
             .and_then(|map| map.get(id).map(|e| e.since_ms))
+    }
+
+    /// Records printer `id`'s supply levels.
+    pub fn set_supplies(&self, id: &str, supplies: Supplies) {
+        if let Ok(mut map) = self.supplies.lock() {
+            map.insert(id.to_owned(), supplies);
+        }
+    }
+
+    /// Printer `id`'s supply levels, when it reported any.
+    pub fn supplies(&self, id: &str) -> Option<Supplies> {
+        self.supplies
+            .lock()
+            .ok()
+            .and_then(|map| map.get(id).cloned())
+            .filter(|s| !s.levels.is_empty())
     }
 
     /// `(busy, problem)` for printer `id`.

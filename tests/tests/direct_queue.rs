@@ -370,14 +370,17 @@ fn gzip_and_deflate_jobs_print_byte_identical_to_their_uncompressed_form() {
 }
 
 #[test]
-fn page_ranges_reach_the_printer_and_only_those_pages_are_counted() {
+fn page_ranges_and_overrides_reach_the_printer_and_only_those_pages_are_counted() {
     let tmp = tempfile::tempdir().unwrap();
     let (printer, appliance) = lobby(tmp.path());
     let submit = format!(
-        "{{\n\tNAME \"Print-Job, pages 2-3, twice\"\n\tOPERATION Print-Job{HEADER}\n\
+        "{{\n\tNAME \"Print-Job, pages 2-3, twice, page 3 landscape\"\n\tOPERATION Print-Job{HEADER}\n\
          \tATTR mimeMediaType document-format application/pdf\n\
          \tGROUP job-attributes-tag\n\tATTR rangeOfInteger page-ranges 2-3\n\
-         \tATTR integer copies 2\n\tFILE $filename\n\tSTATUS successful-ok\n}}\n\
+         \tATTR integer copies 2\n\
+         \tATTR collection overrides {{ MEMBER rangeOfInteger pages 3-3 \
+         MEMBER enum orientation-requested 4 }}\n\
+         \tFILE $filename\n\tSTATUS successful-ok\n}}\n\
          {{\n\tNAME \"Print-Job, ranges out of order\"\n\tOPERATION Print-Job{HEADER}\n\
          \tATTR mimeMediaType document-format application/pdf\n\
          \tATTR boolean ipp-attribute-fidelity true\n\
@@ -401,7 +404,8 @@ fn page_ranges_reach_the_printer_and_only_those_pages_are_counted() {
     let asked = format!(
         "{{\n\tNAME \"the printer's job\"\n\tOPERATION Get-Job-Attributes{HEADER}\n\
          \tATTR integer job-id 1\n\tSTATUS successful-ok\n\
-         \tEXPECT page-ranges OF-TYPE rangeOfInteger\n\tEXPECT copies WITH-VALUE 2\n}}\n"
+         \tEXPECT page-ranges OF-TYPE rangeOfInteger\n\tEXPECT copies WITH-VALUE 2\n\
+         \tEXPECT overrides OF-TYPE collection\n}}\n"
     );
     let (ok, out) = ipptool_text(&printer.uri(), &asked, None, &[("requester", "alice")]).unwrap();
     assert!(ok, "{out}");

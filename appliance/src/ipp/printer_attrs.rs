@@ -20,6 +20,7 @@ use super::template::{
 use crate::config::QueueKind;
 use crate::format;
 use crate::ipp_wire::values::*;
+use crate::printer::Supplies;
 use crate::queue::Queue;
 
 /// Live facts the attributes report.
@@ -52,6 +53,8 @@ pub struct PrinterStatus {
     pub spool_area_full: bool,
     /// `ipp.document_timeout_secs` (`multiple-operation-time-out`).
     pub document_timeout_secs: u64,
+    /// The queue's printer's supply levels, where known (direct queues).
+    pub supplies: Option<Supplies>,
 }
 
 /// The queue's printer attributes, filtered by `requested`.
@@ -293,6 +296,7 @@ pub fn printer_attributes(
         ("page-ranges-supported", IppValue::Boolean(true)),
         ("print-color-mode-default", keyword("auto")),
         ("print-color-mode-supported", keywords(COLOR_MODES)),
+        ("overrides-supported", keywords(template::OVERRIDE_MEMBERS)),
         ("print-content-optimize-default", keyword("auto")),
         (
             "print-content-optimize-supported",
@@ -332,9 +336,27 @@ pub fn printer_attributes(
         ("urf-supported", keywords(URF_SUPPORTED)),
     ];
     let mut all = all;
+    // IPP Everywhere needs Identify-Printer, which a pull queue cannot do.
     if identifies(queue) {
         all.push(("identify-actions-default", keyword(IDENTIFY_DEFAULT)));
         all.push(("identify-actions-supported", keywords(IDENTIFY_ACTIONS)));
+        all.push(("ipp-features-supported", keyword("ipp-everywhere")));
+    } else {
+        all.push(("ipp-features-supported", keyword("none")));
+    }
+    if let Some(supplies) = &status.supplies {
+        let octets = |level: &Vec<u8>| IppValue::OctetString(bytes::Bytes::from(level.clone()));
+        all.push((
+            "printer-supply",
+            set(supplies.levels.iter().map(octets).collect()),
+        ));
+        all.push((
+            "printer-supply-description",
+            set(supplies.descriptions.iter().map(|d| text(d)).collect()),
+        ));
+        if let Some(info) = &supplies.info_uri {
+            all.push(("printer-supply-info-uri", uri(info)));
+        }
     }
     all.into_iter()
         .filter(|(n, _)| requested.wants(n))
@@ -480,6 +502,7 @@ mod tests {
             max_document_bytes: 1 << 31,
             document_timeout_secs: 300,
             spool_area_full: false,
+            supplies: None,
         }
     }
 

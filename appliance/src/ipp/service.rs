@@ -699,6 +699,10 @@ impl IppService {
             max_document_bytes: self.limits.max_document_bytes,
             document_timeout_secs: self.limits.document_timeout_secs,
             spool_area_full: !self.store.reserve().accepts_documents(),
+            supplies: match (&queue.kind, &queue.printer) {
+                (QueueKind::Direct, Some(printer)) => self.health.supplies(&printer.id),
+                _ => None,
+            },
         })
     }
 

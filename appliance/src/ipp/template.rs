@@ -4,6 +4,7 @@
 
 use ipp::prelude::*;
 
+use crate::ipp_wire::stored_template;
 use crate::ipp_wire::values::as_str;
 
 /// Media a queue advertises, as PWG self-describing names (office sizes).
@@ -42,6 +43,17 @@ pub const RENDERING_INTENTS: &[&str] = &[
     "relative-bpc",
     "saturation",
 ];
+/// `overrides-supported` (PWG 5100.6): what an override may name besides
+/// its `pages` (and `document-numbers`): how those pages are printed, never
+/// how many pages or sheets print or in which colour, so accounting and
+/// rules stay exact; and simple values only, so what is stored with a job
+/// stays two levels deep.
+pub const OVERRIDE_MEMBERS: &[&str] = &[
+    "document-numbers",
+    "media",
+    "orientation-requested",
+    "pages",
+];
 /// Largest `copies` accepted.
 pub const MAX_COPIES: i32 = 999;
 
@@ -59,6 +71,7 @@ pub const ACCEPTED: &[&str] = &[
     "number-up",
     "orientation-requested",
     "output-bin",
+    "overrides",
     "page-ranges",
     "print-color-mode",
     "print-content-optimize",
@@ -121,7 +134,11 @@ fn value_supported(name: &str, value: &IppValue) -> bool {
         "number-up" => *value == IppValue::Integer(1),
         "orientation-requested" => matches!(value, IppValue::Enum(3..=6)),
         "output-bin" => keyword_in(OUTPUT_BINS),
-        "page-ranges" => crate::ipp_wire::stored_template::page_ranges(value).is_some(),
+        "overrides" => match value {
+            IppValue::Array(values) => !values.is_empty() && values.iter().all(override_supported),
+            single => override_supported(single),
+        },
+        "page-ranges" => stored_template::page_ranges(value).is_some(),
         "print-color-mode" => keyword_in(COLOR_MODES),
         "print-content-optimize" => keyword_in(CONTENT_OPTIMIZE),
         "print-quality" => matches!(value, IppValue::Enum(3..=5)),
@@ -184,6 +201,20 @@ fn media_col_supported(value: &IppValue) -> bool {
     })
 }
 
+/// One `overrides` collection: the pages it is for, and members of
+/// [`OVERRIDE_MEMBERS`] with supported values.
+fn override_supported(value: &IppValue) -> bool {
+    let IppValue::Collection(members) = value else {
+        return false;
+    };
+    members.iter().any(|(name, _)| name.as_str() == "pages")
+        && members.iter().all(|(name, member)| match name.as_str() {
+            "pages" | "document-numbers" => stored_template::page_ranges(member).is_some(),
+            "media" | "orientation-requested" => value_supported(name.as_str(), member),
+            _ => false,
+        })
+}
+
 /// The `job-hold-until` keyword among accepted attributes, if any.
 pub fn hold_until(accepted: &[IppAttribute]) -> Option<String> {
     accepted
@@ -236,6 +267,34 @@ mod tests {
         ]);
         assert!(checked.accepted.is_empty());
         assert_eq!(checked.unsupported.len(), 5);
+    }
+
+    #[test]
+    fn overrides_change_how_pages_print_never_how_many() {
+        let name = |n: &str| ipp::value::IppName::new(n).unwrap();
+        let pages = IppValue::RangeOfInteger { min: 2, max: 2 };
+        let over = |extra: (&str, IppValue)| {
+            IppValue::Collection(BTreeMap::from([
+                (name("pages"), pages.clone()),
+                (name(extra.0), extra.1),
+            ]))
+        };
+        let landscape = over(("orientation-requested", IppValue::Enum(4)));
+        let letter = over(("media", keyword("na_letter_8.5x11in")));
+        let checked = check(&[attr("overrides", IppValue::Array(vec![landscape, letter]))]);
+        assert_eq!(names(&checked.accepted), ["overrides"]);
+        for refused in [
+            over(("copies", IppValue::Integer(5))),
+            over(("print-color-mode", keyword("monochrome"))),
+            over(("media", keyword("a-bedsheet"))),
+            IppValue::Collection(BTreeMap::from([(
+                name("media"),
+                keyword("iso_a4_210x297mm"),
+            )])),
+        ] {
+            let checked = check(&[attr("overrides", refused.clone())]);
+            assert!(checked.accepted.is_empty(), "{refused:?}");
+        }
     }
 
     #[test]

@@ -23,7 +23,7 @@ use super::{OutputError, document_stream};
 use crate::ipp_wire::stored_template;
 use crate::ipp_wire::values::{as_str, attr, keyword, mime, name};
 use crate::job::{JobRecord, JobUuid};
-use crate::printer::IppPrinter;
+use crate::printer::{IppPrinter, Supplies};
 use crate::store::Spool;
 
 /// What the printer said about a job it accepted.
@@ -454,6 +454,65 @@ pub fn capabilities_from(attributes: &IppAttributes) -> Capabilities {
     }
 }
 
+/// Asks a printer for its supply levels.
+pub async fn supplies(printer: &IppPrinter, timeout: Duration) -> Result<Supplies, OutputError> {
+    let mut req = request(&printer.uri, Operation::GetPrinterAttributes, "appliance")?;
+    req.attributes_mut().add(
+        DelimiterTag::OperationAttributes,
+        requested(&[
+            "printer-supply",
+            "printer-supply-description",
+            "printer-supply-info-uri",
+        ]),
+    );
+    let response = exchange(printer, req, timeout).await?;
+    let status = response.header().status_code();
+    if (status as u16) >= 0x0100 {
+        return Err(OutputError::Rejected(format!("printer answered {status}")));
+    }
+    Ok(supplies_from(response.attributes()))
+}
+
+/// Reads [`Supplies`] out of a Get-Printer-Attributes answer; levels
+/// without a description each, or the other way round, are not kept.
+pub fn supplies_from(attributes: &IppAttributes) -> Supplies {
+    let values = |n: &str| -> Vec<IppValue> {
+        match attributes
+            .groups_of(DelimiterTag::PrinterAttributes)
+            .flat_map(|g| g.attributes())
+            .find(|a| a.name().as_str() == n)
+            .map(|a| a.value().clone())
+        {
+            Some(IppValue::Array(values)) => values,
+            Some(one) => vec![one],
+            None => Vec::new(),
+        }
+    };
+    let levels: Vec<Vec<u8>> = values("printer-supply")
+        .into_iter()
+        .filter_map(|v| match v {
+            IppValue::OctetString(bytes) => Some(bytes.to_vec()),
+            _ => None,
+        })
+        .collect();
+    let descriptions: Vec<String> = values("printer-supply-description")
+        .iter()
+        .filter_map(as_str)
+        .map(str::to_owned)
+        .collect();
+    if levels.len() != descriptions.len() {
+        return Supplies::default();
+    }
+    Supplies {
+        levels,
+        descriptions,
+        info_uri: values("printer-supply-info-uri")
+            .first()
+            .and_then(as_str)
+            .map(str::to_owned),
+    }
+}
+
 /// Asks a printer to show where it is (Identify-Printer): `actions` such
 /// as `sound` or `display` (with `message`).
 pub async fn identify(
@@ -565,6 +624,42 @@ mod tests {
             classify_submission(StatusCode::ClientErrorDocumentFormatNotSupported, &none),
             Err(OutputError::Rejected(_))
         ));
+    }
+
+    #[test]
+    fn supplies_are_read_in_pairs() {
+        let level = |s: &str| IppValue::OctetString(bytes::Bytes::from(s.to_owned()));
+        let mut all = IppAttributes::new();
+        for a in [
+            attr(
+                "printer-supply",
+                IppValue::Array(vec![
+                    level("index=1;class=supplyThatIsConsumed;type=toner;level=40;"),
+                    level("index=2;class=receptacleThatIsFilled;type=wasteToner;level=5;"),
+                ]),
+            ),
+            attr(
+                "printer-supply-description",
+                IppValue::Array(vec![text("Black Toner"), text("Waste Toner")]),
+            ),
+            attr(
+                "printer-supply-info-uri",
+                crate::ipp_wire::values::uri("http://p/order"),
+            ),
+        ] {
+            all.add(DelimiterTag::PrinterAttributes, a);
+        }
+        let supplies = supplies_from(&all);
+        assert_eq!(supplies.levels.len(), 2);
+        assert_eq!(supplies.descriptions, ["Black Toner", "Waste Toner"]);
+        assert_eq!(supplies.info_uri.as_deref(), Some("http://p/order"));
+
+        let mut unpaired = IppAttributes::new();
+        unpaired.add(
+            DelimiterTag::PrinterAttributes,
+            attr("printer-supply", level("index=1;level=40;")),
+        );
+        assert_eq!(supplies_from(&unpaired), Supplies::default());
     }
 
     #[test]

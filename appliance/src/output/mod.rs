@@ -1,7 +1,8 @@
 //! Output: handing a stored job to a printer.
 //!
 //! [`crate::printer::DeviceUri`] says how a printer is reached; [`ipp`],
-//! [`socket`] and [`lpd`] speak to it; [`forwarder`] decides when to send what and records the outcome.
+//! [`socket`] and [`lpd`] speak to it; [`forwarder`] decides when to send what and records the outcome;
+//! [`supplies`] reads the printers' supply levels for the IPP queues.
 //! Documents are streamed from the spool, decompressed on a blocking thread
 //! and checked against their recorded SHA-256 on the way out, so a damaged
 //! spool file fails the transfer instead of printing garbage.
@@ -15,6 +16,7 @@ pub mod ipp;
 pub mod lpd;
 pub mod socket;
 mod store_trouble;
+pub mod supplies;
 
 use std::io::Read;
 use std::sync::Arc;
