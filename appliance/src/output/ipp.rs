@@ -391,35 +391,54 @@ pub async fn capabilities(
     printer: &IppPrinter,
     timeout: Duration,
 ) -> Result<Capabilities, OutputError> {
+    let names = [
+        "printer-make-and-model",
+        "color-supported",
+        "sides-supported",
+        "document-format-supported",
+        "printer-state",
+        "printer-state-message",
+    ];
+    let attributes = printer_attributes(printer, &names, timeout).await?;
+    Ok(capabilities_from(&attributes))
+}
+
+/// Get-Printer-Attributes for `names`; a refusal is an error.
+async fn printer_attributes(
+    printer: &IppPrinter,
+    names: &[&str],
+    timeout: Duration,
+) -> Result<IppAttributes, OutputError> {
     let mut req = request(&printer.uri, Operation::GetPrinterAttributes, "appliance")?;
-    req.attributes_mut().add(
-        DelimiterTag::OperationAttributes,
-        requested(&[
-            "printer-make-and-model",
-            "color-supported",
-            "sides-supported",
-            "document-format-supported",
-            "printer-state",
-            "printer-state-message",
-        ]),
-    );
-    let response = exchange(printer, req, timeout).await?;
+    req.attributes_mut()
+        .add(DelimiterTag::OperationAttributes, requested(names));
+    let response = answered_ok(exchange(printer, req, timeout).await?)?;
+    Ok(response.attributes().clone())
+}
+
+/// The response, if its status is a success.
+fn answered_ok(response: IppRequestResponse) -> Result<IppRequestResponse, OutputError> {
     let status = response.header().status_code();
     if (status as u16) >= 0x0100 {
-        return Err(OutputError::Rejected(format!("printer answered {status}")));
+        return Err(OutputError::Rejected(format!(
+            "the printer answered {status}"
+        )));
     }
-    Ok(capabilities_from(response.attributes()))
+    Ok(response)
+}
+
+/// The value of printer attribute `name` in an answer.
+fn printer_attribute(attributes: &IppAttributes, name: &str) -> Option<IppValue> {
+    attributes
+        .groups_of(DelimiterTag::PrinterAttributes)
+        .flat_map(|g| g.attributes())
+        .find(|a| a.name().as_str() == name)
+        .map(|a| a.value().clone())
 }
 
 /// Reads [`Capabilities`] out of a Get-Printer-Attributes answer.
 pub fn capabilities_from(attributes: &IppAttributes) -> Capabilities {
-    let find = |n: &str| {
-        attributes
-            .groups_of(DelimiterTag::PrinterAttributes)
-            .flat_map(|g| g.attributes())
-            .find(|a| a.name().as_str() == n)
-            .map(|a| a.value().clone())
-    };
+    let find = |n: &str| printer_attribute(attributes, n);
     let strings = |v: Option<IppValue>| -> Vec<String> {
         match v {
             Some(IppValue::Array(values)) => values
@@ -456,33 +475,20 @@ pub fn capabilities_from(attributes: &IppAttributes) -> Capabilities {
 
 /// Asks a printer for its supply levels.
 pub async fn supplies(printer: &IppPrinter, timeout: Duration) -> Result<Supplies, OutputError> {
-    let mut req = request(&printer.uri, Operation::GetPrinterAttributes, "appliance")?;
-    req.attributes_mut().add(
-        DelimiterTag::OperationAttributes,
-        requested(&[
-            "printer-supply",
-            "printer-supply-description",
-            "printer-supply-info-uri",
-        ]),
-    );
-    let response = exchange(printer, req, timeout).await?;
-    let status = response.header().status_code();
-    if (status as u16) >= 0x0100 {
-        return Err(OutputError::Rejected(format!("printer answered {status}")));
-    }
-    Ok(supplies_from(response.attributes()))
+    let names = [
+        "printer-supply",
+        "printer-supply-description",
+        "printer-supply-info-uri",
+    ];
+    let attributes = printer_attributes(printer, &names, timeout).await?;
+    Ok(supplies_from(&attributes))
 }
 
 /// Reads [`Supplies`] out of a Get-Printer-Attributes answer; levels
 /// without a description each, or the other way round, are not kept.
 pub fn supplies_from(attributes: &IppAttributes) -> Supplies {
     let values = |n: &str| -> Vec<IppValue> {
-        match attributes
-            .groups_of(DelimiterTag::PrinterAttributes)
-            .flat_map(|g| g.attributes())
-            .find(|a| a.name().as_str() == n)
-            .map(|a| a.value().clone())
-        {
+        match printer_attribute(attributes, n) {
             Some(IppValue::Array(values)) => values,
             Some(one) => vec![one],
             None => Vec::new(),
@@ -537,14 +543,7 @@ pub async fn identify(
             attr("message", crate::ipp_wire::values::text(message)),
         );
     }
-    let response = exchange(printer, req, timeout).await?;
-    let status = response.header().status_code();
-    if (status as u16) >= 0x0100 {
-        return Err(OutputError::Rejected(format!(
-            "the printer answered {status}"
-        )));
-    }
-    Ok(())
+    answered_ok(exchange(printer, req, timeout).await?).map(|_| ())
 }
 
 /// Cancels a job at the printer (best effort: the printer may have finished).
