@@ -307,8 +307,14 @@ pub enum IppAuthentication {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
-    /// zstd level for spool files (1 is fast; higher saves disk, costs CPU).
+    /// zstd level for documents that compress (1 is fast; higher saves
+    /// disk, costs CPU). Documents that do not compress are stored as sent.
     pub compression_level: i32,
+    /// Documents up to this many KiB are kept in the database and made
+    /// durable by their job's commit (no spool file, no fsync of their
+    /// own); larger ones go to spool files. 0 puts every document in a
+    /// file; at most 4096.
+    pub inline_max_kib: u64,
     /// Room on the data disk kept for job state changes, logins and the
     /// journal when documents have filled it (a ballast file); 0 keeps none.
     pub reserve_bytes: u64,
@@ -520,6 +526,7 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             compression_level: 1,
+            inline_max_kib: 256,
             reserve_bytes: 64 * 1024 * 1024,
         }
     }
@@ -650,6 +657,15 @@ impl Config {
             return invalid(
                 "store.compression_level".into(),
                 format!("{} is outside zstd's 1..=19", self.store.compression_level),
+            );
+        }
+        if self.store.inline_max_kib > 4096 {
+            return invalid(
+                "store.inline_max_kib".into(),
+                format!(
+                    "{} is above 4096 (each upload holds up to this much in memory)",
+                    self.store.inline_max_kib
+                ),
             );
         }
         if self.output.retry_initial_secs == 0

@@ -157,6 +157,7 @@ pub async fn run(
     let options = StoreOptions {
         fleet_key,
         compression_level: config.store.compression_level,
+        inline_max: config.store.inline_max_kib * 1024,
         site: config.site.clone(),
         keep_printed_ms: i64::try_from(config.retention.printed_job_secs.saturating_mul(1000))
             .unwrap_or(i64::MAX),

@@ -349,6 +349,27 @@ impl Appliance {
         stored_jobs(&self.data_dir)
     }
 
+    /// Whether the store still keeps job `uuid`'s document: a spool file
+    /// (`<uuid>.zst` or `.raw`) or a row of the database's `documents`.
+    pub fn document_stored(&self, uuid: &str) -> Result<bool> {
+        let spool = self.data_dir.join("spool");
+        if ["zst", "raw"]
+            .iter()
+            .any(|ext| spool.join(format!("{uuid}.{ext}")).exists())
+        {
+            return Ok(true);
+        }
+        let conn = rusqlite::Connection::open_with_flags(
+            self.data_dir.join("appliance.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )?;
+        Ok(conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM documents WHERE uuid = ?1)",
+            [uuid],
+            |row| row.get(0),
+        )?)
+    }
+
     /// Runs `appliance ARGS --data-dir DIR` with `stdin` as input, bounded in time.
     pub fn cli(&self, args: &[&str], stdin: &str) -> Result<Output> {
         run_with_input(

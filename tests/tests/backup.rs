@@ -31,7 +31,17 @@ fn a_backup_taken_while_jobs_arrive_restores_every_acknowledged_job() {
     original.restart().unwrap();
 
     let mut rng = Rng::new(7);
-    let before: Vec<Vec<u8>> = (0..12).map(|i| rng.pdf(20_000 + i * 1000)).collect();
+    // Small documents live in the database, large ones in spool files:
+    // a backup carries both.
+    let before: Vec<Vec<u8>> = (0..12)
+        .map(|i| {
+            rng.pdf(if i % 4 == 0 {
+                400_000
+            } else {
+                20_000 + i * 1000
+            })
+        })
+        .collect();
     for doc in &before {
         assert_eq!(
             send_print_job(original.port, "secure", "alice", doc)
@@ -156,7 +166,8 @@ fn a_backup_taken_while_jobs_arrive_restores_every_acknowledged_job() {
 fn a_damaged_backup_is_refused_and_changes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let original = Appliance::start(&tmp.path().join("a"), "").unwrap();
-    let doc = Rng::new(3).pdf(50_000);
+    // Large enough for a spool file, which the backup then carries.
+    let doc = Rng::new(3).pdf(400_000);
     assert_eq!(
         send_print_job(original.port, "secure", "alice", &doc)
             .unwrap()

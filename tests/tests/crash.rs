@@ -1,7 +1,9 @@
 //! Crash safety: clients submit jobs while the daemon is killed with
 //! SIGKILL at random moments. After every restart, every job that was
 //! answered `successful-ok` is there with the SHA-256 of what was sent, and
-//! no job is visible without its complete document.
+//! no job is visible without its complete document. Documents are mixed:
+//! small ones (kept in the database) and large ones (spool files), noise
+//! (stored as sent) and text (compressed).
 //!
 //! `APPLIANCE_CRASH_ROUNDS` sets the rounds (default 20; `SOAK=1 tests/run`
 //! uses 200); `APPLIANCE_CRASH_SEED` replays a run.
@@ -40,6 +42,7 @@ fn acknowledged_jobs_survive_sigkill_at_random_moments() {
     let mut acknowledged: HashMap<i64, String> = HashMap::new();
     let mut partial_uploads_removed = 0u64;
     let mut orphans_removed = 0u64;
+    let mut kinds: std::collections::BTreeMap<(String, String), u64> = Default::default();
     for round in 0..rounds {
         let stop = Arc::new(AtomicBool::new(false));
         let port = appliance.port;
@@ -55,7 +58,14 @@ fn acknowledged_jobs_survive_sigkill_at_random_moments() {
                         } else {
                             rng.range(1024, 64 * 1024)
                         };
-                        let doc = rng.pdf(len as usize);
+                        let mut doc = rng.pdf(len as usize);
+                        if rng.range(0, 3) == 0 {
+                            // Text compresses: stored with zstd.
+                            doc = b"%PDF-1.4\n".to_vec();
+                            while doc.len() < len as usize {
+                                doc.extend_from_slice(b"BT /F1 12 Tf (a line of text) Tj ET\n");
+                            }
+                        }
                         match send_print_job(port, "secure", &format!("user{c}"), &doc) {
                             Ok(r) if r.status == 0 => {
                                 let id = r.integer("job-id").expect("successful-ok carries job-id");
@@ -113,6 +123,22 @@ fn acknowledged_jobs_survive_sigkill_at_random_moments() {
         }
         if round % 10 == 9 || round + 1 == rounds {
             spool_check(&appliance);
+        }
+        for job in stored.values() {
+            let kind = (
+                job["stored_in"].as_str().unwrap_or("none").to_owned(),
+                job["encoding"].as_str().unwrap_or("none").to_owned(),
+            );
+            *kinds.entry(kind).or_insert(0u64) += 1;
+        }
+    }
+    eprintln!("crash test: documents stored, by place and encoding, summed over rounds: {kinds:?}");
+    for place in ["database", "file"] {
+        for encoding in ["zstd", "identity"] {
+            assert!(
+                kinds.contains_key(&(place.to_owned(), encoding.to_owned())),
+                "no {place} document with {encoding} in the run: {kinds:?}"
+            );
         }
     }
     eprintln!(

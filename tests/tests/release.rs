@@ -526,9 +526,8 @@ fn a_printed_job_can_be_printed_again_until_its_time_for_reprint_is_over() {
     // "all" never reprints; and once the time is over, the document goes.
     let all = release(&api, &alice, json!({"jobs": "all"}));
     assert!(all["jobs"].as_array().unwrap().is_empty(), "{all}");
-    let spool = appliance.data_dir.join(format!("spool/{id}.zst"));
     wait_for(Duration::from_secs(20), "the reprint time to end", || {
-        (!spool.exists() && jobs(&api, &alice).is_empty()).then_some(())
+        (!appliance.document_stored(&id).unwrap() && jobs(&api, &alice).is_empty()).then_some(())
     })
     .unwrap();
     assert!(appliance.log().contains("time for reprint is over"));

@@ -18,11 +18,11 @@ fn an_unreleased_job_expires_and_its_document_is_deleted() {
         0
     );
     let held = appliance.jobs().unwrap().remove(0);
-    let spool_file = appliance
-        .data_dir
-        .join("spool")
-        .join(format!("{}.zst", held["uuid"].as_str().unwrap()));
-    assert!(spool_file.exists(), "a held job has its document");
+    let uuid = held["uuid"].as_str().unwrap();
+    assert!(
+        appliance.document_stored(uuid).unwrap(),
+        "a held job has its document"
+    );
 
     let expired = wait_for(Duration::from_secs(30), "the job to expire", || {
         appliance
@@ -38,7 +38,7 @@ fn an_unreleased_job_expires_and_its_document_is_deleted() {
         "{message}"
     );
     assert!(
-        !spool_file.exists(),
+        !appliance.document_stored(uuid).unwrap(),
         "the document of an expired job is deleted"
     );
     assert!(

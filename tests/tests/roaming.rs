@@ -496,7 +496,7 @@ fn unclaimed_spool_files(site: &Appliance) -> Vec<String> {
     std::fs::read_dir(site.data_dir.join("spool"))
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|name| name.ends_with(".zst"))
+        .filter(|name| name.ends_with(".zst") || name.ends_with(".raw"))
         .filter(|name| !jobs.iter().any(|uuid| name.starts_with(uuid.as_str())))
         .collect()
 }

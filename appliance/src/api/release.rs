@@ -242,6 +242,8 @@ pub(super) fn held_copy_of(
                 pages_exact: claimed.pages_exact,
                 color: DocumentColor::from_keyword(&claimed.color),
             },
+            // Until the document arrives; the store records where it went.
+            storage: crate::job::DocumentStorage::LEGACY,
         }),
         documents_complete: true,
         created_ms: claimed.submitted_ms,

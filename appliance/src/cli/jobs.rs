@@ -94,6 +94,8 @@ pub(crate) fn job_json(job: &JobRecord) -> serde_json::Value {
         "format": job.document.as_ref().map(|d| &d.format),
         "size": job.document.as_ref().map(|d| d.size),
         "sha256": job.document.as_ref().map(|d| &d.sha256),
+        "stored_in": job.document.as_ref().map(|d| d.storage.place.keyword()),
+        "encoding": job.document.as_ref().map(|d| d.storage.encoding.keyword()),
         "pages": job.document.as_ref().and_then(|d| d.analysis.pages),
         "pages_exact": job.document.as_ref().is_some_and(|d| d.analysis.pages_exact),
         "color": job.document.as_ref().map(|d| d.analysis.color.keyword()),
@@ -117,8 +119,8 @@ pub(crate) fn check_spool(dir: &Path) -> Result<(), Failure> {
             let Some(doc) = &job.document else { continue };
             checked += 1;
             let verdict = reader
-                .spool()
-                .open_document(job.uuid)
+                .documents()
+                .open(job.uuid, doc)
                 .and_then(spool::hash_document);
             match verdict {
                 Ok((size, sha)) if size == doc.size && sha == doc.sha256 => {}

@@ -488,7 +488,7 @@ mod tests {
 
     fn spool() -> (tempfile::TempDir, Spool) {
         let dir = tempfile::tempdir().unwrap();
-        let spool = Spool::open(&dir.path().join("spool"), 1).unwrap();
+        let spool = Spool::open(&dir.path().join("spool"), 1, 0).unwrap();
         (dir, spool)
     }
 

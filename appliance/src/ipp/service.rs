@@ -1005,6 +1005,7 @@ fn document_record(received: &Received, name: Option<String>) -> DocumentRecord 
         spool_size: received.document.spool_size,
         sha256: received.document.sha256.clone(),
         analysis: received.analysis,
+        storage: received.document.storage,
     }
 }
 

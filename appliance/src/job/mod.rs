@@ -117,12 +117,90 @@ pub struct DocumentRecord {
     pub name: Option<String>,
     /// Bytes as the client sent them.
     pub size: u64,
-    /// Bytes on disk (zstd-compressed).
+    /// Bytes stored (after compression, when it is compressed).
     pub spool_size: u64,
     /// Hex SHA-256 of the bytes as the client sent them.
     pub sha256: String,
     /// Page count and colour read from the document at intake.
     pub analysis: Analysis,
+    /// Where the bytes are kept and how they are encoded there.
+    pub storage: DocumentStorage,
+}
+
+/// Where a stored document's bytes are and how they are encoded: small
+/// documents live in the database, committed with their job; the rest in
+/// spool files. Either is zstd-compressed only when that paid at intake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DocumentStorage {
+    /// Database row or spool file.
+    pub place: StoredIn,
+    /// zstd, or the bytes as sent.
+    pub encoding: Encoding,
+}
+
+impl DocumentStorage {
+    /// The only layout before documents could live in the database: a
+    /// zstd spool file. Rows written then read as this.
+    pub const LEGACY: DocumentStorage = DocumentStorage {
+        place: StoredIn::SpoolFile,
+        encoding: Encoding::Zstd,
+    };
+}
+
+/// Where a stored document's bytes are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoredIn {
+    /// A file in the spool directory, named by the job.
+    SpoolFile,
+    /// A row of the `documents` table, written in the job's transaction.
+    Database,
+}
+
+impl StoredIn {
+    /// The keyword kept in the database.
+    pub fn keyword(self) -> &'static str {
+        match self {
+            StoredIn::SpoolFile => "file",
+            StoredIn::Database => "database",
+        }
+    }
+
+    /// The value of a stored keyword.
+    pub fn from_keyword(keyword: &str) -> Option<StoredIn> {
+        match keyword {
+            "file" => Some(StoredIn::SpoolFile),
+            "database" => Some(StoredIn::Database),
+            _ => None,
+        }
+    }
+}
+
+/// How a stored document's bytes are encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// A zstd frame: the document compressed.
+    Zstd,
+    /// The bytes as sent (they did not compress enough to be worth it).
+    Identity,
+}
+
+impl Encoding {
+    /// The keyword kept in the database.
+    pub fn keyword(self) -> &'static str {
+        match self {
+            Encoding::Zstd => "zstd",
+            Encoding::Identity => "identity",
+        }
+    }
+
+    /// The value of a stored keyword.
+    pub fn from_keyword(keyword: &str) -> Option<Encoding> {
+        match keyword {
+            "zstd" => Some(Encoding::Zstd),
+            "identity" => Some(Encoding::Identity),
+            _ => None,
+        }
+    }
 }
 
 /// Another site's claim to print this held job (job roaming): while it
@@ -327,6 +405,7 @@ impl JobRecord {
                 spool_size: 1000,
                 sha256: "00".into(),
                 analysis: Analysis::UNKNOWN,
+                storage: DocumentStorage::LEGACY,
             }),
             documents_complete: true,
             created_ms: 1_700_000_000_000,

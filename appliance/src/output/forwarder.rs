@@ -275,24 +275,15 @@ impl Forwarder {
         let size = job.document.as_ref().map_or(0, |d| d.size);
         let timeout = transfer_timeout(Duration::from_secs(self.config.request_timeout_secs), size);
         tracing::info!(job = %job.uuid, printer = %self.printer.id, attempt = job.attempts, "sending job");
-        let result = match &self.device {
-            DeviceUri::Ipp(uri) => ipp_output::submit(uri, self.store.spool(), &job, timeout).await,
-            DeviceUri::Socket { host, port } => {
-                socket::submit(host, *port, self.store.spool(), &job, timeout)
-                    .await
-                    .map(|()| None)
+        let verified = match &job.document {
+            Some(document) => {
+                super::verify_document(&self.store.documents(), job.uuid, document).await
             }
-            DeviceUri::Lpd { host, port, queue } => lpd::submit(
-                host,
-                *port,
-                queue,
-                &self.site,
-                self.store.spool(),
-                &job,
-                timeout,
-            )
-            .await
-            .map(|()| None),
+            None => Ok(()),
+        };
+        let result = match (verified, &self.device) {
+            (Err(e), _) => Err(e),
+            (Ok(()), device) => self.submit(device, &job, timeout).await,
         };
         match result {
             Ok(device_job_id) => {
@@ -340,6 +331,49 @@ impl Forwarder {
                 self.return_to_owner(&job, message).await;
             }
             Err(OutputError::Rejected(reason)) => self.finish(&job, Err(reason)).await,
+            Err(OutputError::Damaged(reason)) => {
+                tracing::error!(job = %job.uuid, %reason, "stored document damaged; not sent (appliance spool check lists every damaged document)");
+                self.count("damaged");
+                let message = format!(
+                    "Not printed: {reason}. Nothing was sent to {}; print the document again.",
+                    self.label()
+                );
+                if self.is_release(&job) {
+                    self.return_to_owner(&job, message).await;
+                } else {
+                    self.finish(&job, Err(message)).await;
+                }
+            }
+        }
+    }
+
+    /// Sends `job` to the printer the way `device` says.
+    async fn submit(
+        &self,
+        device: &DeviceUri,
+        job: &JobRecord,
+        timeout: Duration,
+    ) -> Result<Option<i32>, OutputError> {
+        match device {
+            DeviceUri::Ipp(uri) => {
+                ipp_output::submit(uri, &self.store.documents(), job, timeout).await
+            }
+            DeviceUri::Socket { host, port } => {
+                socket::submit(host, *port, &self.store.documents(), job, timeout)
+                    .await
+                    .map(|()| None)
+            }
+            DeviceUri::Lpd { host, port, queue } => lpd::submit(
+                host,
+                *port,
+                queue,
+                &self.site,
+                &self.store.documents(),
+                job,
+                timeout,
+            )
+            .await
+            .map(|()| None),
         }
     }
 

@@ -24,7 +24,7 @@ use crate::ipp_wire::stored_template;
 use crate::ipp_wire::values::{as_str, attr, keyword, mime, name};
 use crate::job::{JobRecord, JobUuid};
 use crate::printer::{IppPrinter, Supplies};
-use crate::store::Spool;
+use crate::store::Documents;
 
 /// What the printer said about a job it accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,7 +120,7 @@ pub fn printer_job_name(job: &JobRecord) -> String {
 /// Sends `job` with Print-Job. Returns the printer's job-id (if it gave one).
 pub async fn submit(
     printer: &IppPrinter,
-    spool: &Spool,
+    documents: &Documents,
     job: &JobRecord,
     timeout: Duration,
 ) -> Result<Option<i32>, OutputError> {
@@ -146,12 +146,7 @@ pub async fn submit(
         }
     }
     let sent_everything = Arc::new(AtomicBool::new(false));
-    let stream = document_stream(
-        spool,
-        job.uuid,
-        document.sha256.clone(),
-        sent_everything.clone(),
-    );
+    let stream = document_stream(documents, job.uuid, document, sent_everything.clone());
     *req.payload_mut() = IppPayload::new_async(stream.compat());
 
     match client(printer, timeout)?.send(req).await {

@@ -20,7 +20,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::{OutputError, connect, document_of, document_stream};
 use crate::job::JobRecord;
-use crate::store::Spool;
+use crate::store::Documents;
 
 /// The control file for `job`, and the data file's name in it.
 pub fn control_file(job: &JobRecord, client_host: &str) -> (String, String) {
@@ -67,7 +67,7 @@ pub async fn submit(
     port: u16,
     queue: &str,
     client_host: &str,
-    spool: &Spool,
+    documents: &Documents,
     job: &JobRecord,
     timeout: Duration,
 ) -> Result<(), OutputError> {
@@ -102,9 +102,9 @@ pub async fn submit(
         )
         .await?;
         let mut reader = document_stream(
-            spool,
+            documents,
             job.uuid,
-            document.sha256.clone(),
+            document,
             Arc::new(AtomicBool::new(false)),
         );
         let copied = tokio::io::copy(&mut reader, &mut stream)

@@ -3,9 +3,11 @@
 //! [`crate::printer::DeviceUri`] says how a printer is reached; [`ipp`],
 //! [`socket`] and [`lpd`] speak to it; [`forwarder`] decides when to send what and records the outcome;
 //! [`supplies`] reads the printers' supply levels for the IPP queues.
-//! Documents are streamed from the spool, decompressed on a blocking thread
-//! and checked against their recorded SHA-256 on the way out, so a damaged
-//! spool file fails the transfer instead of printing garbage.
+//! Documents are read back and checked against their recorded SHA-256
+//! before the printer is contacted ([`verify_document`]), so a damaged
+//! document is never sent: some printers print whatever arrived when a
+//! transfer breaks. They are then streamed from the store, decoded on a
+//! blocking thread and checked again on the way out.
 //!
 //! A job is sent at most once without a person asking again: when a
 //! transfer fails after the whole document may have reached the printer,
@@ -26,8 +28,8 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncRead;
 use tokio::sync::mpsc;
 
-use crate::job::JobUuid;
-use crate::store::Spool;
+use crate::job::{DocumentRecord, JobUuid};
+use crate::store::Documents;
 
 /// Why a hand-over did not complete.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -43,6 +45,37 @@ pub enum OutputError {
     /// The printer refused the job for good (format, attributes, ...).
     #[error("{0}")]
     Rejected(String),
+    /// The stored document is damaged or gone; nothing was sent.
+    #[error("{0}")]
+    Damaged(String),
+}
+
+/// Reads a job's stored document once and checks its size and SHA-256
+/// against what intake recorded, on a blocking thread. A mismatch or an
+/// unreadable document is [`OutputError::Damaged`]: it must not be sent.
+pub async fn verify_document(
+    documents: &Documents,
+    uuid: JobUuid,
+    document: &DocumentRecord,
+) -> Result<(), OutputError> {
+    let (documents, expected) = (documents.clone(), document.clone());
+    let checked = tokio::task::spawn_blocking(move || {
+        documents
+            .open(uuid, &expected)
+            .and_then(crate::store::spool::hash_document)
+            .map(|(size, sha256)| size == expected.size && sha256 == expected.sha256)
+    })
+    .await
+    .map_err(|e| OutputError::Retry(format!("the document check did not finish: {e}")))?;
+    match checked {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(OutputError::Damaged(format!(
+            "the stored document of job {uuid} does not match its SHA-256"
+        ))),
+        Err(e) => Err(OutputError::Damaged(format!(
+            "the stored document of job {uuid} cannot be read: {e}"
+        ))),
+    }
 }
 
 /// The document of a job being sent (a job without one cannot be sent).
@@ -75,16 +108,17 @@ const STREAM_CHUNK: usize = 64 * 1024;
 /// SHA-256 differs from `sha256`, so the receiver never takes it as complete.
 /// `finished` is set once the last byte has been handed out.
 pub fn document_stream(
-    spool: &Spool,
+    documents: &Documents,
     uuid: JobUuid,
-    sha256: String,
+    document: &DocumentRecord,
     finished: Arc<std::sync::atomic::AtomicBool>,
 ) -> impl AsyncRead + Send + Unpin + 'static {
     let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(STREAM_DEPTH);
-    let spool = spool.clone();
+    let (documents, document) = (documents.clone(), document.clone());
+    let sha256 = document.sha256.clone();
     tokio::task::spawn_blocking(move || {
         let result = (|| -> std::io::Result<()> {
-            let mut reader = spool.open_document(uuid)?;
+            let mut reader = documents.open(uuid, &document)?;
             let mut hasher = Sha256::new();
             loop {
                 let mut buf = vec![0u8; STREAM_CHUNK];
@@ -101,7 +135,7 @@ pub fn document_stream(
             if hex::encode(hasher.finalize()) != sha256 {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::InvalidData,
-                    format!("spool file of job {uuid} does not match its SHA-256"),
+                    format!("the stored document of job {uuid} does not match its SHA-256"),
                 ));
             }
             Ok(())
@@ -125,44 +159,76 @@ pub fn document_stream(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::job::{Encoding, JobRecord, StoredIn};
+    use crate::metrics::Metrics;
+    use crate::store::{JobStore, test_options};
     use std::io::Write;
     use std::sync::atomic::{AtomicBool, Ordering};
     use tokio::io::AsyncReadExt;
 
-    fn stored(data: &[u8]) -> (tempfile::TempDir, Spool, JobUuid, String) {
+    /// A job committed with `data` as its document, wherever the store
+    /// keeps it.
+    async fn stored(data: &[u8]) -> (tempfile::TempDir, JobStore, JobRecord) {
         let dir = tempfile::tempdir().unwrap();
-        let spool = Spool::open(&dir.path().join("spool"), 1).unwrap();
-        let uuid = JobUuid::new();
-        let mut w = spool.create(uuid).unwrap();
+        let (store, _) =
+            JobStore::open(dir.path(), test_options(0), Arc::new(Metrics::new())).unwrap();
+        let job = JobRecord::sample();
+        let mut w = store.spool().create(job.uuid).unwrap();
         w.write_all(data).unwrap();
         let doc = w.finish().unwrap();
-        let sha = doc.sha256.clone();
-        doc.keep();
-        (dir, spool, uuid, sha)
+        let mut job = job;
+        if let Some(record) = job.document.as_mut() {
+            record.sha256 = doc.sha256.clone();
+            record.size = doc.size;
+        }
+        let job = store.insert(job, Some(doc)).await.unwrap();
+        (dir, store, job)
+    }
+
+    async fn stream(store: &JobStore, job: &JobRecord) -> (std::io::Result<usize>, Vec<u8>, bool) {
+        let done = Arc::new(AtomicBool::new(false));
+        let mut out = Vec::new();
+        let document = job.document.as_ref().unwrap();
+        let read = document_stream(&store.documents(), job.uuid, document, done.clone())
+            .read_to_end(&mut out)
+            .await;
+        (read, out, done.load(Ordering::SeqCst))
     }
 
     #[tokio::test]
-    async fn streams_the_original_bytes() {
-        let data: Vec<u8> = (0..500_000u32).map(|i| (i % 7) as u8).collect();
-        let (_dir, spool, uuid, sha) = stored(&data);
-        let done = Arc::new(AtomicBool::new(false));
-        let mut out = Vec::new();
-        document_stream(&spool, uuid, sha, done.clone())
-            .read_to_end(&mut out)
-            .await
-            .unwrap();
-        assert_eq!(out, data);
-        assert!(done.load(Ordering::SeqCst));
+    async fn streams_the_original_bytes_from_the_database_and_from_files() {
+        let repetitive: Vec<u8> = (0..500_000u32).map(|i| (i % 7) as u8).collect();
+        let mut state = 1u32;
+        let noise: Vec<u8> = (0..100_000)
+            .map(|_| {
+                state = state.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                (state >> 16) as u8
+            })
+            .collect();
+        for (data, place, encoding) in [
+            (&repetitive, StoredIn::SpoolFile, Encoding::Zstd),
+            (
+                &repetitive[..100_000].to_vec(),
+                StoredIn::Database,
+                Encoding::Zstd,
+            ),
+            (&noise, StoredIn::Database, Encoding::Identity),
+        ] {
+            let (_dir, store, job) = stored(data).await;
+            let storage = job.document.as_ref().unwrap().storage;
+            assert_eq!((storage.place, storage.encoding), (place, encoding));
+            let (read, out, done) = stream(&store, &job).await;
+            read.unwrap();
+            assert_eq!(&out, data);
+            assert!(done);
+        }
     }
 
     #[tokio::test]
     async fn a_hash_mismatch_fails_the_stream() {
-        let (_dir, spool, uuid, _) = stored(b"%PDF-1.4 data");
-        let mut out = Vec::new();
-        let err = document_stream(&spool, uuid, "00".repeat(32), Arc::default())
-            .read_to_end(&mut out)
-            .await
-            .unwrap_err();
-        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+        let (_dir, store, mut job) = stored(b"%PDF-1.4 data").await;
+        job.document.as_mut().unwrap().sha256 = "00".repeat(32);
+        let (read, _, _) = stream(&store, &job).await;
+        assert_eq!(read.unwrap_err().kind(), std::io::ErrorKind::InvalidData);
     }
 }

@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{OutputError, connect, document_of, document_stream};
 use crate::job::JobRecord;
-use crate::store::Spool;
+use crate::store::Documents;
 
 /// How long to wait for the printer to close after the document was sent.
 const DRAIN: Duration = Duration::from_secs(5);
@@ -20,7 +20,7 @@ const DRAIN: Duration = Duration::from_secs(5);
 pub async fn submit(
     host: &str,
     port: u16,
-    spool: &Spool,
+    documents: &Documents,
     job: &JobRecord,
     timeout: Duration,
 ) -> Result<(), OutputError> {
@@ -28,12 +28,7 @@ pub async fn submit(
     let mut stream = connect(host, port, timeout).await?;
 
     let sent_everything = Arc::new(AtomicBool::new(false));
-    let mut reader = document_stream(
-        spool,
-        job.uuid,
-        document.sha256.clone(),
-        sent_everything.clone(),
-    );
+    let mut reader = document_stream(documents, job.uuid, document, sent_everything.clone());
     let copied = tokio::time::timeout(timeout, async {
         tokio::io::copy(&mut reader, &mut stream).await?;
         stream.shutdown().await

@@ -239,12 +239,16 @@ async fn describe(roaming: &Roaming, job: &JobRecord) -> Result<Manifest, String
     if let Some(manifest) = cached.filter(|m| Some(&m.sha256) == expected.as_ref()) {
         return Ok(manifest);
     }
-    let (spool, uuid) = (roaming.inner.store.spool().clone(), job.uuid);
+    let (documents, uuid) = (roaming.inner.store.documents(), job.uuid);
+    let record = job
+        .document
+        .clone()
+        .ok_or_else(|| "the job has no document".to_owned())?;
     let manifest = tokio::task::spawn_blocking(move || {
-        let reader = spool.open_document(uuid).map_err(|e| e.to_string())?;
+        let reader = documents.open(uuid, &record).map_err(|e| e.to_string())?;
         let manifest = ManifestBuilder::of_reader(BLOCK_SIZE, reader).map_err(|e| e.to_string())?;
         if expected.is_some_and(|e| e != manifest.sha256) {
-            return Err("the spool file does not match the hash taken at intake".to_owned());
+            return Err("the stored document does not match the hash taken at intake".to_owned());
         }
         Ok(manifest)
     })
@@ -347,9 +351,10 @@ async fn serve(roaming: &Roaming, mut fetches: mpsc::Receiver<Fetch>) {
             let _ = roaming.send(failed).await;
             return;
         };
-        let Some(size) = job.document.as_ref().map(|d| d.size) else {
+        let Some(record) = job.document.clone() else {
             return;
         };
+        let size = record.size;
         let Ok(link) = roaming.link() else { return };
         let Some(route) = (Route {
             claimant: fetch.claimant.clone(),
@@ -363,14 +368,14 @@ async fn serve(roaming: &Roaming, mut fetches: mpsc::Receiver<Fetch>) {
                 continue;
             }
             let len = (size - offset).min(u64::from(BLOCK_SIZE)) as usize;
-            let spool = store.spool().clone();
+            let (documents, record) = (store.documents(), record.clone());
             let uuid = job.uuid;
             let taken = cursor.take();
             let read = tokio::task::spawn_blocking(move || {
                 let mut cursor = match taken {
                     Some(c) if c.at <= offset => c,
                     _ => Cursor {
-                        reader: Box::new(spool.open_document(uuid)?),
+                        reader: documents.open(uuid, &record)?,
                         at: 0,
                     },
                 };

@@ -4,13 +4,14 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rusqlite::{Connection, params};
 
 use super::jobs::{SPOOLED, list_jobs};
 use super::read_pool::ReadPool;
 use super::schema::{self, JOB_COLUMNS};
-use super::{AuditEvent, JobQuery, Spool, StoreError, audit, journal, secret, users};
+use super::{AuditEvent, Documents, JobQuery, Spool, StoreError, audit, journal, secret, users};
 use crate::accounting::JournalEntry;
 use crate::job::{JobRecord, JobUuid};
 
@@ -71,8 +72,8 @@ impl UserAdmin {
 
 /// Read-only access for tools (`appliance jobs list`) while the daemon runs.
 pub struct StoreReader {
-    readers: ReadPool,
-    spool: Spool,
+    readers: Arc<ReadPool>,
+    documents: Documents,
 }
 
 impl StoreReader {
@@ -88,9 +89,12 @@ impl StoreReader {
                 ),
             )));
         }
+        let readers = Arc::new(ReadPool::new(db_path));
+        // Level and size limit only matter to writing, which this never does.
+        let spool = Spool::open(&data_dir.join("spool"), 1, 0)?;
         Ok(StoreReader {
-            readers: ReadPool::new(db_path),
-            spool: Spool::open(&data_dir.join("spool"), 1)?,
+            documents: Documents::new(spool, readers.clone()),
+            readers,
         })
     }
 
@@ -99,9 +103,9 @@ impl StoreReader {
         self.readers.with(|conn| list_jobs(conn, query))
     }
 
-    /// The spool, to verify documents.
-    pub fn spool(&self) -> &Spool {
-        &self.spool
+    /// Opens stored documents, to verify them.
+    pub fn documents(&self) -> &Documents {
+        &self.documents
     }
 
     /// Journal records from `since_ms` on, in sequence order.

@@ -34,8 +34,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::admin::DB_FILE;
-use super::jobs::committed_documents;
-use crate::job::JobUuid;
+use super::jobs::{SPOOLED, needed_spool_files};
 
 /// The manifest's file name.
 pub const MANIFEST: &str = "backup.json";
@@ -104,7 +103,7 @@ pub struct Manifest {
     pub software: String,
     /// Jobs in the snapshot.
     pub jobs: u64,
-    /// Spool files carried.
+    /// Documents carried (in spool files or in the database).
     pub documents: u64,
     /// Snapshots taken until one had all its files.
     pub rounds: u32,
@@ -142,29 +141,25 @@ pub fn backup(data_dir: &Path, target: &Path) -> Result<Manifest, BackupError> {
     source.busy_timeout(std::time::Duration::from_secs(30))?;
     let snapshot = target.join(DB_FILE);
     let staged = target.join(format!("{DB_FILE}.part"));
-    let mut copied: HashSet<JobUuid> = HashSet::new();
+    let mut copied: HashSet<String> = HashSet::new();
     let mut rounds = 0;
     let needed = loop {
         rounds += 1;
         let _ = fs::remove_file(&staged);
         source.execute("VACUUM INTO ?1", [staged.display().to_string()])?;
-        let needed = committed_documents(&Connection::open(&staged)?)?;
+        let needed = needed_spool_files(&Connection::open(&staged)?)?;
         let mut missing = false;
-        for uuid in &needed {
-            if copied.contains(uuid) {
+        for name in &needed {
+            if copied.contains(name) {
                 continue;
             }
-            let name = format!("{uuid}.zst");
-            match copy_private(
-                &data_dir.join("spool").join(&name),
-                &spool_target.join(&name),
-            ) {
+            match copy_private(&data_dir.join("spool").join(name), &spool_target.join(name)) {
                 Ok(()) => {
-                    copied.insert(*uuid);
+                    copied.insert(name.clone());
                 }
                 // Deleted since the snapshot: the next one does not need it.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => missing = true,
-                Err(e) => return Err(io_error(&data_dir.join("spool").join(&name))(e)),
+                Err(e) => return Err(io_error(&data_dir.join("spool").join(name))(e)),
             }
         }
         if !missing {
@@ -178,8 +173,8 @@ pub fn backup(data_dir: &Path, target: &Path) -> Result<Manifest, BackupError> {
         }
     };
     // Files the last snapshot does not need (copied for an earlier one) go.
-    for uuid in copied.difference(&needed) {
-        let _ = fs::remove_file(spool_target.join(format!("{uuid}.zst")));
+    for name in copied.difference(&needed) {
+        let _ = fs::remove_file(spool_target.join(name));
     }
     fs::rename(&staged, &snapshot).map_err(io_error(&snapshot))?;
     set_private(&snapshot)?;
@@ -190,14 +185,17 @@ pub fn backup(data_dir: &Path, target: &Path) -> Result<Manifest, BackupError> {
             Err(e) => return Err(io_error(&data_dir.join(name))(e)),
         }
     }
-    let jobs: i64 =
-        Connection::open(&snapshot)?.query_row("SELECT count(*) FROM jobs", [], |r| r.get(0))?;
+    let (jobs, documents): (i64, i64) = Connection::open(&snapshot)?.query_row(
+        &format!("SELECT count(*), count(*) FILTER (WHERE {SPOOLED}) FROM jobs"),
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     let mut files = Vec::new();
     let mut names: Vec<String> = KEPT_FILES
         .iter()
         .map(|n| (*n).to_owned())
         .chain([DB_FILE.to_owned()])
-        .chain(needed.iter().map(|u| format!("spool/{u}.zst")))
+        .chain(needed.iter().map(|name| format!("spool/{name}")))
         .filter(|n| target.join(n).exists())
         .collect();
     names.sort();
@@ -211,7 +209,7 @@ pub fn backup(data_dir: &Path, target: &Path) -> Result<Manifest, BackupError> {
         created_ms: crate::job::now_ms(),
         software: format!("appliance {}", env!("CARGO_PKG_VERSION")),
         jobs: u64::try_from(jobs).unwrap_or(0),
-        documents: needed.len() as u64,
+        documents: u64::try_from(documents).unwrap_or(0),
         rounds,
         files,
     };

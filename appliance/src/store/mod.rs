@@ -16,6 +16,7 @@ mod admin;
 mod audit;
 pub mod backup;
 pub mod dir_sync;
+mod documents;
 mod error;
 mod jobs;
 mod journal;
@@ -48,8 +49,9 @@ use crate::users::LoginUser;
 use admin::open_writer;
 pub use admin::{StoreReader, UserAdmin};
 pub use audit::AuditEvent;
+pub use documents::Documents;
 pub use error::StoreError;
-use jobs::{committed_documents, count_by_state, find_job, list_jobs};
+use jobs::{count_by_state, find_job, list_jobs, needs_spool_file};
 use read_pool::ReadPool;
 pub use reserve::{DiskReserve, free_bytes};
 use schema::JOB_COLUMNS;
@@ -108,8 +110,10 @@ impl Feed {
 /// How a store is opened.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
-    /// zstd level of new spool files.
+    /// zstd level of documents that compress.
     pub compression_level: i32,
+    /// Documents up to this many bytes are kept in the database.
+    pub inline_max: u64,
     /// This site's name, for journal records.
     pub site: String,
     /// How long a printed job's document is kept for reprint (0: deleted
@@ -158,7 +162,7 @@ pub struct JobStore {
 // committed before the last handle is gone.
 struct Inner {
     writer: mpsc::Sender<WriteOp>,
-    readers: ReadPool,
+    readers: Arc<ReadPool>,
     spool: Spool,
     reserve: DiskReserve,
     key: crate::credentials::LookupKey,
@@ -200,11 +204,16 @@ impl JobStore {
         let installation_key = secret::load_or_create(data_dir)?;
         let key = options.fleet_key.unwrap_or(installation_key);
 
-        let spool = Spool::open(&data_dir.join("spool"), options.compression_level)?;
+        let spool = Spool::open(
+            &data_dir.join("spool"),
+            options.compression_level,
+            options.inline_max,
+        )?;
         let reserve = DiskReserve::open(data_dir, options.reserve_bytes)?;
-        let committed = committed_documents(&conn)?;
         let recovery = Recovery {
-            spool: spool.recover(&committed)?,
+            spool: spool.recover(|uuid, encoding| {
+                needs_spool_file(&conn, uuid, encoding).map_err(std::io::Error::other)
+            })?,
             interrupted_outputs: conn.query_row(
                 "SELECT count(*) FROM jobs WHERE state = ?1",
                 params![JobState::Processing as i64],
@@ -229,7 +238,7 @@ impl JobStore {
         let store = JobStore {
             inner: Arc::new(Inner {
                 writer: tx,
-                readers: ReadPool::new(db_path),
+                readers: Arc::new(ReadPool::new(db_path)),
                 spool,
                 reserve,
                 key,
@@ -241,9 +250,14 @@ impl JobStore {
         Ok((store, recovery))
     }
 
-    /// The spool holding this store's documents.
+    /// The spool: where new documents are taken.
     pub fn spool(&self) -> &Spool {
         &self.inner.spool
+    }
+
+    /// Opens stored documents, wherever each is kept.
+    pub fn documents(&self) -> Documents {
+        Documents::new(self.inner.spool.clone(), self.inner.readers.clone())
     }
 
     /// The room kept on the data disk for state changes.
@@ -558,12 +572,8 @@ impl JobStore {
         cutoff_ms: i64,
         limit: u32,
     ) -> Result<Vec<JobRecord>, StoreError> {
-        self.created_before(
-            "documents_complete = 0 AND state IN (3, 4, 5, 6) AND origin_site IS NULL",
-            cutoff_ms,
-            limit,
-        )
-        .await
+        self.created_before(jobs::AWAITING_DOCUMENT, cutoff_ms, limit)
+            .await
     }
 
     /// Up to `limit` held jobs, complete with their document, submitted
@@ -573,7 +583,7 @@ impl JobStore {
         cutoff_ms: i64,
         limit: u32,
     ) -> Result<Vec<JobRecord>, StoreError> {
-        self.created_before("documents_complete = 1 AND state = 4", cutoff_ms, limit)
+        self.created_before(jobs::HELD_COMPLETE, cutoff_ms, limit)
             .await
     }
 
@@ -584,7 +594,7 @@ impl JobStore {
         limit: u32,
     ) -> Result<Vec<JobRecord>, StoreError> {
         self.select_jobs(
-            format!("{condition} AND created_ms < ?1 ORDER BY created_ms LIMIT ?2"),
+            jobs::created_before(condition),
             vec![Value::Integer(cutoff_ms), Value::Integer(i64::from(limit))],
         )
         .await
@@ -663,11 +673,7 @@ impl JobStore {
         now_ms: i64,
     ) -> Result<Vec<JobRecord>, StoreError> {
         self.select_jobs(
-            format!(
-                "owner = ?1 AND state = {} AND kept_until_ms > ?2 \
-                 ORDER BY completed_ms DESC LIMIT 100",
-                JobState::Completed as i64
-            ),
+            jobs::REPRINTABLE.into(),
             vec![Value::Text(owner), Value::Integer(now_ms)],
         )
         .await
@@ -680,15 +686,15 @@ impl JobStore {
         limit: u32,
     ) -> Result<Vec<JobRecord>, StoreError> {
         self.select_jobs(
-            "kept_until_ms IS NOT NULL AND kept_until_ms <= ?1 ORDER BY kept_until_ms LIMIT ?2"
-                .into(),
+            jobs::REPRINT_EXPIRED.into(),
             vec![Value::Integer(now_ms), Value::Integer(i64::from(limit))],
         )
         .await
     }
 
     /// Commits `job`, a new job printing the document of `original` again
-    /// (the spool file is linked, not copied), with its audit record.
+    /// (a spool file is linked, a document in the database copied in the
+    /// same transaction), with its audit record.
     pub async fn insert_reprint(
         &self,
         original: &JobRecord,
@@ -731,6 +737,7 @@ impl JobStore {
 pub(crate) fn test_options(keep_printed_ms: i64) -> StoreOptions {
     StoreOptions {
         compression_level: 1,
+        inline_max: spool::DEFAULT_INLINE_MAX,
         site: "test-site".into(),
         keep_printed_ms,
         reserve_bytes: 0,
@@ -847,47 +854,77 @@ mod tests {
         assert!(seqs[0] < seqs[1]);
     }
 
+    /// Whether `job`'s document can be read back, wherever it is kept.
+    fn document_readable(store: &JobStore, job: &JobRecord) -> bool {
+        let record = job.document.as_ref().unwrap();
+        store
+            .documents()
+            .open(job.uuid, record)
+            .and_then(spool::hash_document)
+            .is_ok_and(|(_, sha)| sha == record.sha256)
+    }
+
     #[tokio::test]
     async fn printed_documents_are_kept_for_reprint_until_released() {
-        let dir = tempfile::tempdir().unwrap();
-        let open = || JobStore::open(dir.path(), test_options(60_000), Arc::new(Metrics::new()));
-        let (store, _) = open().unwrap();
-        let uuid = JobUuid::new();
-        let mut writer = store.spool().create(uuid).unwrap();
-        std::io::Write::write_all(&mut writer, b"%PDF-1.4 kept").unwrap();
-        let document = writer.finish().unwrap();
-        let job = JobRecord {
-            uuid,
-            ..JobRecord::sample()
-        };
-        let job = store.insert(job, Some(document)).await.unwrap();
-        store
-            .modify(uuid, None, release_to_lobby(&job))
-            .await
-            .unwrap();
-        store.modify(uuid, None, sending()).await.unwrap();
-        let done = store.modify(uuid, None, printed()).await.unwrap();
-        let kept_until = done.completed_ms.unwrap() + 60_000;
-        assert_eq!(done.kept_until_ms, Some(kept_until));
-        assert!(store.spool().path(uuid).exists(), "kept for reprint");
-        drop(store);
+        // A small document lives in the database, a large one in a file.
+        let large: Vec<u8> = (0..400_000u32).map(|i| (i * 7919 % 256) as u8).collect();
+        for (content, place) in [
+            (b"%PDF-1.4 kept".to_vec(), crate::job::StoredIn::Database),
+            (large, crate::job::StoredIn::SpoolFile),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let open =
+                || JobStore::open(dir.path(), test_options(60_000), Arc::new(Metrics::new()));
+            let (store, _) = open().unwrap();
+            let uuid = JobUuid::new();
+            let mut writer = store.spool().create(uuid).unwrap();
+            std::io::Write::write_all(&mut writer, &content).unwrap();
+            let document = writer.finish().unwrap();
+            let mut job = JobRecord {
+                uuid,
+                ..JobRecord::sample()
+            };
+            job.document.as_mut().unwrap().sha256 = document.sha256.clone();
+            let job = store.insert(job, Some(document)).await.unwrap();
+            assert_eq!(job.document.as_ref().unwrap().storage.place, place);
+            assert!(document_readable(&store, &job));
+            store
+                .modify(uuid, None, release_to_lobby(&job))
+                .await
+                .unwrap();
+            store.modify(uuid, None, sending()).await.unwrap();
+            let done = store.modify(uuid, None, printed()).await.unwrap();
+            let kept_until = done.completed_ms.unwrap() + 60_000;
+            assert_eq!(done.kept_until_ms, Some(kept_until));
+            assert!(document_readable(&store, &done), "kept for reprint");
 
-        // A restart keeps it too; expiry then removes it.
-        let (store, recovery) = open().unwrap();
-        assert_eq!(recovery.spool.orphans, 0);
-        assert!(store.spool().path(uuid).exists());
-        assert_eq!(
-            store.reprint_expired(kept_until, 10).await.unwrap().len(),
-            1
-        );
-        store
-            .modify(uuid, None, Transition::EndReprint)
-            .await
-            .unwrap();
-        assert!(
-            !store.spool().path(uuid).exists(),
-            "deleted once its time is over"
-        );
+            // A reprint shares the document; it outlives the original's.
+            let reprint = JobRecord {
+                uuid: JobUuid::new(),
+                ..job.clone()
+            };
+            let audit = AuditEvent::now("reprint", None, None, String::new());
+            let reprint = store.insert_reprint(&done, reprint, audit).await.unwrap();
+            drop(store);
+
+            // A restart keeps it too; expiry then removes it.
+            let (store, recovery) = open().unwrap();
+            assert_eq!(recovery.spool.orphans, 0);
+            assert!(document_readable(&store, &done));
+            assert_eq!(
+                store.reprint_expired(kept_until, 10).await.unwrap().len(),
+                1
+            );
+            store
+                .modify(uuid, None, Transition::EndReprint)
+                .await
+                .unwrap();
+            assert!(
+                !document_readable(&store, &done),
+                "deleted once its time is over"
+            );
+            assert!(document_readable(&store, &reprint), "{place:?}");
+        }
     }
 
     #[tokio::test]

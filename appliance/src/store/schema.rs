@@ -6,7 +6,10 @@ use rusqlite::{Connection, Row, params};
 use rusqlite_migration::{M, Migrations};
 
 use crate::analysis::{Analysis, DocumentColor};
-use crate::job::{Claim, DocumentRecord, JobRecord, JobState, JobUuid, Origin};
+use crate::job::{
+    Claim, DocumentRecord, DocumentStorage, Encoding, JobRecord, JobState, JobUuid, Origin,
+    StoredIn,
+};
 
 /// Ordered migrations; append only, never edit a released one.
 fn migrations() -> Migrations<'static> {
@@ -227,6 +230,55 @@ fn migrations() -> Migrations<'static> {
         ALTER TABLE journal ADD COLUMN origin_site TEXT;
         "#,
         ),
+        // Small documents in the database, committed with their job; and
+        // each document's encoding (store::spool). Rows from before are
+        // zstd spool files, which the defaults say.
+        M::up(
+            r#"
+        ALTER TABLE jobs ADD COLUMN doc_stored TEXT NOT NULL DEFAULT 'file'
+            CHECK (doc_stored IN ('file', 'database'));
+        ALTER TABLE jobs ADD COLUMN doc_encoding TEXT NOT NULL DEFAULT 'zstd'
+            CHECK (doc_encoding IN ('zstd', 'identity'));
+        CREATE TABLE documents (
+            uuid TEXT PRIMARY KEY NOT NULL,
+            bytes BLOB NOT NULL
+        ) STRICT;
+        "#,
+        ),
+        // Queries that cost the same with a thousand or a million stored
+        // jobs: a user's jobs by owner, the housekeeping sweep of jobs
+        // still waiting for their document, a queue's finished jobs newest
+        // first (IPP Get-Jobs which-jobs=completed),
+        // and the number of jobs per queue and state kept by triggers
+        // instead of counted.
+        M::up(
+            r#"
+        CREATE INDEX jobs_by_owner ON jobs (owner, state, created_ms);
+        CREATE INDEX jobs_incomplete ON jobs (created_ms) WHERE documents_complete = 0;
+        CREATE INDEX jobs_by_completion ON jobs (queue, completed_ms);
+        CREATE TABLE job_counts (
+            queue TEXT NOT NULL,
+            state INTEGER NOT NULL,
+            n INTEGER NOT NULL,
+            PRIMARY KEY (queue, state)
+        ) STRICT;
+        INSERT INTO job_counts (queue, state, n)
+            SELECT queue, state, count(*) FROM jobs GROUP BY queue, state;
+        CREATE TRIGGER job_counts_insert AFTER INSERT ON jobs BEGIN
+            INSERT INTO job_counts (queue, state, n) VALUES (new.queue, new.state, 1)
+                ON CONFLICT (queue, state) DO UPDATE SET n = n + 1;
+        END;
+        CREATE TRIGGER job_counts_update AFTER UPDATE OF state ON jobs
+        WHEN old.state IS NOT new.state BEGIN
+            UPDATE job_counts SET n = n - 1 WHERE queue = old.queue AND state = old.state;
+            INSERT INTO job_counts (queue, state, n) VALUES (new.queue, new.state, 1)
+                ON CONFLICT (queue, state) DO UPDATE SET n = n + 1;
+        END;
+        CREATE TRIGGER job_counts_delete AFTER DELETE ON jobs BEGIN
+            UPDATE job_counts SET n = n - 1 WHERE queue = old.queue AND state = old.state;
+        END;
+        "#,
+        ),
     ])
 }
 
@@ -240,7 +292,8 @@ pub(super) const JOB_COLUMNS: &str = "uuid, queue, ipp_job_id, owner, name, stat
     state_reasons, state_message, hold_until, template, doc_format, doc_name, doc_size, \
     doc_spool_size, doc_sha256, documents_complete, created_ms, processing_ms, completed_ms, \
     printer, device_job_id, attempts, next_attempt_ms, doc_pages, doc_pages_exact, doc_color, kept_until_ms, \
-    claim_site, claim_id, claim_until_ms, origin_site, origin_uuid, origin_claim, origin_fetch";
+    claim_site, claim_id, claim_until_ms, origin_site, origin_uuid, origin_claim, origin_fetch, \
+    doc_stored, doc_encoding";
 
 /// Reads one `SELECT {JOB_COLUMNS}` row.
 pub(super) fn job_from_row(row: &Row<'_>) -> rusqlite::Result<JobRecord> {
@@ -265,6 +318,12 @@ pub(super) fn job_from_row_at(row: &Row<'_>, base: usize) -> rusqlite::Result<Jo
                 pages: row.get(base + 23)?,
                 pages_exact: row.get(base + 24)?,
                 color: DocumentColor::from_keyword(&row.get::<_, String>(base + 25)?),
+            },
+            storage: DocumentStorage {
+                place: StoredIn::from_keyword(&row.get::<_, String>(base + 34)?)
+                    .ok_or_else(|| corrupt(base + 34, "doc_stored"))?,
+                encoding: Encoding::from_keyword(&row.get::<_, String>(base + 35)?)
+                    .ok_or_else(|| corrupt(base + 35, "doc_encoding"))?,
             },
         }),
         _ => None,
@@ -355,7 +414,8 @@ pub(super) fn save_job(conn: &Connection, job: &JobRecord) -> rusqlite::Result<(
     conn.prepare_cached(&format!(
         "INSERT INTO jobs ({JOB_COLUMNS}) VALUES \
          (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
-          ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34) \
+          ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, \
+          ?35, ?36) \
          ON CONFLICT (uuid) DO UPDATE SET name = excluded.name, state = excluded.state, \
          state_reasons = excluded.state_reasons, state_message = excluded.state_message, \
          hold_until = excluded.hold_until, template = excluded.template, \
@@ -368,7 +428,8 @@ pub(super) fn save_job(conn: &Connection, job: &JobRecord) -> rusqlite::Result<(
          doc_pages = excluded.doc_pages, doc_pages_exact = excluded.doc_pages_exact, \
          doc_color = excluded.doc_color, kept_until_ms = excluded.kept_until_ms, \
          claim_site = excluded.claim_site, claim_id = excluded.claim_id, \
-         claim_until_ms = excluded.claim_until_ms, origin_fetch = excluded.origin_fetch"
+         claim_until_ms = excluded.claim_until_ms, origin_fetch = excluded.origin_fetch, \
+         doc_stored = excluded.doc_stored, doc_encoding = excluded.doc_encoding"
     ))?
     .execute(params![
         job.uuid.to_string(),
@@ -405,6 +466,12 @@ pub(super) fn save_job(conn: &Connection, job: &JobRecord) -> rusqlite::Result<(
         origin.map(|o| &o.uuid),
         origin.map(|o| &o.claim),
         fetching,
+        doc.map_or(DocumentStorage::LEGACY, |d| d.storage)
+            .place
+            .keyword(),
+        doc.map_or(DocumentStorage::LEGACY, |d| d.storage)
+            .encoding
+            .keyword(),
     ])?;
     Ok(())
 }

@@ -11,11 +11,11 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::jobs::find_job;
 use super::{
-    AuditEvent, DiskReserve, Spool, SpooledDocument, StoreError, audit, journal, outbox, roaming,
-    schema,
+    AuditEvent, DiskReserve, Spool, SpooledDocument, StoreError, audit, documents, journal, outbox,
+    roaming, schema,
 };
 use crate::accounting;
-use crate::job::{JobRecord, JobState, JobUuid, Transition};
+use crate::job::{JobRecord, JobState, JobUuid, StoredIn, Transition};
 use crate::metrics::Metrics;
 
 /// Most write operations committed in one transaction.
@@ -225,8 +225,9 @@ impl Writer {
                     document.keep();
                 }
                 if let Some(job) = &applied.job
-                    && applied.release_document
-                    && let Err(e) = self.spool.remove(job.uuid)
+                    && applied.release_file
+                    && let Some(document) = &job.document
+                    && let Err(e) = self.spool.remove(job.uuid, document.storage.encoding)
                 {
                     // The file is an orphan now; start-up recovery removes it.
                     tracing::warn!(job = %job.uuid, error = %e, "store: could not remove spool file");
@@ -249,8 +250,9 @@ pub(super) struct Applied {
     /// The document this operation attached: kept once the batch commits,
     /// deleted (by its drop) if it does not.
     document: Option<SpooledDocument>,
-    /// The job just finished: its document can go once the batch commits.
-    release_document: bool,
+    /// The job just finished: its spool file can go once the batch
+    /// commits (a document in the database went in the same savepoint).
+    release_file: bool,
 }
 
 impl Applied {
@@ -259,7 +261,7 @@ impl Applied {
         Applied {
             job: None,
             document: None,
-            release_document: false,
+            release_file: false,
         }
     }
 }
@@ -285,6 +287,7 @@ pub(super) fn apply_insert(
     audit: Option<AuditEvent>,
 ) -> Result<Applied, StoreError> {
     job.ipp_job_id = schema::next_ipp_job_id(conn, &job.queue)?;
+    store_document(conn, &mut job, document.as_ref())?;
     schema::save_job(conn, &job)?;
     announce(conn, &job)?;
     if let Some(mut event) = audit {
@@ -294,7 +297,7 @@ pub(super) fn apply_insert(
     Ok(Applied {
         job: Some(job),
         document,
-        release_document: false,
+        release_file: false,
     })
 }
 
@@ -312,6 +315,7 @@ pub(super) fn apply_modify(
     let mut job = find_job(conn, uuid)?.ok_or(StoreError::NotFound)?;
     let (before, was_kept) = (job.state, job.kept_until_ms.is_some());
     job.apply(transition, crate::job::now_ms())?;
+    store_document(conn, &mut job, document.as_ref())?;
     if !before.is_terminal() && job.state == JobState::Completed && keep_printed_ms > 0 {
         let printed = job.completed_ms.unwrap_or_else(crate::job::now_ms);
         job.kept_until_ms = Some(printed.saturating_add(keep_printed_ms));
@@ -333,11 +337,37 @@ pub(super) fn apply_modify(
         && job.state.is_terminal()
         && job.kept_until_ms.is_none()
         && (!before.is_terminal() || was_kept);
+    let in_database = job
+        .document
+        .as_ref()
+        .is_some_and(|d| d.storage.place == StoredIn::Database);
+    if release_document && in_database {
+        documents::detach(conn, uuid)?;
+    }
     Ok(Applied {
-        release_document,
+        release_file: release_document && !in_database,
         job: Some(job),
         document,
     })
+}
+
+/// Writes what a document attached to `job` needs in the database, and
+/// records on the job where and how it is kept: the store, not the
+/// caller, says what it wrote.
+fn store_document(
+    conn: &Connection,
+    job: &mut JobRecord,
+    document: Option<&SpooledDocument>,
+) -> Result<(), StoreError> {
+    let Some(document) = document else {
+        return Ok(());
+    };
+    documents::attach(conn, job.uuid, document)?;
+    if let Some(record) = job.document.as_mut() {
+        record.storage = document.storage;
+        record.spool_size = document.spool_size;
+    }
+    Ok(())
 }
 
 /// Tells central of a change to a job of this site. A job fetched from
