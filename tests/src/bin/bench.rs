@@ -1,15 +1,19 @@
 //! Intake benchmark: the appliance (release build) against a private
 //! `cupsd` with a held queue (`peers/cupsd-held.sh`, `SyncOnClose Yes` so
 //! both fsync what they acknowledge), measured side by side in one run on
-//! the same disk.
+//! the same disk, with two references: the **limit**, a do-nothing IPP
+//! responder ([`e2e::LimitResponder`]: reads request and document, answers
+//! `successful-ok`), and the appliance itself with its data directory on
+//! tmpfs (no fsync costs anything there).
 //!
 //! Measures: jobs/s accepted for a 4 KiB PDF with 1 and 16 concurrent
-//! clients (a fresh connection per job for both), seconds for one 100 MB and
-//! one 1 GiB document, the disk's fsynced sequential write rate, and the
-//! appliance's peak RSS. The disk of a shared VM is noisy, so every measure
-//! is taken `BENCH_ROUNDS` times (default 3), alternating the two peers, and
-//! reported as the median with the range. Prints a Markdown table with the
-//! ratios of the medians.
+//! clients (a fresh connection per job for all), MB/s for one 100 MB and
+//! one 1 GiB document, the disk's fsynced sequential write rate, the
+//! appliance's fsync calls per acknowledged job (`strace -c`, outside the
+//! timed runs) and its peak RSS. The disk of a shared VM is noisy, so every
+//! measure is taken `BENCH_ROUNDS` times (default 3), alternating the
+//! peers, and reported as the median with the range. Prints a Markdown
+//! table with appliance / cupsd, appliance / limit and durable / tmpfs.
 //!
 //! Run it with `tests/bench` (release build). `bench profile` runs only the
 //! appliance's 16-client job rate, for a profiler. `BENCH_DIR` picks the
@@ -25,8 +29,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use e2e::{
-    Appliance, Rng, fixture, free_port, run_with_timeout, send_print_job_to, upload, workspace,
-    write_generated,
+    Appliance, LimitResponder, Rng, fixture, free_port, run_with_timeout, send_print_job_to,
+    upload, workspace, write_generated,
 };
 
 struct Peer {
@@ -118,12 +122,20 @@ fn main() -> Result<()> {
     eprintln!("measuring the disk's fsynced sequential write rate (1 GiB)...");
     let disk = disk_write_rate(&root.join("disk-test"), 1 << 30)?;
 
-    eprintln!("starting cupsd and the appliance...");
+    eprintln!("starting cupsd, the appliance (on disk and on tmpfs) and the limit...");
     let (_cupsd, cupsd_port) = Cupsd::start(&root.join("cupsd"))?;
-    let appliance = Appliance::start(
-        &root.join("appliance"),
-        "[[queue]]\nname = \"secure\"\nkind = \"pull\"\ndefault = true\n",
-    )?;
+    let queue = "[[queue]]\nname = \"secure\"\nkind = \"pull\"\ndefault = true\n";
+    let appliance = Appliance::start(&root.join("appliance"), queue)?;
+    let tmpfs_root = PathBuf::from("/dev/shm/appliance-bench");
+    if tmpfs_root.exists() {
+        fs::remove_dir_all(&tmpfs_root)?;
+    }
+    ensure!(
+        is_tmpfs(Path::new("/dev/shm")),
+        "/dev/shm is not a tmpfs here: the no-fsync reference needs one"
+    );
+    let on_tmpfs = Appliance::start(&tmpfs_root, queue)?;
+    let limit = LimitResponder::start()?;
     let peers = [
         Peer {
             name: "appliance",
@@ -131,9 +143,19 @@ fn main() -> Result<()> {
             path: "/ipp/print/secure",
         },
         Peer {
+            name: "appliance on tmpfs",
+            port: on_tmpfs.port,
+            path: "/ipp/print/secure",
+        },
+        Peer {
             name: "cupsd",
             port: cupsd_port,
             path: "/printers/held",
+        },
+        Peer {
+            name: "limit",
+            port: limit.port,
+            path: "/ipp/print",
         },
     ];
 
@@ -143,7 +165,7 @@ fn main() -> Result<()> {
         .unwrap_or(3);
     let mut rows = Vec::new();
     for (clients, per_client) in [(1usize, 300usize), (16, 60)] {
-        let mut samples = [Vec::new(), Vec::new()];
+        let mut samples = vec![Vec::new(); peers.len()];
         for round in 0..rounds {
             for (peer, out) in peers.iter().zip(samples.iter_mut()) {
                 eprintln!(
@@ -154,21 +176,19 @@ fn main() -> Result<()> {
                 out.push(job_rate(peer, clients, per_client, &small)?);
             }
         }
-        let [appliance, cupsd] = samples;
         rows.push(Row {
             what: format!(
                 "4 KiB PDF, {clients} client{}, jobs/s",
                 if clients > 1 { "s" } else { "" }
             ),
-            appliance,
-            cupsd,
+            samples,
             higher_is_better: true,
         });
     }
     for (label, size) in [("100 MB", 100_000_000u64), ("1 GiB", 1u64 << 30)] {
-        let mut seconds = [Vec::new(), Vec::new()];
+        let mut rates = vec![Vec::new(); peers.len()];
         for round in 0..rounds {
-            for (peer, out) in peers.iter().zip(seconds.iter_mut()) {
+            for (peer, out) in peers.iter().zip(rates.iter_mut()) {
                 eprintln!(
                     "round {}/{rounds}, {}: one {label} document...",
                     round + 1,
@@ -182,86 +202,136 @@ fn main() -> Result<()> {
                     "{} refused the {label} document: {response:?}",
                     peer.name
                 );
-                out.push(elapsed.as_secs_f64());
+                out.push(size as f64 / elapsed.as_secs_f64() / 1e6);
             }
         }
-        let rate = |secs: &[f64]| {
-            secs.iter()
-                .map(|s| size as f64 / s / 1e6)
-                .collect::<Vec<_>>()
-        };
         rows.push(Row {
             what: format!("one {label} document, MB/s"),
-            appliance: rate(&seconds[0]),
-            cupsd: rate(&seconds[1]),
+            samples: rates,
             higher_is_better: true,
         });
-        let [appliance, cupsd] = seconds;
-        rows.push(Row {
-            what: format!("one {label} document, seconds"),
-            appliance,
-            cupsd,
-            higher_is_better: false,
-        });
     }
+    eprintln!("counting the appliance's fsyncs for 200 jobs from one client (strace)...");
+    let fsyncs = fsyncs_per_job(&appliance, &peers[0], 200, &small)?;
     eprintln!("measuring the disk again...");
     let disk_after = disk_write_rate(&root.join("disk-test"), 1 << 30)?;
     let rss = appliance.peak_rss()? as f64 / (1 << 20) as f64;
+    let rss_tmpfs = on_tmpfs.peak_rss()? as f64 / (1 << 20) as f64;
     let group = batch_sizes(&appliance)?;
 
-    let gib_rate = rows
-        .iter()
-        .find(|r| r.what == "one 1 GiB document, MB/s")
-        .map_or(0.0, |r| median(&r.appliance));
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "| measure (median of {rounds}, range) | appliance | cupsd | appliance / cupsd |"
+        "| measure (median of {rounds}, range) | appliance | appliance on tmpfs | cupsd | limit \
+         | appliance / cupsd | appliance / limit | durable / tmpfs |"
     )?;
-    writeln!(out, "|---|---:|---:|---:|")?;
+    writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|")?;
     for row in &rows {
-        let (a, c) = (median(&row.appliance), median(&row.cupsd));
-        let ratio = if row.higher_is_better { a / c } else { c / a };
+        let m: Vec<f64> = row.samples.iter().map(|s| median(s)).collect();
+        let ratio = |a: f64, b: f64| if row.higher_is_better { a / b } else { b / a };
         writeln!(
             out,
-            "| {} | {} | {} | {ratio:.2}x{} |",
+            "| {} | {} | {} | {} | {} | {:.2}x | {:.0}% | {:.0}% |",
             row.what,
-            spread(&row.appliance),
-            spread(&row.cupsd),
-            if row.higher_is_better {
-                ""
-            } else {
-                " (faster)"
-            }
+            spread(&row.samples[0]),
+            spread(&row.samples[1]),
+            spread(&row.samples[2]),
+            spread(&row.samples[3]),
+            ratio(m[0], m[2]),
+            100.0 * ratio(m[0], m[3]),
+            100.0 * ratio(m[0], m[1]),
         )?;
     }
     writeln!(out)?;
+    let disk_best = disk.max(disk_after);
     writeln!(
         out,
         "- disk, fsynced sequential write (1 GiB in 1 MiB writes): {disk:.0} MB/s before, \
          {disk_after:.0} MB/s after"
     )?;
+    for row in rows.iter().filter(|r| r.what.starts_with("one ")) {
+        writeln!(
+            out,
+            "- appliance, {} (median): {:.0}% of the disk's better fsynced write rate",
+            row.what,
+            100.0 * median(&row.samples[0]) / disk_best
+        )?;
+    }
     writeln!(
         out,
-        "- appliance 1 GiB intake (median): {gib_rate:.0} MB/s = {:.0}% of the disk's better \
-         fsynced write rate",
-        100.0 * gib_rate / disk.max(disk_after)
+        "- appliance fsync/fdatasync calls per acknowledged job, one client, 4 KiB PDF: {fsyncs:.2}"
     )?;
-    writeln!(out, "- appliance peak RSS over the whole run: {rss:.1} MiB")?;
+    writeln!(
+        out,
+        "- appliance peak RSS over the whole run: {rss:.1} MiB (on tmpfs: {rss_tmpfs:.1} MiB)"
+    )?;
     writeln!(out, "- appliance group commit: {group}")?;
     drop(out);
     drop(appliance);
+    drop(on_tmpfs);
     drop(_cupsd);
     // Remove the gigabytes written now, not at the next start: mass
     // deletion slows the file creations measured right after it.
     let _ = fs::remove_dir_all(&root);
+    let _ = fs::remove_dir_all(&tmpfs_root);
     Ok(())
+}
+
+/// Whether `path` is on a tmpfs (from `/proc/mounts`).
+fn is_tmpfs(path: &Path) -> bool {
+    fs::read_to_string("/proc/mounts").is_ok_and(|mounts| {
+        mounts.lines().any(|l| {
+            let mut fields = l.split_whitespace();
+            let (_, at, kind) = (fields.next(), fields.next(), fields.next());
+            at == path.to_str() && kind == Some("tmpfs")
+        })
+    })
+}
+
+/// fsync and fdatasync calls the appliance makes per job while one client
+/// sends `jobs` jobs, counted by `strace -c` attached to every thread.
+fn fsyncs_per_job(
+    appliance: &Appliance,
+    peer: &Peer,
+    jobs: usize,
+    document: &Arc<Vec<u8>>,
+) -> Result<f64> {
+    let pid = appliance.pid().context("the appliance is not running")?;
+    let summary = std::env::temp_dir().join(format!("bench-strace-{pid}.txt"));
+    let mut strace = Command::new("strace")
+        .args(["-f", "-c", "-e", "trace=fsync,fdatasync", "-o"])
+        .arg(&summary)
+        .args(["-p", &pid.to_string()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("strace is needed to count fsyncs (apt-get install strace)")?;
+    // strace says "Process N attached" once it traces the daemon.
+    let mut stderr = std::io::BufReader::new(strace.stderr.take().context("no strace stderr")?);
+    let mut line = String::new();
+    while std::io::BufRead::read_line(&mut stderr, &mut line)? > 0 && !line.contains("attached") {
+        line.clear();
+    }
+    // Let strace attach to the daemon's other threads too.
+    std::thread::sleep(Duration::from_millis(500));
+    job_rate(peer, 1, jobs, document)?;
+    // SIGINT detaches strace, which then writes its summary.
+    // SAFETY: kill(2) on a child process id we own.
+    unsafe { libc::kill(strace.id() as i32, libc::SIGINT) };
+    strace.wait()?;
+    let text = fs::read_to_string(&summary)?;
+    let _ = fs::remove_file(&summary);
+    let calls: u64 = text
+        .lines()
+        .filter(|l| l.ends_with(" fsync") || l.ends_with(" fdatasync"))
+        .filter_map(|l| l.split_whitespace().nth(3)?.parse::<u64>().ok())
+        .sum();
+    Ok(calls as f64 / jobs as f64)
 }
 
 struct Row {
     what: String,
-    appliance: Vec<f64>,
-    cupsd: Vec<f64>,
+    /// Per peer, in the order of `peers`.
+    samples: Vec<Vec<f64>>,
     higher_is_better: bool,
 }
 
