@@ -34,7 +34,8 @@ pub(super) struct Prefetches {
 enum Entry {
     /// Its blocks are coming.
     Moving(AbortHandle),
-    /// Spooled and verified; dropped, its file goes.
+    /// Spooled and verified (a small document in memory, a larger one in
+    /// a spool file); dropped, it goes.
     Ready {
         document: SpooledDocument,
         sha256: String,
@@ -54,9 +55,15 @@ impl Prefetches {
     /// Forgets the ready ones older than `keep` (their files go).
     fn sweep(&mut self, now: Instant) {
         let keep = self.keep;
-        self.entries.retain(|_, entry| match entry {
+        self.entries.retain(|origin_job, entry| match entry {
             Entry::Moving(task) => !task.is_finished(),
-            Entry::Ready { at, .. } => now.duration_since(*at) < keep,
+            Entry::Ready { at, .. } => {
+                let fresh = now.duration_since(*at) < keep;
+                if !fresh {
+                    tracing::info!(origin_job = %origin_job, "roaming: unused prefetch dropped");
+                }
+                fresh
+            }
         });
     }
 
