@@ -37,7 +37,9 @@ async fn main() -> Result<()> {
         reserve_bytes: 0,
         fleet_key: None,
     };
-    let (store, _) = JobStore::open(&PathBuf::from(dir), options, Arc::new(Metrics::new()))?;
+    let dir = PathBuf::from(dir);
+    std::fs::create_dir_all(&dir)?;
+    let (store, _) = JobStore::open(&dir, options, Arc::new(Metrics::new()))?;
     let started = std::time::Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for lane in 0..IN_FLIGHT {
