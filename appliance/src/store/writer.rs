@@ -10,6 +10,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
 use super::jobs::find_job;
+use super::spool::DatabaseBody;
 use super::{
     AuditEvent, DiskReserve, Spool, SpooledDocument, StoreError, audit, documents, journal, outbox,
     roaming, schema,
@@ -145,8 +146,28 @@ impl Writer {
                 return;
             }
         };
+        // A document kept in the database takes disk room like a spool file:
+        // once the reserve is spent (the disk is full), new ones are refused
+        // here as intake refuses files, so they never eat the room kept for
+        // state changes.
+        let takes_documents = self.reserve.accepts_documents();
         for op in batch {
             let (answer, result) = match op {
+                WriteOp::Insert {
+                    document: Some(document),
+                    reply,
+                    ..
+                } if !takes_documents
+                    && matches!(document.database_body(), DatabaseBody::Bytes(_)) =>
+                {
+                    (
+                        Answer::Job(reply),
+                        Err(StoreError::DiskFull(
+                            "the data disk is full; documents are refused until space is freed"
+                                .into(),
+                        )),
+                    )
+                }
                 WriteOp::Insert {
                     job,
                     document,
