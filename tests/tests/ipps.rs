@@ -253,16 +253,17 @@ fn a_cups_queue_made_with_lpadmin_everywhere_prints_as_the_user_it_authenticates
     );
     print("branch", "bob", "quarterly");
     let jobs = wait_for(Duration::from_secs(60), "the job from cupsd", || {
-        // Held once its document (sent after Create-Job) is in.
-        appliance
-            .jobs()
-            .ok()
-            .filter(|j| j.first().is_some_and(|j| j["state"] == "held"))
+        // A job made by Create-Job is held from the start ("job-incoming"
+        // until its document comes with Send-Document): wait for the document.
+        appliance.jobs().ok().filter(|j| {
+            j.first()
+                .is_some_and(|j| j["state"] == "held" && !j["size"].is_null())
+        })
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", appliance.log()));
     assert_eq!(jobs[0]["owner"], "alice", "the authenticated user owns it");
     assert_eq!(jobs[0]["name"], "quarterly");
-    assert_eq!(jobs[0]["pages"], 3);
+    assert_eq!(jobs[0]["pages"], 3, "{}\n{}", jobs[0], appliance.log());
 
     // Plain IPP to the TLS listener: no password crosses in the clear and
     // nothing is stored (cupsd cannot even read the printer's attributes).
