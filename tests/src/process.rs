@@ -72,6 +72,37 @@ pub fn peak_rss_of(pid: u32) -> Result<u64> {
     Ok(kb * 1024)
 }
 
+/// Online CPU cores.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// CPU seconds (user + system) this process has used, all threads.
+pub fn own_cpu_secs() -> f64 {
+    // SAFETY: getrusage fills the struct it is given; a zeroed rusage is a
+    // valid value of it.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+/// CPU seconds (user + system) process `pid` has used, from `/proc`.
+pub fn cpu_secs_of(pid: u32) -> Option<f64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which may hold spaces: state is the
+    // first, utime the 12th, stime the 13th.
+    let mut after = stat.rsplit_once(')')?.1.split_whitespace();
+    let utime: f64 = after.nth(11)?.parse().ok()?;
+    let stime: f64 = after.next()?.parse().ok()?;
+    // SAFETY: sysconf has no memory effects.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Some((utime + stime) / ticks)
+}
+
 /// Polls `check` until it returns `Some` or `timeout` passes.
 pub fn wait_for<T>(
     timeout: Duration,

@@ -16,6 +16,7 @@ use serde::Deserialize;
 
 use std::sync::Arc;
 
+use futures_util::future::Either;
 use http::{HeaderMap, StatusCode};
 
 use super::error::ApiError;
@@ -460,17 +461,16 @@ impl ApiService {
                 ));
             }
         }
-        // A store failure stops the release, but what it already queued
-        // still goes to the printer, and the answer says which jobs stay.
-        let mut failure = None;
-        for (slot, (id, candidate)) in outcomes.iter_mut().zip(&candidates) {
+        // Decided one by one (each decision sees the quota the ones before
+        // it spend), then written together, so one group commit records the
+        // whole release. A write the store refuses gives its pages back.
+        let mut writes = Vec::new();
+        for ((slot, outcome_slot), (id, candidate)) in
+            outcomes.iter_mut().enumerate().zip(&candidates)
+        {
             let Candidate::Local(job) = candidate else {
                 continue;
             };
-            if failure.is_some() {
-                *slot = Some(not_recorded(id, Some(&job.name)));
-                continue;
-            }
             if !self.pull_queues.contains(&job.queue) {
                 // A direct queue's job belongs to that queue's printer.
                 let why = format!(
@@ -478,7 +478,7 @@ impl ApiService {
                      released here.",
                     job.queue
                 );
-                *slot = Some(outcome(id, Some(&job.name), "not_held", &why, &[]));
+                *outcome_slot = Some(outcome(id, Some(&job.name), "not_held", &why, &[]));
                 continue;
             }
             let decision = match rules::decide(
@@ -490,14 +490,14 @@ impl ApiService {
             ) {
                 Ok(d) => d,
                 Err(refusal) => {
-                    *slot = Some(refused(id, Some(&job.name), &refusal));
+                    *outcome_slot = Some(refused(id, Some(&job.name), &refusal));
                     continue;
                 }
             };
             let notes = decision.notes.clone();
-            let impressions = decision.impressions;
+            let pages = u64::from(decision.impressions.unwrap_or(0));
             let detail = audit_detail(&decision);
-            if job.is_reprintable(now_ms()) {
+            let write = if job.is_reprintable(now_ms()) {
                 let copy = reprint_of(
                     job,
                     session.user.clone(),
@@ -507,7 +507,7 @@ impl ApiService {
                 );
                 let Ok(copy) = copy else {
                     let why = "This job cannot be printed again.";
-                    *slot = Some(outcome(id, Some(&job.name), "not_held", why, &[]));
+                    *outcome_slot = Some(outcome(id, Some(&job.name), "not_held", why, &[]));
                     continue;
                 };
                 let event = AuditEvent::now(
@@ -516,53 +516,53 @@ impl ApiService {
                     Some(&session.device),
                     format!("{detail}; of job {}", job.uuid),
                 );
-                match self.store.insert_reprint(job, copy, event).await {
-                    Ok(reprint) => {
-                        used += u64::from(impressions.unwrap_or(0));
-                        queued.push(reprint.uuid);
-                        let said = "Printing it again.";
-                        *slot = Some(outcome(id, Some(&job.name), "queued", said, &notes));
-                    }
-                    Err(e) => {
-                        failure = Some(e);
-                        *slot = Some(not_recorded(id, Some(&job.name)));
-                    }
-                }
-                continue;
-            }
-            let transition = release_transition(
-                session.user.clone(),
-                session.device.clone(),
-                label.clone(),
-                decision,
-            );
-            let audit = AuditEvent::now(
-                "release",
-                Some(&session.user),
-                Some(&session.device),
-                detail,
-            )
-            .for_job(job.uuid);
-            match self.store.modify_audited(job.uuid, transition, audit).await {
-                Ok(_) => {
-                    used += u64::from(impressions.unwrap_or(0));
-                    queued.push(job.uuid);
-                    *slot = Some(outcome(
-                        id,
-                        Some(&job.name),
-                        "queued",
-                        "Sent to the printer.",
-                        &notes,
-                    ));
+                Either::Left(async move {
+                    let reprint = self.store.insert_reprint(job, copy, event).await?;
+                    Ok((reprint.uuid, "Printing it again."))
+                })
+            } else {
+                let transition = release_transition(
+                    session.user.clone(),
+                    session.device.clone(),
+                    label.clone(),
+                    decision,
+                );
+                let audit = AuditEvent::now(
+                    "release",
+                    Some(&session.user),
+                    Some(&session.device),
+                    detail,
+                )
+                .for_job(job.uuid);
+                Either::Right(async move {
+                    let released = self
+                        .store
+                        .modify_audited(job.uuid, transition, audit)
+                        .await?;
+                    Ok((released.uuid, "Sent to the printer."))
+                })
+            };
+            used += pages;
+            writes.push(async move { (slot, job, notes, write.await) });
+        }
+        // A store failure leaves its jobs held, but what was written still
+        // goes to the printer, and the answer says which jobs stay.
+        let mut failure = None;
+        for (slot, job, notes, written) in futures_util::future::join_all(writes).await {
+            let id = &candidates[slot].0;
+            outcomes[slot] = Some(match written {
+                Ok((uuid, said)) => {
+                    queued.push(uuid);
+                    outcome(id, Some(&job.name), "queued", said, &notes)
                 }
                 Err(StoreError::NotPossible(reason)) => {
-                    *slot = Some(outcome(id, Some(&job.name), "not_held", &reason.0, &[]));
+                    outcome(id, Some(&job.name), "not_held", &reason.0, &[])
                 }
                 Err(e) => {
                     failure = Some(e);
-                    *slot = Some(not_recorded(id, Some(&job.name)));
+                    not_recorded(id, Some(&job.name))
                 }
-            }
+            });
         }
         if !queued.is_empty() {
             self.metrics

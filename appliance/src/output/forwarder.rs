@@ -270,17 +270,20 @@ impl Forwarder {
             printer: self.printer.id.clone(),
             label: self.label().to_owned(),
         };
-        let claimed = self.update(&job, sending).await;
+        // The document is checked while the claim commits: both must be
+        // done before the first byte goes out, neither needs the other.
+        let documents = self.store.documents();
+        let check = async {
+            match &job.document {
+                Some(document) => super::verify_document(&documents, job.uuid, document).await,
+                None => Ok(()),
+            }
+        };
+        let (claimed, verified) = tokio::join!(self.update(&job, sending), check);
         let Some(job) = claimed else { return };
         let size = job.document.as_ref().map_or(0, |d| d.size);
         let timeout = transfer_timeout(Duration::from_secs(self.config.request_timeout_secs), size);
         tracing::info!(job = %job.uuid, printer = %self.printer.id, attempt = job.attempts, "sending job");
-        let verified = match &job.document {
-            Some(document) => {
-                super::verify_document(&self.store.documents(), job.uuid, document).await
-            }
-            None => Ok(()),
-        };
         let result = match (verified, &self.device) {
             (Err(e), _) => Err(e),
             (Ok(()), device) => self.submit(device, &job, timeout).await,

@@ -29,17 +29,41 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use e2e::{
-    Appliance, LimitResponder, Rng, fixture, free_port, run_with_timeout, send_print_job_to,
-    upload, workspace, write_generated,
+    Appliance, LimitResponder, Rng, cores, cpu_secs_of, fixture, free_port, own_cpu_secs,
+    run_with_timeout, send_print_job_to, upload, workspace, write_generated,
 };
 
 struct Peer {
     name: &'static str,
     port: u16,
     path: &'static str,
+    /// The server's process, when it is not this one, for its CPU time.
+    pid: Option<u32>,
+}
+
+/// One timed run of jobs: how fast, and whose CPU it took.
+struct Rate {
+    jobs_per_s: f64,
+    /// The server's CPU seconds per job (`None` for the in-process limit).
+    server_cpu_per_job: Option<f64>,
+    /// This process's (the load generator's) share of all cores.
+    load_share: f64,
 }
 
 struct Cupsd(PathBuf);
+
+impl Cupsd {
+    /// cupsd's process id, from the recipe's pid file.
+    fn pid(&self) -> Option<u32> {
+        let pid: u32 = fs::read_to_string(self.0.join("runner.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        let comm = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+        (comm.trim() == "cupsd").then_some(pid)
+    }
+}
 
 impl Cupsd {
     fn start(dir: &Path) -> Result<(Cupsd, u16)> {
@@ -91,6 +115,7 @@ fn main() -> Result<()> {
             name: "appliance",
             port: appliance.port,
             path: "/ipp/print/secure",
+            pid: appliance.pid(),
         };
         let clients = std::env::var("BENCH_CLIENTS")
             .ok()
@@ -98,7 +123,9 @@ fn main() -> Result<()> {
             .unwrap_or(16);
         let rate = job_rate(&peer, clients, 1600 / clients, &small)?;
         println!(
-            "{clients} clients: {rate:.0} jobs/s; {}",
+            "{clients} clients: {:.0} jobs/s, {:.0} µs of appliance CPU per job; {}",
+            rate.jobs_per_s,
+            rate.server_cpu_per_job.unwrap_or(f64::NAN) * 1e6,
             batch_sizes(&appliance)?
         );
         for line in appliance.get("/metrics")?.lines() {
@@ -121,6 +148,8 @@ fn main() -> Result<()> {
 
     eprintln!("measuring the disk's fsynced sequential write rate (1 GiB)...");
     let disk = disk_write_rate(&root.join("disk-test"), 1 << 30)?;
+    eprintln!("measuring the disk's flush round trip (4 KiB append + fdatasync)...");
+    let flush = flush_round_trip(&root.join("flush-test"), 1000)?;
 
     eprintln!("starting cupsd, the appliance (on disk and on tmpfs) and the limit...");
     let (_cupsd, cupsd_port) = Cupsd::start(&root.join("cupsd"))?;
@@ -141,21 +170,25 @@ fn main() -> Result<()> {
             name: "appliance",
             port: appliance.port,
             path: "/ipp/print/secure",
+            pid: appliance.pid(),
         },
         Peer {
             name: "appliance on tmpfs",
             port: on_tmpfs.port,
             path: "/ipp/print/secure",
+            pid: on_tmpfs.pid(),
         },
         Peer {
             name: "cupsd",
             port: cupsd_port,
             path: "/printers/held",
+            pid: _cupsd.pid(),
         },
         Peer {
             name: "limit",
             port: limit.port,
             path: "/ipp/print",
+            pid: None,
         },
     ];
 
@@ -164,18 +197,25 @@ fn main() -> Result<()> {
         .and_then(|r| r.parse().ok())
         .unwrap_or(3);
     let mut rows = Vec::new();
+    let mut cpu_rows = Vec::new();
     for (clients, per_client) in [(1usize, 300usize), (16, 60)] {
         let mut samples = vec![Vec::new(); peers.len()];
+        let mut cpu = vec![Vec::new(); peers.len()];
+        let mut load = vec![Vec::new(); peers.len()];
         for round in 0..rounds {
-            for (peer, out) in peers.iter().zip(samples.iter_mut()) {
+            for (i, peer) in peers.iter().enumerate() {
                 eprintln!(
                     "round {}/{rounds}, {}: {clients} client(s) x {per_client} jobs of 4 KiB...",
                     round + 1,
                     peer.name
                 );
-                out.push(job_rate(peer, clients, per_client, &small)?);
+                let rate = job_rate(peer, clients, per_client, &small)?;
+                samples[i].push(rate.jobs_per_s);
+                cpu[i].extend(rate.server_cpu_per_job.map(|s| s * 1e6));
+                load[i].push(100.0 * rate.load_share);
             }
         }
+        cpu_rows.push((clients, cpu, load));
         rows.push(Row {
             what: format!(
                 "4 KiB PDF, {clients} client{}, jobs/s",
@@ -266,6 +306,36 @@ fn main() -> Result<()> {
         "- appliance peak RSS over the whole run: {rss:.1} MiB (on tmpfs: {rss_tmpfs:.1} MiB)"
     )?;
     writeln!(out, "- appliance group commit: {group}")?;
+    writeln!(
+        out,
+        "- disk flush round trip (4 KiB append + fdatasync, 1000 times): median {:.2} ms, \
+         so one client that waits for a flush per job gets at most {:.0} jobs/s; with the \
+         appliance's own time per job on tmpfs added: {:.0} jobs/s (the appliance, one client: \
+         {:.0}% of that)",
+        flush * 1e3,
+        1.0 / flush,
+        one_client_bound(&rows, flush),
+        100.0 * median(&rows[0].samples[0]) / one_client_bound(&rows, flush),
+    )?;
+    writeln!(out)?;
+    writeln!(
+        out,
+        "| CPU per 4 KiB job, µs (median, range) | appliance | appliance on tmpfs | cupsd \
+         | load generator's share of the {} cores (appliance runs) |",
+        cores()
+    )?;
+    writeln!(out, "|---|---:|---:|---:|---:|")?;
+    for (clients, cpu, load) in &cpu_rows {
+        writeln!(
+            out,
+            "| {clients} client{} | {} | {} | {} | {}% |",
+            if *clients > 1 { "s" } else { "" },
+            spread(&cpu[0]),
+            spread(&cpu[1]),
+            spread(&cpu[2]),
+            spread(&load[0]),
+        )?;
+    }
     drop(out);
     drop(appliance);
     drop(on_tmpfs);
@@ -357,13 +427,40 @@ fn spread(samples: &[f64]) -> String {
     )
 }
 
-/// Jobs per second with `clients` concurrent clients each sending `per_client` jobs.
+/// The best a single client can do when each of its jobs waits for one
+/// flush of the disk on top of the appliance's own work (its time per job
+/// on tmpfs, where flushes cost nothing).
+fn one_client_bound(rows: &[Row], flush_secs: f64) -> f64 {
+    let tmpfs_secs_per_job = 1.0 / median(&rows[0].samples[1]);
+    1.0 / (tmpfs_secs_per_job + flush_secs)
+}
+
+/// Median seconds of one 4 KiB append followed by `fdatasync`, the least
+/// a durable acknowledgement costs on this disk.
+fn flush_round_trip(path: &Path, times: usize) -> Result<f64> {
+    let mut file = fs::File::create(path)?;
+    let block = vec![0x5a_u8; 4096];
+    let mut samples = Vec::with_capacity(times);
+    for _ in 0..times {
+        let started = Instant::now();
+        file.write_all(&block)?;
+        file.sync_data()?;
+        samples.push(started.elapsed().as_secs_f64());
+    }
+    fs::remove_file(path)?;
+    Ok(median(&samples))
+}
+
+/// Jobs per second with `clients` concurrent clients each sending
+/// `per_client` jobs, and the CPU the server and this process spent.
 fn job_rate(
     peer: &Peer,
     clients: usize,
     per_client: usize,
     document: &Arc<Vec<u8>>,
-) -> Result<f64> {
+) -> Result<Rate> {
+    let server_before = peer.pid.and_then(cpu_secs_of);
+    let own_before = own_cpu_secs();
     let started = Instant::now();
     let threads: Vec<_> = (0..clients)
         .map(|c| {
@@ -382,7 +479,16 @@ fn job_rate(
         t.join()
             .map_err(|_| anyhow::anyhow!("client thread panicked"))??;
     }
-    Ok((clients * per_client) as f64 / started.elapsed().as_secs_f64())
+    let wall = started.elapsed().as_secs_f64();
+    let jobs = (clients * per_client) as f64;
+    let server_after = peer.pid.and_then(cpu_secs_of);
+    Ok(Rate {
+        jobs_per_s: jobs / wall,
+        server_cpu_per_job: server_before
+            .zip(server_after)
+            .map(|(before, after)| (after - before) / jobs),
+        load_share: (own_cpu_secs() - own_before) / (wall * cores() as f64),
+    })
 }
 
 /// MB/s writing `size` bytes in 1 MiB writes, then fsync (included).

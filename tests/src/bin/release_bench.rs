@@ -23,7 +23,10 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use e2e::{ApiClient, Appliance, Printed, Rng, send_print_job, timed_printer};
+use e2e::{
+    ApiClient, Appliance, Printed, Rng, cores, cpu_secs_of, own_cpu_secs, send_print_job,
+    timed_printer,
+};
 use serde_json::json;
 
 const TERMINALS: usize = 50;
@@ -78,6 +81,42 @@ fn release_once(
     }
     let _ = api.call("DELETE", "/api/v1/sessions/current", Some(&token), None);
     Ok(at.duration_since(started).as_secs_f64() * 1000.0)
+}
+
+/// CPU time of the appliance and of this process (the load generator:
+/// terminals and printers) at one moment of a round.
+struct Cpu {
+    pid: Option<u32>,
+    appliance: f64,
+    bench: f64,
+    at: Instant,
+}
+
+/// CPU seconds spent, and wall seconds passed, over one round.
+struct Busy {
+    appliance: f64,
+    bench: f64,
+    wall: f64,
+}
+
+impl Cpu {
+    fn now(pid: Option<u32>) -> Cpu {
+        Cpu {
+            pid,
+            appliance: pid.and_then(cpu_secs_of).unwrap_or(f64::NAN),
+            bench: own_cpu_secs(),
+            at: Instant::now(),
+        }
+    }
+
+    fn since(&self) -> Busy {
+        let now = Cpu::now(self.pid);
+        Busy {
+            appliance: now.appliance - self.appliance,
+            bench: now.bench - self.bench,
+            wall: now.at.duration_since(self.at).as_secs_f64(),
+        }
+    }
 }
 
 fn main() -> Result<()> {
@@ -143,7 +182,8 @@ fn main() -> Result<()> {
                     let (barrier, document) = (barrier.clone(), document.clone());
                     let printer = printers[t].clone();
                     let (ipp_port, api_port) = (appliance.port, appliance.api_port);
-                    std::thread::spawn(move || -> Result<Vec<f64>> {
+                    let pid = appliance.pid();
+                    std::thread::spawn(move || -> Result<(Vec<f64>, Vec<Busy>)> {
                         let api = ApiClient::new(api_port)?;
                         let user = format!("user{t}");
                         let device = format!("mfp{t}");
@@ -153,24 +193,42 @@ fn main() -> Result<()> {
                         };
                         let first_byte = printer.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
                         let mut samples = Vec::with_capacity(rounds);
+                        let mut busy = Vec::with_capacity(rounds);
                         for _ in 0..rounds {
                             let r = send_print_job(ipp_port, "secure", &user, &document)?;
                             ensure!(r.status == 0, "submit: {r:?}");
                             barrier.wait();
+                            let cpu = Cpu::now(pid);
                             samples.push(release_once(&api, &device, &login, &first_byte)?);
                             barrier.wait();
+                            // One terminal speaks for the round: the CPU
+                            // spent from the start of the logins until every
+                            // first byte arrived.
+                            if t == 0 {
+                                busy.push(cpu.since());
+                            }
                         }
-                        Ok(samples)
+                        Ok((samples, busy))
                     })
                 })
                 .collect();
-            let mut samples = Vec::new();
+            let (mut samples, mut busy) = (Vec::new(), Vec::new());
             for w in workers {
                 match w.join() {
-                    Ok(result) => samples.extend(result?),
+                    Ok(result) => {
+                        let (s, b) = result?;
+                        samples.extend(s);
+                        busy.extend(b);
+                    }
                     Err(_) => bail!("a terminal thread panicked"),
                 }
             }
+            let rounds_seen = busy.len().max(1) as f64;
+            let per_release = |f: fn(&Busy) -> f64| {
+                busy.iter().map(f).sum::<f64>() / rounds_seen / terminals as f64 * 1000.0
+            };
+            let load_share = busy.iter().map(|b| b.bench).sum::<f64>()
+                / busy.iter().map(|b| b.wall * cores() as f64).sum::<f64>();
             samples.sort_by(f64::total_cmp);
             eprintln!(
                 "  peak RSS so far: {:.1} MiB",
@@ -183,15 +241,27 @@ fn main() -> Result<()> {
                 percentile(&samples, 50.0),
                 percentile(&samples, 99.0),
                 samples.last().copied().unwrap_or(f64::NAN),
+                (
+                    per_release(|b| b.appliance),
+                    per_release(|b| b.bench),
+                    100.0 * load_share,
+                ),
             ));
         }
     }
     let rss = appliance.peak_rss()? as f64 / (1 << 20) as f64;
     println!("\n### Release: login to first byte at the printer, 1 MB job (ms)\n");
-    println!("| terminals at once | login | samples | p50 | p99 | max |");
-    println!("|---:|---|---:|---:|---:|---:|");
-    for (terminals, method, n, p50, p99, max) in table {
-        println!("| {terminals} | {method} | {n} | {p50:.1} | {p99:.1} | {max:.1} |");
+    println!(
+        "| terminals at once | login | samples | p50 | p99 | max | appliance CPU per release, ms \
+         | load generator CPU per release, ms | load generator's share of the {} cores |",
+        cores()
+    );
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+    for (terminals, method, n, p50, p99, max, (appliance_ms, bench_ms, share)) in table {
+        println!(
+            "| {terminals} | {method} | {n} | {p50:.1} | {p99:.1} | {max:.1} | {appliance_ms:.2} \
+             | {bench_ms:.2} | {share:.0}% |"
+        );
     }
     println!("\n- appliance peak RSS over the release run: {rss:.1} MiB");
     drop(appliance);
