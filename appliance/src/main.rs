@@ -24,6 +24,11 @@ use cli::{Failure, load};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Before any database is opened, as SQLite requires; only speed
+    // depends on it.
+    if !appliance::store::keep_savepoint_journals_in_memory() {
+        eprintln!("note: SQLite was in use before it could be tuned; it keeps its defaults");
+    }
     let result = match cli.command {
         Command::Serve { config } => load(config.as_deref()).and_then(serve),
         Command::CheckConfig { config } => load(Some(&config)).and_then(|c| {

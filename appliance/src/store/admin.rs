@@ -17,6 +17,32 @@ use crate::job::{JobRecord, JobUuid};
 
 pub(super) const DB_FILE: &str = "appliance.db";
 
+/// Largest savepoint journal SQLite keeps in memory before it moves it to
+/// a temporary file.
+const SAVEPOINT_JOURNAL_IN_MEMORY: i32 = 1 << 20;
+
+/// Lets SQLite keep a savepoint's journal (the original pages one write
+/// operation changed, kept to undo it) in memory up to 1 MiB instead of
+/// its default 64 KiB. Each write the writer commits runs in its own
+/// savepoint, and a job's insert touches more than 64 KiB of pages (its
+/// row, its indexes, its document, the outbox), so at the default every
+/// commit created and deleted a temporary file in `/var/tmp` (seen with
+/// `strace` and `perf`). Larger operations (a fleet policy of many users)
+/// still spill to a file. Process-wide: call it before any database is
+/// opened; `false` if SQLite was already in use (its default stays).
+pub fn keep_savepoint_journals_in_memory() -> bool {
+    // SAFETY: sqlite3_config with SQLITE_CONFIG_STMTJRNL_SPILL takes one
+    // int; before SQLite is initialised it only stores that value, after
+    // it changes nothing and returns SQLITE_MISUSE.
+    let rc = unsafe {
+        rusqlite::ffi::sqlite3_config(
+            rusqlite::ffi::SQLITE_CONFIG_STMTJRNL_SPILL,
+            SAVEPOINT_JOURNAL_IN_MEMORY,
+        )
+    };
+    rc == rusqlite::ffi::SQLITE_OK
+}
+
 /// Opens (creating and migrating if needed) the database for writing.
 pub(super) fn open_writer(data_dir: &Path) -> Result<(Connection, PathBuf), StoreError> {
     // Private from the start: it holds documents and credential hashes.

@@ -47,7 +47,7 @@ use crate::roaming::report::ClaimEnd;
 use crate::rules::Rules;
 use crate::users::LoginUser;
 use admin::open_writer;
-pub use admin::{StoreReader, UserAdmin};
+pub use admin::{StoreReader, UserAdmin, keep_savepoint_journals_in_memory};
 pub use audit::AuditEvent;
 pub use documents::Documents;
 pub use error::StoreError;
