@@ -463,7 +463,8 @@ impl ApiService {
         }
         // Decided one by one (each decision sees the quota the ones before
         // it spend), then written together, so one group commit records the
-        // whole release. A write the store refuses gives its pages back.
+        // whole release. A write the store refuses leaves its job held; the
+        // pages counted for it only made the decisions after it stricter.
         let mut writes = Vec::new();
         for ((slot, outcome_slot), (id, candidate)) in
             outcomes.iter_mut().enumerate().zip(&candidates)
