@@ -31,16 +31,24 @@ pub fn appliance_bin() -> PathBuf {
 
 /// Builds the workspace binary `name` (its package has the same name) in
 /// the tests' profile; its path.
+///
+/// The build asks for what the callers' own build asked for, because Cargo
+/// unifies dependency features per build and compiles them again for a
+/// different set: in debug, what `cargo test --workspace` builds (a no-op
+/// under `tests/run`, where `-p appliance` alone took a minute); in release,
+/// what `image/deb/build` packages, so a benchmark measures the shipped
+/// binary.
 pub(crate) fn build_bin(name: &str) -> PathBuf {
     let release = std::env::current_exe()
         .ok()
         .is_some_and(|p| p.components().any(|c| c.as_os_str() == "release"));
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(workspace())
-        .args(["build", "--quiet", "-p", name, "--bin", name]);
+    cmd.current_dir(workspace()).args(["build", "--quiet"]);
     if release {
-        cmd.arg("--release");
+        cmd.args(["--release", "-p", "appliance", "-p", "central"]);
+    } else {
+        cmd.args(["--workspace", "--bins", "--tests"]);
     }
     let status = cmd.status().expect("cargo must be runnable from tests");
     assert!(status.success(), "building the {name} binary failed");
