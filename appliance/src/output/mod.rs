@@ -6,8 +6,11 @@
 //! Documents are read back and checked against their recorded SHA-256
 //! before the printer is contacted ([`verify_document`]), so a damaged
 //! document is never sent: some printers print whatever arrived when a
-//! transfer breaks. They are then streamed from the store, decoded on a
-//! blocking thread and checked again on the way out.
+//! transfer breaks. They are then streamed from the store and decoded on a
+//! blocking thread, without hashing them a second time: a stored document
+//! is never rewritten (a file is renamed into place once; a reprint links
+//! it), so the bytes just checked are the bytes sent, and a second SHA-256
+//! cost 0.6 ms per MB of every release.
 //!
 //! A job is sent at most once without a person asking again: when a
 //! transfer fails after the whole document may have reached the printer,
@@ -24,7 +27,6 @@ use std::io::Read;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use sha2::{Digest, Sha256};
 use tokio::io::AsyncRead;
 use tokio::sync::mpsc;
 
@@ -104,8 +106,9 @@ const STREAM_DEPTH: usize = 4;
 const STREAM_CHUNK: usize = 64 * 1024;
 
 /// A stored document as an async byte stream, decompressed on a blocking
-/// thread. The stream fails (rather than ends) if the file is damaged or its
-/// SHA-256 differs from `sha256`, so the receiver never takes it as complete.
+/// thread; checked by [`verify_document`] first. The stream fails (rather
+/// than ends) if the document cannot be read or decoded, or is not the
+/// size recorded, so the receiver never takes a short one as complete.
 /// `finished` is set once the last byte has been handed out.
 pub fn document_stream(
     documents: &Documents,
@@ -115,11 +118,10 @@ pub fn document_stream(
 ) -> impl AsyncRead + Send + Unpin + 'static {
     let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(STREAM_DEPTH);
     let (documents, document) = (documents.clone(), document.clone());
-    let sha256 = document.sha256.clone();
     tokio::task::spawn_blocking(move || {
         let result = (|| -> std::io::Result<()> {
             let mut reader = documents.open(uuid, &document)?;
-            let mut hasher = Sha256::new();
+            let mut sent = 0u64;
             loop {
                 let mut buf = vec![0u8; STREAM_CHUNK];
                 let n = reader.read(&mut buf)?;
@@ -127,15 +129,18 @@ pub fn document_stream(
                     break;
                 }
                 buf.truncate(n);
-                hasher.update(&buf);
+                sent += n as u64;
                 if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
                     return Ok(()); // receiver gone: the transfer was abandoned
                 }
             }
-            if hex::encode(hasher.finalize()) != sha256 {
+            if sent != document.size {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::InvalidData,
-                    format!("the stored document of job {uuid} does not match its SHA-256"),
+                    format!(
+                        "the stored document of job {uuid} ended after {sent} of {} bytes",
+                        document.size
+                    ),
                 ));
             }
             Ok(())
@@ -225,10 +230,23 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_hash_mismatch_fails_the_stream() {
+    async fn a_document_shorter_than_recorded_fails_the_stream() {
+        let (_dir, store, mut job) = stored(b"%PDF-1.4 data").await;
+        job.document.as_mut().unwrap().size += 1;
+        let (read, _, done) = stream(&store, &job).await;
+        assert_eq!(read.unwrap_err().kind(), std::io::ErrorKind::InvalidData);
+        assert!(!done);
+    }
+
+    #[tokio::test]
+    async fn a_hash_mismatch_is_found_before_sending() {
         let (_dir, store, mut job) = stored(b"%PDF-1.4 data").await;
         job.document.as_mut().unwrap().sha256 = "00".repeat(32);
-        let (read, _, _) = stream(&store, &job).await;
-        assert_eq!(read.unwrap_err().kind(), std::io::ErrorKind::InvalidData);
+        let document = job.document.as_ref().unwrap();
+        let checked = verify_document(&store.documents(), job.uuid, document).await;
+        assert!(
+            matches!(checked, Err(OutputError::Damaged(_))),
+            "{checked:?}"
+        );
     }
 }
