@@ -20,6 +20,9 @@
 //! time, so the format check, the analysis, the hash and the size limit
 //! see what a printer will get, and a small body that expands enormously
 //! stops at the limit.
+//! A small document that arrives whole in its first read (a one-page job,
+//! most of them) skips the thread: it stays in memory for the store's
+//! commit anyway, so copying it in place blocks nothing.
 
 use std::io::{self, Read, Write};
 
@@ -56,6 +59,11 @@ const WRITERS_PER_CLIENT: usize = BUDGET_WRITERS / 4;
 const BUSY_WAIT: Duration = Duration::from_secs(10);
 /// Client addresses remembered before idle ones are forgotten.
 const MAX_CLIENTS_TRACKED: usize = 4096;
+/// The largest document copied on the async side when it has all arrived
+/// in its first read: it stays in memory for the store's commit, so the
+/// copy touches no disk, and its format check, hash, analysis and
+/// compression take microseconds, less than handing it to a thread.
+const COPY_IN_PLACE_MAX: usize = 64 * 1024;
 
 /// The document buffers and spool writers all uploads share, and each
 /// client address's share of the writers.
@@ -168,6 +176,87 @@ where
     let (max_bytes, idle_timeout_secs) = limits;
     let (declared_format, compression) = document;
     let chunks = turn.chunks.clone();
+    let mut read = vec![next_chunk(&chunks, body).await];
+    let small = match &read[0] {
+        Some(Ok(chunk)) => {
+            chunk.len() <= COPY_IN_PLACE_MAX
+                && spool.keeps_in_memory(chunk.len() as u64)
+                && compression == Compression::None
+        }
+        _ => false,
+    };
+    if small {
+        match next_chunk(&chunks, body).await {
+            None => {
+                let received = read
+                    .into_iter()
+                    .flatten()
+                    .map(|c| c.map_err(CopyError::Client));
+                let copied = copy_to_spool(
+                    &spool,
+                    &reserve,
+                    uuid,
+                    received,
+                    &declared_format,
+                    max_bytes,
+                );
+                drop(turn);
+                return copied.map_err(|e| e.into_ipp(idle_timeout_secs));
+            }
+            more => read.push(more),
+        }
+    }
+    receive_in_thread(
+        (spool, reserve, uuid),
+        body,
+        (declared_format, compression),
+        limits,
+        turn,
+        read,
+    )
+    .await
+}
+
+/// The next chunk of `body` (`None` at its end), holding a permit of the
+/// shared buffers; an error when none comes free within `BUSY_WAIT`.
+async fn next_chunk<R>(chunks: &Arc<Semaphore>, body: &mut R) -> Option<io::Result<Chunk>>
+where
+    R: AsyncRead + Unpin + ?Sized,
+{
+    let permit = match tokio::time::timeout(BUSY_WAIT, chunks.clone().acquire_owned()).await {
+        Ok(Ok(permit)) => permit,
+        Ok(Err(_)) => return None,
+        Err(_) => {
+            let busy = io::Error::new(io::ErrorKind::WouldBlock, "no buffer came free");
+            return Some(Err(busy));
+        }
+    };
+    let mut buf = BytesMut::with_capacity(CHUNK);
+    match body.read_buf(&mut buf).await {
+        Ok(0) => None,
+        Ok(_) => Some(Ok(Chunk {
+            data: buf.freeze(),
+            _permit: Some(permit),
+        })),
+        Err(e) => Some(Err(e)),
+    }
+}
+
+/// [`receive`] for a document that did not arrive whole in one small read:
+/// what `read` took already (each as [`next_chunk`] gave it) and the rest of
+/// `body` go through a channel to a blocking thread that writes them.
+async fn receive_in_thread<R>(
+    (spool, reserve, uuid): (Spool, DiskReserve, JobUuid),
+    body: &mut R,
+    (declared_format, compression): (String, Compression),
+    (max_bytes, idle_timeout_secs): (u64, u64),
+    turn: WriterTurn,
+    read: Vec<Option<io::Result<Chunk>>>,
+) -> Result<Option<Received>, IppError>
+where
+    R: AsyncRead + Unpin + ?Sized,
+{
+    let chunks = turn.chunks.clone();
     let (tx, mut rx) = mpsc::channel::<io::Result<Chunk>>(DEPTH);
     let writer = tokio::task::spawn_blocking(move || {
         let received =
@@ -188,26 +277,13 @@ where
         drop(turn);
         copied
     });
+    let mut read = read.into_iter();
     loop {
-        let permit = match tokio::time::timeout(BUSY_WAIT, chunks.clone().acquire_owned()).await {
-            Ok(Ok(permit)) => permit,
-            Ok(Err(_)) => break,
-            Err(_) => {
-                let busy = io::Error::new(io::ErrorKind::WouldBlock, "no buffer came free");
-                let _ = tx.send(Err(busy)).await;
-                break;
-            }
+        let next = match read.next() {
+            Some(taken) => taken,
+            None => next_chunk(&chunks, body).await,
         };
-        let mut buf = BytesMut::with_capacity(CHUNK);
-        let read = body.read_buf(&mut buf).await;
-        let item = match read {
-            Ok(0) => break,
-            Ok(_) => Ok(Chunk {
-                data: buf.freeze(),
-                _permit: Some(permit),
-            }),
-            Err(e) => Err(e),
-        };
+        let Some(item) = next else { break };
         let failed = item.is_err();
         // The writer stops taking chunks when it gave up (too large, bad
         // format, disk error); its result says why.
@@ -611,6 +687,59 @@ mod tests {
         .unwrap_err();
         assert!(matches!(err.into_ipp(30), IppError::Timeout(30)));
         assert_eq!(tmp_files(&dir), 0);
+    }
+
+    /// `data` through [`receive`], from a body that hands out at most
+    /// `read_size` bytes per read, into a spool that keeps small documents
+    /// in memory.
+    async fn received(data: &[u8], read_size: usize) -> Result<Option<Received>, IppError> {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(&dir.path().join("spool"), 1, 256 * 1024).unwrap();
+        let pieces: Vec<io::Result<Bytes>> = data
+            .chunks(read_size)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        let mut body = tokio_util::io::StreamReader::new(futures_util::stream::iter(pieces));
+        let turn = UploadBudget::default().writer_turn(None).await.unwrap();
+        let declared = ("application/pdf".to_owned(), Compression::None);
+        let reserve = no_reserve(&dir);
+        receive(
+            spool,
+            reserve,
+            JobUuid::new(),
+            &mut body,
+            declared,
+            (1 << 20, 30),
+            turn,
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn a_document_read_whole_is_stored_as_one_read_in_pieces() {
+        let doc = b"%PDF-1.4 one page ".repeat(200);
+        let whole = received(&doc, doc.len()).await.unwrap().unwrap();
+        let pieces = received(&doc, 1000).await.unwrap().unwrap();
+        for got in [&whole, &pieces] {
+            assert_eq!(got.document.size, doc.len() as u64);
+            assert_eq!(
+                got.document.sha256,
+                crate::store::spool::hash_document(&doc[..]).unwrap().1
+            );
+            assert_eq!(got.format, "application/pdf");
+        }
+        assert_eq!(whole.document.storage, pieces.document.storage);
+        assert_eq!(whole.document.spool_size, pieces.document.spool_size);
+    }
+
+    #[tokio::test]
+    async fn a_small_document_read_whole_is_still_checked() {
+        let refused = received(b"plain text, not a PDF", 4096).await;
+        assert!(
+            matches!(refused, Err(IppError::FormatError(_))),
+            "{refused:?}"
+        );
+        assert!(received(b"", 4096).await.unwrap().is_none());
     }
 
     #[test]

@@ -94,6 +94,12 @@ impl Spool {
         self.dir.join(file_name(uuid, encoding))
     }
 
+    /// Whether a document of `size` bytes stays in memory until the store
+    /// commits it with its job (no file is made for it).
+    pub fn keeps_in_memory(&self, size: u64) -> bool {
+        size <= self.inline_max
+    }
+
     /// Starts taking a document for `uuid`.
     pub fn create(&self, uuid: JobUuid) -> io::Result<SpoolWriter> {
         Ok(SpoolWriter {
