@@ -175,12 +175,19 @@ where
 {
     let (max_bytes, idle_timeout_secs) = limits;
     let (declared_format, compression) = document;
+    let destination = Destination {
+        spool,
+        reserve,
+        uuid,
+        declared_format,
+        max_bytes,
+    };
     let chunks = turn.chunks.clone();
     let mut read = vec![next_chunk(&chunks, body).await];
     let small = match &read[0] {
         Some(Ok(chunk)) => {
             chunk.len() <= COPY_IN_PLACE_MAX
-                && spool.keeps_in_memory(chunk.len() as u64)
+                && destination.spool.keeps_in_memory(chunk.len() as u64)
                 && compression == Compression::None
         }
         _ => false,
@@ -188,33 +195,43 @@ where
     if small {
         match next_chunk(&chunks, body).await {
             None => {
-                let received = read
-                    .into_iter()
-                    .flatten()
-                    .map(|c| c.map_err(CopyError::Client));
-                let copied = copy_to_spool(
-                    &spool,
-                    &reserve,
-                    uuid,
-                    received,
-                    &declared_format,
-                    max_bytes,
-                );
+                let received = read.into_iter().flatten();
+                let copied = destination.copy(received.map(|c| c.map_err(CopyError::Client)));
                 drop(turn);
                 return copied.map_err(|e| e.into_ipp(idle_timeout_secs));
             }
             more => read.push(more),
         }
     }
-    receive_in_thread(
-        (spool, reserve, uuid),
-        body,
-        (declared_format, compression),
-        limits,
-        turn,
-        read,
-    )
-    .await
+    let through = (compression, idle_timeout_secs);
+    receive_in_thread(destination, body, through, turn, read).await
+}
+
+/// Where a document goes and what it must be: the spool and job it is for,
+/// the disk reserve it must leave alone, its declared format and its
+/// largest size.
+struct Destination {
+    spool: Spool,
+    reserve: DiskReserve,
+    uuid: JobUuid,
+    declared_format: String,
+    max_bytes: u64,
+}
+
+impl Destination {
+    fn copy(
+        &self,
+        chunks: impl Iterator<Item = Result<Chunk, CopyError>>,
+    ) -> Result<Option<Received>, CopyError> {
+        copy_to_spool(
+            &self.spool,
+            &self.reserve,
+            self.uuid,
+            chunks,
+            &self.declared_format,
+            self.max_bytes,
+        )
+    }
 }
 
 /// The next chunk of `body` (`None` at its end), holding a permit of the
@@ -244,12 +261,12 @@ where
 
 /// [`receive`] for a document that did not arrive whole in one small read:
 /// what `read` took already (each as [`next_chunk`] gave it) and the rest of
-/// `body` go through a channel to a blocking thread that writes them.
+/// `body` go through a channel to a blocking thread that decompresses them
+/// if the wire's `compression` says so and writes them.
 async fn receive_in_thread<R>(
-    (spool, reserve, uuid): (Spool, DiskReserve, JobUuid),
+    destination: Destination,
     body: &mut R,
-    (declared_format, compression): (String, Compression),
-    (max_bytes, idle_timeout_secs): (u64, u64),
+    (compression, idle_timeout_secs): (Compression, u64),
     turn: WriterTurn,
     read: Vec<Option<io::Result<Chunk>>>,
 ) -> Result<Option<Received>, IppError>
@@ -262,17 +279,9 @@ where
         let received =
             std::iter::from_fn(|| rx.blocking_recv()).map(|c| c.map_err(CopyError::Client));
         let copied = if compression == Compression::None {
-            copy_to_spool(
-                &spool,
-                &reserve,
-                uuid,
-                received,
-                &declared_format,
-                max_bytes,
-            )
+            destination.copy(received)
         } else {
-            let chunks = decompressed(received, compression);
-            copy_to_spool(&spool, &reserve, uuid, chunks, &declared_format, max_bytes)
+            destination.copy(decompressed(received, compression))
         };
         drop(turn);
         copied
