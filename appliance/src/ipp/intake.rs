@@ -62,7 +62,8 @@ const MAX_CLIENTS_TRACKED: usize = 4096;
 /// The largest document copied on the async side when it has all arrived
 /// in its first read: it stays in memory for the store's commit, so the
 /// copy touches no disk, and its format check, hash, analysis and
-/// compression take microseconds, less than handing it to a thread.
+/// compression (at a fast level) take microseconds, less than handing it
+/// to a thread.
 const COPY_IN_PLACE_MAX: usize = 64 * 1024;
 
 /// The document buffers and spool writers all uploads share, and each
@@ -187,7 +188,7 @@ where
     let small = match &read[0] {
         Some(Ok(chunk)) => {
             chunk.len() <= COPY_IN_PLACE_MAX
-                && destination.spool.keeps_in_memory(chunk.len() as u64)
+                && destination.spool.takes_cheaply(chunk.len() as u64)
                 && compression == Compression::None
         }
         _ => false,

@@ -94,10 +94,12 @@ impl Spool {
         self.dir.join(file_name(uuid, encoding))
     }
 
-    /// Whether a document of `size` bytes stays in memory until the store
-    /// commits it with its job (no file is made for it).
-    pub fn keeps_in_memory(&self, size: u64) -> bool {
-        size <= self.inline_max
+    /// Whether taking a document of `size` bytes is cheap enough to do
+    /// without a thread of its own: it stays in memory until the store
+    /// commits it with its job (no file is made for it), and the zstd
+    /// level is a fast one (level 19 spends milliseconds on 64 KiB).
+    pub fn takes_cheaply(&self, size: u64) -> bool {
+        size <= self.inline_max && self.level <= FAST_LEVEL
     }
 
     /// Starts taking a document for `uuid`.
@@ -262,6 +264,9 @@ pub fn worth_compressing(original: usize, compressed: usize) -> bool {
 
 /// How `sample` (the start of a document, or all of it) should be stored,
 /// with its zstd frame when that is the answer.
+/// The highest zstd level [`Spool::takes_cheaply`] counts as fast.
+const FAST_LEVEL: i32 = 3;
+
 fn choose_encoding(sample: &[u8], level: i32) -> io::Result<(Encoding, Option<Vec<u8>>)> {
     if sample.is_empty() || compressed_already(sample) {
         return Ok((Encoding::Identity, None));
@@ -708,6 +713,18 @@ mod tests {
         let mut jpeg = b"\xff\xd8\xff\xe0".to_vec();
         jpeg.extend(repetitive(5000));
         assert_eq!(take(&spool, &jpeg).storage.encoding, Encoding::Identity);
+    }
+
+    #[test]
+    fn only_small_documents_at_a_fast_level_are_cheap_to_take() {
+        let (_dir, fast) = spool(DEFAULT_INLINE_MAX);
+        assert!(fast.takes_cheaply(4096));
+        assert!(!fast.takes_cheaply(DEFAULT_INLINE_MAX + 1));
+        let (_dir, files_only) = spool(0);
+        assert!(!files_only.takes_cheaply(4096));
+        let dir = tempfile::tempdir().unwrap();
+        let slow = Spool::open(&dir.path().join("spool"), 19, DEFAULT_INLINE_MAX).unwrap();
+        assert!(!slow.takes_cheaply(4096));
     }
 
     #[test]
