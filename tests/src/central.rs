@@ -8,15 +8,6 @@ pub fn central_bin() -> PathBuf {
     BIN.get_or_init(|| build_bin("central")).clone()
 }
 
-/// A loopback UDP port that was free a moment ago (central keeps its port
-/// across restarts, so sites find it again).
-pub fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("binding a loopback UDP port")
-}
-
 /// A running central in its own data directory.
 pub struct Central {
     child: Option<Child>,

@@ -60,12 +60,46 @@ pub(crate) fn build_bin(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// A loopback port that was free a moment ago (for peers that cannot bind port 0).
+/// A loopback TCP port that was free a moment ago (for peers that cannot
+/// bind port 0).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("binding a loopback port")
+    unused_port(|port| TcpListener::bind(("127.0.0.1", port)).is_ok())
+}
+
+/// A loopback UDP port that was free a moment ago.
+pub fn free_udp_port() -> u16 {
+    unused_port(|port| std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok())
+}
+
+/// A port below the kernel's ephemeral range that `bindable` accepts.
+///
+/// Why not port 0: the kernel hands out ports of its ephemeral range to
+/// every outgoing connection too, so a port learnt by binding port 0 can be
+/// taken by another test's client socket before the peer binds it (CI saw
+/// `Address already in use` that way). Below the range only explicit binds
+/// compete, and the counter keeps this process's tests apart.
+fn unused_port(bindable: impl Fn(u16) -> bool) -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOWEST: u32 = 10_000;
+    let ephemeral_low = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .filter(|&low| low > LOWEST + 1000)
+        .unwrap_or(32_768);
+    let span = ephemeral_low - LOWEST;
+    // Test binaries run one after another: start each at its own place so
+    // a port a previous binary's lingering peer holds is not tried first.
+    let start = std::process::id().wrapping_mul(7919);
+    for _ in 0..span {
+        let port = LOWEST + start.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        if let Ok(port) = u16::try_from(port)
+            && bindable(port)
+        {
+            return port;
+        }
+    }
+    panic!("no free loopback port between {LOWEST} and {ephemeral_low}")
 }
 
 /// Peak resident memory (`VmHWM`) of process `pid`, in bytes.
