@@ -70,6 +70,10 @@ pub struct Config {
     /// The print queues served over IPP.
     #[serde(rename = "queue", skip_serializing_if = "Vec::is_empty")]
     pub queues: Vec<QueueConfig>,
+    /// Printer pools (`[[pool]]`): printers that serve one direct queue or
+    /// one release target together.
+    #[serde(rename = "pool", skip_serializing_if = "Vec::is_empty")]
+    pub pools: Vec<PoolConfig>,
     /// The fleet's central service; without endpoints the site stands alone.
     pub central: CentralConfig,
     /// Logging.
@@ -338,6 +342,10 @@ pub struct OutputConfig {
     /// Attempts to reach a printer for a job released there before the job
     /// goes back to held with a message (the user can release it again).
     pub release_attempts: u32,
+    /// How often each member of a `[[pool]]` is asked how it is
+    /// (`printer-state`, `printer-state-reasons`), in seconds: a member
+    /// taken out is put back within this time of being fit again.
+    pub probe_interval_secs: u64,
 }
 
 /// When an IPP printer's job counts as printed.
@@ -446,6 +454,59 @@ pub struct PrinterConfig {
     pub tls_ca: Option<PathBuf>,
 }
 
+/// `[[pool]]`: printers that serve together. A direct queue may name a
+/// pool instead of a printer, and users may release at a pool; each job
+/// goes to one member at a time.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    /// Short identifier, referenced by queues and logins like a printer's.
+    pub id: String,
+    /// Human-readable name; defaults to the id.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Where the printers stand, shown to users.
+    #[serde(default)]
+    pub location: Option<String>,
+    /// Member printer ids, in order of preference (`failover`).
+    pub printers: Vec<String>,
+    /// How members share the jobs.
+    #[serde(default)]
+    pub policy: PoolPolicy,
+}
+
+impl PoolConfig {
+    /// The name shown to people.
+    pub fn label(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.id)
+    }
+}
+
+/// How a pool's members share its jobs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PoolPolicy {
+    /// Every job goes to the first member, in the listed order, that is
+    /// fit to print; the next one takes over while it is not. Jobs are
+    /// sent in submission order.
+    #[default]
+    Failover,
+    /// Every fit member takes the next job as soon as it is free, so the
+    /// work spreads; jobs may finish out of submission order across
+    /// members.
+    LeastBusy,
+}
+
+impl PoolPolicy {
+    /// The policy as written in the config.
+    pub fn keyword(self) -> &'static str {
+        match self {
+            PoolPolicy::Failover => "failover",
+            PoolPolicy::LeastBusy => "least-busy",
+        }
+    }
+}
+
 /// What a queue does with a job once it is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -467,7 +528,7 @@ pub struct QueueConfig {
     /// Also served at `/ipp/print`; at most one queue may say so.
     #[serde(default)]
     pub default: bool,
-    /// The printer a direct queue forwards to.
+    /// The printer (or `[[pool]]`) a direct queue forwards to.
     #[serde(default)]
     pub printer: Option<String>,
     /// Shown as `printer-info`.
@@ -492,6 +553,7 @@ impl Default for Config {
             rules: Rules::default(),
             printers: Vec::new(),
             queues: Vec::new(),
+            pools: Vec::new(),
             central: CentralConfig::default(),
             log: LogConfig::default(),
             lpd: LpdConfig::default(),
@@ -541,6 +603,7 @@ impl Default for OutputConfig {
             poll_interval_secs: 1,
             printed_when: PrintedWhen::Completed,
             release_attempts: 3,
+            probe_interval_secs: 10,
         }
     }
 }
@@ -770,10 +833,13 @@ impl Config {
                         "a pull queue is released at any printer; remove `printer` or use kind = \"direct\"".into(),
                     );
                 }
-                (QueueKind::Direct, Some(id)) if !self.printers.iter().any(|p| &p.id == id) => {
+                (QueueKind::Direct, Some(id))
+                    if !self.printers.iter().any(|p| &p.id == id)
+                        && !self.pools.iter().any(|p| &p.id == id) =>
+                {
                     return invalid(
                         format!("queue[{i}].printer"),
-                        format!("no [[printer]] has id {id:?}"),
+                        format!("no [[printer]] or [[pool]] has id {id:?}"),
                     );
                 }
                 _ => {}
@@ -785,7 +851,63 @@ impl Config {
                 "only one queue may be the default".into(),
             );
         }
+        self.validate_pools()?;
         self.validate_other_ways_in()
+    }
+
+    /// `[[pool]]`: ids apart from printers', members that exist, each
+    /// printer in at most one pool (its forwarder serves one).
+    fn validate_pools(&self) -> Result<(), ConfigError> {
+        let invalid = |key: String, message: String| Err(ConfigError::Invalid { key, message });
+        if self.output.probe_interval_secs == 0 {
+            return invalid(
+                "output.probe_interval_secs".into(),
+                "must be at least 1".into(),
+            );
+        }
+        for (i, pool) in self.pools.iter().enumerate() {
+            if !is_identifier(&pool.id) {
+                return invalid(format!("pool[{i}].id"), identifier_rule(&pool.id));
+            }
+            if self.pools[..i].iter().any(|p| p.id == pool.id)
+                || self.printers.iter().any(|p| p.id == pool.id)
+            {
+                return invalid(
+                    format!("pool[{i}].id"),
+                    format!(
+                        "id {:?} is already a printer's or a pool's; queues and logins name \
+                         both the same way",
+                        pool.id
+                    ),
+                );
+            }
+            if pool.printers.is_empty() {
+                return invalid(
+                    format!("pool[{i}].printers"),
+                    "a pool needs at least one [[printer]] id".into(),
+                );
+            }
+            for (j, member) in pool.printers.iter().enumerate() {
+                let key = format!("pool[{i}].printers[{j}]");
+                if !self.printers.iter().any(|p| &p.id == member) {
+                    return invalid(key, format!("no [[printer]] has id {member:?}"));
+                }
+                if pool.printers[..j].contains(member) {
+                    return invalid(key, format!("printer {member:?} is listed twice"));
+                }
+                if let Some(other) = self.pools[..i].iter().find(|p| p.printers.contains(member)) {
+                    return invalid(
+                        key,
+                        format!(
+                            "printer {member:?} is already in pool {:?}; a printer serves at \
+                             most one pool",
+                            other.id
+                        ),
+                    );
+                }
+            }
+        }
+        Ok(())
     }
 
     /// `[raw]` and `[[hot_folder]]`: the queues they name exist, and every
@@ -907,6 +1029,64 @@ mod tests {
         .unwrap();
         assert_eq!(config.queues.len(), 2);
         assert_eq!(config.queues[1].printer.as_deref(), Some("lobby"));
+    }
+
+    const THREE_PRINTERS: &str = "[[printer]]\nid = \"a\"\nuri = \"ipp://127.0.0.1:1/ipp/print\"\n\
+         [[printer]]\nid = \"b\"\nuri = \"socket://127.0.0.1:2\"\n\
+         [[printer]]\nid = \"c\"\nuri = \"lpd://127.0.0.1:3/q\"\n";
+
+    #[test]
+    fn a_direct_queue_may_forward_to_a_pool() {
+        let config = parse(&format!(
+            "{THREE_PRINTERS}[[pool]]\nid = \"floor\"\nprinters = [\"a\", \"b\", \"c\"]\n\
+             policy = \"least-busy\"\n[[queue]]\nname = \"d\"\nkind = \"direct\"\nprinter = \"floor\"\n"
+        ))
+        .unwrap();
+        assert_eq!(config.pools[0].policy, PoolPolicy::LeastBusy);
+        assert_eq!(config.pools[0].printers, ["a", "b", "c"]);
+        let config = parse(&format!(
+            "{THREE_PRINTERS}[[pool]]\nid = \"floor\"\nprinters = [\"b\"]\n"
+        ))
+        .unwrap();
+        assert_eq!(config.pools[0].policy, PoolPolicy::Failover);
+    }
+
+    #[test]
+    fn pool_errors_name_the_key() {
+        let pool = |body: &str| invalid_key(&format!("{THREE_PRINTERS}{body}"));
+        assert_eq!(
+            pool("[[pool]]\nid = \"a\"\nprinters = [\"b\"]\n"),
+            "pool[0].id"
+        );
+        assert_eq!(
+            pool("[[pool]]\nid = \"p\"\nprinters = []\n"),
+            "pool[0].printers"
+        );
+        assert_eq!(
+            pool("[[pool]]\nid = \"p\"\nprinters = [\"a\", \"x\"]\n"),
+            "pool[0].printers[1]"
+        );
+        assert_eq!(
+            pool("[[pool]]\nid = \"p\"\nprinters = [\"a\", \"a\"]\n"),
+            "pool[0].printers[1]"
+        );
+        assert_eq!(
+            pool(
+                "[[pool]]\nid = \"p\"\nprinters = [\"a\"]\n\
+                 [[pool]]\nid = \"q\"\nprinters = [\"b\", \"a\"]\n"
+            ),
+            "pool[1].printers[1]"
+        );
+        let err = parse(&format!(
+            "{THREE_PRINTERS}[[pool]]\nid = \"p\"\nprinters = [\"a\"]\npolicy = \"random\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("policy"), "{err}");
+        assert_eq!(
+            invalid_key("[output]\nprobe_interval_secs = 0\n"),
+            "output.probe_interval_secs"
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@ use crate::ipp::service::IppService;
 use crate::legacy::{self, Protocol};
 use crate::metrics::Metrics;
 use crate::output::forwarder::{Forwarder, OutputShared};
+use crate::output::pool::Pools;
 use crate::policy::{Policy, PolicySource};
 use crate::printer::{OutputWake, PrinterHealth};
 use crate::queue::Queues;
@@ -184,12 +185,14 @@ pub async fn run(
 
     let queues = Queues::from_config(&config);
     let health = PrinterHealth::default();
-    let wake = OutputWake::new(config.printers.iter().map(|p| p.id.as_str()));
+    let wake = OutputWake::new(&config);
+    let pools = Pools::new(&config, wake.clone(), metrics.clone());
     let mut tasks = Vec::new();
     let shared = OutputShared {
         store: store.clone(),
         health: health.clone(),
         wake: wake.clone(),
+        pools: pools.clone(),
         config: config.output.clone(),
         metrics: metrics.clone(),
         site: config.site.clone(),
@@ -206,6 +209,19 @@ pub async fn run(
         tasks.push(tokio::spawn(forwarder.run(shutdown.clone())));
     }
 
+    let members = config
+        .printers
+        .iter()
+        .filter(|p| pools.feed_of(&p.id).is_some())
+        .cloned()
+        .collect();
+    tasks.push(tokio::spawn(crate::output::pool::follow(
+        pools.clone(),
+        members,
+        Duration::from_secs(config.output.probe_interval_secs),
+        Duration::from_secs(config.output.request_timeout_secs),
+        shutdown.clone(),
+    )));
     tasks.push(tokio::spawn(crate::output::supplies::follow(
         config.printers.clone(),
         health.clone(),
@@ -230,6 +246,7 @@ pub async fn run(
         site: config.site.clone(),
         metrics: metrics.clone(),
         health,
+        pools: pools.clone(),
         wake: wake.clone(),
         uploads: uploads.clone(),
         upload_budget: Default::default(),

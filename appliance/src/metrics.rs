@@ -63,6 +63,24 @@ pub struct PrinterLabels {
     pub printer: String,
 }
 
+/// Labels of one member of a printer pool in one state.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolMemberLabels {
+    /// Pool id.
+    pub pool: String,
+    /// Member printer id.
+    pub printer: String,
+    /// `ready`, `degraded` or `out`.
+    pub state: &'static str,
+}
+
+/// Labels naming a printer pool.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolLabels {
+    /// Pool id.
+    pub pool: String,
+}
+
 /// Labels of a roaming figure: what happened (`granted`, `refused`,
 /// `unavailable` for claims; `received`, `served` for bytes).
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -105,6 +123,11 @@ pub struct Metrics {
     /// 1 while a printer's forwarder cannot record progress in the store
     /// (a full disk), 0 otherwise.
     pub output_store_failing: Family<PrinterLabels, Gauge>,
+    /// 1 for the state each pool member is in (`ready`, `degraded`,
+    /// `out`), 0 for the others.
+    pub pool_member_state: Family<PoolMemberLabels, Gauge>,
+    /// Members of a pool that may take its jobs now.
+    pub pool_members_taking: Family<PoolLabels, Gauge>,
     /// 1 while a sync session with central runs.
     pub sync_connected: Gauge,
     /// The fleet policy version in force.
@@ -148,6 +171,8 @@ impl Metrics {
         let logins = Family::<LoginLabels, Counter>::default();
         let jobs_released = Family::<PrinterLabels, Counter>::default();
         let output_store_failing = Family::<PrinterLabels, Gauge>::default();
+        let pool_member_state = Family::<PoolMemberLabels, Gauge>::default();
+        let pool_members_taking = Family::<PoolLabels, Gauge>::default();
         let sync = [
             Gauge::default(),
             Gauge::default(),
@@ -225,6 +250,16 @@ impl Metrics {
             "output_store_failing",
             "1 while a printer's jobs cannot be recorded in the store (full disk); they wait",
             output_store_failing.clone(),
+        );
+        registry.register(
+            "pool_member_state",
+            "1 for the state each printer pool member is in (ready, degraded, out)",
+            pool_member_state.clone(),
+        );
+        registry.register(
+            "pool_members_taking",
+            "Members of a printer pool that take its jobs now",
+            pool_members_taking.clone(),
         );
         registry.register(
             "api_requests",
@@ -305,6 +340,8 @@ impl Metrics {
             logins,
             jobs_released,
             output_store_failing,
+            pool_member_state,
+            pool_members_taking,
             sync_connected,
             sync_policy_version,
             sync_journal_unacked,

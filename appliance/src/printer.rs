@@ -208,25 +208,42 @@ impl PrinterHealth {
 #[derive(Debug, Clone, Default)]
 pub struct OutputWake {
     by_printer: Arc<HashMap<String, Arc<Notify>>>,
+    /// Pool id → its members' printer ids.
+    pools: Arc<HashMap<String, Vec<String>>>,
 }
 
 impl OutputWake {
-    /// One wake-up handle per printer id.
-    pub fn new<'a>(printer_ids: impl IntoIterator<Item = &'a str>) -> OutputWake {
+    /// One wake-up handle per printer of `config`; a pool's id wakes all
+    /// its members.
+    pub fn new(config: &crate::config::Config) -> OutputWake {
         OutputWake {
             by_printer: Arc::new(
-                printer_ids
-                    .into_iter()
-                    .map(|id| (id.to_owned(), Arc::new(Notify::new())))
+                config
+                    .printers
+                    .iter()
+                    .map(|p| (p.id.clone(), Arc::new(Notify::new())))
+                    .collect(),
+            ),
+            pools: Arc::new(
+                config
+                    .pools
+                    .iter()
+                    .map(|p| (p.id.clone(), p.printers.clone()))
                     .collect(),
             ),
         }
     }
 
-    /// Tells printer `id`'s forwarder to look for work.
+    /// Tells the forwarder of printer `id` (or of every member of pool
+    /// `id`) to look for work.
     pub fn wake(&self, id: &str) {
         if let Some(notify) = self.by_printer.get(id) {
             notify.notify_one();
+        }
+        for member in self.pools.get(id).into_iter().flatten() {
+            if let Some(notify) = self.by_printer.get(member) {
+                notify.notify_one();
+            }
         }
     }
 

@@ -5,7 +5,7 @@
 //! at `/ipp/print` and `/`. Jobs are `/ipp/print/NAME/jobs/ID`. Routing is a
 //! pure function of the path, so it is tested without sockets.
 
-use crate::config::{Config, PrinterConfig, QueueConfig, QueueKind};
+use crate::config::{Config, PoolConfig, PrinterConfig, QueueConfig, QueueKind};
 
 /// One queue as served.
 #[derive(Debug, Clone)]
@@ -18,6 +18,8 @@ pub struct Queue {
     pub is_default: bool,
     /// For direct queues: the printer jobs go to.
     pub printer: Option<PrinterConfig>,
+    /// For direct queues to a pool: the pool whose members print the jobs.
+    pub pool: Option<PoolConfig>,
     /// `printer-info`.
     pub info: String,
     /// `printer-location`.
@@ -65,6 +67,10 @@ impl Queues {
                     .printer
                     .as_ref()
                     .and_then(|id| config.printers.iter().find(|p| &p.id == id).cloned()),
+                pool: q
+                    .printer
+                    .as_ref()
+                    .and_then(|id| config.pools.iter().find(|p| &p.id == id).cloned()),
                 info: q.info.clone().unwrap_or_else(|| match q.kind {
                     QueueKind::Pull => format!(
                         "Secure print queue {}: jobs wait until you release them at a printer",
@@ -94,6 +100,15 @@ impl Queues {
             .iter()
             .find(|q| q.is_default)
             .or_else(|| self.queues.first())
+    }
+
+    /// The printer or pool a direct queue's jobs go to (to wake it).
+    pub fn destination(queue: &Queue) -> Option<&str> {
+        queue
+            .printer
+            .as_ref()
+            .map(|p| p.id.as_str())
+            .or(queue.pool.as_ref().map(|p| p.id.as_str()))
     }
 
     /// Direct queues that forward to printer `id`.

@@ -90,6 +90,40 @@ impl Printer {
     }
 }
 
+impl Printer {
+    /// Loads `sheets` sheets of letter paper in each tray (0: every tray
+    /// empty, which ippeveprinter reports as `media-empty-report`), through
+    /// ippeveprinter's own media form.
+    pub fn load_media(&self, sheets: u32) -> Result<()> {
+        let size = "na_letter_8.5x11in";
+        let query = format!(
+            "size1={size}&type1=stationery&level1={sheets}&size2={size}&type2=stationery&level2={sheets}"
+        );
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        write!(
+            stream,
+            "GET /media?{query} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )?;
+        // ippeveprinter keeps the connection open after the page: read
+        // until the page ends.
+        let mut answer = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !String::from_utf8_lossy(&answer).contains("</html>") {
+            let n = stream.read(&mut chunk)?;
+            if n == 0 {
+                break;
+            }
+            answer.extend_from_slice(&chunk[..n]);
+        }
+        let answer = String::from_utf8_lossy(&answer);
+        if !answer.contains("Media updated") {
+            bail!("ippeveprinter did not take the media change: {answer}");
+        }
+        Ok(())
+    }
+}
+
 fn job_number(path: &Path) -> u64 {
     path.file_name()
         .and_then(|n| n.to_str())

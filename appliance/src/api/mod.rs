@@ -30,7 +30,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::authn::lockout::Lockout;
 use crate::authn::verifier::Verifier;
-use crate::config::{Config, PrinterConfig, QueueKind};
+use crate::config::{Config, QueueKind};
 use crate::http_server::{self, Response};
 use crate::job::{JobRecord, JobState, JobUuid, Transition, now_ms};
 use crate::metrics::{ApiLabels, LoginLabels, Metrics};
@@ -53,7 +53,9 @@ const MAX_JOBS_LISTED: u32 = 500;
 pub struct ApiService {
     store: JobStore,
     site: String,
-    printers: HashMap<String, PrinterConfig>,
+    /// Where users log in and release: every printer, and every pool
+    /// (whose first free member prints), by id.
+    printers: HashMap<String, Device>,
     /// Queues whose jobs are released at a printer.
     pull_queues: Vec<String>,
     /// The rules in force: read once per release, swapped while running.
@@ -94,10 +96,9 @@ impl ApiService {
             verifier,
             store,
             site: config.site.clone(),
-            printers: config
-                .printers
-                .iter()
-                .map(|p| (p.id.clone(), p.clone()))
+            printers: Device::all(config)
+                .into_iter()
+                .map(|d| (d.id.clone(), d))
                 .collect(),
             pull_queues: config
                 .queues
@@ -236,11 +237,15 @@ impl ApiService {
         let list: Vec<_> = devices
             .iter()
             .map(|p| {
-                serde_json::json!({
+                let mut device = serde_json::json!({
                     "id": p.id,
                     "name": p.name.as_deref().unwrap_or(&p.id),
                     "location": p.location,
-                })
+                });
+                if let Some(members) = &p.pool_members {
+                    device["pool"] = serde_json::json!(members);
+                }
+                device
             })
             .collect();
         json(
@@ -400,6 +405,34 @@ impl ApiService {
 
     async fn audit(&self, event: AuditEvent) -> Result<(), ApiError> {
         self.store.audit(event).await.map_err(ApiError::from)
+    }
+}
+
+/// A place to log in and release at: a printer, or a pool of printers.
+#[derive(Debug, Clone)]
+struct Device {
+    id: String,
+    name: Option<String>,
+    location: Option<String>,
+    /// For a pool: its members' printer ids.
+    pool_members: Option<Vec<String>>,
+}
+
+impl Device {
+    fn all(config: &Config) -> Vec<Device> {
+        let printers = config.printers.iter().map(|p| Device {
+            id: p.id.clone(),
+            name: p.name.clone(),
+            location: p.location.clone(),
+            pool_members: None,
+        });
+        let pools = config.pools.iter().map(|p| Device {
+            id: p.id.clone(),
+            name: p.name.clone(),
+            location: p.location.clone(),
+            pool_members: Some(p.printers.clone()),
+        });
+        printers.chain(pools).collect()
     }
 }
 

@@ -24,6 +24,7 @@ use crate::ipp_wire::stored_template;
 use crate::ipp_wire::values::{as_str, attr, keyword, set, text};
 use crate::job::{DocumentRecord, JobRecord, JobState, JobUuid, Transition, now_ms};
 use crate::metrics::{Metrics, QueueLabels, RequestLabels};
+use crate::output::pool::Pools;
 use crate::printer::{DeviceUri, OutputWake, PrinterHealth};
 use crate::queue::{Queue, Queues, Target};
 use crate::store::{JobQuery, JobStore};
@@ -73,6 +74,8 @@ pub struct IppService {
     pub health: PrinterHealth,
     /// Wakes direct-queue forwarders.
     pub wake: OutputWake,
+    /// Printer pools, for the state of a queue that prints on one.
+    pub pools: Pools,
     /// Jobs whose Send-Document is streaming right now; the document
     /// timeout leaves them alone.
     pub uploads: UploadRegistry,
@@ -482,9 +485,14 @@ impl IppService {
                     QueueKind::Pull => "this queue's jobs print at whichever printer their owner \
                                         logs in at: there is no one printer to identify"
                         .into(),
-                    QueueKind::Direct => {
-                        "this queue's printer cannot be asked to identify itself".into()
-                    }
+                    QueueKind::Direct => match &queue.pool {
+                        Some(pool) => format!(
+                            "this queue prints on the printers of pool {}: there is no one \
+                             printer to identify",
+                            pool.label()
+                        ),
+                        None => "this queue's printer cannot be asked to identify itself".into(),
+                    },
                 }));
             }
         };
@@ -676,9 +684,10 @@ impl IppService {
             .filter(|(s, _)| !s.is_terminal())
             .map(|(_, n)| n)
             .sum();
-        let (busy, problem) = match &queue.printer {
-            Some(p) => self.health.get(&p.id),
-            None => (false, None),
+        let (busy, problem) = match (&queue.printer, &queue.pool) {
+            (Some(p), _) => self.health.get(&p.id),
+            (None, Some(pool)) => self.pool_condition(pool),
+            (None, None) => (false, None),
         };
         let state_since_ms = queue
             .printer
@@ -704,6 +713,42 @@ impl IppService {
                 _ => None,
             },
         })
+    }
+
+    /// `(busy, problem)` of a queue that prints on `pool`: busy while any
+    /// member prints; a message naming each member that is not ready.
+    fn pool_condition(&self, pool: &crate::config::PoolConfig) -> (bool, Option<String>) {
+        let busy = pool.printers.iter().any(|m| self.health.get(m).0);
+        let Some(view) = self.pools.view(&pool.id) else {
+            return (busy, None);
+        };
+        let unfit: Vec<String> = view
+            .config
+            .printers
+            .iter()
+            .zip(&view.members)
+            .filter_map(|(m, f)| f.reason().map(|r| format!("{m} {}: {r}", f.keyword())))
+            .collect();
+        if unfit.is_empty() {
+            return (busy, None);
+        }
+        let taking = view.takers().iter().filter(|t| **t).count();
+        let message = if taking == 0 {
+            format!(
+                "No printer of {} can print now; jobs wait ({})",
+                pool.label(),
+                unfit.join("; ")
+            )
+        } else {
+            format!(
+                "{} of {} printers of {} ready ({})",
+                view.members.len() - unfit.len(),
+                view.members.len(),
+                pool.label(),
+                unfit.join("; ")
+            )
+        };
+        (busy, Some(message))
     }
 
     async fn get_printer_attributes(
@@ -831,8 +876,8 @@ impl IppService {
     }
 
     fn wake_output(&self, queue: &Queue) {
-        if let Some(printer) = &queue.printer {
-            self.wake.wake(&printer.id);
+        if let Some(destination) = Queues::destination(queue) {
+            self.wake.wake(destination);
         }
     }
 

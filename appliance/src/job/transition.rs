@@ -109,6 +109,15 @@ pub enum Transition {
         /// Whether it was released from a pull queue.
         released: bool,
     },
+    /// A pool member certainly did not take the job: it waits for the
+    /// pool's next fit member, at once. Its attempts stay counted.
+    PassOn {
+        /// What happened, and that another printer of the pool takes it.
+        message: String,
+        /// The pool, for a job released to it (so every member sees it
+        /// again); `None` for a job of a direct queue, which names the pool.
+        pool: Option<String>,
+    },
     /// Create-Job whose last document never came.
     AbortIncomplete {
         /// Why.
@@ -352,6 +361,16 @@ impl JobRecord {
                 self.hold_indefinitely(message.clone());
                 self.device_job_id = None;
             }
+            Transition::PassOn { message, pool } => {
+                require(self, JobState::Processing)?;
+                self.state = JobState::Pending;
+                self.state_reasons = "none".into();
+                self.state_message = message.clone();
+                self.printer = pool.clone();
+                self.processing_ms = None;
+                self.device_job_id = None;
+                self.next_attempt_ms = None;
+            }
             Transition::NotPrinted { message, released } => {
                 require(self, JobState::Processing)?;
                 if *released {
@@ -571,6 +590,44 @@ mod tests {
             (Some(NOW + 6000), 2),
             "a new sending, a new mark"
         );
+    }
+
+    #[test]
+    fn a_job_passed_on_waits_for_the_pool_at_once_with_its_attempts_counted() {
+        let mut job = held();
+        job.state = JobState::Pending;
+        job.printer = Some("floor".into());
+        let sending = Transition::Sending {
+            printer: "a".into(),
+            label: "A".into(),
+        };
+        job.apply(&sending, NOW).unwrap();
+        assert_eq!(job.printer.as_deref(), Some("a"));
+        let pass_on = Transition::PassOn {
+            message: "A did not answer; the next printer of Floor takes it".into(),
+            pool: Some("floor".into()),
+        };
+        job.apply(&pass_on, NOW + 1).unwrap();
+        assert_eq!(
+            (
+                job.state,
+                job.printer.as_deref(),
+                job.next_attempt_ms,
+                job.attempts
+            ),
+            (JobState::Pending, Some("floor"), None, 1)
+        );
+        assert!(
+            job.apply(&pass_on, NOW + 2).is_err(),
+            "only a job being sent"
+        );
+        job.apply(&sending, NOW + 3).unwrap();
+        let direct = Transition::PassOn {
+            message: "again".into(),
+            pool: None,
+        };
+        job.apply(&direct, NOW + 4).unwrap();
+        assert_eq!((job.printer, job.attempts), (None, 2));
     }
 
     #[test]

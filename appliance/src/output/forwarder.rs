@@ -17,6 +17,13 @@
 //! 9100, LPD, a printer that does not answer), the job is held for its
 //! owner and the attempt journaled as `uncertain`.
 //!
+//! A member of a printer pool also takes the pool's jobs while the pool
+//! says it may ([`super::pool`]). A pool's job that certainly did not reach
+//! the member (it could not be reached, or refused it for now) is passed
+//! on at once to the pool's next fit member, and the member is taken out
+//! until the prober finds it fit again; one that may have reached it is
+//! held like any other, so a pool never prints a job twice.
+//!
 //! A step the store cannot record (a full disk) is retried with a doubling
 //! delay until it is recorded or the appliance stops (`StoreTrouble`): a
 //! job the printer has finished is always recorded, and so journaled, once
@@ -28,13 +35,14 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 
 use super::ipp::{self as ipp_output, CutOff, DeviceJobState, SentJob, judge_cut_off};
+use super::pool::{Fitness, Pools};
 use super::store_trouble::{StoreTrouble, TroubleLog};
 use super::{OutputError, lpd, socket};
 use crate::config::{OutputConfig, PrintedWhen, PrinterConfig};
 use crate::job::{JobRecord, JobState, Transition, now_ms};
 use crate::metrics::{Metrics, OutputLabels, PrinterLabels};
 use crate::printer::{DeviceUri, IppPrinter, OutputWake, PrinterHealth};
-use crate::store::{Feed, JobStore, StoreError};
+use crate::store::{Feed, JobStore, PoolFeed, StoreError};
 
 /// Delay before attempt `attempts + 1`: doubling from `initial`, capped at `max`.
 pub fn retry_delay(attempts: u32, initial: Duration, max: Duration) -> Duration {
@@ -57,6 +65,8 @@ pub struct OutputShared {
     pub health: PrinterHealth,
     /// Wake-ups for new work.
     pub wake: OutputWake,
+    /// The printer pools and how fit their members are.
+    pub pools: Pools,
     /// Retry and timeout settings.
     pub config: OutputConfig,
     /// Metrics.
@@ -69,7 +79,11 @@ pub struct OutputShared {
 pub struct Forwarder {
     printer: PrinterConfig,
     device: DeviceUri,
+    /// Its own jobs: its direct queues', and those released to it.
     feed: Feed,
+    /// Its pool's jobs, if it is in a pool.
+    pool: Option<PoolFeed>,
+    pools: Pools,
     store: JobStore,
     health: PrinterHealth,
     wake: Arc<Notify>,
@@ -93,8 +107,11 @@ impl Forwarder {
         let feed = Feed {
             queues,
             printer: printer.id.clone(),
+            pool: None,
         };
         Ok(Forwarder {
+            pool: shared.pools.feed_of(&printer.id),
+            pools: shared.pools.clone(),
             printer,
             device,
             feed,
@@ -113,13 +130,29 @@ impl Forwarder {
         self.printer.name.as_deref().unwrap_or(&self.printer.id)
     }
 
+    /// The jobs it takes now: its own, and its pool's while the pool says
+    /// it may.
+    fn current_feed(&self) -> Feed {
+        let mut feed = self.feed.clone();
+        feed.pool = self
+            .pool
+            .clone()
+            .filter(|_| self.pools.takes(&self.printer.id));
+        feed
+    }
+
+    /// The pool `job` came to this printer through, if it is a pool's.
+    fn pool_of(&self, job: &JobRecord) -> Option<&PoolFeed> {
+        self.pool.as_ref().filter(|pool| pool.holds(job))
+    }
+
     /// Runs until `shutdown` turns true. A job being printed when it does
     /// stays `processing` and is picked up again at the next start.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         self.stop = Some(shutdown.clone());
         self.recover(&mut shutdown).await;
         while !*shutdown.borrow() {
-            match self.store.next_due(self.feed.clone(), now_ms()).await {
+            match self.store.next_due(self.current_feed(), now_ms()).await {
                 Ok(Some(job)) => self.deliver(job, &mut shutdown).await,
                 Ok(None) => self.idle(&mut shutdown).await,
                 Err(e) => {
@@ -134,7 +167,7 @@ impl Forwarder {
     async fn idle(&self, shutdown: &mut watch::Receiver<bool>) {
         let next = self
             .store
-            .next_retry_ms(self.feed.clone())
+            .next_retry_ms(self.current_feed())
             .await
             .ok()
             .flatten();
@@ -266,6 +299,8 @@ impl Forwarder {
     }
 
     async fn deliver(&self, job: JobRecord, shutdown: &mut watch::Receiver<bool>) {
+        // Known before the sending names this printer in the job.
+        let pool = self.pool_of(&job).cloned();
         let sending = Transition::Sending {
             printer: self.printer.id.clone(),
             label: self.label().to_owned(),
@@ -309,8 +344,17 @@ impl Forwarder {
                 tracing::info!(job = %job.uuid, %reason, "the transfer broke, but the printer has the job");
             }
             Err(OutputError::Retry(reason))
+                if pool.is_some()
+                    && !(self.is_release(&job) && job.attempts >= self.config.release_attempts) =>
+            {
+                if let Some(pool) = pool {
+                    self.pass_on(&job, &pool, reason).await;
+                }
+            }
+            Err(OutputError::Retry(reason))
                 if self.is_release(&job) && job.attempts >= self.config.release_attempts =>
             {
+                self.unfit(&reason);
                 let message = format!(
                     "{} could not be reached ({reason}). Your job is still held: release it \
                      again, or at another printer.",
@@ -401,9 +445,39 @@ impl Forwarder {
     }
 
     /// Whether `job` was released here from a pull queue (rather than
-    /// submitted to a direct queue of this printer).
+    /// submitted to a direct queue of this printer or its pool).
     fn is_release(&self, job: &JobRecord) -> bool {
         !self.feed.queues.contains(&job.queue)
+            && !self
+                .pool
+                .as_ref()
+                .is_some_and(|pool| pool.queues.contains(&job.queue))
+    }
+
+    /// A pool's job this printer certainly did not take: the printer is
+    /// taken out of the pool first (so it does not take the job again),
+    /// then the job waits for the pool's next fit member, which is woken.
+    async fn pass_on(&self, job: &JobRecord, pool: &PoolFeed, reason: String) {
+        self.count("passed-on");
+        self.health.set(
+            &self.printer.id,
+            false,
+            Some(format!("{}: {reason}", self.label())),
+        );
+        self.unfit(&reason);
+        tracing::warn!(job = %job.uuid, printer = %self.printer.id, pool = %pool.id, %reason, "printer did not take the pool's job; passing it on");
+        let message = format!(
+            "{} did not take the job ({reason}); the next printer of the pool takes it.",
+            self.label()
+        );
+        let released = self.is_release(job);
+        let to = Transition::PassOn {
+            message,
+            pool: released.then(|| pool.id.clone()),
+        };
+        if self.update(job, to).await.is_some() {
+            self.pools.wake_pool(&pool.id);
+        }
     }
 
     /// Puts a released job that certainly did not print back on hold for
@@ -516,8 +590,18 @@ impl Forwarder {
         }
     }
 
+    /// Takes this printer out of its pool, if it is in one, after it could
+    /// not take a job: the prober puts it back once it answers.
+    fn unfit(&self, reason: &str) {
+        if self.pool.is_some() {
+            self.pools
+                .report(&self.printer.id, Fitness::Out(reason.to_owned()));
+        }
+    }
+
     async fn retry_later(&self, job: &JobRecord, reason: String) {
         self.count("retry");
+        self.unfit(&reason);
         let delay = retry_delay(
             job.attempts,
             Duration::from_secs(self.config.retry_initial_secs),

@@ -379,6 +379,28 @@ pub struct Capabilities {
     pub state: Option<String>,
     /// `printer-state-message`, when it says something.
     pub state_message: Option<String>,
+    /// `printer-state-reasons`, without `none`.
+    pub state_reasons: Vec<String>,
+    /// `printer-is-accepting-jobs`.
+    pub accepting: Option<bool>,
+}
+
+/// The attributes that say how a printer is now.
+const CONDITION_ATTRIBUTES: [&str; 4] = [
+    "printer-state",
+    "printer-state-message",
+    "printer-state-reasons",
+    "printer-is-accepting-jobs",
+];
+
+/// Asks a printer how it is now (state, reasons, accepting): the
+/// [`Capabilities`] fields about its condition, the others left empty.
+pub async fn condition(
+    printer: &IppPrinter,
+    timeout: Duration,
+) -> Result<Capabilities, OutputError> {
+    let attributes = printer_attributes(printer, &CONDITION_ATTRIBUTES, timeout).await?;
+    Ok(capabilities_from(&attributes))
 }
 
 /// Asks a printer what it can do.
@@ -386,14 +408,13 @@ pub async fn capabilities(
     printer: &IppPrinter,
     timeout: Duration,
 ) -> Result<Capabilities, OutputError> {
-    let names = [
+    let mut names = vec![
         "printer-make-and-model",
         "color-supported",
         "sides-supported",
         "document-format-supported",
-        "printer-state",
-        "printer-state-message",
     ];
+    names.extend(CONDITION_ATTRIBUTES);
     let attributes = printer_attributes(printer, &names, timeout).await?;
     Ok(capabilities_from(&attributes))
 }
@@ -465,6 +486,14 @@ pub fn capabilities_from(attributes: &IppAttributes) -> Capabilities {
         state_message: find("printer-state-message")
             .and_then(|v| as_str(&v).map(str::to_owned))
             .filter(|m| !m.is_empty()),
+        state_reasons: strings(find("printer-state-reasons"))
+            .into_iter()
+            .filter(|r| r != "none")
+            .collect(),
+        accepting: match find("printer-is-accepting-jobs") {
+            Some(IppValue::Boolean(b)) => Some(b),
+            _ => None,
+        },
     }
 }
 

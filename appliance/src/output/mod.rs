@@ -19,6 +19,7 @@
 pub mod forwarder;
 pub mod ipp;
 pub mod lpd;
+pub mod pool;
 pub mod socket;
 mod store_trouble;
 pub mod supplies;

@@ -85,24 +85,49 @@ pub struct JobQuery {
 }
 
 /// The jobs one printer takes: those of the direct queues that feed it,
-/// and those released to it from pull queues.
+/// and those released to it from pull queues; while it may take its
+/// pool's work, those of the pool as well.
 #[derive(Debug, Clone)]
 pub struct Feed {
     /// Direct queues forwarding to the printer.
     pub queues: Vec<String>,
     /// The printer's id.
     pub printer: String,
+    /// Its pool's jobs, when it takes them now.
+    pub pool: Option<PoolFeed>,
+}
+
+/// The jobs of a pool: its direct queues', and those released to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolFeed {
+    /// The pool's id.
+    pub id: String,
+    /// Direct queues forwarding to the pool.
+    pub queues: Vec<String>,
+}
+
+impl PoolFeed {
+    /// Whether `job` is the pool's (rather than its member's own).
+    pub fn holds(&self, job: &JobRecord) -> bool {
+        self.queues.contains(&job.queue) || job.printer.as_deref() == Some(self.id.as_str())
+    }
 }
 
 impl Feed {
     /// SQL condition selecting the feed's jobs, and its parameters.
     fn condition(&self) -> (String, Vec<String>) {
-        let placeholders = vec!["?"; self.queues.len()].join(",");
-        let mut params = self.queues.clone();
-        params.push(self.printer.clone());
+        let mut queues = self.queues.clone();
+        let mut params = vec![self.printer.clone()];
+        if let Some(pool) = &self.pool {
+            queues.extend(pool.queues.iter().cloned());
+            params.push(pool.id.clone());
+        }
+        let queue_marks = vec!["?"; queues.len()].join(",");
+        let printer_marks = vec!["?"; params.len()].join(",");
+        queues.extend(params);
         (
-            format!("(queue IN ({placeholders}) OR printer = ?)"),
-            params,
+            format!("(queue IN ({queue_marks}) OR printer IN ({printer_marks}))"),
+            queues,
         )
     }
 }
@@ -1067,6 +1092,7 @@ mod tests {
         let feed = Feed {
             queues: vec![],
             printer: "lobby".into(),
+            pool: None,
         };
         let away = store.insert(fetched(1_000), None).await.unwrap();
         let here = store
