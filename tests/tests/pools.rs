@@ -16,8 +16,13 @@ use e2e::{
 const QUEUE: &str = "floor-direct";
 
 /// Three printers `a`, `b`, `c` and an appliance with pool `floor` of
-/// them under `policy`, its direct queue, and a pull queue.
+/// them under `policy`, its direct queue, and a pull queue; members probed
+/// every second.
 fn floor(dir: &Path, policy: &str) -> (Vec<Printer>, Appliance) {
+    floor_probed_every(dir, policy, 1)
+}
+
+fn floor_probed_every(dir: &Path, policy: &str, probe_secs: u64) -> (Vec<Printer>, Appliance) {
     let printers: Vec<Printer> = ["a", "b", "c"]
         .iter()
         .map(|id| Printer::start(&dir.join(id)).unwrap())
@@ -35,7 +40,7 @@ fn floor(dir: &Path, policy: &str) -> (Vec<Printer>, Appliance) {
          [[queue]]\nname = \"secure\"\nkind = \"pull\"\ndefault = true\n\
          [[queue]]\nname = \"{QUEUE}\"\nkind = \"direct\"\nprinter = \"floor\"\n\
          [output]\nretry_initial_secs = 1\nretry_max_secs = 2\npoll_interval_secs = 1\n\
-         probe_interval_secs = 1\nrequest_timeout_secs = 5\n"
+         probe_interval_secs = {probe_secs}\nrequest_timeout_secs = 5\n"
     ));
     let appliance = Appliance::start(&dir.join("appliance"), &config).unwrap();
     (printers, appliance)
@@ -267,4 +272,80 @@ fn least_busy_spreads_jobs_skips_an_empty_member_and_takes_releases() {
     let printer = ["a", "b", "c"][at[0]];
     assert_ne!(printer, "c", "the member without paper was skipped");
     assert_eq!(released["printer"], printer, "{released}");
+}
+
+#[test]
+fn a_job_a_member_cannot_take_goes_to_the_next_member_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Probed once, at start: what takes a out here is the send that fails.
+    let (mut printers, appliance) = floor_probed_every(tmp.path(), "failover", 3600);
+    wait_for(Duration::from_secs(30), "the first probe", || {
+        appliance.log().contains("pool probed").then_some(())
+    })
+    .unwrap();
+    drop(printers.remove(0));
+    let jobs = documents(6, 5);
+    submit(&appliance, &jobs);
+    appliance.add_user("alice", "1234", &[]).unwrap();
+    let released = Rng::new(7).pdf(4096);
+    assert_eq!(
+        send_print_job(appliance.port, "secure", "alice", &released)
+            .unwrap()
+            .status,
+        0
+    );
+    let api = appliance.api().unwrap();
+    let token = api.login_pin("floor", "alice", "1234").unwrap();
+    let r = api
+        .call(
+            "POST",
+            "/api/v1/jobs/release",
+            Some(&token),
+            Some(&serde_json::json!({"jobs": "all"})),
+        )
+        .unwrap();
+    assert_eq!(r.json["jobs"][0]["outcome"], "queued", "{}", r.json);
+
+    let stored = settled(&appliance, 6, None, "every job to print on b");
+    assert!(
+        stored
+            .iter()
+            .all(|j| j["state"] == "completed" && j["printer"] == "b"),
+        "{stored:#?}"
+    );
+    let at_b: Vec<Vec<u8>> = printers[0]
+        .documents()
+        .into_iter()
+        .map(|(_, d)| d)
+        .collect();
+    let mut expected = jobs.clone();
+    expected.push(released);
+    assert!(
+        at_b == expected,
+        "b printed every job once, in submission order, the one a could not take first"
+    );
+    assert!(printers[1].documents().is_empty(), "c is not needed");
+    let metrics = appliance.get("/metrics").unwrap();
+    assert!(
+        metrics.contains("appliance_output_attempts_total{printer=\"a\",outcome=\"passed-on\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .contains("appliance_pool_member_state{pool=\"floor\",printer=\"a\",state=\"out\"} 1")
+    );
+
+    // The direct queue says which printer of its pool is out.
+    let (ok, out) = e2e::ipptool_text(
+        &appliance.uri(QUEUE),
+        "{\n\tNAME \"pool state\"\n\tOPERATION Get-Printer-Attributes\n\tGROUP operation-attributes-tag\n\
+         \tATTR charset attributes-charset utf-8\n\
+         \tATTR naturalLanguage attributes-natural-language en\n\tATTR uri printer-uri $uri\n\
+         \tSTATUS successful-ok\n\
+         \tEXPECT printer-state-message WITH-VALUE \"/2 of 3 printers of Floor 2 ready.*a out/\"\n}\n",
+        None,
+        &[],
+    )
+    .unwrap();
+    assert!(ok, "{out}");
 }

@@ -34,13 +34,11 @@ pub(crate) fn list_printers(config: &Config, timeout: u64, json: bool) -> Result
                 .printers
                 .iter()
                 .filter_map(|id| config.printers.iter().find(|p| &p.id == id));
-            PoolView {
-                config: pool.clone(),
-                members: futures_util::future::join_all(
-                    members.map(|member| pool::probe(member, timeout)),
-                )
-                .await,
-            }
+            let mut view = PoolView::new(pool.clone());
+            view.members =
+                futures_util::future::join_all(members.map(|member| pool::probe(member, timeout)))
+                    .await;
+            view
         }),
     ));
     let mut out = std::io::stdout().lock();

@@ -301,6 +301,9 @@ impl Forwarder {
     async fn deliver(&self, job: JobRecord, shutdown: &mut watch::Receiver<bool>) {
         // Known before the sending names this printer in the job.
         let pool = self.pool_of(&job).cloned();
+        // Under failover, no other member sends a later job of the pool
+        // until this send has ended one way or the other.
+        let sending_for_pool = pool.as_ref().map(|_| self.pools.sending(&self.printer.id));
         let sending = Transition::Sending {
             printer: self.printer.id.clone(),
             label: self.label().to_owned(),
@@ -325,6 +328,7 @@ impl Forwarder {
         };
         match result {
             Ok(device_job_id) => {
+                drop(sending_for_pool);
                 self.count("accepted");
                 self.health.set(&self.printer.id, true, None);
                 match (device_job_id, &self.device) {
@@ -454,9 +458,9 @@ impl Forwarder {
                 .is_some_and(|pool| pool.queues.contains(&job.queue))
     }
 
-    /// A pool's job this printer certainly did not take: the printer is
-    /// taken out of the pool first (so it does not take the job again),
-    /// then the job waits for the pool's next fit member, which is woken.
+    /// A pool's job this printer certainly did not take: the job goes back
+    /// to the pool, then the printer is taken out of it, which wakes the
+    /// member taking over (this one sends nothing meanwhile: it is here).
     async fn pass_on(&self, job: &JobRecord, pool: &PoolFeed, reason: String) {
         self.count("passed-on");
         self.health.set(
@@ -464,7 +468,6 @@ impl Forwarder {
             false,
             Some(format!("{}: {reason}", self.label())),
         );
-        self.unfit(&reason);
         tracing::warn!(job = %job.uuid, printer = %self.printer.id, pool = %pool.id, %reason, "printer did not take the pool's job; passing it on");
         let message = format!(
             "{} did not take the job ({reason}); the next printer of the pool takes it.",
@@ -475,9 +478,10 @@ impl Forwarder {
             message,
             pool: released.then(|| pool.id.clone()),
         };
-        if self.update(job, to).await.is_some() {
-            self.pools.wake_pool(&pool.id);
-        }
+        // Out only once the job is back in the pool, so the member taking
+        // over finds it first.
+        self.update(job, to).await;
+        self.unfit(&reason);
     }
 
     /// Puts a released job that certainly did not print back on hold for

@@ -151,12 +151,39 @@ pub struct PoolView {
     pub config: PoolConfig,
     /// Each member's fitness, in the configured order.
     pub members: Vec<Fitness>,
+    /// Which members are sending one of the pool's jobs now (until the
+    /// printer took it, or it was passed on or held).
+    pub sending: Vec<bool>,
 }
 
 impl PoolView {
-    /// Which members take its jobs now.
+    /// A pool of `config`, every member ready and idle.
+    pub fn new(config: PoolConfig) -> PoolView {
+        let n = config.printers.len();
+        PoolView {
+            config,
+            members: vec![Fitness::Ready; n],
+            sending: vec![false; n],
+        }
+    }
+
+    /// Which members take its jobs now, by fitness alone.
     pub fn takers(&self) -> Vec<bool> {
         takers(self.config.policy, &self.members)
+    }
+
+    /// Whether member `i` may take the pool's next job now. Under
+    /// `failover`, not while another member is still sending one: if that
+    /// send fails, its job goes back to the pool and must go out before
+    /// any later one.
+    pub fn may_take(&self, i: usize) -> bool {
+        let others_sending = self
+            .sending
+            .iter()
+            .enumerate()
+            .any(|(j, sending)| *sending && j != i);
+        self.takers().get(i).copied().unwrap_or(false)
+            && !(self.config.policy == PoolPolicy::Failover && others_sending)
     }
 }
 
@@ -179,13 +206,7 @@ impl Pools {
         let pools: HashMap<String, PoolView> = config
             .pools
             .iter()
-            .map(|pool| {
-                let view = PoolView {
-                    config: pool.clone(),
-                    members: vec![Fitness::Ready; pool.printers.len()],
-                };
-                (pool.id.clone(), view)
-            })
+            .map(|pool| (pool.id.clone(), PoolView::new(pool.clone())))
             .collect();
         let member_of = config
             .pools
@@ -234,13 +255,32 @@ impl Pools {
         };
         let pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
         pools.get(pool).is_some_and(|view| {
-            let takers = view.takers();
-            view.config
-                .printers
-                .iter()
-                .zip(takers)
-                .any(|(m, takes)| m == member && takes)
+            let i = view.config.printers.iter().position(|m| m == member);
+            i.is_some_and(|i| view.may_take(i))
         })
+    }
+
+    /// Marks `member` as sending one of its pool's jobs until the returned
+    /// guard drops (which wakes the pool's members: one may be waiting
+    /// for this send to end).
+    pub fn sending(&self, member: &str) -> SendingGuard {
+        self.set_sending(member, true);
+        SendingGuard {
+            pools: self.clone(),
+            member: member.to_owned(),
+        }
+    }
+
+    fn set_sending(&self, member: &str, sending: bool) {
+        let Some(pool) = self.member_of.get(member) else {
+            return;
+        };
+        let mut pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(view) = pools.get_mut(pool)
+            && let Some(i) = view.config.printers.iter().position(|m| m == member)
+        {
+            view.sending[i] = sending;
+        }
     }
 
     /// A pool as it stands now.
@@ -284,6 +324,25 @@ impl Pools {
         self.wake_pool(pool);
     }
 
+    /// Logs how every pool stands (after the first probe at start).
+    fn log_states(&self) {
+        let pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
+        for (id, view) in pools.iter() {
+            let states: Vec<String> = view
+                .config
+                .printers
+                .iter()
+                .zip(&view.members)
+                .map(|(m, f)| format!("{m} {}", f.keyword()))
+                .collect();
+            let taking = view.takers().iter().filter(|t| **t).count();
+            tracing::info!(
+                pool = %id, policy = view.config.policy.keyword(), taking,
+                members = %states.join(", "), "pool probed"
+            );
+        }
+    }
+
     /// Wakes every member of `pool`.
     pub fn wake_pool(&self, pool: &str) {
         self.wake.wake(pool);
@@ -313,6 +372,21 @@ impl Pools {
                 pool: pool.to_owned(),
             })
             .set(takers.iter().filter(|t| **t).count() as i64);
+    }
+}
+
+/// A member's send of a pool job, ended when dropped.
+pub struct SendingGuard {
+    pools: Pools,
+    member: String,
+}
+
+impl Drop for SendingGuard {
+    fn drop(&mut self) {
+        self.pools.set_sending(&self.member, false);
+        if let Some(pool) = self.pools.member_of.get(&self.member) {
+            self.pools.wake_pool(pool);
+        }
     }
 }
 
@@ -347,6 +421,7 @@ pub async fn follow(
     if members.is_empty() {
         return;
     }
+    let mut first = true;
     loop {
         let verdicts = futures_util::future::join_all(
             members
@@ -356,6 +431,9 @@ pub async fn follow(
         .await;
         for (member, fitness) in verdicts {
             pools.report(member, fitness);
+        }
+        if std::mem::take(&mut first) {
+            pools.log_states();
         }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
@@ -477,5 +555,24 @@ mod tests {
         assert!(!pools.takes("a") && pools.takes("b"));
         pools.report("a", Fitness::Ready);
         assert!(pools.takes("a") && !pools.takes("b"));
+    }
+
+    #[test]
+    fn under_failover_no_member_takes_a_job_while_another_still_sends_one() {
+        let config = config();
+        let pools = Pools::new(&config, OutputWake::new(&config), Arc::new(Metrics::new()));
+        let sending = pools.sending("a");
+        pools.report("a", Fitness::Out("not reachable".into()));
+        assert!(!pools.takes("b"), "a's job may come back to the pool");
+        drop(sending);
+        assert!(pools.takes("b"));
+
+        let mut view = PoolView::new(config.pools[0].clone());
+        view.config.policy = PoolPolicy::LeastBusy;
+        view.sending[0] = true;
+        assert!(
+            view.may_take(0) && view.may_take(1),
+            "least-busy may reorder"
+        );
     }
 }
