@@ -90,6 +90,21 @@ fn settled(
     .unwrap_or_else(|e| panic!("{e}\n{:#?}\n{}", appliance.jobs(), appliance.log()))
 }
 
+/// alice prints `document` to the pull queue, logs in at the pool and
+/// releases it there.
+fn release_at_pool(appliance: &Appliance, document: &[u8]) {
+    appliance.add_user("alice", "1234", &[]).unwrap();
+    let answer = send_print_job(appliance.port, "secure", "alice", document).unwrap();
+    assert_eq!(answer.status, 0);
+    let api = appliance.api().unwrap();
+    let token = api.login_pin("floor", "alice", "1234").unwrap();
+    let body = serde_json::json!({"jobs": "all"});
+    let r = api
+        .call("POST", "/api/v1/jobs/release", Some(&token), Some(&body))
+        .unwrap();
+    assert_eq!(r.json["jobs"][0]["outcome"], "queued", "{}", r.json);
+}
+
 /// `appliance report --by device --csv` as device → jobs printed.
 fn printed_by_device(appliance: &Appliance) -> HashMap<String, u64> {
     let out = appliance
@@ -249,21 +264,8 @@ fn least_busy_spreads_jobs_skips_an_empty_member_and_takes_releases() {
     );
 
     // A job released at the pool prints on one of its fit members.
-    appliance.add_user("alice", "1234", &[]).unwrap();
     let held = Rng::new(5).pdf(4096);
-    assert_eq!(
-        send_print_job(appliance.port, "secure", "alice", &held)
-            .unwrap()
-            .status,
-        0
-    );
-    let api = appliance.api().unwrap();
-    let token = api.login_pin("floor", "alice", "1234").unwrap();
-    let body = serde_json::json!({"jobs": "all"});
-    let r = api
-        .call("POST", "/api/v1/jobs/release", Some(&token), Some(&body))
-        .unwrap();
-    assert_eq!(r.json["jobs"][0]["outcome"], "queued", "{}", r.json);
+    release_at_pool(&appliance, &held);
     let jobs = settled(&appliance, 41, None, "the released job to print");
     let released = jobs.iter().find(|j| j["queue"] == "secure").unwrap();
     assert_eq!(released["state"], "completed", "{released}");
@@ -286,25 +288,8 @@ fn a_job_a_member_cannot_take_goes_to_the_next_member_at_once() {
     drop(printers.remove(0));
     let jobs = documents(6, 5);
     submit(&appliance, &jobs);
-    appliance.add_user("alice", "1234", &[]).unwrap();
     let released = Rng::new(7).pdf(4096);
-    assert_eq!(
-        send_print_job(appliance.port, "secure", "alice", &released)
-            .unwrap()
-            .status,
-        0
-    );
-    let api = appliance.api().unwrap();
-    let token = api.login_pin("floor", "alice", "1234").unwrap();
-    let r = api
-        .call(
-            "POST",
-            "/api/v1/jobs/release",
-            Some(&token),
-            Some(&serde_json::json!({"jobs": "all"})),
-        )
-        .unwrap();
-    assert_eq!(r.json["jobs"][0]["outcome"], "queued", "{}", r.json);
+    release_at_pool(&appliance, &released);
 
     let stored = settled(&appliance, 6, None, "every job to print on b");
     assert!(
