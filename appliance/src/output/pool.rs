@@ -189,7 +189,7 @@ impl PoolView {
 
 /// Every pool of the appliance, shared by the forwarders, the prober, the
 /// IPP service and the metrics.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Pools {
     pools: Arc<Mutex<HashMap<String, PoolView>>>,
     /// Member printer id → pool id.
@@ -197,7 +197,7 @@ pub struct Pools {
     /// Pool id → the direct queues that forward to it.
     queues: Arc<HashMap<String, Vec<String>>>,
     wake: OutputWake,
-    metrics: Option<Arc<Metrics>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Pools {
@@ -231,7 +231,7 @@ impl Pools {
             member_of: Arc::new(member_of),
             queues: Arc::new(queues),
             wake,
-            metrics: Some(metrics),
+            metrics,
         };
         for pool in &config.pools {
             pools.publish(pool.id.as_str());
@@ -306,7 +306,9 @@ impl Pools {
             };
             std::mem::replace(&mut view.members[i], fitness.clone())
         };
-        if before == fitness {
+        // A new reason for the same state (each failed send words it its
+        // own way) changes nothing anyone acts on.
+        if before.keyword() == fitness.keyword() {
             return;
         }
         match &fitness {
@@ -350,9 +352,10 @@ impl Pools {
 
     /// Sets the pool's metrics from its view.
     fn publish(&self, pool: &str) {
-        let (Some(metrics), Some(view)) = (&self.metrics, self.view(pool)) else {
+        let Some(view) = self.view(pool) else {
             return;
         };
+        let metrics = &self.metrics;
         let takers = view.takers();
         for (member, fitness) in view.config.printers.iter().zip(&view.members) {
             for state in ["ready", "degraded", "out"] {
