@@ -469,10 +469,12 @@ impl Forwarder {
             Some(format!("{}: {reason}", self.label())),
         );
         tracing::warn!(job = %job.uuid, printer = %self.printer.id, pool = %pool.id, %reason, "printer did not take the pool's job; passing it on");
-        let message = format!(
-            "{} did not take the job ({reason}); the next printer of the pool takes it.",
-            self.label()
-        );
+        let next = if self.pools.others_fit(&self.printer.id) {
+            "the next printer of the pool takes it"
+        } else {
+            "no other printer of the pool can print now: it waits for the first that can"
+        };
+        let message = format!("{} did not take the job ({reason}); {next}.", self.label());
         let released = self.is_release(job);
         let to = Transition::PassOn {
             message,

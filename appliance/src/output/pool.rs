@@ -260,6 +260,18 @@ impl Pools {
         })
     }
 
+    /// Whether a member of `member`'s pool other than it is fit to print.
+    pub fn others_fit(&self, member: &str) -> bool {
+        let Some(view) = self.member_of.get(member).and_then(|pool| self.view(pool)) else {
+            return false;
+        };
+        view.config
+            .printers
+            .iter()
+            .zip(&view.members)
+            .any(|(m, fitness)| m != member && !matches!(fitness, Fitness::Out(_)))
+    }
+
     /// Marks `member` as sending one of its pool's jobs until the returned
     /// guard drops (which wakes the pool's members: one may be waiting
     /// for this send to end).
@@ -556,6 +568,7 @@ mod tests {
         assert!(pools.takes("a") && !pools.takes("b"));
         pools.report("a", Fitness::Out("not reachable".into()));
         assert!(!pools.takes("a") && pools.takes("b"));
+        assert!(pools.others_fit("a") && !pools.others_fit("b"));
         pools.report("a", Fitness::Ready);
         assert!(pools.takes("a") && !pools.takes("b"));
     }
