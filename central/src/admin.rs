@@ -359,6 +359,7 @@ async fn handle<S: CentralStore>(shared: &Shared<S>, request: AdminRequest) -> A
             Ok(version) => to_value(serde_json::json!({
                 "policy_version": version,
                 "connected": shared.registry.connected(),
+                "storage": shared.store.describe().await,
             })),
             Err(e) => e.into(),
         },

@@ -54,6 +54,39 @@ pub struct Config {
     pub policy: PolicyConfig,
     /// IPPS submission for users off the corporate network.
     pub submission: SubmissionConfig,
+    /// Where central keeps its state.
+    pub storage: StorageConfig,
+}
+
+/// `[storage]`: without `url`, the embedded SQLite database in `data_dir`
+/// (one central node); with a PostgreSQL URL, that database, which several
+/// central nodes may share.
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?OPTIONS]`.
+    pub url: Option<String>,
+    /// Most connections to PostgreSQL this node keeps open.
+    pub pool_size: usize,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            url: None,
+            pool_size: 16,
+        }
+    }
+}
+
+/// Never prints the URL, which may hold a password.
+impl std::fmt::Debug for StorageConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StorageConfig")
+            .field("url", &self.url.as_ref().map(|_| "…"))
+            .field("pool_size", &self.pool_size)
+            .finish()
+    }
 }
 
 /// `[submission]`: central takes jobs over IPPS from users off the
@@ -153,6 +186,7 @@ impl Default for Config {
             sites: SitesConfig::default(),
             policy: PolicyConfig::default(),
             submission: SubmissionConfig::default(),
+            storage: StorageConfig::default(),
         }
     }
 }
@@ -223,6 +257,18 @@ impl Config {
         if self.sites.certificate_days == 0 {
             return invalid("sites.certificate_days", "must be at least 1");
         }
+        if let Some(url) = &self.storage.url
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            return invalid(
+                "storage.url",
+                "must be a PostgreSQL URL, postgres://USER@HOST:PORT/DATABASE; leave it out \
+                 for the embedded SQLite database",
+            );
+        }
+        if !(1..=1000).contains(&self.storage.pool_size) {
+            return invalid("storage.pool_size", "must be 1 to 1000");
+        }
         let submission = &self.submission;
         if submission.listen.is_some()
             && (submission.tls_certificate.is_none() || submission.tls_private_key.is_none())
@@ -292,5 +338,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("submission.tls_certificate"), "{e}");
+        let e = parse("[storage]\nurl = \"mysql://db/central\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("storage.url"), "{e}");
+        let config = parse("[storage]\nurl = \"postgres://central:secret@db/central\"\n").unwrap();
+        assert!(!format!("{config:?}").contains("secret"));
     }
 }

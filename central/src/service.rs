@@ -12,7 +12,7 @@ use crate::admin;
 use crate::config::Config;
 use crate::identity::{FleetIdentity, IdentityError};
 use crate::policy_files;
-use crate::store::{CentralStore, SqliteStore, StoreError};
+use crate::store::{CentralStore, PostgresStore, SqliteStore, Storage, StoreError};
 use crate::submission;
 use crate::sync::{self, Registry, Shared};
 
@@ -71,7 +71,13 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
                 source,
             })?;
     }
-    let store = SqliteStore::open(&dir)?;
+    let store = match &config.storage.url {
+        None => Storage::Sqlite(SqliteStore::open(&dir)?),
+        Some(url) => {
+            Storage::Postgres(PostgresStore::connect(url, config.storage.pool_size).await?)
+        }
+    };
+    tracing::info!(storage = %store.describe().await, "storage open");
     let identity = FleetIdentity::load_or_create(&dir, &config.fleet)?;
     let version = store.policy_version().await?;
     let socket =

@@ -1,7 +1,8 @@
 //! Test harness for end-to-end tests: starts the real `appliance` and
 //! `central` binaries, real IPP printers (`ippeveprinter`, via
 //! `peers/ipp-printer.sh`), a fault-injecting UDP proxy between sites and
-//! central, a headless Chromium for the web app (`browser.rs`), and runs
+//! central, a headless Chromium for the web app (`browser.rs`), a private
+//! PostgreSQL for central's shared storage (`postgres.rs`), and runs
 //! real IPP clients (`ipptool`, `lp`). Every wait has a deadline; every
 //! process started here is stopped when its handle drops.
 
@@ -21,6 +22,7 @@ mod central;
 mod ipp_client;
 mod limit;
 mod peers;
+mod postgres;
 mod process;
 mod udp_proxy;
 
@@ -30,5 +32,6 @@ pub use central::*;
 pub use ipp_client::*;
 pub use limit::*;
 pub use peers::*;
+pub use postgres::*;
 pub use process::*;
 pub use udp_proxy::*;

@@ -35,7 +35,8 @@ pub(super) fn begin_session(
     marks(conn, site, epoch)
 }
 
-fn gap(what: &str, after: u64, acked: u64) -> StoreError {
+/// The error for a batch that does not continue what is stored.
+pub(super) fn gap(what: &str, after: u64, acked: u64) -> StoreError {
     StoreError::Invalid(format!(
         "{what} batch continues from {after}, but central holds only through {acked}"
     ))

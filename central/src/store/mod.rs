@@ -1,7 +1,8 @@
 //! Central's storage, behind [`CentralStore`]: the narrow interface the
-//! service uses, so that a PostgreSQL backend shared by several central
-//! nodes can replace the embedded SQLite one ([`SqliteStore`]) without
-//! touching the protocol or the service.
+//! service uses, with two backends: the embedded SQLite database
+//! ([`SqliteStore`], the default, one node) and a PostgreSQL database that
+//! several central nodes share ([`PostgresStore`]). [`Storage`] is the one
+//! the configuration chose.
 //!
 //! What the interface promises, whatever the backend:
 //! - journal records are keyed by (site, epoch, sequence): storing one twice
@@ -18,6 +19,7 @@
 mod db;
 mod logs;
 mod policy;
+mod postgres;
 mod reports;
 mod schema;
 mod sites;
@@ -30,6 +32,7 @@ use sync_protocol::rules::Rules;
 use tokio::sync::mpsc;
 
 pub use policy::PolicyEdit;
+pub use postgres::PostgresStore;
 pub use reports::{IndexedJob, ReportBy, ReportRow};
 pub use sites::{EnrollRefusal, SiteInfo};
 
@@ -203,6 +206,9 @@ pub trait CentralStore: Clone + Send + Sync + 'static {
         &self,
         user: String,
     ) -> impl Future<Output = Result<Vec<IndexedJob>, StoreError>> + Send;
+
+    /// What it is, for the log and `central status` (never a password).
+    fn describe(&self) -> impl Future<Output = String> + Send;
 }
 
 /// The embedded SQLite backend.
@@ -349,5 +355,125 @@ impl CentralStore for SqliteStore {
 
     async fn jobs_of(&self, user: String) -> Result<Vec<IndexedJob>, StoreError> {
         self.db.read(move |c| reports::jobs_of(c, &user)).await
+    }
+
+    async fn describe(&self) -> String {
+        "SQLite (central.db in the data directory)".into()
+    }
+}
+
+/// The backend the configuration chose.
+#[derive(Clone)]
+pub enum Storage {
+    /// `DATA_DIR/central.db`.
+    Sqlite(SqliteStore),
+    /// A PostgreSQL database shared by several nodes.
+    Postgres(PostgresStore),
+}
+
+/// Calls the same method on whichever backend `$storage` holds.
+macro_rules! on_backend {
+    ($storage:expr, $store:ident => $call:expr) => {
+        match $storage {
+            Storage::Sqlite($store) => $call,
+            Storage::Postgres($store) => $call,
+        }
+    };
+}
+
+impl CentralStore for Storage {
+    async fn add_site(
+        &self,
+        name: String,
+        token_id: String,
+        secret_sha256: [u8; 32],
+        expires_ms: i64,
+    ) -> Result<(), StoreError> {
+        on_backend!(self, s => s.add_site(name, token_id, secret_sha256, expires_ms).await)
+    }
+
+    async fn list_sites(&self) -> Result<Vec<SiteInfo>, StoreError> {
+        on_backend!(self, s => s.list_sites().await)
+    }
+
+    async fn revoke_site(&self, name: String) -> Result<(), StoreError> {
+        on_backend!(self, s => s.revoke_site(name).await)
+    }
+
+    async fn check_token(
+        &self,
+        token_id: String,
+        secret_sha256: [u8; 32],
+    ) -> Result<Result<String, EnrollRefusal>, StoreError> {
+        on_backend!(self, s => s.check_token(token_id, secret_sha256).await)
+    }
+
+    async fn complete_enrollment(
+        &self,
+        token_id: String,
+        secret_sha256: [u8; 32],
+        certificate_sha256: [u8; 32],
+    ) -> Result<Result<String, EnrollRefusal>, StoreError> {
+        on_backend!(self, s => s.complete_enrollment(token_id, secret_sha256, certificate_sha256).await)
+    }
+
+    async fn site_by_certificate(
+        &self,
+        certificate_sha256: [u8; 32],
+    ) -> Result<Option<SiteInfo>, StoreError> {
+        on_backend!(self, s => s.site_by_certificate(certificate_sha256).await)
+    }
+
+    async fn begin_session(&self, site: String, epoch: String) -> Result<(u64, u64), StoreError> {
+        on_backend!(self, s => s.begin_session(site, epoch).await)
+    }
+
+    async fn store_journal(&self, site: String, batch: JournalBatch) -> Result<u64, StoreError> {
+        on_backend!(self, s => s.store_journal(site, batch).await)
+    }
+
+    async fn store_jobs(&self, site: String, batch: JobBatch) -> Result<u64, StoreError> {
+        on_backend!(self, s => s.store_jobs(site, batch).await)
+    }
+
+    async fn site_applied(
+        &self,
+        site: String,
+        version: u64,
+        unknown_rules: Vec<String>,
+    ) -> Result<(), StoreError> {
+        on_backend!(self, s => s.site_applied(site, version, unknown_rules).await)
+    }
+
+    async fn policy_version(&self) -> Result<u64, StoreError> {
+        on_backend!(self, s => s.policy_version().await)
+    }
+
+    async fn policy_since(&self, since: u64) -> Result<PolicyDelta, StoreError> {
+        on_backend!(self, s => s.policy_since(since).await)
+    }
+
+    async fn snapshot(&self, parts: mpsc::Sender<SnapshotPart>) -> Result<(), StoreError> {
+        on_backend!(self, s => s.snapshot(parts).await)
+    }
+
+    async fn edit_policy(&self, edit: PolicyEdit) -> Result<u64, StoreError> {
+        on_backend!(self, s => s.edit_policy(edit).await)
+    }
+
+    async fn users(&self) -> Result<Vec<PolicyUser>, StoreError> {
+        on_backend!(self, s => s.users().await)
+    }
+
+    async fn report(&self, by: ReportBy, since_ms: i64) -> Result<Vec<ReportRow>, StoreError> {
+        on_backend!(self, s => s.report(by, since_ms).await)
+    }
+
+    async fn jobs_of(&self, user: String) -> Result<Vec<IndexedJob>, StoreError> {
+        on_backend!(self, s => s.jobs_of(user).await)
+    }
+
+    async fn describe(&self) -> String {
+        on_backend!(self, s => s.describe().await)
     }
 }

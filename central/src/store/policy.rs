@@ -2,6 +2,8 @@
 //! that last changed each, removed ones kept as tombstones) and the rules,
 //! under one version counter that every effective edit moves by one.
 
+use std::collections::{HashMap, HashSet};
+
 use rusqlite::{Connection, OptionalExtension, params};
 use sync_protocol::message::{PolicyChanges, PolicyUser};
 use sync_protocol::rules::Rules;
@@ -28,6 +30,164 @@ pub enum PolicyEdit {
     ReplaceAllUsers(Vec<PolicyUser>),
 }
 
+/// What an edit needs read before it can be decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum EditNeeds {
+    /// The stored bodies of these users, where in force.
+    Users(Vec<String>),
+    /// Every user in force.
+    AllUsers,
+    /// The rules.
+    Rules,
+}
+
+impl PolicyEdit {
+    /// What must be read to decide this edit.
+    pub(super) fn needs(&self) -> EditNeeds {
+        match self {
+            PolicyEdit::AddUsers(users) => {
+                EditNeeds::Users(users.iter().map(|u| u.id.clone()).collect())
+            }
+            PolicyEdit::SetDisabled { ids, .. } => EditNeeds::Users(ids.clone()),
+            PolicyEdit::SetRules(_) => EditNeeds::Rules,
+            PolicyEdit::ReplaceAllUsers(_) => EditNeeds::AllUsers,
+        }
+    }
+}
+
+/// What an edit changes, decided from what was stored before it; both
+/// backends apply it the same way: removals, then every put user's card and
+/// PIN lookups let go, then each put user's lookups taken (so a card may
+/// move between two users within one edit) and its body stored.
+#[derive(Debug, Default, PartialEq)]
+pub(super) struct PolicyChange {
+    /// Users to remove (kept as tombstones).
+    pub(super) remove: Vec<String>,
+    /// Users to store, new or changed.
+    pub(super) put: Vec<PolicyUser>,
+    /// The new rules, when they change.
+    pub(super) rules: Option<Rules>,
+}
+
+impl PolicyChange {
+    /// Whether the edit changes nothing (no new version).
+    pub(super) fn is_empty(&self) -> bool {
+        self.remove.is_empty() && self.put.is_empty() && self.rules.is_none()
+    }
+}
+
+/// Decides `edit` against the stored bodies of the users in force it needs
+/// (`current`, by id) and the stored rules (read only for
+/// [`EditNeeds::Rules`]).
+pub(super) fn decide(
+    edit: PolicyEdit,
+    current: &HashMap<String, String>,
+    rules: Option<&Rules>,
+) -> Result<PolicyChange, StoreError> {
+    let mut change = PolicyChange::default();
+    match edit {
+        PolicyEdit::AddUsers(users) => {
+            if let Some(user) = users.iter().find(|u| current.contains_key(&u.id)) {
+                return Err(StoreError::Conflict(format!(
+                    "user {} exists already; nobody was added",
+                    user.id
+                )));
+            }
+            change.put = users;
+        }
+        PolicyEdit::SetDisabled { ids, disabled } => {
+            for id in &ids {
+                let body = current.get(id).ok_or_else(|| {
+                    StoreError::NotFound(format!("no user {id}; nobody was changed"))
+                })?;
+                let mut user = decode(body)?;
+                if user.disabled != disabled {
+                    user.disabled = disabled;
+                    change.put.push(user);
+                }
+            }
+        }
+        PolicyEdit::SetRules(new) => {
+            if rules != Some(&new) {
+                change.rules = Some(new);
+            }
+        }
+        PolicyEdit::ReplaceAllUsers(users) => {
+            let keep: HashSet<&str> = users.iter().map(|u| u.id.as_str()).collect();
+            change.remove = current
+                .keys()
+                .filter(|id| !keep.contains(id.as_str()))
+                .cloned()
+                .collect();
+            change.remove.sort();
+            for user in users {
+                if current.get(&user.id).map(String::as_str) != Some(encode(&user)?.as_str()) {
+                    change.put.push(user);
+                }
+            }
+        }
+    }
+    Ok(change)
+}
+
+/// A user's card and PIN-only lookups, as (kind, value).
+pub(super) fn lookups(user: &PolicyUser) -> impl Iterator<Item = (&'static str, &str)> {
+    user.cards
+        .iter()
+        .map(|c| ("card", c.as_str()))
+        .chain(user.pin_only.iter().map(|p| ("pin_only", p.as_str())))
+}
+
+/// The error for `user` taking a lookup of `kind` that `holder` has.
+pub(super) fn lookup_taken(user: &PolicyUser, kind: &str, holder: &str) -> StoreError {
+    StoreError::Conflict(match kind {
+        "card" => format!(
+            "user {}: a card given is registered to {holder} already",
+            user.id
+        ),
+        _ => format!(
+            "user {}: the PIN is {holder}'s already (PIN-only login needs unique PINs)",
+            user.id
+        ),
+    })
+}
+
+pub(super) fn decode(body: &str) -> Result<PolicyUser, StoreError> {
+    serde_json::from_str(body)
+        .map_err(|e| StoreError::Unavailable(format!("stored user unreadable: {e}")))
+}
+
+pub(super) fn encode(user: &PolicyUser) -> Result<String, StoreError> {
+    serde_json::to_string(user).map_err(|e| StoreError::Invalid(e.to_string()))
+}
+
+pub(super) fn encode_rules(rules: &Rules) -> Result<String, StoreError> {
+    serde_json::to_string(rules).map_err(|e| StoreError::Invalid(e.to_string()))
+}
+
+pub(super) fn decode_rules(json: &str) -> Result<Rules, StoreError> {
+    serde_json::from_str(json)
+        .map_err(|e| StoreError::Unavailable(format!("stored rules unreadable: {e}")))
+}
+
+pub(super) fn parse_number(key: &str, value: &str) -> Result<u64, StoreError> {
+    value
+        .parse()
+        .map_err(|_| StoreError::Unavailable(format!("policy.{key} is not a number")))
+}
+
+/// What a site at `since` gets when the current version is `now`, before
+/// anything else is read: `None` means the changes since it, unless more
+/// than [`CHUNK_USERS`] users changed.
+pub(super) fn delta_without_reading(since: u64, now: u64) -> Option<PolicyDelta> {
+    if since == now {
+        return Some(PolicyDelta::Current);
+    }
+    // A site that never had policy, or claims a version this central never
+    // reached (its database was recreated), gets everything.
+    (since == 0 || since > now).then_some(PolicyDelta::Snapshot { version: now })
+}
+
 fn get(conn: &Connection, key: &str) -> Result<String, StoreError> {
     Ok(conn
         .prepare_cached("SELECT value FROM policy WHERE key = ?1")?
@@ -41,9 +201,7 @@ fn set(conn: &Connection, key: &str, value: &str) -> Result<(), StoreError> {
 }
 
 fn number(conn: &Connection, key: &str) -> Result<u64, StoreError> {
-    get(conn, key)?
-        .parse()
-        .map_err(|_| StoreError::Unavailable(format!("policy.{key} is not a number")))
+    parse_number(key, &get(conn, key)?)
 }
 
 pub(super) fn version(conn: &Connection) -> Result<u64, StoreError> {
@@ -51,17 +209,7 @@ pub(super) fn version(conn: &Connection) -> Result<u64, StoreError> {
 }
 
 fn rules(conn: &Connection) -> Result<Rules, StoreError> {
-    serde_json::from_str(&get(conn, "rules")?)
-        .map_err(|e| StoreError::Unavailable(format!("stored rules unreadable: {e}")))
-}
-
-fn decode(body: &str) -> Result<PolicyUser, StoreError> {
-    serde_json::from_str(body)
-        .map_err(|e| StoreError::Unavailable(format!("stored user unreadable: {e}")))
-}
-
-fn encode(user: &PolicyUser) -> Result<String, StoreError> {
-    serde_json::to_string(user).map_err(|e| StoreError::Invalid(e.to_string()))
+    decode_rules(&get(conn, "rules")?)
 }
 
 /// The stored body of a user in force (not removed).
@@ -78,32 +226,15 @@ fn drop_lookups(conn: &Connection, id: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Registers the user's cards and PIN-only PIN; one another user in force
-/// has is a conflict.
+/// Registers the user's lookups; one another user in force has is a conflict.
 fn add_lookups(conn: &Connection, user: &PolicyUser) -> Result<(), StoreError> {
-    let lookups = user
-        .cards
-        .iter()
-        .map(|c| ("card", c))
-        .chain(user.pin_only.iter().map(|p| ("pin_only", p)));
-    for (kind, lookup) in lookups {
+    for (kind, lookup) in lookups(user) {
         let holder: Option<String> = conn
             .prepare_cached("SELECT user_id FROM user_lookups WHERE kind = ?1 AND lookup = ?2")?
             .query_row(params![kind, lookup], |r| r.get(0))
             .optional()?;
         match holder {
-            Some(other) if other != user.id => {
-                return Err(StoreError::Conflict(match kind {
-                    "card" => format!(
-                        "user {}: a card given is registered to {other} already",
-                        user.id
-                    ),
-                    _ => format!(
-                        "user {}: the PIN is {other}'s already (PIN-only login needs unique PINs)",
-                        user.id
-                    ),
-                }));
-            }
+            Some(other) if other != user.id => return Err(lookup_taken(user, kind, &other)),
             Some(_) => {}
             None => {
                 conn.prepare_cached(
@@ -116,93 +247,53 @@ fn add_lookups(conn: &Connection, user: &PolicyUser) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn put(conn: &Connection, user: &PolicyUser, version: u64) -> Result<(), StoreError> {
-    drop_lookups(conn, &user.id)?;
-    add_lookups(conn, user)?;
-    conn.prepare_cached(
-        "INSERT INTO users (id, version, removed, body) VALUES (?1, ?2, 0, ?3) \
-         ON CONFLICT (id) DO UPDATE SET version = excluded.version, removed = 0, \
-         body = excluded.body",
-    )?
-    .execute(params![user.id, version as i64, encode(user)?])?;
-    Ok(())
-}
-
 pub(super) fn edit(conn: &Connection, edit: PolicyEdit) -> Result<u64, StoreError> {
     let before = version(conn)?;
-    let next = before + 1;
-    let mut changed = false;
-    match edit {
-        PolicyEdit::AddUsers(users) => {
-            // Checked whole before anything is written: all or none.
-            for user in &users {
-                if current(conn, &user.id)?.is_some() {
-                    return Err(StoreError::Conflict(format!(
-                        "user {} exists already; nobody was added",
-                        user.id
-                    )));
+    let mut current = HashMap::new();
+    let mut stored_rules = None;
+    match edit.needs() {
+        EditNeeds::Users(ids) => {
+            for id in ids {
+                if let Some(body) = self::current(conn, &id)? {
+                    current.insert(id, body);
                 }
             }
-            for user in &users {
-                put(conn, user, next)?;
-                changed = true;
+        }
+        EditNeeds::AllUsers => {
+            let mut stmt = conn.prepare_cached("SELECT id, body FROM users WHERE removed = 0")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            for row in rows {
+                let (id, body): (String, String) = row?;
+                current.insert(id, body);
             }
         }
-        PolicyEdit::SetDisabled { ids, disabled } => {
-            let mut found = Vec::with_capacity(ids.len());
-            for id in &ids {
-                let body = current(conn, id)?.ok_or_else(|| {
-                    StoreError::NotFound(format!("no user {id}; nobody was changed"))
-                })?;
-                found.push(decode(&body)?);
-            }
-            for mut user in found.into_iter().filter(|u| u.disabled != disabled) {
-                user.disabled = disabled;
-                put(conn, &user, next)?;
-                changed = true;
-            }
-        }
-        PolicyEdit::SetRules(new) => {
-            if rules(conn)? != new {
-                let json =
-                    serde_json::to_string(&new).map_err(|e| StoreError::Invalid(e.to_string()))?;
-                set(conn, "rules", &json)?;
-                set(conn, "rules_version", &next.to_string())?;
-                changed = true;
-            }
-        }
-        PolicyEdit::ReplaceAllUsers(users) => {
-            let keep: std::collections::HashSet<&str> =
-                users.iter().map(|u| u.id.as_str()).collect();
-            let ids: Vec<String> = conn
-                .prepare_cached("SELECT id FROM users WHERE removed = 0")?
-                .query_map([], |r| r.get(0))?
-                .collect::<Result<_, _>>()?;
-            for id in ids.iter().filter(|id| !keep.contains(id.as_str())) {
-                drop_lookups(conn, id)?;
-                conn.prepare_cached("UPDATE users SET removed = 1, version = ?2 WHERE id = ?1")?
-                    .execute(params![id, next as i64])?;
-                changed = true;
-            }
-            let mut differ = Vec::new();
-            for user in &users {
-                if current(conn, &user.id)?.as_deref() != Some(encode(user)?.as_str()) {
-                    differ.push(user);
-                }
-            }
-            // A card moving from one user to another within the edit: let
-            // go of every changed user's lookups before taking new ones.
-            for user in &differ {
-                drop_lookups(conn, &user.id)?;
-            }
-            for user in differ {
-                put(conn, user, next)?;
-                changed = true;
-            }
-        }
+        EditNeeds::Rules => stored_rules = Some(rules(conn)?),
     }
-    if !changed {
+    let change = decide(edit, &current, stored_rules.as_ref())?;
+    if change.is_empty() {
         return Ok(before);
+    }
+    let next = before + 1;
+    for id in &change.remove {
+        drop_lookups(conn, id)?;
+        conn.prepare_cached("UPDATE users SET removed = 1, version = ?2 WHERE id = ?1")?
+            .execute(params![id, next as i64])?;
+    }
+    for user in &change.put {
+        drop_lookups(conn, &user.id)?;
+    }
+    for user in &change.put {
+        add_lookups(conn, user)?;
+        conn.prepare_cached(
+            "INSERT INTO users (id, version, removed, body) VALUES (?1, ?2, 0, ?3) \
+             ON CONFLICT (id) DO UPDATE SET version = excluded.version, removed = 0, \
+             body = excluded.body",
+        )?
+        .execute(params![user.id, next as i64, encode(user)?])?;
+    }
+    if let Some(new) = &change.rules {
+        set(conn, "rules", &encode_rules(new)?)?;
+        set(conn, "rules_version", &next.to_string())?;
     }
     set(conn, "version", &next.to_string())?;
     Ok(next)
@@ -211,13 +302,8 @@ pub(super) fn edit(conn: &Connection, edit: PolicyEdit) -> Result<u64, StoreErro
 pub(super) fn since(conn: &Connection, since: u64) -> Result<PolicyDelta, StoreError> {
     let tx = conn.unchecked_transaction()?;
     let now = version(&tx)?;
-    if since == now {
-        return Ok(PolicyDelta::Current);
-    }
-    // A site that never had policy, or claims a version this central never
-    // reached (its database was recreated), gets everything.
-    if since == 0 || since > now {
-        return Ok(PolicyDelta::Snapshot { version: now });
+    if let Some(delta) = delta_without_reading(since, now) {
+        return Ok(delta);
     }
     let changed: i64 = tx
         .prepare_cached("SELECT count(*) FROM users WHERE version > ?1")?

@@ -66,6 +66,30 @@ impl EnrollRefusal {
 const SITE_COLUMNS: &str = "name, created_ms, enrolled_ms, revoked_ms, last_contact_ms, \
                             policy_version, unknown_rules";
 
+/// The stored, comma-separated list of rules a site cannot enforce.
+pub(super) fn split_unknown_rules(stored: &str) -> Vec<String> {
+    stored
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The error for adding a site whose name is taken.
+pub(super) fn exists(name: &str) -> StoreError {
+    StoreError::Conflict(format!(
+        "site {name} exists already; `central site revoke {name}` first to enroll it anew \
+         under another name, or choose another name"
+    ))
+}
+
+/// The error for naming a site there is none of.
+pub(super) fn no_such_site(name: &str) -> StoreError {
+    StoreError::NotFound(format!(
+        "no site named {name}; `central site list` shows them"
+    ))
+}
+
 fn site_from_row(row: &Row<'_>) -> rusqlite::Result<SiteInfo> {
     let unknown: String = row.get(6)?;
     Ok(SiteInfo {
@@ -75,11 +99,7 @@ fn site_from_row(row: &Row<'_>) -> rusqlite::Result<SiteInfo> {
         revoked_ms: row.get(3)?,
         last_contact_ms: row.get(4)?,
         policy_version: row.get::<_, i64>(5)?.max(0) as u64,
-        unknown_rules: unknown
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect(),
+        unknown_rules: split_unknown_rules(&unknown),
     })
 }
 
@@ -91,15 +111,12 @@ pub(super) fn add(
     expires_ms: i64,
     now_ms: i64,
 ) -> Result<(), StoreError> {
-    let exists: bool = conn
+    let taken: bool = conn
         .prepare_cached("SELECT count(*) FROM sites WHERE name = ?1")?
         .query_row(params![name], |r| r.get::<_, i64>(0))?
         > 0;
-    if exists {
-        return Err(StoreError::Conflict(format!(
-            "site {name} exists already; `central site revoke {name}` first to enroll it anew \
-             under another name, or choose another name"
-        )));
+    if taken {
+        return Err(exists(name));
     }
     conn.prepare_cached("INSERT INTO sites (name, created_ms) VALUES (?1, ?2)")?
         .execute(params![name, now_ms])?;
@@ -123,9 +140,7 @@ pub(super) fn revoke(conn: &Connection, name: &str, now_ms: i64) -> Result<(), S
         .prepare_cached("UPDATE sites SET revoked_ms = coalesce(revoked_ms, ?2) WHERE name = ?1")?
         .execute(params![name, now_ms])?;
     if changed == 0 {
-        return Err(StoreError::NotFound(format!(
-            "no site named {name}; `central site list` shows them"
-        )));
+        return Err(no_such_site(name));
     }
     Ok(())
 }
@@ -167,7 +182,8 @@ pub(super) fn check_token(
     })
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Compares secrets in time that does not depend on where they differ.
+pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
