@@ -375,7 +375,7 @@ pub(crate) async fn edit<S: CentralStore>(
 ) -> AdminReply {
     match shared.store.edit_policy(edit).await {
         Ok(version) => {
-            shared.policy.send_replace(version);
+            crate::store::raise_policy(&shared.policy, version);
             if let Some(object) = done.as_object_mut() {
                 object.insert("policy_version".into(), version.into());
             }

@@ -152,7 +152,14 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
         .dir
         .clone()
         .map(|dir| tokio::spawn(policy_files::watch(dir, shared.clone(), shutdown.clone())));
+    // Policy edits made through other nodes sharing the storage reach this
+    // node's sessions too.
+    let follower = {
+        let (store, policy) = (shared.store.clone(), shared.policy.clone());
+        tokio::spawn(async move { store.follow_policy(policy).await })
+    };
     sync::serve(endpoint, shared, shutdown).await;
+    follower.abort();
     let _ = admin_task.await;
     if let Some(task) = submission_task {
         let _ = task.await;

@@ -5,9 +5,10 @@
 //! wait each round up to a maximum, with jitter so that a fleet whose
 //! central comes back does not dial in step. Connected elsewhere than the
 //! preferred endpoint, the site probes the preferred one now and then and
-//! moves back when it answers. A connection that ends soon after it was
-//! made counts as a failed round, so a central that accepts and drops at
-//! once is not hammered.
+//! moves back when it answers. A connection that ends is followed at once
+//! by a dial of the next endpoint; one that ends soon after it was made
+//! counts as a failed dial, so a round of centrals that accept and drop at
+//! once backs off rather than being hammered.
 
 use std::time::{Duration, Instant};
 
@@ -159,16 +160,24 @@ impl Dialer {
         }
     }
 
-    /// The connection ended.
+    /// The connection ended: the next endpoint is dialed at once, not the
+    /// one just lost (a node that stopped or is restarting is the likeliest
+    /// to be down, and waiting out a dial to it would keep the site from
+    /// the others); the preferred endpoint is probed and taken back as on
+    /// any fallback. A connection shorter than `min_healthy` counts as its
+    /// endpoint failing, so a round of them backs off.
     pub fn disconnected(&mut self, now: Instant) {
-        let State::Connected { since, .. } = self.state else {
+        let State::Connected { index, since, .. } = self.state else {
             return;
         };
         if now.duration_since(since) < self.settings.min_healthy {
-            self.round_failed(now);
+            self.failed(index, now);
         } else {
             self.failed_rounds = 0;
-            self.state = State::Due { index: 0, at: now };
+            self.state = State::Due {
+                index: (index + 1) % self.endpoints,
+                at: now,
+            };
         }
     }
 
@@ -319,5 +328,43 @@ mod tests {
         let later = at + Duration::from_secs(60);
         d.disconnected(later);
         assert_eq!(d.poll(later), Some(DialAction::Dial(0)));
+    }
+
+    #[test]
+    fn a_lost_node_is_left_for_the_next_at_once_and_the_preferred_taken_back() {
+        let t0 = Instant::now();
+        let mut d = Dialer::new(3, settings(), 1, t0);
+        d.poll(t0);
+        d.connected(0, t0);
+        let lost = t0 + Duration::from_secs(60);
+        d.disconnected(lost);
+        assert_eq!(d.poll(lost), Some(DialAction::Dial(1)));
+        d.connected(1, lost);
+        // Node 1 is lost too: the next, then round to the first.
+        let lost_again = lost + Duration::from_secs(60);
+        d.disconnected(lost_again);
+        assert_eq!(d.poll(lost_again), Some(DialAction::Dial(2)));
+        d.failed(2, lost_again);
+        assert_eq!(d.poll(lost_again), None);
+        // A failed last endpoint ends the round: the first after a wait.
+        let at = d.poll_timeout().unwrap();
+        assert_eq!(d.poll(at), Some(DialAction::Dial(0)));
+        d.connected(0, at);
+        assert_eq!(
+            d.poll_timeout(),
+            None,
+            "on the preferred one nothing is probed"
+        );
+        // Lost soon after it was made: the next one still at once, but a
+        // whole round of short connections backs off.
+        let soon = at + Duration::from_secs(1);
+        d.disconnected(soon);
+        assert_eq!(d.poll(soon), Some(DialAction::Dial(1)));
+        for index in 1..3 {
+            d.connected(index, soon);
+            d.disconnected(soon);
+            assert_eq!(d.poll(soon), (index < 2).then_some(DialAction::Dial(2)));
+        }
+        assert!(d.poll_timeout().unwrap() > soon, "{:?}", d.poll_timeout());
     }
 }

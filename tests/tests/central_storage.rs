@@ -4,9 +4,13 @@
 //! a shared database faces: two nodes (two stores on one database) racing
 //! for one enrollment token, editing policy and storing one site's batches
 //! at once, and the server restarted under a store that keeps working;
-//! and a central process on PostgreSQL serving a site, killed mid-upload.
+//! a central process on PostgreSQL serving a site, killed mid-upload; and
+//! two central nodes on one database serving one fleet: an edit through
+//! one reaches the sites on the other, and when a node is killed its sites
+//! move to the other with every record stored once.
 
-use std::time::Duration;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 use central::store::{
     CentralStore, EnrollRefusal, PolicyDelta, PolicyEdit, PostgresStore, ReportBy, SnapshotPart,
@@ -650,4 +654,121 @@ fn a_central_on_postgresql_serves_a_site_and_loses_nothing_when_killed() {
     );
     // Its state is in PostgreSQL, not in its data directory.
     assert!(!central.data_dir.join("central.db").exists());
+}
+
+/// A central node on database `url` under `dir`, with the fleet identity
+/// (CA and fleet key) of `first`'s data directory when given, as every
+/// node of one fleet must have.
+fn node(dir: &Path, url: &str, first: Option<&Central>) -> Central {
+    if let Some(first) = first {
+        let data = dir.join("central-data");
+        std::fs::create_dir_all(&data).unwrap();
+        for file in ["ca.pem", "fleet.key"] {
+            std::fs::copy(first.data_dir.join(file), data.join(file)).unwrap();
+        }
+    }
+    // A dead node is noticed after the QUIC idle timeout, which sites take
+    // from central when it is shorter than theirs.
+    Central::start(
+        dir,
+        free_udp_port(),
+        &format!("sync.idle_timeout_secs = 3\nstorage.url = {url:?}"),
+    )
+    .unwrap()
+}
+
+#[test]
+fn two_nodes_on_one_database_serve_one_fleet_and_a_killed_node_is_left() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Postgres::start().unwrap();
+    server.create_database("fleet").unwrap();
+    let url = server.url("fleet");
+    let mut one = node(&tmp.path().join("one"), &url, None);
+    let two = node(&tmp.path().join("two"), &url, Some(&one));
+    let endpoints = format!("[{:?}, {:?}]", one.endpoint(), two.endpoint());
+    let mut sites: Vec<Appliance> = (1..=2)
+        .map(|i| {
+            let name = format!("branch-{i}");
+            // Registered through either node: the token is in the database.
+            let token = [&one, &two][i % 2].add_site(&name).unwrap();
+            let site = Appliance::prepare(
+                &tmp.path().join(&name),
+                &format!(
+                    "site = {name:?}\n[[queue]]\nname = \"secure\"\nkind = \"pull\"\n\
+                     default = true\n[[printer]]\nid = \"lobby\"\n\
+                     uri = \"socket://127.0.0.1:9\"\n[central]\nendpoints = {endpoints}\n"
+                ),
+            )
+            .unwrap();
+            site.enroll_as_configured(&token).unwrap();
+            site
+        })
+        .collect();
+    for site in &mut sites {
+        site.restart().unwrap();
+    }
+    let on = |site: &Appliance, node: &Central| {
+        site.sync_status()
+            .ok()
+            .is_some_and(|s| s["connected_endpoint"] == node.endpoint())
+    };
+    wait_for(
+        Duration::from_secs(20),
+        "both sites on the first node",
+        || sites.iter().all(|s| on(s, &one)).then_some(()),
+    )
+    .unwrap();
+
+    // An edit made through the second node reaches the sites on the first.
+    let edited = Instant::now();
+    two.cli_ok(
+        &["user", "add", "carol", "--name", "Carol", "--pin"],
+        "4711\n",
+    )
+    .unwrap();
+    wait_for(Duration::from_secs(1), "policy 1 at both sites", || {
+        sites
+            .iter()
+            .all(|s| s.sync_status().is_ok_and(|st| st["policy_version"] == 1))
+            .then_some(())
+    })
+    .unwrap();
+    println!(
+        "an edit through node two reached both sites on node one in {:?}",
+        edited.elapsed()
+    );
+
+    // The first node is killed in the middle of an upload: both sites
+    // move to the second, and every record is stored once.
+    sites[0].stop().unwrap();
+    fill_journal(&sites[0].data_dir, "branch-1", 20_000).unwrap();
+    sites[0].restart().unwrap();
+    wait_for(Duration::from_secs(60), "the upload to begin", || {
+        (counted(&two, "branch-1").0 > 0).then_some(())
+    })
+    .unwrap();
+    let killed = Instant::now();
+    one.kill();
+    let moved = wait_for(
+        Duration::from_secs(60),
+        "both sites on the second node",
+        || sites.iter().all(|s| on(s, &two)).then(|| killed.elapsed()),
+    )
+    .unwrap();
+    let after = wait_for(Duration::from_secs(120), "20000 records at central", || {
+        let now = counted(&two, "branch-1");
+        (now.0 >= 20_000).then_some(now)
+    })
+    .unwrap();
+    assert_eq!(after, (20_000, 60_000), "each record once");
+    println!("both sites served by node two {moved:?} after node one was killed");
+    // A policy edit through the surviving node still reaches them.
+    two.cli_ok(&["user", "disable", "carol"], "").unwrap();
+    wait_for(Duration::from_secs(5), "policy 2 at both sites", || {
+        sites
+            .iter()
+            .all(|s| s.sync_status().is_ok_and(|st| st["policy_version"] == 2))
+            .then_some(())
+    })
+    .unwrap();
 }

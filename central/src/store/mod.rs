@@ -29,7 +29,7 @@ use std::path::Path;
 
 use sync_protocol::message::{JobBatch, JournalBatch, PolicyChanges, PolicyUser};
 use sync_protocol::rules::Rules;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 pub use policy::PolicyEdit;
 pub use postgres::PostgresStore;
@@ -209,6 +209,24 @@ pub trait CentralStore: Clone + Send + Sync + 'static {
 
     /// What it is, for the log and `central status` (never a password).
     fn describe(&self) -> impl Future<Output = String> + Send;
+
+    /// Raises `policy` to every version other central nodes sharing this
+    /// storage commit, until the process ends; returns at once where no
+    /// other node can write.
+    fn follow_policy(&self, policy: watch::Sender<u64>) -> impl Future<Output = ()> + Send;
+}
+
+/// Moves the announced policy version to `version` if that is newer:
+/// versions only move forward, whichever of a node's own edits and other
+/// nodes' notifications is heard first. Whether it moved.
+pub fn raise_policy(policy: &watch::Sender<u64>, version: u64) -> bool {
+    policy.send_if_modified(|current| {
+        let newer = version > *current;
+        if newer {
+            *current = version;
+        }
+        newer
+    })
 }
 
 /// The embedded SQLite backend.
@@ -360,6 +378,9 @@ impl CentralStore for SqliteStore {
     async fn describe(&self) -> String {
         "SQLite (central.db in the data directory)".into()
     }
+
+    /// Only this process writes its SQLite database: every edit is its own.
+    async fn follow_policy(&self, _policy: watch::Sender<u64>) {}
 }
 
 /// The backend the configuration chose.
@@ -475,5 +496,9 @@ impl CentralStore for Storage {
 
     async fn describe(&self) -> String {
         on_backend!(self, s => s.describe().await)
+    }
+
+    async fn follow_policy(&self, policy: watch::Sender<u64>) {
+        on_backend!(self, s => s.follow_policy(policy).await)
     }
 }

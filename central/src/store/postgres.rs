@@ -16,30 +16,44 @@
 //! - an enrollment token's row is locked while it is used, so it enrolls
 //!   one site once even when two nodes see it at the same moment.
 //!
+//! Each effective policy edit is announced with NOTIFY in its transaction,
+//! so every node (its `follow_policy` listener) learns the new version at
+//! commit and pushes it to the sites it serves; a listener that reconnects
+//! reads the current version first, so an edit made meanwhile is not
+//! missed.
+//!
 //! Group commit is PostgreSQL's own (concurrent commits share WAL
 //! flushes); what the backend adds is one statement per batch: a site's
 //! journal or job batch goes in as arrays (`unnest`), one round trip for
 //! the whole batch.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Transaction};
+use futures_util::StreamExt;
 use sync_protocol::message::{JobAnnouncement, JobBatch, JournalBatch, PolicyChanges, PolicyUser};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{IsolationLevel, NoTls, Row};
+use tokio_postgres::{AsyncMessage, IsolationLevel, NoTls, Row};
 
 use super::policy::{self, EditNeeds};
 use super::schema::{self, Dialect};
 use super::sites::{EnrollRefusal, SiteInfo, constant_time_eq, split_unknown_rules};
 use super::{
     CHUNK_USERS, CentralStore, IndexedJob, PolicyDelta, PolicyEdit, ReportBy, ReportRow,
-    SnapshotHead, SnapshotPart, StoreError, now_ms,
+    SnapshotHead, SnapshotPart, StoreError, now_ms, raise_policy,
 };
 
 /// How long an operation waits for a pooled connection, or for a new one.
 const CONNECTION_WAIT: Duration = Duration::from_secs(10);
+
+/// The NOTIFY channel that carries each new policy version to every node.
+const POLICY_CHANNEL: &str = "central_policy";
+
+/// How long the policy listener waits before connecting again.
+const LISTEN_RETRY: Duration = Duration::from_secs(1);
 
 /// Serialises schema migrations between nodes that start at once
 /// (`pg_advisory_xact_lock`; the number is arbitrary but fixed).
@@ -49,6 +63,8 @@ const MIGRATION_LOCK: i64 = 0x6365_6e74_7261_6c31;
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: Pool,
+    /// For the connection that listens for other nodes' policy edits.
+    config: Arc<tokio_postgres::Config>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -94,7 +110,7 @@ impl PostgresStore {
             config.application_name("central");
         }
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -107,7 +123,10 @@ impl PostgresStore {
             .create_timeout(Some(CONNECTION_WAIT))
             .build()
             .map_err(unavailable)?;
-        let store = PostgresStore { pool };
+        let store = PostgresStore {
+            pool,
+            config: Arc::new(config),
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -159,6 +178,65 @@ impl PostgresStore {
         .await
         .map_err(db)?;
         tx.commit().await.map_err(db)
+    }
+
+    /// Listens for new policy versions on a connection of its own until it
+    /// breaks; every version heard, and the current one once listening
+    /// (what was committed while no one listened), raises `policy`. `Ok`
+    /// when it listened and the connection then ended; `down` is cleared
+    /// once it listens.
+    async fn listen_policy(
+        &self,
+        policy: &watch::Sender<u64>,
+        down: &mut bool,
+    ) -> Result<(), StoreError> {
+        let (client, mut connection) = self.config.connect(NoTls).await.map_err(db)?;
+        let (heard, mut versions) = mpsc::unbounded_channel();
+        // The connection must be polled for the client to work at all; its
+        // notifications go to `versions`, and its end ends the channel.
+        let driver = tokio::spawn(async move {
+            let mut messages = std::pin::pin!(futures_util::stream::poll_fn(move |cx| {
+                connection.poll_message(cx)
+            }));
+            while let Some(Ok(message)) = messages.next().await {
+                if let AsyncMessage::Notification(note) = message
+                    && heard.send(note.payload().to_owned()).is_err()
+                {
+                    break;
+                }
+            }
+        });
+        let listening = async {
+            client
+                .batch_execute(&format!("LISTEN {POLICY_CHANNEL}"))
+                .await
+                .map_err(db)?;
+            let row = client
+                .query_one("SELECT value FROM policy WHERE key = 'version'", &[])
+                .await
+                .map_err(db)?;
+            raise_policy(policy, policy::parse_number("version", row.get(0))?);
+            Ok::<_, StoreError>(())
+        }
+        .await;
+        if let Err(e) = listening {
+            driver.abort();
+            return Err(e);
+        }
+        if std::mem::take(down) {
+            tracing::info!("hearing other nodes' policy edits again");
+        }
+        while let Some(payload) = versions.recv().await {
+            match payload.parse() {
+                Ok(version) => {
+                    if raise_policy(policy, version) {
+                        tracing::info!(version, "policy changed through another node");
+                    }
+                }
+                Err(_) => tracing::warn!(%payload, "policy notification is not a version"),
+            }
+        }
+        Ok(())
     }
 
     /// The database server's version.
@@ -549,6 +627,13 @@ async fn edit_policy(tx: &Transaction<'_>, edit: PolicyEdit) -> Result<u64, Stor
         set_policy_value(tx, "rules_version", &next.to_string()).await?;
     }
     set_policy_value(tx, "version", &next.to_string()).await?;
+    // Delivered to every node's listener when (and only if) this commits.
+    tx.execute(
+        "SELECT pg_notify($1, $2)",
+        &[&POLICY_CHANNEL, &next.to_string()],
+    )
+    .await
+    .map_err(db)?;
     Ok(next)
 }
 
@@ -908,6 +993,24 @@ impl CentralStore for PostgresStore {
                 status.size, status.max_size
             ),
             Err(e) => format!("PostgreSQL, unreachable now: {e}"),
+        }
+    }
+
+    async fn follow_policy(&self, policy: watch::Sender<u64>) {
+        let mut down = false;
+        loop {
+            // Said once per outage; it is retried every second.
+            match self.listen_policy(&policy, &mut down).await {
+                Ok(()) => tracing::warn!(
+                    "the connection that hears other nodes' policy edits ended; reconnecting"
+                ),
+                Err(e) if !down => {
+                    tracing::warn!(error = %e, "not hearing other nodes' policy edits; retrying")
+                }
+                Err(_) => {}
+            }
+            down = true;
+            tokio::time::sleep(LISTEN_RETRY).await;
         }
     }
 }
