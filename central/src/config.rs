@@ -68,6 +68,9 @@ pub struct StorageConfig {
     pub url: Option<String>,
     /// Most connections to PostgreSQL this node keeps open.
     pub pool_size: usize,
+    /// PEM CA certificate(s) the PostgreSQL server's certificate must chain
+    /// to; given, every connection is TLS, verified for the URL's host.
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl Default for StorageConfig {
@@ -75,6 +78,7 @@ impl Default for StorageConfig {
         StorageConfig {
             url: None,
             pool_size: 16,
+            tls_ca: None,
         }
     }
 }
@@ -85,6 +89,7 @@ impl std::fmt::Debug for StorageConfig {
         f.debug_struct("StorageConfig")
             .field("url", &self.url.as_ref().map(|_| "…"))
             .field("pool_size", &self.pool_size)
+            .field("tls_ca", &self.tls_ca)
             .finish()
     }
 }
@@ -264,6 +269,12 @@ impl Config {
                 "storage.url",
                 "must be a PostgreSQL URL, postgres://USER@HOST:PORT/DATABASE; leave it out \
                  for the embedded SQLite database",
+            );
+        }
+        if self.storage.tls_ca.is_some() && self.storage.url.is_none() {
+            return invalid(
+                "storage.tls_ca",
+                "is for the connection to PostgreSQL: give storage.url too, or leave it out",
             );
         }
         if !(1..=1000).contains(&self.storage.pool_size) {

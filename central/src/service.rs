@@ -74,7 +74,8 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
     let store = match &config.storage.url {
         None => Storage::Sqlite(SqliteStore::open(&dir)?),
         Some(url) => {
-            Storage::Postgres(PostgresStore::connect(url, config.storage.pool_size).await?)
+            let (size, ca) = (config.storage.pool_size, config.storage.tls_ca.as_deref());
+            Storage::Postgres(PostgresStore::connect(url, size, ca).await?)
         }
     };
     tracing::info!(storage = %store.describe().await, "storage open");

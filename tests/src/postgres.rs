@@ -15,6 +15,9 @@ pub struct Postgres {
     log_path: PathBuf,
     /// Its TCP port on 127.0.0.1.
     pub port: u16,
+    /// With TLS: the certificate clients must trust (self-signed, for
+    /// 127.0.0.1), and the server takes no connection without TLS.
+    pub tls_certificate: Option<PathBuf>,
     // Last: removed after the server has stopped.
     _dir: tempfile::TempDir,
 }
@@ -55,9 +58,80 @@ fn server_user() -> Result<Option<(u32, u32)>> {
     Ok(Some((uid, gid)))
 }
 
+/// A test CA (`ca.crt`) and, signed by it, a server certificate for
+/// 127.0.0.1 (`server.crt`, `server.key`) in `dir`, made with `openssl`:
+/// the CA certificate's path and the server key's.
+fn server_certificate(dir: &Path) -> Result<(PathBuf, PathBuf)> {
+    let openssl = |args: &[&str]| -> Result<()> {
+        let out = run_with_timeout(
+            Command::new("openssl").args(args).current_dir(dir),
+            Duration::from_secs(60),
+        )?;
+        if !out.status.success() {
+            bail!("openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    };
+    let new_key = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509", "-days", "1", "-subj", "/CN=test CA"][..],
+            &new_key,
+            &["-keyout", "ca.key", "-out", "ca.crt"],
+        ]
+        .concat(),
+    )?;
+    openssl(
+        &[
+            &["req", "-subj", "/CN=127.0.0.1"][..],
+            &new_key,
+            &["-keyout", "server.key", "-out", "server.csr"],
+        ]
+        .concat(),
+    )?;
+    fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+         keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )?;
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "server.crt",
+    ])?;
+    Ok((dir.join("ca.crt"), dir.join("server.key")))
+}
+
 impl Postgres {
     /// Initialises a cluster in a new temporary directory and starts it.
     pub fn start() -> Result<Postgres> {
+        Postgres::start_with(false)
+    }
+
+    /// Like [`Postgres::start`], taking TLS connections only.
+    pub fn start_tls() -> Result<Postgres> {
+        Postgres::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Result<Postgres> {
         let bin = server_bin_dir()?;
         let dir = tempfile::tempdir()?;
         let data = dir.path().join("data");
@@ -87,6 +161,23 @@ impl Postgres {
         if !out.status.success() {
             bail!("initdb failed: {}", String::from_utf8_lossy(&out.stderr));
         }
+        let tls_certificate = if tls {
+            let (certificate, key) = server_certificate(&data)?;
+            use std::os::unix::fs::PermissionsExt;
+            // The server refuses a key others may read.
+            fs::set_permissions(&key, fs::Permissions::from_mode(0o600))?;
+            if let Some((uid, gid)) = user {
+                std::os::unix::fs::chown(&key, Some(uid), Some(gid))?;
+            }
+            // Every TCP client must come over TLS.
+            fs::write(
+                data.join("pg_hba.conf"),
+                "hostssl all all 127.0.0.1/32 trust\n",
+            )?;
+            Some(certificate)
+        } else {
+            None
+        };
         let mut server = Postgres {
             child: None,
             bin,
@@ -94,6 +185,7 @@ impl Postgres {
             log_path: dir.path().join("postgres.log"),
             data,
             port: free_port(),
+            tls_certificate,
             _dir: dir,
         };
         server.restart()?;
@@ -118,7 +210,17 @@ impl Postgres {
             .create(true)
             .append(true)
             .open(&self.log_path)?;
-        let child = Self::as_server_user(&self.bin.join("postgres"), self.user)
+        let mut command = Self::as_server_user(&self.bin.join("postgres"), self.user);
+        if self.tls_certificate.is_some() {
+            command.args(["-c", "ssl=on"]);
+            command.args([
+                "-c",
+                "ssl_cert_file=server.crt",
+                "-c",
+                "ssl_key_file=server.key",
+            ]);
+        }
+        let child = command
             .arg("-D")
             .arg(&self.data)
             .args(["-p", &self.port.to_string()])

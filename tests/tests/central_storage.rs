@@ -16,7 +16,9 @@ use central::store::{
     CentralStore, EnrollRefusal, PolicyDelta, PolicyEdit, PostgresStore, ReportBy, SnapshotPart,
     SqliteStore, StoreError,
 };
-use e2e::{Appliance, Central, Postgres, fill_journal, free_udp_port, wait_for};
+use e2e::{
+    Appliance, Central, Postgres, fill_journal, free_udp_port, self_signed_certificate, wait_for,
+};
 use sync_protocol::message::{JobAnnouncement, JobBatch, JournalBatch, JournalRecord, PolicyUser};
 use sync_protocol::rules::Rules;
 use tokio::sync::mpsc;
@@ -413,7 +415,7 @@ fn sqlite_and_postgresql_keep_the_same_promises_and_give_the_same_answers() {
         script(&store).await
     });
     let on_postgres = runtime.block_on(async {
-        let store = PostgresStore::connect(&server.url("central"), 4)
+        let store = PostgresStore::connect(&server.url("central"), 4, None)
             .await
             .unwrap();
         script(&store).await
@@ -426,7 +428,7 @@ fn sqlite_and_postgresql_keep_the_same_promises_and_give_the_same_answers() {
     // A second node on the same database finds the schema there and
     // applies nothing again.
     runtime.block_on(async {
-        let again = PostgresStore::connect(&server.url("central"), 2)
+        let again = PostgresStore::connect(&server.url("central"), 2, None)
             .await
             .unwrap();
         assert_eq!(again.policy_version().await.unwrap(), 5);
@@ -448,8 +450,8 @@ fn two_nodes_on_one_database_decide_each_thing_once() {
         // Two nodes starting at once migrate the schema once.
         let url = server.url("central");
         let (one, two) = tokio::join!(
-            PostgresStore::connect(&url, 8),
-            PostgresStore::connect(&url, 8)
+            PostgresStore::connect(&url, 8, None),
+            PostgresStore::connect(&url, 8, None)
         );
         let (one, two) = (one.unwrap(), two.unwrap());
         let nodes = [one, two];
@@ -543,7 +545,7 @@ fn a_store_outlives_a_postgresql_restart() {
     server.create_database("central").unwrap();
     let runtime = runtime();
     let store = runtime.block_on(async {
-        let store = PostgresStore::connect(&server.url("central"), 4)
+        let store = PostgresStore::connect(&server.url("central"), 4, None)
             .await
             .unwrap();
         store
@@ -571,6 +573,42 @@ fn a_store_outlives_a_postgresql_restart() {
                 .unwrap(),
             2
         );
+    });
+}
+
+#[test]
+fn with_a_tls_ca_every_connection_is_verified_tls_and_none_goes_in_the_clear() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Postgres::start_tls().unwrap();
+    server.create_database("central").unwrap();
+    let url = server.url("central");
+    let ca = server.tls_certificate.clone().unwrap();
+    let (stranger, _) = self_signed_certificate(tmp.path(), "stranger").unwrap();
+    let runtime = runtime();
+    runtime.block_on(async {
+        // The server takes TLS connections only: these are.
+        let store = PostgresStore::connect(&url, 2, Some(&ca)).await.unwrap();
+        assert_eq!(
+            store
+                .edit_policy(PolicyEdit::AddUsers(vec![user("alice", &[])]))
+                .await
+                .unwrap(),
+            1
+        );
+        assert!(store.describe().await.contains("over TLS"));
+        // Without the CA nothing is sent over TLS, and the server refuses.
+        let e = PostgresStore::connect(&url, 2, None).await.unwrap_err();
+        assert!(matches!(e, StoreError::Unavailable(_)), "{e}");
+        // A server certificate the CA did not sign is refused here.
+        let e = PostgresStore::connect(&url, 2, Some(&stranger))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("certificate"), "{e}");
+        // A URL that asks for TLS without saying whom to trust.
+        let e = PostgresStore::connect(&format!("{url}?sslmode=require"), 2, None)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("tls_ca"), "{e}");
     });
 }
 

@@ -20,6 +20,7 @@ mod db;
 mod logs;
 mod policy;
 mod postgres;
+mod postgres_tls;
 mod reports;
 mod schema;
 mod sites;

@@ -28,17 +28,21 @@
 //! the whole batch.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Transaction};
 use futures_util::StreamExt;
 use sync_protocol::message::{JobAnnouncement, JobBatch, JournalBatch, PolicyChanges, PolicyUser};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, watch};
+use tokio_postgres::config::SslMode;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{AsyncMessage, IsolationLevel, NoTls, Row};
 
 use super::policy::{self, EditNeeds};
+use super::postgres_tls::MakeRustlsConnect;
 use super::schema::{self, Dialect};
 use super::sites::{EnrollRefusal, SiteInfo, constant_time_eq, split_unknown_rules};
 use super::{
@@ -65,6 +69,8 @@ pub struct PostgresStore {
     pool: Pool,
     /// For the connection that listens for other nodes' policy edits.
     config: Arc<tokio_postgres::Config>,
+    /// TLS for every connection, when `[storage] tls_ca` is given.
+    tls: Option<MakeRustlsConnect>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -79,12 +85,19 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
-/// A database error with the statement's context, as a store error.
+/// A database error as a store error, with what caused it (a refused
+/// certificate, a refused connection).
 fn db(e: tokio_postgres::Error) -> StoreError {
-    match e.as_db_error() {
-        Some(db) => StoreError::Unavailable(format!("PostgreSQL: {}", db.message())),
-        None => StoreError::Unavailable(format!("PostgreSQL: {e}")),
+    if let Some(db) = e.as_db_error() {
+        return StoreError::Unavailable(format!("PostgreSQL: {}", db.message()));
     }
+    let mut message = format!("PostgreSQL: {e}");
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        message.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    StoreError::Unavailable(message)
 }
 
 fn int(value: u64) -> i64 {
@@ -97,25 +110,43 @@ fn count(value: i64) -> u64 {
 
 impl PostgresStore {
     /// Connects to the database at `url` (a `postgres://` URL or a
-    /// key=value string) with up to `pool_size` connections, and brings its
-    /// schema to the current version.
-    pub async fn connect(url: &str, pool_size: usize) -> Result<PostgresStore, StoreError> {
+    /// key=value string) with up to `pool_size` connections, over TLS
+    /// verified against the CA certificates in `tls_ca` when given (and
+    /// never in the clear then), and brings its schema to the current
+    /// version.
+    pub async fn connect(
+        url: &str,
+        pool_size: usize,
+        tls_ca: Option<&Path>,
+    ) -> Result<PostgresStore, StoreError> {
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Invalid(format!("[storage] url: {e}")))?;
+        let tls = tls_ca.map(MakeRustlsConnect::from_ca_file).transpose()?;
+        match (&tls, config.get_ssl_mode()) {
+            (Some(_), _) => config.ssl_mode(SslMode::Require),
+            (None, SslMode::Require) => {
+                return Err(StoreError::Invalid(
+                    "[storage] url asks for sslmode=require: give [storage] tls_ca, the CA \
+                     certificate(s) the PostgreSQL server's certificate chains to"
+                        .into(),
+                ));
+            }
+            (None, _) => config.ssl_mode(SslMode::Disable),
+        };
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECTION_WAIT);
         }
         if config.get_application_name().is_none() {
             config.application_name("central");
         }
-        let manager = Manager::from_config(
-            config.clone(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let recycling = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match &tls {
+            Some(tls) => Manager::from_config(config.clone(), tls.clone(), recycling),
+            None => Manager::from_config(config.clone(), NoTls, recycling),
+        };
         let pool = Pool::builder(manager)
             .max_size(pool_size)
             .runtime(Runtime::Tokio1)
@@ -126,6 +157,7 @@ impl PostgresStore {
         let store = PostgresStore {
             pool,
             config: Arc::new(config),
+            tls,
         };
         store.migrate().await?;
         Ok(store)
@@ -190,22 +222,18 @@ impl PostgresStore {
         policy: &watch::Sender<u64>,
         down: &mut bool,
     ) -> Result<(), StoreError> {
-        let (client, mut connection) = self.config.connect(NoTls).await.map_err(db)?;
-        let (heard, mut versions) = mpsc::unbounded_channel();
-        // The connection must be polled for the client to work at all; its
-        // notifications go to `versions`, and its end ends the channel.
-        let driver = tokio::spawn(async move {
-            let mut messages = std::pin::pin!(futures_util::stream::poll_fn(move |cx| {
-                connection.poll_message(cx)
-            }));
-            while let Some(Ok(message)) = messages.next().await {
-                if let AsyncMessage::Notification(note) = message
-                    && heard.send(note.payload().to_owned()).is_err()
-                {
-                    break;
-                }
+        let (client, mut versions, driver) = match &self.tls {
+            Some(tls) => {
+                let (client, connection) = self.config.connect(tls.clone()).await.map_err(db)?;
+                let (versions, driver) = notifications(connection);
+                (client, versions, driver)
             }
-        });
+            None => {
+                let (client, connection) = self.config.connect(NoTls).await.map_err(db)?;
+                let (versions, driver) = notifications(connection);
+                (client, versions, driver)
+            }
+        };
         let listening = async {
             client
                 .batch_execute(&format!("LISTEN {POLICY_CHANNEL}"))
@@ -248,6 +276,32 @@ impl PostgresStore {
             .map_err(db)?;
         Ok(row.get(0))
     }
+}
+
+/// Polls `connection` (a client works only while its connection is
+/// polled) in a task of its own, sending the payload of every notification
+/// it carries; the channel ends with the connection.
+fn notifications<S, T>(
+    mut connection: tokio_postgres::Connection<S, T>,
+) -> (mpsc::UnboundedReceiver<String>, tokio::task::JoinHandle<()>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (heard, versions) = mpsc::unbounded_channel();
+    let driver = tokio::spawn(async move {
+        let mut messages = std::pin::pin!(futures_util::stream::poll_fn(move |cx| {
+            connection.poll_message(cx)
+        }));
+        while let Some(Ok(message)) = messages.next().await {
+            if let AsyncMessage::Notification(note) = message
+                && heard.send(note.payload().to_owned()).is_err()
+            {
+                break;
+            }
+        }
+    });
+    (versions, driver)
 }
 
 /// Runs `$body` (an expression using `$tx`) in a transaction on a pooled
@@ -989,8 +1043,10 @@ impl CentralStore for PostgresStore {
         let status = self.pool.status();
         match self.server_version().await {
             Ok(version) => format!(
-                "PostgreSQL {version}, {} of at most {} connections open",
-                status.size, status.max_size
+                "PostgreSQL {version}{}, {} of at most {} connections open",
+                if self.tls.is_some() { " over TLS" } else { "" },
+                status.size,
+                status.max_size
             ),
             Err(e) => format!("PostgreSQL, unreachable now: {e}"),
         }
@@ -1029,6 +1085,7 @@ mod tests {
             .block_on(PostgresStore::connect(
                 "postgres://central@localhost:notaport/central",
                 2,
+                None,
             ))
             .unwrap_err();
         assert!(e.to_string().contains("[storage] url"), "{e}");
