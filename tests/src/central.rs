@@ -45,6 +45,20 @@ impl Central {
         Ok(central)
     }
 
+    /// Starts another node of `first`'s fleet under `dir`: the same CA and
+    /// fleet key (copied into its data directory before it first starts,
+    /// as an operator does), `extra` as for [`Central::start`] (the shared
+    /// `[storage] url` among it).
+    pub fn start_node(dir: &Path, port: u16, extra: &str, first: &Central) -> Result<Central> {
+        let data = dir.join("central-data");
+        fs::create_dir_all(&data)?;
+        for file in ["ca.pem", "fleet.key"] {
+            fs::copy(first.data_dir.join(file), data.join(file))
+                .with_context(|| format!("copying {file} from the first node"))?;
+        }
+        Central::start(dir, port, extra)
+    }
+
     /// Starts it again on the same data directory and port.
     pub fn restart(&mut self) -> Result<()> {
         let log = fs::OpenOptions::new()

@@ -694,24 +694,16 @@ fn a_central_on_postgresql_serves_a_site_and_loses_nothing_when_killed() {
     assert!(!central.data_dir.join("central.db").exists());
 }
 
-/// A central node on database `url` under `dir`, with the fleet identity
-/// (CA and fleet key) of `first`'s data directory when given, as every
-/// node of one fleet must have.
+/// A central node on database `url` under `dir`, of `first`'s fleet when
+/// given.
 fn node(dir: &Path, url: &str, first: Option<&Central>) -> Central {
-    if let Some(first) = first {
-        let data = dir.join("central-data");
-        std::fs::create_dir_all(&data).unwrap();
-        for file in ["ca.pem", "fleet.key"] {
-            std::fs::copy(first.data_dir.join(file), data.join(file)).unwrap();
-        }
-    }
     // A dead node is noticed after the QUIC idle timeout, which sites take
     // from central when it is shorter than theirs.
-    Central::start(
-        dir,
-        free_udp_port(),
-        &format!("sync.idle_timeout_secs = 3\nstorage.url = {url:?}"),
-    )
+    let extra = format!("sync.idle_timeout_secs = 3\nstorage.url = {url:?}");
+    match first {
+        Some(first) => Central::start_node(dir, free_udp_port(), &extra, first),
+        None => Central::start(dir, free_udp_port(), &extra),
+    }
     .unwrap()
 }
 

@@ -7,11 +7,14 @@ use sync_protocol::message::{EnrollRequest, Enrolled, Message, Refusal, RefusalC
 use sync_protocol::pki::{EnrollmentToken, pem_fingerprint};
 use sync_protocol::transport::{self, CLOSE_DONE};
 
-use super::{LINGER, Shared, refuse};
+use super::{Shared, refuse};
 use crate::store::CentralStore;
 
 /// How long an enrolling site has to send its request.
 const REQUEST: Duration = Duration::from_secs(10);
+/// How long an enrolled site has to read its certificate (a loaded site
+/// may take longer than a refused one is given to read its refusal).
+const ENROLLED_LINGER: Duration = Duration::from_secs(30);
 
 pub(super) async fn run<S: CentralStore>(shared: &Shared<S>, connection: quinn::Connection) {
     let remote = connection.remote_address();
@@ -40,7 +43,11 @@ pub(super) async fn run<S: CentralStore>(shared: &Shared<S>, connection: quinn::
             tracing::info!(%remote, site = %enrolled.site, software = %request.software, "site enrolled");
             let _ = tx.send(&Message::Enrolled(enrolled)).await;
             let _ = tx.finish().await;
-            let _ = tokio::time::timeout(LINGER, connection.closed()).await;
+            // The token is used now: closing before the site has read its
+            // certificate would leave it unenrolled with a spent token. The
+            // site closes once it has read it; a site still silent after
+            // ENROLLED_LINGER is gone.
+            let _ = tokio::time::timeout(ENROLLED_LINGER, connection.closed()).await;
             connection.close(CLOSE_DONE.into(), b"enrolled");
         }
         Err(refusal) => {
