@@ -44,7 +44,7 @@ use tokio_postgres::{AsyncMessage, IsolationLevel, NoTls, Row};
 use super::policy::{self, EditNeeds};
 use super::postgres_tls::MakeRustlsConnect;
 use super::schema::{self, Dialect};
-use super::sites::{EnrollRefusal, SiteInfo, constant_time_eq, split_unknown_rules};
+use super::sites::{EnrollRefusal, SiteInfo, StoredToken, split_unknown_rules};
 use super::{
     CHUNK_USERS, CentralStore, IndexedJob, PolicyDelta, PolicyEdit, ReportBy, ReportRow,
     SnapshotHead, SnapshotPart, StoreError, now_ms, raise_policy,
@@ -363,21 +363,13 @@ async fn check_token(
     let Some(row) = tx.query_opt(&sql, &[&token_id]).await.map_err(db)? else {
         return Ok(Err(EnrollRefusal::BadToken));
     };
-    let secret: Vec<u8> = row.get(1);
-    let expires_ms: i64 = row.get(2);
-    let used_ms: Option<i64> = row.get(3);
-    let revoked_ms: Option<i64> = row.get(4);
-    Ok(if !constant_time_eq(&secret, secret_sha256) {
-        Err(EnrollRefusal::BadToken)
-    } else if used_ms.is_some() {
-        Err(EnrollRefusal::Used)
-    } else if revoked_ms.is_some() {
-        Err(EnrollRefusal::Revoked)
-    } else if now_ms >= expires_ms {
-        Err(EnrollRefusal::Expired)
-    } else {
-        Ok(row.get(0))
-    })
+    let stored = StoredToken {
+        secret_sha256: row.get(1),
+        expires_ms: row.get(2),
+        used: row.get::<_, Option<i64>>(3).is_some(),
+        revoked: row.get::<_, Option<i64>>(4).is_some(),
+    };
+    Ok(stored.judge(secret_sha256, now_ms).map(|()| row.get(0)))
 }
 
 /// The acknowledged (journal, jobs) marks of (site, epoch), created at 0;

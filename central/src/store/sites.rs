@@ -169,21 +169,47 @@ pub(super) fn check_token(
     let Some((site, secret, expires_ms, used_ms, revoked_ms)) = token else {
         return Ok(Err(EnrollRefusal::BadToken));
     };
-    Ok(if !constant_time_eq(&secret, secret_sha256) {
-        Err(EnrollRefusal::BadToken)
-    } else if used_ms.is_some() {
-        Err(EnrollRefusal::Used)
-    } else if revoked_ms.is_some() {
-        Err(EnrollRefusal::Revoked)
-    } else if now_ms >= expires_ms {
-        Err(EnrollRefusal::Expired)
-    } else {
-        Ok(site)
-    })
+    let stored = StoredToken {
+        secret_sha256: &secret,
+        expires_ms,
+        used: used_ms.is_some(),
+        revoked: revoked_ms.is_some(),
+    };
+    Ok(stored.judge(secret_sha256, now_ms).map(|()| site))
+}
+
+/// A stored enrollment token, as both backends read it.
+pub(super) struct StoredToken<'a> {
+    /// SHA-256 of its secret.
+    pub(super) secret_sha256: &'a [u8],
+    /// When it stops working.
+    pub(super) expires_ms: i64,
+    /// It enrolled its site already.
+    pub(super) used: bool,
+    /// Its site was revoked.
+    pub(super) revoked: bool,
+}
+
+impl StoredToken<'_> {
+    /// Whether a site presenting a secret of this SHA-256 at `now_ms` may
+    /// enroll with it.
+    pub(super) fn judge(&self, secret_sha256: &[u8; 32], now_ms: i64) -> Result<(), EnrollRefusal> {
+        if !constant_time_eq(self.secret_sha256, secret_sha256) {
+            Err(EnrollRefusal::BadToken)
+        } else if self.used {
+            Err(EnrollRefusal::Used)
+        } else if self.revoked {
+            Err(EnrollRefusal::Revoked)
+        } else if now_ms >= self.expires_ms {
+            Err(EnrollRefusal::Expired)
+        } else {
+            Ok(())
+        }
+    }
 }
 
 /// Compares secrets in time that does not depend on where they differ.
-pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
