@@ -147,8 +147,14 @@ impl Drop for Printer {
 /// enterprise CA would for a printer), with `openssl`: writes
 /// `DIR/ca.crt` and `DIR/keys/localhost.{crt,key}`; returns the CA path.
 pub fn tls_identity(dir: &Path) -> Result<PathBuf> {
-    let keys = dir.join("keys");
-    fs::create_dir_all(&keys)?;
+    fs::create_dir_all(dir.join("keys"))?;
+    ca_signed_certificate(dir, "keys/localhost", "localhost", "DNS:localhost")
+}
+
+/// Makes a test CA (`DIR/ca.crt`) and a server certificate it signed for
+/// common name `cn` and subject alternative name `san` (`DIR/LEAF.crt`,
+/// `DIR/LEAF.key`), with `openssl`; returns the CA certificate's path.
+pub fn ca_signed_certificate(dir: &Path, leaf: &str, cn: &str, san: &str) -> Result<PathBuf> {
     let ec = [
         "-newkey",
         "ec",
@@ -166,6 +172,7 @@ pub fn tls_identity(dir: &Path) -> Result<PathBuf> {
         }
         Ok(())
     };
+    let (key, certificate) = (format!("{leaf}.key"), format!("{leaf}.crt"));
     openssl(
         &[
             &["req", "-x509"][..],
@@ -179,14 +186,14 @@ pub fn tls_identity(dir: &Path) -> Result<PathBuf> {
         &[
             &["req"][..],
             &ec,
-            &["-subj", "/CN=localhost"],
-            &["-keyout", "keys/localhost.key", "-out", "leaf.csr"],
+            &["-subj", &format!("/CN={cn}")],
+            &["-keyout", &key, "-out", "leaf.csr"],
         ]
         .concat(),
     )?;
     fs::write(
         dir.join("leaf.ext"),
-        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        format!("subjectAltName={san}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"),
     )?;
     openssl(&[
         "x509",
@@ -203,7 +210,7 @@ pub fn tls_identity(dir: &Path) -> Result<PathBuf> {
         "-extfile",
         "leaf.ext",
         "-out",
-        "keys/localhost.crt",
+        &certificate,
     ])?;
     Ok(dir.join("ca.crt"))
 }

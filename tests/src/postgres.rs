@@ -15,9 +15,10 @@ pub struct Postgres {
     log_path: PathBuf,
     /// Its TCP port on 127.0.0.1.
     pub port: u16,
-    /// With TLS: the certificate clients must trust (self-signed, for
-    /// 127.0.0.1), and the server takes no connection without TLS.
-    pub tls_certificate: Option<PathBuf>,
+    /// With TLS: the test CA clients must trust (it signed the server's
+    /// certificate for 127.0.0.1), and the server takes no connection
+    /// without TLS.
+    pub tls_ca: Option<PathBuf>,
     // Last: removed after the server has stopped.
     _dir: tempfile::TempDir,
 }
@@ -56,68 +57,6 @@ fn server_user() -> Result<Option<(u32, u32)>> {
     // SAFETY: non-null, as checked above.
     let (uid, gid) = unsafe { ((*user).pw_uid, (*user).pw_gid) };
     Ok(Some((uid, gid)))
-}
-
-/// A test CA (`ca.crt`) and, signed by it, a server certificate for
-/// 127.0.0.1 (`server.crt`, `server.key`) in `dir`, made with `openssl`:
-/// the CA certificate's path and the server key's.
-fn server_certificate(dir: &Path) -> Result<(PathBuf, PathBuf)> {
-    let openssl = |args: &[&str]| -> Result<()> {
-        let out = run_with_timeout(
-            Command::new("openssl").args(args).current_dir(dir),
-            Duration::from_secs(60),
-        )?;
-        if !out.status.success() {
-            bail!("openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        Ok(())
-    };
-    let new_key = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-    ];
-    openssl(
-        &[
-            &["req", "-x509", "-days", "1", "-subj", "/CN=test CA"][..],
-            &new_key,
-            &["-keyout", "ca.key", "-out", "ca.crt"],
-        ]
-        .concat(),
-    )?;
-    openssl(
-        &[
-            &["req", "-subj", "/CN=127.0.0.1"][..],
-            &new_key,
-            &["-keyout", "server.key", "-out", "server.csr"],
-        ]
-        .concat(),
-    )?;
-    fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
-         keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
-    )?;
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "1",
-        "-extfile",
-        "server.ext",
-        "-out",
-        "server.crt",
-    ])?;
-    Ok((dir.join("ca.crt"), dir.join("server.key")))
 }
 
 impl Postgres {
@@ -161,8 +100,9 @@ impl Postgres {
         if !out.status.success() {
             bail!("initdb failed: {}", String::from_utf8_lossy(&out.stderr));
         }
-        let tls_certificate = if tls {
-            let (certificate, key) = server_certificate(&data)?;
+        let tls_ca = if tls {
+            let certificate = ca_signed_certificate(&data, "server", "127.0.0.1", "IP:127.0.0.1")?;
+            let key = data.join("server.key");
             use std::os::unix::fs::PermissionsExt;
             // The server refuses a key others may read.
             fs::set_permissions(&key, fs::Permissions::from_mode(0o600))?;
@@ -185,7 +125,7 @@ impl Postgres {
             log_path: dir.path().join("postgres.log"),
             data,
             port: free_port(),
-            tls_certificate,
+            tls_ca,
             _dir: dir,
         };
         server.restart()?;
@@ -211,7 +151,7 @@ impl Postgres {
             .append(true)
             .open(&self.log_path)?;
         let mut command = Self::as_server_user(&self.bin.join("postgres"), self.user);
-        if self.tls_certificate.is_some() {
+        if self.tls_ca.is_some() {
             command.args(["-c", "ssl=on"]);
             command.args([
                 "-c",
@@ -237,15 +177,8 @@ impl Postgres {
             Duration::from_secs(60),
             "PostgreSQL to accept connections",
             || {
-                let out = Command::new(self.bin.join("pg_isready"))
-                    .args([
-                        "-h",
-                        "127.0.0.1",
-                        "-p",
-                        &self.port.to_string(),
-                        "-U",
-                        "central",
-                    ])
+                let out = self
+                    .client("pg_isready")
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
                     .status()
@@ -275,22 +208,26 @@ impl Postgres {
 
     /// Creates database `name` (owned by `central`).
     pub fn create_database(&self, name: &str) -> Result<()> {
-        let out = run_with_timeout(
-            Command::new(self.bin.join("createdb")).args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "central",
-                name,
-            ]),
-            Duration::from_secs(30),
-        )?;
+        let out = run_with_timeout(self.client("createdb").arg(name), Duration::from_secs(30))?;
         if !out.status.success() {
             bail!("createdb {name}: {}", String::from_utf8_lossy(&out.stderr));
         }
         Ok(())
+    }
+
+    /// The client tool `program` of this server's installation, pointed
+    /// at it as `central`.
+    fn client(&self, program: &str) -> Command {
+        let mut command = Command::new(self.bin.join(program));
+        command.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            "central",
+        ]);
+        command
     }
 
     /// The URL of database `name` for `[storage] url`.

@@ -582,7 +582,7 @@ fn with_a_tls_ca_every_connection_is_verified_tls_and_none_goes_in_the_clear() {
     let server = Postgres::start_tls().unwrap();
     server.create_database("central").unwrap();
     let url = server.url("central");
-    let ca = server.tls_certificate.clone().unwrap();
+    let ca = server.tls_ca.clone().unwrap();
     let (stranger, _) = self_signed_certificate(tmp.path(), "stranger").unwrap();
     let runtime = runtime();
     runtime.block_on(async {
