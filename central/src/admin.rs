@@ -70,7 +70,8 @@ pub enum AdminRequest {
         /// Whose.
         user: String,
     },
-    /// Policy version and sites connected.
+    /// Policy version, the sites connected to this node, the storage, and
+    /// every node sharing it with the sites on each.
     Status,
 }
 
@@ -271,7 +272,11 @@ async fn handle<S: CentralStore>(shared: &Shared<S>, request: AdminRequest) -> A
         },
         AdminRequest::SiteList => match shared.store.list_sites().await {
             Ok(sites) => {
-                let connected = shared.registry.connected();
+                // Connected to this node or to another live one.
+                let mut connected = shared.registry.connected();
+                if let Ok(nodes) = shared.store.nodes().await {
+                    connected.extend(nodes.into_iter().filter(|n| n.alive).flat_map(|n| n.sites));
+                }
                 let sites: Vec<_> = sites
                     .into_iter()
                     .map(|s| {
@@ -355,13 +360,18 @@ async fn handle<S: CentralStore>(shared: &Shared<S>, request: AdminRequest) -> A
             Ok(jobs) => to_value(jobs),
             Err(e) => e.into(),
         },
-        AdminRequest::Status => match shared.store.policy_version().await {
-            Ok(version) => to_value(serde_json::json!({
+        AdminRequest::Status => match (
+            shared.store.policy_version().await,
+            shared.store.nodes().await,
+        ) {
+            (Ok(version), Ok(nodes)) => to_value(serde_json::json!({
                 "policy_version": version,
+                "node": shared.nodes.address,
                 "connected": shared.registry.connected(),
                 "storage": shared.store.describe().await,
+                "nodes": nodes,
             })),
-            Err(e) => e.into(),
+            (Err(e), _) | (_, Err(e)) => e.into(),
         },
     }
 }

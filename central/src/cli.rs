@@ -79,7 +79,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Policy version and the sites connected now.
+    /// Policy version, the sites connected now, the storage, and the nodes
+    /// sharing it with the sites on each.
     Status,
 }
 

@@ -137,6 +137,11 @@ impl Default for SubmissionConfig {
 pub struct SyncConfig {
     /// UDP address sites dial.
     pub listen: SocketAddr,
+    /// Where the other central nodes sharing the database reach this one
+    /// (default: `listen`, which must then name an address, not 0.0.0.0,
+    /// when the storage is shared). Also this node's name in `central
+    /// status`.
+    pub advertise: Option<SocketAddr>,
     /// A connection silent this long is dead (sites keep it alive).
     pub idle_timeout_secs: u64,
     /// A site must say hello within this.
@@ -200,6 +205,7 @@ impl Default for SyncConfig {
     fn default() -> Self {
         SyncConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 7443)),
+            advertise: None,
             idle_timeout_secs: 15,
             hello_timeout_secs: 10,
             compress: true,
@@ -277,6 +283,13 @@ impl Config {
                 "is for the connection to PostgreSQL: give storage.url too, or leave it out",
             );
         }
+        if self.storage.url.is_some() && self.node_address().ip().is_unspecified() {
+            return invalid(
+                "sync.advertise",
+                "nodes sharing a database reach each other at their advertised address, and \
+                 sync.listen is a wildcard: set sync.advertise to this node's address and port",
+            );
+        }
         if !(1..=1000).contains(&self.storage.pool_size) {
             return invalid("storage.pool_size", "must be 1 to 1000");
         }
@@ -305,6 +318,11 @@ impl Config {
             .listen
             .clone()
             .unwrap_or_else(|| self.data_dir.join("admin.sock"))
+    }
+
+    /// Where the other nodes reach this one, and its name among them.
+    pub fn node_address(&self) -> SocketAddr {
+        self.sync.advertise.unwrap_or(self.sync.listen)
     }
 
     /// QUIC idle timeout.
@@ -353,7 +371,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("storage.url"), "{e}");
-        let config = parse("[storage]\nurl = \"postgres://central:secret@db/central\"\n").unwrap();
+        let shared = "[storage]\nurl = \"postgres://central:secret@db/central\"\n";
+        let e = parse(shared).unwrap_err().to_string();
+        assert!(e.contains("sync.advertise"), "{e}");
+        let config = parse(&format!("{shared}[sync]\nadvertise = \"10.0.0.5:7443\"\n")).unwrap();
         assert!(!format!("{config:?}").contains("secret"));
+        assert_eq!(config.node_address().to_string(), "10.0.0.5:7443");
     }
 }

@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use sync_protocol::transport::{Timing, central_endpoint};
+use sync_protocol::pki::pem_fingerprint;
+use sync_protocol::transport::{Timing, central_endpoint, node_client_config};
 use tokio::sync::watch;
 use tracing::Instrument;
 
@@ -12,9 +13,9 @@ use crate::admin;
 use crate::config::Config;
 use crate::identity::{FleetIdentity, IdentityError};
 use crate::policy_files;
-use crate::store::{CentralStore, PostgresStore, SqliteStore, Storage, StoreError};
+use crate::store::{CentralStore, PostgresStore, SqliteStore, Storage, StoreError, nodes};
 use crate::submission;
-use crate::sync::{self, Registry, Shared};
+use crate::sync::{self, Nodes, Registry, Shared};
 
 /// Why central could not run.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +56,30 @@ pub enum ServiceError {
 pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     // The guard wait_for returns is dropped here, before any other await.
     let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// Tells the storage every [`nodes::HEARTBEAT`] that this node is alive,
+/// until the process ends; says once when it cannot, and when it can again.
+async fn heartbeat<S: CentralStore>(shared: Arc<Shared<S>>) {
+    let mut ticks = tokio::time::interval(nodes::HEARTBEAT);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        ticks.tick().await;
+        match shared.store.node_alive(shared.nodes.address.clone()).await {
+            Ok(()) if failing => {
+                failing = false;
+                tracing::info!("the storage hears this node's heartbeat again");
+            }
+            Ok(()) => {}
+            Err(e) if !failing => {
+                failing = true;
+                tracing::warn!(error = %e, "cannot tell the storage this node is alive; \
+                    other nodes cannot reach its sites until it can");
+            }
+            Err(_) => {}
+        }
+    }
 }
 
 /// Runs central until `shutdown` turns true.
@@ -109,6 +134,19 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
         .fingerprint()
         .map(hex::encode)
         .unwrap_or_default();
+    // This node's row in the storage, before any site can be served, so
+    // other nodes sharing it can reach its sites from the first session.
+    let address = config.node_address().to_string();
+    let certificate = pem_fingerprint(&identity.server.certificate_pem)
+        .map_err(|e| sync_protocol::transport::TransportError::Tls(e.to_string()))?;
+    store.node_started(address.clone(), certificate).await?;
+    let registry = Arc::new(Registry::default());
+    let node_client = node_client_config(
+        &identity.server,
+        identity.authority.certificate_pem(),
+        timing,
+    )?;
+    let nodes = Nodes::new(address, endpoint.clone(), node_client, registry.clone());
     let (policy, _) = watch::channel(version);
     let shared = Arc::new(Shared {
         store,
@@ -116,7 +154,8 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
         relay: Arc::new(tokio::sync::Semaphore::new(config.sync.relay_streams)),
         config,
         policy,
-        registry: Arc::new(Registry::default()),
+        registry,
+        nodes: Arc::new(nodes),
     });
     if let Ok(addr) = endpoint.local_addr() {
         tracing::info!(%addr, ca_sha256 = %fingerprint, policy_version = version, "sync listening");
@@ -159,8 +198,10 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
         let (store, policy) = (shared.store.clone(), shared.policy.clone());
         tokio::spawn(async move { store.follow_policy(policy).await })
     };
+    let heartbeat = tokio::spawn(heartbeat(shared.clone()));
     sync::serve(endpoint, shared, shutdown).await;
     follower.abort();
+    heartbeat.abort();
     let _ = admin_task.await;
     if let Some(task) = submission_task {
         let _ = task.await;

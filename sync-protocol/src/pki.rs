@@ -116,14 +116,19 @@ impl Authority {
         pem_fingerprint(&self.certificate_pem)
     }
 
-    /// A new server certificate for central, valid `days` days.
+    /// A new server certificate for central, valid `days` days. It serves
+    /// for client authentication too: a node proves itself with it to the
+    /// other nodes of the fleet (`transport::node_client_config`).
     pub fn server_identity(&self, days: i64) -> Result<Identity, PkiError> {
         let mut params = CertificateParams::new(vec![CENTRAL_NAME.to_owned()])?;
         params
             .distinguished_name
             .push(DnType::CommonName, CENTRAL_NAME);
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
         params.use_authority_key_identifier_extension = true;
         validity(&mut params, days);
         let key = KeyPair::generate()?;

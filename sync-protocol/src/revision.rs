@@ -11,6 +11,10 @@ use crate::message::{Refusal, RefusalCode};
 pub const ALPN_SYNC: &[u8] = b"printfleet-sync/1";
 /// ALPN of enrollment (the site has no certificate yet).
 pub const ALPN_ENROLL: &[u8] = b"printfleet-enroll/1";
+/// ALPN of the link between two central nodes sharing one database (mutual
+/// TLS with their server certificates): roaming messages and document
+/// blocks for a site whose session is on the other node.
+pub const ALPN_NODE: &[u8] = b"printfleet-node/1";
 /// The newest revision this build speaks.
 pub const REVISION: u32 = 2;
 /// The first revision with job roaming (`crate::roaming`): neither end

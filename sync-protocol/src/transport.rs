@@ -24,7 +24,7 @@ use tokio_util::codec::{FramedRead, FramedWrite};
 use crate::frame::{FrameCodec, FrameError};
 use crate::message::Message;
 use crate::pki::{Identity, der_fingerprint};
-use crate::revision::{ALPN_ENROLL, ALPN_SYNC};
+use crate::revision::{ALPN_ENROLL, ALPN_NODE, ALPN_SYNC};
 
 /// Why a connection could not be set up or used.
 #[derive(Debug, thiserror::Error)]
@@ -157,7 +157,8 @@ fn restart_proof_config(secret: &[u8; 32]) -> quinn::EndpointConfig {
 /// certificate, so an enrolling site can check it against its token),
 /// client certificates checked against the CA when presented. A sync
 /// session must present one (the caller checks, by ALPN); an enrollment
-/// has none yet. `restart_secret` must be the same across restarts (see
+/// has none yet; a node link presents the other node's server certificate.
+/// `restart_secret` must be the same across restarts (see
 /// `restart_proof_config`).
 pub fn central_endpoint(
     socket: UdpSocket,
@@ -179,7 +180,7 @@ pub fn central_endpoint(
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, private_key(&server.key_pem)?)
         .map_err(|e| TransportError::Tls(e.to_string()))?;
-    tls.alpn_protocols = vec![ALPN_SYNC.to_vec(), ALPN_ENROLL.to_vec()];
+    tls.alpn_protocols = vec![ALPN_SYNC.to_vec(), ALPN_ENROLL.to_vec(), ALPN_NODE.to_vec()];
     let crypto = QuicServerConfig::try_from(tls).map_err(|e| TransportError::Tls(e.to_string()))?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     config.transport_config(transport_config(timing)?);
@@ -208,16 +209,37 @@ pub fn sync_client_config(
     ca_pem: &str,
     timing: Timing,
 ) -> Result<quinn::ClientConfig, TransportError> {
+    mutual_client_config(site, ca_pem, timing, ALPN_SYNC)
+}
+
+/// A central node's client configuration for its links to the other
+/// nodes: it trusts only the fleet's CA and proves itself with its own
+/// server certificate, which the other node looks up among the nodes the
+/// shared database lists.
+pub fn node_client_config(
+    node: &Identity,
+    ca_pem: &str,
+    timing: Timing,
+) -> Result<quinn::ClientConfig, TransportError> {
+    mutual_client_config(node, ca_pem, timing, ALPN_NODE)
+}
+
+fn mutual_client_config(
+    identity: &Identity,
+    ca_pem: &str,
+    timing: Timing,
+    alpn: &[u8],
+) -> Result<quinn::ClientConfig, TransportError> {
     let mut tls = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| TransportError::Tls(e.to_string()))?
         .with_root_certificates(roots(ca_pem)?)
         .with_client_auth_cert(
-            certificates(&site.certificate_pem)?,
-            private_key(&site.key_pem)?,
+            certificates(&identity.certificate_pem)?,
+            private_key(&identity.key_pem)?,
         )
         .map_err(|e| TransportError::Tls(e.to_string()))?;
-    tls.alpn_protocols = vec![ALPN_SYNC.to_vec()];
+    tls.alpn_protocols = vec![alpn.to_vec()];
     client_config(tls, timing)
 }
 

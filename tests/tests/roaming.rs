@@ -9,9 +9,9 @@
 use std::time::Duration;
 
 use e2e::{
-    ApiClient, Appliance, Central, Faults, Printer, UdpProxy, central_bin, curl_ipp_print, fixture,
-    free_port, free_udp_port, ipptool_text, peak_rss_of, run_with_timeout, self_signed_certificate,
-    sha256, stored_jobs, upload, wait_for, write_generated,
+    ApiClient, Appliance, Central, Faults, Postgres, Printer, UdpProxy, central_bin,
+    curl_ipp_print, fixture, free_port, free_udp_port, ipptool_text, peak_rss_of, run_with_timeout,
+    self_signed_certificate, sha256, stored_jobs, upload, wait_for, write_generated,
 };
 use serde_json::{Value, json};
 
@@ -24,8 +24,11 @@ struct Fleet {
     central: Central,
     sites: Vec<Appliance>,
     printers: Vec<Printer>,
-    /// Between branch-2 and central, when asked for.
+    /// Between a site and central, when asked for.
     proxy: Option<UdpProxy>,
+    /// Further central nodes on the PostgreSQL `central` uses, if it does.
+    nodes: Vec<Central>,
+    _postgres: Option<Postgres>,
     _dir: tempfile::TempDir,
 }
 
@@ -42,33 +45,54 @@ fn fleet_with(proxied: bool, central_extra: &str, central_config: &str) -> Fleet
         Central::start(&dir.path().join("central"), free_udp_port(), central_config).unwrap();
     let proxy =
         proxied.then(|| UdpProxy::start(central.endpoint().parse().unwrap(), 0x0a11ce).unwrap());
+    let endpoints: Vec<Vec<String>> = (1..=3)
+        .map(|i| match &proxy {
+            Some(proxy) if i == 2 => vec![proxy.endpoint()],
+            _ => vec![central.endpoint()],
+        })
+        .collect();
+    let (sites, printers) = sites_at(dir.path(), &central, &endpoints, central_extra);
+    fleet_of(dir, central, sites, printers, proxy)
+}
+
+/// Three sites `branch-1`.. under `dir`, each with its own `ippeveprinter`,
+/// registered through `central`, site i dialing `endpoints[i - 1]` in order.
+fn sites_at(
+    dir: &std::path::Path,
+    central: &Central,
+    endpoints: &[Vec<String>],
+    central_extra: &str,
+) -> (Vec<Appliance>, Vec<Printer>) {
     let mut sites = Vec::new();
     let mut printers = Vec::new();
-    for i in 1..=3 {
+    for (i, endpoints) in (1..).zip(endpoints) {
         let name = format!("branch-{i}");
-        let printer = Printer::start(&dir.path().join(format!("printer-{i}"))).unwrap();
+        let printer = Printer::start(&dir.join(format!("printer-{i}"))).unwrap();
         let token = central.add_site(&name).unwrap();
-        let endpoint = match &proxy {
-            Some(proxy) if i == 2 => proxy.endpoint(),
-            _ => central.endpoint(),
-        };
         let config = format!(
             "site = {name:?}\n[[queue]]\nname = \"secure\"\nkind = \"pull\"\ndefault = true\n\
              [output]\nretry_initial_secs = 1\nretry_max_secs = 1\npoll_interval_secs = 1\n\
-             [[printer]]\nid = \"lobby\"\nuri = \"{}\"\n",
+             [[printer]]\nid = \"lobby\"\nuri = \"{}\"\n\
+             [central]\nendpoints = {endpoints:?}\n{central_extra}\n",
             printer.uri()
         );
-        let site = Appliance::start_enrolled_with(
-            &dir.path().join(&name),
-            &endpoint,
-            &token,
-            &config,
-            central_extra,
-        )
-        .unwrap();
+        let mut site = Appliance::prepare(&dir.join(&name), &config).unwrap();
+        site.enroll_as_configured(&token).unwrap();
+        site.restart().unwrap();
         sites.push(site);
         printers.push(printer);
     }
+    (sites, printers)
+}
+
+/// The fleet of `central` and its sites, once alice is a user at each.
+fn fleet_of(
+    dir: tempfile::TempDir,
+    central: Central,
+    sites: Vec<Appliance>,
+    printers: Vec<Printer>,
+    proxy: Option<UdpProxy>,
+) -> Fleet {
     central
         .cli_ok(
             &[
@@ -95,8 +119,44 @@ fn fleet_with(proxied: bool, central_extra: &str, central_config: &str) -> Fleet
         sites,
         printers,
         proxy,
+        nodes: Vec::new(),
+        _postgres: None,
         _dir: dir,
     }
+}
+
+/// The fleet on two central nodes sharing a private PostgreSQL: branch-1
+/// dials node one (through a proxy, to pace its uploads) then node two,
+/// branch-2 node two then one, branch-3 node one then two. A dead node is
+/// noticed after the QUIC idle timeout, 3 s here.
+fn fleet_on_two_nodes() -> Fleet {
+    let dir = tempfile::tempdir().unwrap();
+    let postgres = Postgres::start().unwrap();
+    postgres.create_database("fleet").unwrap();
+    let extra = format!(
+        "sync.idle_timeout_secs = 3\nstorage.url = {:?}\n",
+        postgres.url("fleet")
+    );
+    let one = Central::start(&dir.path().join("one"), free_udp_port(), &extra).unwrap();
+    let two = Central::start_node(&dir.path().join("two"), free_udp_port(), &extra, &one).unwrap();
+    let proxy = UdpProxy::start(one.endpoint().parse().unwrap(), 0x0de5).unwrap();
+    let endpoints = [
+        vec![proxy.endpoint(), two.endpoint()],
+        vec![two.endpoint(), one.endpoint()],
+        vec![one.endpoint(), two.endpoint()],
+    ];
+    let (sites, printers) = sites_at(dir.path(), &one, &endpoints, "prefetch = false\n");
+    let mut fleet = fleet_of(dir, one, sites, printers, Some(proxy));
+    fleet.nodes.push(two);
+    fleet._postgres = Some(postgres);
+    fleet
+}
+
+/// The node whose endpoint `site` is connected to now, as its status says.
+fn connected_to(site: &Appliance) -> Option<String> {
+    site.sync_status().ok()?["connected_endpoint"]
+        .as_str()
+        .map(str::to_owned)
 }
 
 /// A session of alice's at `site`'s printer.
@@ -733,4 +793,206 @@ fn central_does_not_start_with_an_unusable_submission_certificate() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("[submission] tls_certificate"), "{stderr}");
     assert!(stderr.contains("/nonexistent/ipp.crt"), "{stderr}");
+}
+
+#[test]
+fn jobs_roam_between_sites_on_different_central_nodes_and_races_print_once() {
+    let fleet = fleet_on_two_nodes();
+    let (one, two) = (&fleet.central, &fleet.nodes[0]);
+    let (a, b, c) = (&fleet.sites[0], &fleet.sites[1], &fleet.sites[2]);
+    let proxied = fleet.proxy.as_ref().unwrap().endpoint();
+    wait_for(
+        Duration::from_secs(20),
+        "each site on its first node",
+        || {
+            (connected_to(a)? == proxied
+                && connected_to(b)? == two.endpoint()
+                && connected_to(c)? == one.endpoint())
+            .then_some(())
+        },
+    )
+    .unwrap();
+    // Either node lists both, and the sites each holds.
+    let status: Value = serde_json::from_str(&two.cli_ok(&["status"], "").unwrap()).unwrap();
+    let nodes = status["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 2, "{status}");
+    let sites_of = |endpoint: String| {
+        nodes
+            .iter()
+            .find(|n| n["address"] == endpoint.as_str())
+            .map(|n| (n["alive"].clone(), n["sites"].clone()))
+    };
+    assert_eq!(
+        sites_of(one.endpoint()),
+        Some((json!(true), json!(["branch-1", "branch-3"]))),
+        "{status}"
+    );
+    assert_eq!(
+        sites_of(two.endpoint()),
+        Some((json!(true), json!(["branch-2"]))),
+        "{status}"
+    );
+    assert_eq!(status["node"], two.endpoint(), "{status}");
+
+    // Printed at branch-1 (node one), released at branch-2 (node two):
+    // the claim and every block cross between the nodes.
+    let document = std::fs::read(fixture("three-pages.pdf")).unwrap();
+    a.lp("alice", "travel-report", &fixture("three-pages.pdf"));
+    let (api_b, token_b) = login(b);
+    let listed = until_listed(&api_b, &token_b, "travel-report", "branch-1");
+    assert_eq!(listed["available"], true, "{listed}");
+    let answer = release(&api_b, &token_b, json!([listed["id"]]));
+    assert_eq!(answer["jobs"][0]["outcome"], "queued", "{answer}");
+    let printed = wait_for(
+        Duration::from_secs(30),
+        "the job at branch-2's printer",
+        || {
+            let docs = fleet.printers[1].documents();
+            (!docs.is_empty()).then_some(docs)
+        },
+    )
+    .unwrap();
+    assert_eq!(printed[0].1, document, "the bytes alice sent");
+    wait_for(
+        Duration::from_secs(30),
+        "branch-1 to mark it printed",
+        || (stored(a, "travel-report")["state"] == "completed").then_some(()),
+    )
+    .unwrap();
+
+    // branch-2 (node two) and branch-3 (node one) race for each job of
+    // branch-1's: exactly one prints it, and the other hears where.
+    let (api_c, token_c) = login(c);
+    const ROUNDS: usize = 8;
+    for round in 0..ROUNDS {
+        let name = format!("race-{round}");
+        a.lp("alice", &name, &fixture("three-pages.pdf"));
+        let at_b = until_listed(&api_b, &token_b, &name, "branch-1");
+        until_listed(&api_c, &token_c, &name, "branch-1");
+        let id = at_b["id"].as_str().unwrap().to_owned();
+        let (answer_b, answer_c) = std::thread::scope(|s| {
+            let from_b = s.spawn(|| release(&api_b, &token_b, json!([id])));
+            let from_c = s.spawn(|| release(&api_c, &token_c, json!([id])));
+            (from_b.join().unwrap(), from_c.join().unwrap())
+        });
+        let outcomes = [&answer_b["jobs"][0], &answer_c["jobs"][0]];
+        let winners = outcomes.iter().filter(|o| o["outcome"] == "queued").count();
+        assert_eq!(winners, 1, "round {round}: {answer_b} {answer_c}");
+        let loser = outcomes.iter().find(|o| o["outcome"] != "queued").unwrap();
+        assert_eq!(loser["outcome"], "printed_elsewhere", "{loser}");
+        wait_for(
+            Duration::from_secs(30),
+            "branch-1 to mark it printed",
+            || (stored(a, &name)["state"] == "completed").then_some(()),
+        )
+        .unwrap();
+    }
+    let prints = || fleet.printers[1].documents().len() + fleet.printers[2].documents().len();
+    assert_eq!(prints(), 1 + ROUNDS, "one print per job, whoever won");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(prints(), 1 + ROUNDS, "and no late second print");
+    assert!(
+        fleet.printers[0].documents().is_empty(),
+        "nothing at branch-1"
+    );
+}
+
+#[test]
+fn a_transfer_goes_on_when_the_origins_node_is_killed_and_prints_once() {
+    const SIZE: u64 = 48 << 20;
+    let mut fleet = fleet_on_two_nodes();
+    // branch-1's link to node one: 8 MB/s, so the transfer lasts seconds.
+    fleet.proxy.as_ref().unwrap().set(Faults {
+        rate: 8_000_000,
+        ..Faults::default()
+    });
+    let (response, _) = upload(
+        fleet.sites[0].port,
+        "/ipp/print/secure",
+        "alice",
+        SIZE,
+        |out| write_generated(out, SIZE, 23),
+    )
+    .unwrap();
+    assert_eq!(response.status, 0, "{response:?}");
+    let expected = generated_sha256(SIZE, 23);
+    let (api_b, token_b) = login(&fleet.sites[1]);
+    let listed = wait_for(Duration::from_secs(30), "the big job at branch-2", || {
+        job_list(&api_b, &token_b)["jobs"]
+            .as_array()?
+            .iter()
+            .find(|j| j["size"] == SIZE && j["site"] == "branch-1")
+            .cloned()
+    })
+    .unwrap();
+    let answer = release(&api_b, &token_b, json!([listed["id"]]));
+    assert_eq!(answer["jobs"][0]["outcome"], "queued", "{answer}");
+
+    // Node one, which the origin's blocks go through, is killed a quarter
+    // of the way: branch-1 moves to node two, and the fetch goes on.
+    let received =
+        |site: &Appliance| site.sync_status().ok()?["roaming"]["bytes_received"].as_u64();
+    wait_for(Duration::from_secs(60), "a quarter of the document", || {
+        (received(&fleet.sites[1])? > SIZE / 4).then_some(())
+    })
+    .unwrap();
+    let killed = std::time::Instant::now();
+    fleet.central.kill();
+    let at_kill = received(&fleet.sites[1]).unwrap();
+    let two = fleet.nodes[0].endpoint();
+    let moved = wait_for(Duration::from_secs(30), "branch-1 on node two", || {
+        (connected_to(&fleet.sites[0])? == two).then(|| killed.elapsed())
+    })
+    .unwrap();
+    let printed = wait_for(
+        Duration::from_secs(120),
+        "the job printed at branch-2",
+        || {
+            let jobs = fleet.sites[1].jobs().ok()?;
+            jobs.iter()
+                .any(|j| j["size"] == SIZE && j["state"] == "completed")
+                .then(|| killed.elapsed())
+        },
+    )
+    .unwrap();
+    let docs = fleet.printers[1].documents();
+    assert_eq!(docs.len(), 1, "printed once");
+    assert_eq!(sha256(&docs[0].1), expected, "the bytes alice sent");
+    assert!(
+        at_kill < SIZE,
+        "the kill came mid-transfer: {at_kill} bytes in"
+    );
+    wait_for(
+        Duration::from_secs(60),
+        "branch-1 to mark it printed",
+        || {
+            let jobs = fleet.sites[0].jobs().ok()?;
+            jobs.iter()
+                .any(|j| j["size"] == SIZE && j["state"] == "completed")
+                .then_some(())
+        },
+    )
+    .unwrap();
+    // Node two's status shows node one gone and every site on itself.
+    let status = wait_for(Duration::from_secs(30), "node one taken for dead", || {
+        let status: Value =
+            serde_json::from_str(&fleet.nodes[0].cli_ok(&["status"], "").ok()?).ok()?;
+        let listed = status["nodes"]
+            .as_array()?
+            .iter()
+            .map(|n| (n["alive"].clone(), n["sites"].clone()))
+            .collect::<Vec<_>>();
+        let (dead, all) = (
+            (json!(false), json!([])),
+            (json!(true), json!(["branch-1", "branch-2", "branch-3"])),
+        );
+        // Listed by address; which of the two sorts first is the ports'.
+        (listed.contains(&dead) && listed.contains(&all)).then(|| status.clone())
+    })
+    .unwrap();
+    println!(
+        "48 MiB across nodes: {at_kill} bytes in when node one was killed, branch-1 on node \
+         two {moved:?} after, printed {printed:?} after; status {status}"
+    );
+    assert_eq!(fleet.printers[1].documents().len(), 1, "still printed once");
 }

@@ -14,10 +14,13 @@
 //! - every policy edit that changes something is one new version, and the
 //!   changes since any version can be listed (removed users stay as
 //!   tombstones);
-//! - an enrollment token works once, before it expires.
+//! - an enrollment token works once, before it expires;
+//! - a site's session is on the node that opened it last, and counts only
+//!   while that node says it is alive (`nodes`).
 
 mod db;
 mod logs;
+pub mod nodes;
 mod policy;
 mod postgres;
 mod postgres_tls;
@@ -25,6 +28,7 @@ mod reports;
 mod schema;
 mod sites;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::Path;
 
@@ -32,6 +36,7 @@ use sync_protocol::message::{JobBatch, JournalBatch, PolicyChanges, PolicyUser};
 use sync_protocol::rules::Rules;
 use tokio::sync::{mpsc, watch};
 
+pub use nodes::NodeInfo;
 pub use policy::PolicyEdit;
 pub use postgres::PostgresStore;
 pub use reports::{IndexedJob, ReportBy, ReportRow};
@@ -215,6 +220,48 @@ pub trait CentralStore: Clone + Send + Sync + 'static {
     /// storage commit, until the process ends; returns at once where no
     /// other node can write.
     fn follow_policy(&self, policy: watch::Sender<u64>) -> impl Future<Output = ()> + Send;
+
+    /// The node at `address` (re)starts, proving itself to the other nodes
+    /// with the certificate `certificate_sha256`: its row is written and
+    /// the sessions it held before are forgotten.
+    fn node_started(
+        &self,
+        address: String,
+        certificate_sha256: [u8; 32],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The node at `address` is alive (every [`nodes::HEARTBEAT`]).
+    fn node_alive(&self, address: String) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The live node whose certificate has this SHA-256, by address.
+    fn node_by_certificate(
+        &self,
+        certificate_sha256: [u8; 32],
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
+    /// `site`'s session is on the node at `node` from now on.
+    fn session_opened(
+        &self,
+        site: String,
+        node: String,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// `site` has no session on `node` any more.
+    fn session_closed(
+        &self,
+        site: String,
+        node: String,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The live node holding each of `sites`' sessions; sites with none
+    /// are left out.
+    fn sessions_of(
+        &self,
+        sites: Vec<String>,
+    ) -> impl Future<Output = Result<HashMap<String, String>, StoreError>> + Send;
+
+    /// Every node, with the sites on it.
+    fn nodes(&self) -> impl Future<Output = Result<Vec<NodeInfo>, StoreError>> + Send;
 }
 
 /// Moves the announced policy version to `version` if that is newer:
@@ -382,6 +429,53 @@ impl CentralStore for SqliteStore {
 
     /// Only this process writes its SQLite database: every edit is its own.
     async fn follow_policy(&self, _policy: watch::Sender<u64>) {}
+
+    async fn node_started(
+        &self,
+        address: String,
+        certificate_sha256: [u8; 32],
+    ) -> Result<(), StoreError> {
+        self.db
+            .write(move |c| nodes::started(c, &address, &certificate_sha256, now_ms()))
+            .await
+    }
+
+    async fn node_alive(&self, address: String) -> Result<(), StoreError> {
+        self.db
+            .write(move |c| nodes::alive(c, &address, now_ms()))
+            .await
+    }
+
+    async fn node_by_certificate(
+        &self,
+        certificate_sha256: [u8; 32],
+    ) -> Result<Option<String>, StoreError> {
+        self.db
+            .read(move |c| nodes::by_certificate(c, &certificate_sha256, now_ms()))
+            .await
+    }
+
+    async fn session_opened(&self, site: String, node: String) -> Result<(), StoreError> {
+        self.db
+            .write(move |c| nodes::session_opened(c, &site, &node, now_ms()))
+            .await
+    }
+
+    async fn session_closed(&self, site: String, node: String) -> Result<(), StoreError> {
+        self.db
+            .write(move |c| nodes::session_closed(c, &site, &node))
+            .await
+    }
+
+    async fn sessions_of(&self, sites: Vec<String>) -> Result<HashMap<String, String>, StoreError> {
+        self.db
+            .read(move |c| nodes::sessions_of(c, &sites, now_ms()))
+            .await
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeInfo>, StoreError> {
+        self.db.read(|c| nodes::list(c, now_ms())).await
+    }
 }
 
 /// The backend the configuration chose.
@@ -501,5 +595,40 @@ impl CentralStore for Storage {
 
     async fn follow_policy(&self, policy: watch::Sender<u64>) {
         on_backend!(self, s => s.follow_policy(policy).await)
+    }
+
+    async fn node_started(
+        &self,
+        address: String,
+        certificate_sha256: [u8; 32],
+    ) -> Result<(), StoreError> {
+        on_backend!(self, s => s.node_started(address, certificate_sha256).await)
+    }
+
+    async fn node_alive(&self, address: String) -> Result<(), StoreError> {
+        on_backend!(self, s => s.node_alive(address).await)
+    }
+
+    async fn node_by_certificate(
+        &self,
+        certificate_sha256: [u8; 32],
+    ) -> Result<Option<String>, StoreError> {
+        on_backend!(self, s => s.node_by_certificate(certificate_sha256).await)
+    }
+
+    async fn session_opened(&self, site: String, node: String) -> Result<(), StoreError> {
+        on_backend!(self, s => s.session_opened(site, node).await)
+    }
+
+    async fn session_closed(&self, site: String, node: String) -> Result<(), StoreError> {
+        on_backend!(self, s => s.session_closed(site, node).await)
+    }
+
+    async fn sessions_of(&self, sites: Vec<String>) -> Result<HashMap<String, String>, StoreError> {
+        on_backend!(self, s => s.sessions_of(sites).await)
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeInfo>, StoreError> {
+        on_backend!(self, s => s.nodes().await)
     }
 }

@@ -22,6 +22,10 @@
 //! reads the current version first, so an edit made meanwhile is not
 //! missed.
 //!
+//! Which node holds each site's session (`nodes`) is judged by the
+//! database's clock, never a node's, so nodes whose clocks disagree still
+//! agree on who is alive.
+//!
 //! Group commit is PostgreSQL's own (concurrent commits share WAL
 //! flushes); what the backend adds is one statement per batch: a site's
 //! journal or job batch goes in as arrays (`unnest`), one round trip for
@@ -41,6 +45,7 @@ use tokio_postgres::config::SslMode;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{AsyncMessage, IsolationLevel, NoTls, Row};
 
+use super::nodes::{self, ALIVE_MS, FORGET_MS, NodeInfo};
 use super::policy::{self, EditNeeds};
 use super::postgres_tls::MakeRustlsConnect;
 use super::schema::{self, Dialect};
@@ -55,6 +60,10 @@ const CONNECTION_WAIT: Duration = Duration::from_secs(10);
 
 /// The NOTIFY channel that carries each new policy version to every node.
 const POLICY_CHANNEL: &str = "central_policy";
+
+/// The database's clock in milliseconds since the epoch (`clock_timestamp`,
+/// not the transaction's start).
+const DB_NOW_MS: &str = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint";
 
 /// How long the policy listener waits before connecting again.
 const LISTEN_RETRY: Duration = Duration::from_secs(1);
@@ -1060,6 +1069,141 @@ impl CentralStore for PostgresStore {
             down = true;
             tokio::time::sleep(LISTEN_RETRY).await;
         }
+    }
+
+    async fn node_started(
+        &self,
+        address: String,
+        certificate_sha256: [u8; 32],
+    ) -> Result<(), StoreError> {
+        in_transaction!(self, |tx| {
+            tx.execute(
+                &format!(
+                    "INSERT INTO nodes (address, certificate_sha256, started_ms, seen_ms) \
+                     VALUES ($1, $2, {DB_NOW_MS}, {DB_NOW_MS}) ON CONFLICT (address) DO UPDATE SET \
+                     certificate_sha256 = excluded.certificate_sha256, \
+                     started_ms = excluded.started_ms, seen_ms = excluded.seen_ms"
+                ),
+                &[&address, &&certificate_sha256[..]],
+            )
+            .await
+            .map_err(db)?;
+            tx.execute("DELETE FROM site_sessions WHERE node = $1", &[&address])
+                .await
+                .map_err(db)?;
+            tx.execute(
+                &format!("DELETE FROM nodes WHERE seen_ms < {DB_NOW_MS} - $1"),
+                &[&FORGET_MS],
+            )
+            .await
+            .map_err(db)?;
+        })
+    }
+
+    async fn node_alive(&self, address: String) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                &format!("UPDATE nodes SET seen_ms = {DB_NOW_MS} WHERE address = $1"),
+                &[&address],
+            )
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn node_by_certificate(
+        &self,
+        certificate_sha256: [u8; 32],
+    ) -> Result<Option<String>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                &format!(
+                    "SELECT address FROM nodes WHERE certificate_sha256 = $1 \
+                     AND seen_ms > {DB_NOW_MS} - $2"
+                ),
+                &[&&certificate_sha256[..], &ALIVE_MS],
+            )
+            .await
+            .map_err(db)?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    async fn session_opened(&self, site: String, node: String) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                &format!(
+                    "INSERT INTO site_sessions (site, node, since_ms) VALUES ($1, $2, {DB_NOW_MS}) \
+                     ON CONFLICT (site) DO UPDATE SET node = excluded.node, \
+                     since_ms = excluded.since_ms"
+                ),
+                &[&site, &node],
+            )
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn session_closed(&self, site: String, node: String) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "DELETE FROM site_sessions WHERE site = $1 AND node = $2",
+                &[&site, &node],
+            )
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn sessions_of(&self, sites: Vec<String>) -> Result<HashMap<String, String>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT s.site, s.node FROM site_sessions s JOIN nodes n ON n.address = s.node \
+                     WHERE s.site = ANY($1) AND n.seen_ms > {DB_NOW_MS} - $2"
+                ),
+                &[&sites, &ALIVE_MS],
+            )
+            .await
+            .map_err(db)?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeInfo>, StoreError> {
+        in_snapshot!(self, |tx| {
+            let mut listed: Vec<NodeInfo> = tx
+                .query(
+                    &format!(
+                        "SELECT address, started_ms, seen_ms, seen_ms > {DB_NOW_MS} - $1 \
+                         FROM nodes ORDER BY address"
+                    ),
+                    &[&ALIVE_MS],
+                )
+                .await
+                .map_err(db)?
+                .iter()
+                .map(|r| NodeInfo {
+                    address: r.get(0),
+                    started_ms: r.get(1),
+                    seen_ms: r.get(2),
+                    alive: r.get(3),
+                    sites: Vec::new(),
+                })
+                .collect();
+            let sessions = tx
+                .query("SELECT node, site FROM site_sessions ORDER BY site", &[])
+                .await
+                .map_err(db)?
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect();
+            nodes::attach_sites(&mut listed, sessions);
+            listed
+        })
     }
 }
 

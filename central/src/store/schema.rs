@@ -113,6 +113,24 @@ const STEPS: &[&str] = &[
     // Job roaming: a print of a job fetched from another site names the
     // site it was submitted at.
     "ALTER TABLE journal ADD COLUMN origin_site TEXT;",
+    r#"
+        -- Central nodes sharing the database: where the others reach each,
+        -- the SHA-256 of the certificate it proves itself with to them, and
+        -- when it last said it was alive (see `nodes`).
+        CREATE TABLE nodes (
+            address TEXT PRIMARY KEY NOT NULL,
+            certificate_sha256 {blob} NOT NULL,
+            started_ms {int} NOT NULL,
+            seen_ms {int} NOT NULL
+        ) {strict};
+        -- The node holding each site's session now.
+        CREATE TABLE site_sessions (
+            site TEXT PRIMARY KEY NOT NULL,
+            node TEXT NOT NULL,
+            since_ms {int} NOT NULL
+        ) {strict};
+        CREATE INDEX site_sessions_by_node ON site_sessions (node);
+        "#,
 ];
 
 /// The SQL engine a step is rendered for.

@@ -2,6 +2,7 @@
 //! sessions by ALPN, and identifies a syncing site by its certificate.
 
 mod enroll;
+pub mod nodes;
 pub mod registry;
 mod relay;
 mod session;
@@ -10,13 +11,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sync_protocol::message::{Message, Refusal, RefusalCode};
-use sync_protocol::revision::{ALPN_ENROLL, ALPN_SYNC};
+use sync_protocol::revision::{ALPN_ENROLL, ALPN_NODE, ALPN_SYNC};
 use sync_protocol::transport::{self, CLOSE_REFUSED, CLOSE_SHUTDOWN, MessageSender};
 use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::identity::FleetIdentity;
 use crate::store::CentralStore;
+pub use nodes::Nodes;
 pub use registry::Registry;
 
 /// How long a peer has to finish its TLS handshake.
@@ -39,6 +41,8 @@ pub struct Shared<S> {
     pub registry: Arc<Registry>,
     /// Permits for relaying document blocks (`sync.relay_streams`).
     pub relay: Arc<tokio::sync::Semaphore>,
+    /// Links to the other nodes sharing the storage.
+    pub nodes: Arc<Nodes>,
 }
 
 /// Accepts connections on `endpoint` until `shutdown` turns true.
@@ -79,6 +83,24 @@ async fn handle<S: CentralStore>(shared: Arc<Shared<S>>, connection: quinn::Conn
     let peer = transport::peer_identity(&connection);
     if peer.alpn == ALPN_ENROLL {
         enroll::run(&shared, connection).await;
+        return;
+    }
+    if peer.alpn == ALPN_NODE {
+        let node = match peer.certificate {
+            Some(fingerprint) => shared.store.node_by_certificate(fingerprint).await,
+            None => Ok(None),
+        };
+        match node {
+            Ok(Some(node)) => nodes::serve(shared, connection, node).await,
+            Ok(None) => {
+                tracing::warn!(%remote, "sync: a node link from no live node of this database refused");
+                connection.close(CLOSE_REFUSED.into(), b"not a live node of this database");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "sync: cannot look a node up");
+                connection.close(CLOSE_REFUSED.into(), b"central cannot serve now");
+            }
+        }
         return;
     }
     if peer.alpn != ALPN_SYNC {

@@ -89,6 +89,14 @@ impl Registry {
         Some(newest.1.clone())
     }
 
+    /// Whether `site` has a session open on this node now.
+    pub(crate) fn connected_now(&self, site: &str) -> bool {
+        self.sessions
+            .lock()
+            .map(|s| s.contains_key(site))
+            .unwrap_or(false)
+    }
+
     /// The sites with a session open now.
     pub fn connected(&self) -> Vec<String> {
         let mut sites: Vec<String> = self

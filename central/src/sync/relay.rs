@@ -11,14 +11,18 @@
 //! bounded buffer, under one of `sync.relay_streams` permits: central's
 //! memory for transfers does not grow with document size or with the
 //! number of transfers.
+//!
+//! A site whose session is on another node sharing the database is reached
+//! through that node (`nodes`): the message or block crosses one node link
+//! and is passed on there as here.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use sync_protocol::message::Message;
 use sync_protocol::roaming::{self, RemoteJob, RemoteJobs, RemoteJobsRequest, Route};
 use sync_protocol::transfer::BlockHeader;
-use tokio::sync::Semaphore;
 
 use super::Shared;
 use super::registry::Registry;
@@ -48,10 +52,32 @@ pub(super) async fn from_site<S: CentralStore>(
         return roaming::undeliverable(&message, "the job is at this site already".into());
     }
     let fallback = roaming::undeliverable(&message, unreachable(&to));
-    if deliver(&shared.registry, &to, message) {
-        None
-    } else {
-        fallback
+    if shared.registry.link(&to).is_some() {
+        return (!deliver(&shared.registry, &to, message))
+            .then_some(fallback)
+            .flatten();
+    }
+    match other_node(shared, &to).await {
+        Some(node) => {
+            shared
+                .nodes
+                .forward(&node, to, message, site.to_owned(), fallback);
+            None
+        }
+        None => fallback,
+    }
+}
+
+/// The other live node holding `site`'s session, if one does.
+async fn other_node<S: CentralStore>(shared: &Shared<S>, site: &str) -> Option<String> {
+    match shared.store.sessions_of(vec![site.to_owned()]).await {
+        Ok(mut nodes) => nodes
+            .remove(site)
+            .filter(|node| *node != shared.nodes.address),
+        Err(e) => {
+            tracing::warn!(error = %e, "roaming: cannot read which node holds a site's session");
+            None
+        }
     }
 }
 
@@ -59,9 +85,9 @@ fn unreachable(site: &str) -> String {
     format!("site {site} is not connected to central now; its jobs cannot be fetched until it is")
 }
 
-/// Passes `message` to the newest roaming session of `site`; false when
-/// there is none or it is too far behind to take more.
-fn deliver(registry: &Registry, site: &str, message: Message) -> bool {
+/// Passes `message` to the newest roaming session of `site` on this node;
+/// false when there is none or it is too far behind to take more.
+pub(super) fn deliver(registry: &Registry, site: &str, message: Message) -> bool {
     match registry.link(site) {
         Some(link) => link.inbox.try_send(message).is_ok(),
         None => false,
@@ -75,11 +101,12 @@ async fn remote_jobs<S: CentralStore>(
 ) -> Message {
     let (jobs, unavailable) = match shared.store.jobs_of(request.user).await {
         Ok(indexed) => {
+            let indexed: Vec<_> = indexed.into_iter().filter(|j| j.site != site).collect();
+            let reachable = reachable(shared, indexed.iter().map(|j| &j.site)).await;
             let mut jobs: Vec<RemoteJob> = indexed
                 .into_iter()
-                .filter(|j| j.site != site)
                 .map(|j| {
-                    let available = shared.registry.link(&j.site).is_some();
+                    let available = reachable.contains(&j.site);
                     RemoteJob {
                         reason: (!available).then(|| unreachable(&j.site)),
                         uuid: j.uuid,
@@ -111,32 +138,105 @@ async fn remote_jobs<S: CentralStore>(
     })
 }
 
-/// Relays one block stream opened by `from`: reads its route, opens a
-/// stream to the claimant, copies the block across. Gives up (resetting
-/// what it can) when the claimant is not connected, a permit does not come,
-/// or the copy stalls; the claimant asks again.
-pub(super) async fn block(
-    registry: Arc<Registry>,
-    permits: Arc<Semaphore>,
-    from: String,
+/// The sites among `sites` whose session is open on this node or another
+/// live one.
+async fn reachable<'a, S: CentralStore>(
+    shared: &Shared<S>,
+    sites: impl Iterator<Item = &'a String>,
+) -> HashSet<String> {
+    let (mut here, mut elsewhere) = (HashSet::new(), HashSet::new());
+    for site in sites {
+        if shared.registry.link(site).is_some() {
+            here.insert(site.clone());
+        } else {
+            elsewhere.insert(site.clone());
+        }
+    }
+    if !elsewhere.is_empty() {
+        match shared
+            .store
+            .sessions_of(elsewhere.into_iter().collect())
+            .await
+        {
+            Ok(nodes) => here.extend(
+                nodes
+                    .into_iter()
+                    .filter(|(_, node)| *node != shared.nodes.address)
+                    .map(|(site, _)| site),
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "roaming: cannot read which node holds which site")
+            }
+        }
+    }
+    here
+}
+
+/// Where a block stream came from.
+#[derive(Debug)]
+pub(super) enum Hop {
+    /// The origin site's own session, by site name.
+    Site(String),
+    /// Another node, by address, passing on an origin's block.
+    Node(String),
+}
+
+impl std::fmt::Display for Hop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Hop::Site(site) => write!(f, "site {site}"),
+            Hop::Node(node) => write!(f, "node {node}"),
+        }
+    }
+}
+
+/// Where a block goes next.
+enum Next {
+    /// The claimant's session on this node.
+    Claimant(quinn::Connection),
+    /// The other node holding the claimant's session, by address.
+    Node(String),
+}
+
+/// Reads the route that begins a block stream (or a node's message).
+pub(super) async fn read_route(stream: &mut quinn::RecvStream) -> Result<Route, String> {
+    let mut len = [0u8; 1];
+    stream
+        .read_exact(&mut len)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut name = vec![0u8; usize::from(len[0])];
+    stream
+        .read_exact(&mut name)
+        .await
+        .map_err(|e| e.to_string())?;
+    Route::decode(&name).ok_or_else(|| "a route without a site name".to_owned())
+}
+
+/// Relays one block stream that came `from` a site or a node: reads its
+/// route, opens a stream to the claimant (through its node when its session
+/// is on another, and only when the block came from a site), copies the
+/// block across. Gives up (resetting what it can) when the claimant is not
+/// connected, a permit does not come, or the copy stalls; the claimant
+/// asks again.
+pub(super) async fn block<S: CentralStore>(
+    shared: Arc<Shared<S>>,
+    from: Hop,
     mut stream: quinn::RecvStream,
 ) {
     let relayed = tokio::time::timeout(BLOCK_TIME, async {
-        let mut len = [0u8; 1];
-        stream
-            .read_exact(&mut len)
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut name = vec![0u8; usize::from(len[0])];
-        stream
-            .read_exact(&mut name)
-            .await
-            .map_err(|e| e.to_string())?;
-        let route = Route::decode(&name).ok_or("a block route without a site name")?;
-        let link = registry
-            .link(&route.claimant)
-            .ok_or_else(|| format!("site {} is not connected", route.claimant))?;
-        let _permit = permits.acquire().await.map_err(|e| e.to_string())?;
+        let route = read_route(&mut stream).await?;
+        let next = match (shared.registry.link(&route.claimant), &from) {
+            (Some(link), _) => Next::Claimant(link.connection),
+            (None, Hop::Site(_)) => match other_node(&shared, &route.claimant).await {
+                Some(node) => Next::Node(node),
+                None => return Err(format!("site {} is not connected", route.claimant)),
+            },
+            (None, Hop::Node(_)) => {
+                return Err(format!("site {} is not connected here", route.claimant));
+            }
+        };
+        let _permit = shared.relay.acquire().await.map_err(|e| e.to_string())?;
         // The header says which block: the same priority on the way on.
         let mut head = [0u8; BlockHeader::LEN];
         stream
@@ -144,11 +244,10 @@ pub(super) async fn block(
             .await
             .map_err(|e| e.to_string())?;
         let header = BlockHeader::decode(&head, u32::MAX).map_err(|e| e.to_string())?;
-        let mut out = link
-            .connection
-            .open_uni()
-            .await
-            .map_err(|e| e.to_string())?;
+        let mut out = match next {
+            Next::Claimant(connection) => connection.open_uni().await.map_err(|e| e.to_string())?,
+            Next::Node(node) => shared.nodes.block_stream(&node, &route.claimant).await?,
+        };
         out.set_priority(header.priority())
             .map_err(|e| e.to_string())?;
         out.write_all(&head).await.map_err(|e| e.to_string())?;

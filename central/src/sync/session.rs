@@ -3,6 +3,7 @@
 //! by a worker of the session while the next ones arrive; policy goes out
 //! when the site connects and whenever it changes.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sync_protocol::central::{CentralAction, CentralSession};
@@ -15,6 +16,7 @@ use sync_protocol::transport::{self, CLOSE_DONE, MessageSender};
 use tokio::sync::mpsc;
 
 use super::registry::Link;
+use super::relay::Hop;
 use super::{Shared, refuse, relay};
 use crate::store::{CentralStore, PolicyDelta, SnapshotPart, StoreError};
 
@@ -37,7 +39,7 @@ enum Batch {
 }
 
 pub(super) async fn run<S: CentralStore>(
-    shared: &Shared<S>,
+    shared: &Arc<Shared<S>>,
     connection: quinn::Connection,
     site: String,
 ) {
@@ -51,6 +53,14 @@ pub(super) async fn run<S: CentralStore>(
     };
     let (end_tx, mut end_rx) = mpsc::channel::<Refusal>(1);
     let registration = shared.registry.register(&site, end_tx);
+    // Other nodes find the site here from now on.
+    if let Err(e) = shared
+        .store
+        .session_opened(site.clone(), shared.nodes.address.clone())
+        .await
+    {
+        tracing::warn!(%site, error = %e, "sync: cannot record the session for other nodes");
+    }
     // Roaming messages other sites send this one, queued for its stream.
     let (inbox_tx, mut inbox) = mpsc::channel::<Message>(ROAMING_INBOX);
     let mut policy = shared.policy.subscribe();
@@ -161,9 +171,8 @@ pub(super) async fn run<S: CentralStore>(
                 match stream {
                     Ok(stream) => {
                         tokio::spawn(relay::block(
-                            shared.registry.clone(),
-                            shared.relay.clone(),
-                            site.clone(),
+                            shared.clone(),
+                            Hop::Site(site.clone()),
                             stream,
                         ));
                     }
@@ -182,6 +191,15 @@ pub(super) async fn run<S: CentralStore>(
         }
     };
     drop(batch_tx);
+    drop(registration);
+    if !shared.registry.connected_now(&site)
+        && let Err(e) = shared
+            .store
+            .session_closed(site.clone(), shared.nodes.address.clone())
+            .await
+    {
+        tracing::warn!(%site, error = %e, "sync: cannot record the session's end for other nodes");
+    }
     let _ = worker.await;
     match ended {
         Some(why) => tracing::info!(%site, %remote, "sync: session over: {why}"),
