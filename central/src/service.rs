@@ -15,7 +15,7 @@ use crate::identity::{FleetIdentity, IdentityError};
 use crate::policy_files;
 use crate::store::{CentralStore, PostgresStore, SqliteStore, Storage, StoreError, nodes};
 use crate::submission;
-use crate::sync::{self, Nodes, Registry, Shared};
+use crate::sync::{self, Deltas, Nodes, Registry, Shared};
 
 /// Why central could not run.
 #[derive(Debug, thiserror::Error)]
@@ -156,6 +156,7 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
         policy,
         registry,
         nodes: Arc::new(nodes),
+        deltas: Deltas::default(),
     });
     if let Ok(addr) = endpoint.local_addr() {
         tracing::info!(%addr, ca_sha256 = %fingerprint, policy_version = version, "sync listening");

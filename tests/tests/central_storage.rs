@@ -393,6 +393,60 @@ async fn script<S: CentralStore>(store: &S) -> Vec<String> {
         PolicyDelta::Snapshot { version: 5 },
         "more than a chunk of users changed: a snapshot"
     );
+
+    // Nodes and the sessions each holds: a site is on the node that opened
+    // its session last; an older session's end there changes nothing.
+    let (one, two) = ("10.0.0.1:7443".to_owned(), "10.0.0.2:7443".to_owned());
+    store.node_started(one.clone(), [1; 32]).await.unwrap();
+    store.node_started(two.clone(), [2; 32]).await.unwrap();
+    store.node_alive(one.clone()).await.unwrap();
+    for (site, node) in [("branch-1", &one), ("branch-2", &one), ("branch-1", &two)] {
+        store
+            .session_opened(site.to_owned(), node.clone())
+            .await
+            .unwrap();
+    }
+    store
+        .session_closed("branch-1".into(), one.clone())
+        .await
+        .unwrap();
+    let on = store
+        .sessions_of(vec!["branch-1".into(), "branch-2".into(), "nowhere".into()])
+        .await
+        .unwrap();
+    let mut on: Vec<_> = on.into_iter().collect();
+    on.sort();
+    seen.push(format!("{on:?}"));
+    assert_eq!(
+        store.node_by_certificate([2; 32]).await.unwrap(),
+        Some(two.clone())
+    );
+    assert_eq!(store.node_by_certificate([3; 32]).await.unwrap(), None);
+    let nodes: Vec<_> = store
+        .nodes()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| (n.address, n.alive, n.sites))
+        .collect();
+    seen.push(format!("{nodes:?}"));
+    assert_eq!(
+        nodes,
+        [
+            (one.clone(), true, vec!["branch-2".to_owned()]),
+            (two.clone(), true, vec!["branch-1".to_owned()])
+        ]
+    );
+    // Started again, a node holds no session until its sites come back.
+    store.node_started(two.clone(), [4; 32]).await.unwrap();
+    assert_eq!(
+        store
+            .sessions_of(vec!["branch-1".into()])
+            .await
+            .unwrap()
+            .len(),
+        0
+    );
     seen
 }
 
@@ -437,7 +491,7 @@ fn sqlite_and_postgresql_keep_the_same_promises_and_give_the_same_answers() {
         server
             .psql("central", "SELECT applied FROM schema_version")
             .unwrap(),
-        "2"
+        "3"
     );
 }
 
@@ -707,6 +761,107 @@ fn node(dir: &Path, url: &str, first: Option<&Central>) -> Central {
     .unwrap()
 }
 
+/// Site `name` under `dir`, registered through `node` (any node: the token
+/// is in the database), dialing `endpoints` in order; started.
+fn site_of_nodes(dir: &Path, name: &str, node: &Central, endpoints: &[String]) -> Appliance {
+    let token = node.add_site(name).unwrap();
+    let mut site = Appliance::prepare(
+        &dir.join(name),
+        &format!(
+            "site = {name:?}\n[[queue]]\nname = \"secure\"\nkind = \"pull\"\n\
+             default = true\n[[printer]]\nid = \"lobby\"\n\
+             uri = \"socket://127.0.0.1:9\"\n[central]\nendpoints = {endpoints:?}\n"
+        ),
+    )
+    .unwrap();
+    site.enroll_as_configured(&token).unwrap();
+    site.restart().unwrap();
+    site
+}
+
+#[test]
+fn postgresql_restarted_under_load_loses_and_doubles_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut server = Postgres::start().unwrap();
+    server.create_database("fleet").unwrap();
+    let url = server.url("fleet");
+    let one = node(&tmp.path().join("one"), &url, None);
+    let two = node(&tmp.path().join("two"), &url, Some(&one));
+    let mut sites = vec![
+        site_of_nodes(
+            tmp.path(),
+            "branch-1",
+            &one,
+            &[one.endpoint(), two.endpoint()],
+        ),
+        site_of_nodes(
+            tmp.path(),
+            "branch-2",
+            &two,
+            &[two.endpoint(), one.endpoint()],
+        ),
+    ];
+    for (site, name) in sites.iter_mut().zip(["branch-1", "branch-2"]) {
+        site.stop().unwrap();
+        fill_journal(&site.data_dir, name, 20_000).unwrap();
+        site.restart().unwrap();
+    }
+    wait_for(Duration::from_secs(60), "both uploads to begin", || {
+        (counted(&one, "branch-1").0 > 0 && counted(&one, "branch-2").0 > 0).then_some(())
+    })
+    .unwrap();
+    // A fast shutdown: open transactions are rolled back, connections cut.
+    let before = (counted(&one, "branch-1").0, counted(&one, "branch-2").0);
+    server.stop();
+    let stopped = Instant::now();
+    server.restart().unwrap();
+    for (site, name) in [(&one, "branch-1"), (&two, "branch-2")] {
+        let after = wait_for(
+            Duration::from_secs(180),
+            "20000 records of each site",
+            || {
+                let now = counted(site, name);
+                (now.0 >= 20_000).then_some(now)
+            },
+        )
+        .unwrap();
+        assert_eq!(after, (20_000, 60_000), "{name}: each record once");
+    }
+    assert_eq!(
+        server
+            .psql("fleet", "SELECT count(*) FROM journal")
+            .unwrap(),
+        "40000"
+    );
+    // Both nodes hear policy edits again, and say they are alive.
+    one.cli_ok(
+        &["user", "add", "dora", "--name", "Dora", "--pin"],
+        "8080\n",
+    )
+    .unwrap();
+    wait_for(Duration::from_secs(5), "policy 1 at both sites", || {
+        sites
+            .iter()
+            .all(|s| s.sync_status().is_ok_and(|st| st["policy_version"] == 1))
+            .then_some(())
+    })
+    .unwrap();
+    let status: serde_json::Value =
+        serde_json::from_str(&two.cli_ok(&["status"], "").unwrap()).unwrap();
+    let alive = status["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["alive"] == true)
+        .count();
+    assert_eq!(alive, 2, "{status}");
+    println!(
+        "PostgreSQL restarted with {before:?} of 20000 records of each site stored; \
+         all stored exactly {:?} after",
+        stopped.elapsed()
+    );
+}
+
 #[test]
 fn two_nodes_on_one_database_serve_one_fleet_and_a_killed_node_is_left() {
     let tmp = tempfile::tempdir().unwrap();
@@ -715,28 +870,11 @@ fn two_nodes_on_one_database_serve_one_fleet_and_a_killed_node_is_left() {
     let url = server.url("fleet");
     let mut one = node(&tmp.path().join("one"), &url, None);
     let two = node(&tmp.path().join("two"), &url, Some(&one));
-    let endpoints = format!("[{:?}, {:?}]", one.endpoint(), two.endpoint());
-    let mut sites: Vec<Appliance> = (1..=2)
-        .map(|i| {
-            let name = format!("branch-{i}");
-            // Registered through either node: the token is in the database.
-            let token = [&one, &two][i % 2].add_site(&name).unwrap();
-            let site = Appliance::prepare(
-                &tmp.path().join(&name),
-                &format!(
-                    "site = {name:?}\n[[queue]]\nname = \"secure\"\nkind = \"pull\"\n\
-                     default = true\n[[printer]]\nid = \"lobby\"\n\
-                     uri = \"socket://127.0.0.1:9\"\n[central]\nendpoints = {endpoints}\n"
-                ),
-            )
-            .unwrap();
-            site.enroll_as_configured(&token).unwrap();
-            site
-        })
-        .collect();
-    for site in &mut sites {
-        site.restart().unwrap();
-    }
+    let endpoints = [one.endpoint(), two.endpoint()];
+    let mut sites = vec![
+        site_of_nodes(tmp.path(), "branch-1", &two, &endpoints),
+        site_of_nodes(tmp.path(), "branch-2", &one, &endpoints),
+    ];
     let on = |site: &Appliance, node: &Central| {
         site.sync_status()
             .ok()

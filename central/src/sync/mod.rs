@@ -1,6 +1,7 @@
 //! The QUIC listener: accepts connections, tells enrollments from sync
 //! sessions by ALPN, and identifies a syncing site by its certificate.
 
+mod deltas;
 mod enroll;
 pub mod nodes;
 pub mod registry;
@@ -18,6 +19,7 @@ use tokio::sync::watch;
 use crate::config::Config;
 use crate::identity::FleetIdentity;
 use crate::store::CentralStore;
+pub use deltas::Deltas;
 pub use nodes::Nodes;
 pub use registry::Registry;
 
@@ -43,6 +45,8 @@ pub struct Shared<S> {
     pub relay: Arc<tokio::sync::Semaphore>,
     /// Links to the other nodes sharing the storage.
     pub nodes: Arc<Nodes>,
+    /// Policy changes since each version, read once for every session.
+    pub deltas: Deltas,
 }
 
 /// Accepts connections on `endpoint` until `shutdown` turns true.

@@ -117,7 +117,7 @@ pub(super) async fn run<S: CentralStore>(
                     let _ = batch_tx.send(Batch::Jobs(batch)).await;
                 }
                 CentralAction::SendPolicy { since } => {
-                    match send_policy(&shared.store, &mut tx, since).await {
+                    match send_policy(shared, &mut tx, since).await {
                         Ok(version) => machine.policy_sent(version),
                         Err(e) => machine.store_failed(&format!("policy could not be sent: {e}")),
                     }
@@ -214,11 +214,14 @@ pub(super) async fn run<S: CentralStore>(
 
 /// Sends a site at policy `since` what it lacks; the version it will have.
 async fn send_policy<S: CentralStore>(
-    store: &S,
+    shared: &Shared<S>,
     tx: &mut MessageSender,
     since: u64,
 ) -> Result<u64, String> {
-    match store.policy_since(since).await.map_err(|e| e.to_string())? {
+    let store = &shared.store;
+    let current = *shared.policy.borrow();
+    let delta = shared.deltas.since(store, since, current).await;
+    match delta.map_err(|e| e.to_string())? {
         PolicyDelta::Current => Ok(since),
         PolicyDelta::Changes(changes) => {
             let to = changes.to;
