@@ -349,6 +349,20 @@ pub struct JournalBatch {
     pub records: Vec<JournalRecord>,
 }
 
+impl JournalBatch {
+    /// Appends `next` when it continues this batch (same epoch, beginning
+    /// right after this one's last record), so that batches waiting
+    /// together are stored in one transaction; otherwise gives it back.
+    pub fn absorb(&mut self, next: JournalBatch) -> Result<(), JournalBatch> {
+        let last = self.records.last().map_or(self.after, |r| r.seq);
+        if next.epoch != self.epoch || next.after != last {
+            return Err(next);
+        }
+        self.records.extend(next.records);
+        Ok(())
+    }
+}
+
 /// One accounting record: a print that ended at a site.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JournalRecord {
@@ -410,6 +424,19 @@ pub struct JobBatch {
     pub after: u64,
     /// Announcements, ascending by `seq`.
     pub jobs: Vec<JobAnnouncement>,
+}
+
+impl JobBatch {
+    /// Appends `next` when it continues this batch, as
+    /// [`JournalBatch::absorb`] does.
+    pub fn absorb(&mut self, next: JobBatch) -> Result<(), JobBatch> {
+        let last = self.jobs.last().map_or(self.after, |j| j.seq);
+        if next.epoch != self.epoch || next.after != last {
+            return Err(next);
+        }
+        self.jobs.extend(next.jobs);
+        Ok(())
+    }
 }
 
 /// What central's index keeps of one job at a site: its latest state.
@@ -474,6 +501,42 @@ pub struct Enrolled {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_absorbs_only_the_one_that_continues_it() {
+        let job = |seq: u64| JobAnnouncement {
+            seq,
+            uuid: format!("j{seq}"),
+            owner: "alice".into(),
+            name: "report".into(),
+            pages: None,
+            size: None,
+            submitted_ms: 0,
+            state: "held".into(),
+            deleted: false,
+        };
+        let batch = |epoch: &str, after: u64, seqs: std::ops::RangeInclusive<u64>| JobBatch {
+            epoch: epoch.into(),
+            after,
+            jobs: seqs.map(job).collect(),
+        };
+        let mut first = batch("e", 0, 1..=3);
+        first.absorb(batch("e", 3, 4..=5)).unwrap();
+        assert_eq!(first.jobs.len(), 5);
+        // A gap, an overlap, another epoch: given back, nothing taken.
+        for other in [
+            batch("e", 6, 7..=8),
+            batch("e", 4, 5..=6),
+            batch("f", 5, 6..=6),
+        ] {
+            assert_eq!(first.absorb(other.clone()), Err(other));
+        }
+        assert_eq!(first, batch("e", 0, 1..=5));
+        // An empty batch continues from its `after`.
+        let mut empty = batch("e", 9, 1..=0);
+        empty.absorb(batch("e", 9, 10..=10)).unwrap();
+        assert_eq!(empty, batch("e", 9, 10..=10));
+    }
 
     #[test]
     fn the_wire_shape_is_kind_and_body() {

@@ -38,6 +38,19 @@ enum Batch {
     Jobs(JobBatch),
 }
 
+impl Batch {
+    /// Appends `next` if it is of the same log and continues this batch.
+    fn absorb(&mut self, next: Batch) -> Result<(), Batch> {
+        match (self, next) {
+            (Batch::Journal(batch), Batch::Journal(next)) => {
+                batch.absorb(next).map_err(Batch::Journal)
+            }
+            (Batch::Jobs(batch), Batch::Jobs(next)) => batch.absorb(next).map_err(Batch::Jobs),
+            (_, next) => Err(next),
+        }
+    }
+}
+
 pub(super) async fn run<S: CentralStore>(
     shared: &Arc<Shared<S>>,
     connection: quinn::Connection,
@@ -72,7 +85,23 @@ pub(super) async fn run<S: CentralStore>(
     let store = shared.store.clone();
     let worker_site = site.clone();
     let worker = tokio::spawn(async move {
-        while let Some(batch) = batch_rx.recv().await {
+        let mut held = None;
+        loop {
+            let mut batch = match held.take() {
+                Some(batch) => batch,
+                None => match batch_rx.recv().await {
+                    Some(batch) => batch,
+                    None => break,
+                },
+            };
+            // What else waits and continues this batch is stored with it:
+            // one transaction for the site's whole window.
+            while let Ok(next) = batch_rx.try_recv() {
+                if let Err(next) = batch.absorb(next) {
+                    held = Some(next);
+                    break;
+                }
+            }
             let done = match batch {
                 Batch::Journal(b) => {
                     Stored::Journal(store.store_journal(worker_site.clone(), b).await)

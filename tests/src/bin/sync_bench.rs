@@ -6,6 +6,8 @@
 //!    on the same disk); against the peer measured in the same run, SQLite
 //!    itself inserting the same rows into central's table on the same disk
 //!    (batches of 1,000, `synchronous=FULL`): central cannot beat that.
+//!    Then three sites of 200,000 records each at once, over one SQLite
+//!    central and over 1, 2 and 3 nodes sharing one PostgreSQL.
 //! 2. **Policy down**: a newly enrolled site's start until it enforces a
 //!    10,000- and a 100,000-user policy, and the bytes on the wire (counted
 //!    by a UDP proxy between them), with zstd on and off.
@@ -46,34 +48,56 @@ fn status(site: &Appliance) -> serde_json::Value {
 /// Seconds for central (with `storage`, `[storage]` keys as dotted TOML)
 /// to acknowledge `n` records a site holds.
 fn accounting(dir: &std::path::Path, n: u64, storage: &str) -> Result<Duration> {
-    let central = Central::start(&dir.join("central"), free_udp_port(), storage)?;
-    let token = central.add_site("branch-1")?;
-    let mut site = Appliance::start_enrolled(
-        &dir.join("site"),
-        &central.endpoint(),
-        &token,
-        &site_config("branch-1"),
-    )?;
-    site.stop()?;
-    fill_journal(&site.data_dir, "branch-1", n)?;
+    let centrals = central_nodes(dir, 1, storage)?;
+    accounting_on(dir, &centrals, 1, n)
+}
+
+/// Seconds for `nodes` to acknowledge `n` records held by each of `sites`
+/// sites, site i connected to node i mod the nodes, all starting at once.
+fn accounting_on(
+    dir: &std::path::Path,
+    nodes: &[Central],
+    sites: usize,
+    n: u64,
+) -> Result<Duration> {
+    let mut started_sites = Vec::new();
+    for i in 0..sites {
+        let name = format!("branch-{}", i + 1);
+        let token = nodes[0].add_site(&name)?;
+        let mut site = Appliance::start_enrolled(
+            &dir.join(&name),
+            &nodes[i % nodes.len()].endpoint(),
+            &token,
+            &site_config(&name),
+        )?;
+        site.stop()?;
+        fill_journal(&site.data_dir, &name, n)?;
+        started_sites.push((name, site));
+    }
     let started = Instant::now();
-    site.restart()?;
-    wait_for(
-        Duration::from_secs(600),
-        "every record acknowledged",
-        || {
-            (status(&site)["journal_unacked"] == 0 && status(&site)["site"].is_string())
-                .then_some(())
-        },
-    )?;
+    for (_, site) in &mut started_sites {
+        site.restart()?;
+    }
+    for (_, site) in &started_sites {
+        wait_for(
+            Duration::from_secs(900),
+            "every record acknowledged",
+            || {
+                (status(site)["journal_unacked"] == 0 && status(site)["site"].is_string())
+                    .then_some(())
+            },
+        )?;
+    }
     let elapsed = started.elapsed();
-    let report = central.report("site")?;
-    let row = report
-        .iter()
-        .find(|r| r[0] == "branch-1")
-        .context("no branch-1 row")?;
-    if row[1] != n.to_string() {
-        bail!("central counts {} records, not {n}", row[1]);
+    let report = nodes[0].report("site")?;
+    for (name, _) in &started_sites {
+        let row = report
+            .iter()
+            .find(|r| r[0] == *name)
+            .with_context(|| format!("no {name} row"))?;
+        if row[1] != n.to_string() {
+            bail!("central counts {} records of {name}, not {n}", row[1]);
+        }
     }
     Ok(elapsed)
 }
@@ -395,6 +419,35 @@ fn accounting_table(
             ceiling.as_secs_f64(),
             rate(ceiling),
             ceiling.as_secs_f64() / sqlite.as_secs_f64()
+        );
+    }
+    // Several sites at once, over one SQLite central and 1-3 nodes on
+    // PostgreSQL: the aggregate rate.
+    let (sites, n) = (3usize, 200_000u64);
+    println!("\n{sites} sites of {n} records each, starting together, spread over the nodes:\n");
+    println!("| storage | nodes | all acknowledged after | records/s | / SQLite |");
+    println!("|---|---:|---:|---:|---:|");
+    let mut sqlite_rate = None;
+    for (storage, nodes) in [
+        ("SQLite", 1),
+        ("PostgreSQL", 1),
+        ("PostgreSQL", 2),
+        ("PostgreSQL", 3),
+    ] {
+        let dir = tmp.join(format!("acct-sites-{storage}-{nodes}"));
+        let extra = if storage == "SQLite" {
+            String::new()
+        } else {
+            database()?
+        };
+        let centrals = central_nodes(&dir, nodes, &extra)?;
+        let took = accounting_on(&dir, &centrals, sites, n)?;
+        let rate = (sites as u64 * n) as f64 / took.as_secs_f64();
+        let sqlite = *sqlite_rate.get_or_insert(rate);
+        println!(
+            "| {storage} | {nodes} | {:.2} s | {rate:.0} | {:.2} |",
+            took.as_secs_f64(),
+            rate / sqlite
         );
     }
     Ok(())
