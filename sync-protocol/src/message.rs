@@ -533,7 +533,11 @@ mod tests {
         }
         assert_eq!(first, batch("e", 0, 1..=5));
         // An empty batch continues from its `after`.
-        let mut empty = batch("e", 9, 1..=0);
+        let mut empty = JobBatch {
+            epoch: "e".into(),
+            after: 9,
+            jobs: Vec::new(),
+        };
         empty.absorb(batch("e", 9, 10..=10)).unwrap();
         assert_eq!(empty, batch("e", 9, 10..=10));
     }
