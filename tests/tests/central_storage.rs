@@ -787,7 +787,7 @@ fn postgresql_restarted_under_load_loses_and_doubles_nothing() {
     let url = server.url("fleet");
     let one = node(&tmp.path().join("one"), &url, None);
     let two = node(&tmp.path().join("two"), &url, Some(&one));
-    let mut sites = vec![
+    let mut sites = [
         site_of_nodes(
             tmp.path(),
             "branch-1",
@@ -871,7 +871,7 @@ fn two_nodes_on_one_database_serve_one_fleet_and_a_killed_node_is_left() {
     let mut one = node(&tmp.path().join("one"), &url, None);
     let two = node(&tmp.path().join("two"), &url, Some(&one));
     let endpoints = [one.endpoint(), two.endpoint()];
-    let mut sites = vec![
+    let mut sites = [
         site_of_nodes(tmp.path(), "branch-1", &two, &endpoints),
         site_of_nodes(tmp.path(), "branch-2", &one, &endpoints),
     ];
