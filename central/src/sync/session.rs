@@ -23,6 +23,11 @@ use crate::store::{CentralStore, PolicyDelta, SnapshotPart, StoreError};
 /// Batches queued for the store worker: with the window of the site, this
 /// bounds what a session holds in memory.
 const STORE_QUEUE: usize = 4;
+/// Batches a session's store worker stores in one transaction at most:
+/// half a site's window of four, so that while they commit and are
+/// acknowledged the site sends the next ones (merging the whole window
+/// would leave the site waiting on every commit).
+const MERGED: usize = 2;
 /// Roaming messages waiting to go to this session's site: beyond this the
 /// site is not keeping up, and a message for it is refused at once (its
 /// sender asks again) rather than queued without bound.
@@ -79,7 +84,7 @@ pub(super) async fn run<S: CentralStore>(
     let mut policy = shared.policy.subscribe();
     let mut machine = CentralSession::new(site.clone(), hello, Instant::now());
 
-    // The store worker: one batch at a time, in arrival order.
+    // The store worker: one transaction at a time, in arrival order.
     let (batch_tx, mut batch_rx) = mpsc::channel::<Batch>(STORE_QUEUE);
     let (stored_tx, mut stored_rx) = mpsc::channel::<Stored>(STORE_QUEUE);
     let store = shared.store.clone();
@@ -94,9 +99,10 @@ pub(super) async fn run<S: CentralStore>(
                     None => break,
                 },
             };
-            // What else waits and continues this batch is stored with it:
-            // one transaction for the site's whole window.
-            while let Ok(next) = batch_rx.try_recv() {
+            // What else waits and continues this batch is stored with it,
+            // in one transaction, up to MERGED batches.
+            for _ in 1..MERGED {
+                let Ok(next) = batch_rx.try_recv() else { break };
                 if let Err(next) = batch.absorb(next) {
                     held = Some(next);
                     break;
