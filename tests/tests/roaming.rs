@@ -212,6 +212,63 @@ fn stored(site: &Appliance, name: &str) -> Value {
         .unwrap_or_else(|| panic!("no job {name} at the site"))
 }
 
+/// alice's job `name` from `origin`, listed as available at site `index`,
+/// released there; what that site's printer then holds.
+fn released_and_printed(
+    fleet: &Fleet,
+    index: usize,
+    name: &str,
+    origin: &str,
+) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let (api, token) = login(&fleet.sites[index]);
+    let listed = until_listed(&api, &token, name, origin);
+    assert_eq!(listed["available"], true, "{listed}");
+    let answer = release(&api, &token, json!([listed["id"]]));
+    assert_eq!(answer["jobs"][0]["outcome"], "queued", "{answer}");
+    wait_for(Duration::from_secs(30), "the job at the printer", || {
+        let docs = fleet.printers[index].documents();
+        (!docs.is_empty()).then_some(docs)
+    })
+    .unwrap()
+}
+
+/// branch-2 and branch-3 release each of `rounds` new jobs of branch-1's
+/// at once: exactly one wins it, the other is told it printed there, and
+/// branch-1 marks it printed.
+fn race_for_jobs(fleet: &Fleet, rounds: usize) {
+    let (a, b, c) = (&fleet.sites[0], &fleet.sites[1], &fleet.sites[2]);
+    let ((api_b, token_b), (api_c, token_c)) = (login(b), login(c));
+    for round in 0..rounds {
+        let name = format!("race-{round}");
+        a.lp("alice", &name, &fixture("three-pages.pdf"));
+        let at_b = until_listed(&api_b, &token_b, &name, "branch-1");
+        until_listed(&api_c, &token_c, &name, "branch-1");
+        let id = at_b["id"].as_str().unwrap().to_owned();
+        let (answer_b, answer_c) = std::thread::scope(|s| {
+            let from_b = s.spawn(|| release(&api_b, &token_b, json!([id])));
+            let from_c = s.spawn(|| release(&api_c, &token_c, json!([id])));
+            (from_b.join().unwrap(), from_c.join().unwrap())
+        });
+        let outcomes = [&answer_b["jobs"][0], &answer_c["jobs"][0]];
+        let winners = outcomes.iter().filter(|o| o["outcome"] == "queued").count();
+        assert_eq!(winners, 1, "round {round}: {answer_b} {answer_c}");
+        let loser = outcomes.iter().find(|o| o["outcome"] != "queued").unwrap();
+        assert_eq!(loser["outcome"], "printed_elsewhere", "{loser}");
+        let winner_site = if answer_b["jobs"][0]["outcome"] == "queued" {
+            "branch-2"
+        } else {
+            "branch-3"
+        };
+        assert_eq!(loser["site"], winner_site, "{loser}");
+        wait_for(
+            Duration::from_secs(30),
+            "branch-1 to mark it printed",
+            || (stored(a, &name)["state"] == "completed").then_some(()),
+        )
+        .unwrap();
+    }
+}
+
 #[test]
 fn a_job_printed_at_one_site_prints_once_at_another_and_races_print_it_once() {
     let fleet = fleet();
@@ -281,35 +338,7 @@ fn a_job_printed_at_one_site_prints_once_at_another_and_races_print_it_once() {
 
     // branch-2 and branch-3 release the same job at once, round after
     // round: it prints exactly once, and the other is told where it went.
-    for round in 0..4 {
-        let name = format!("race-{round}");
-        a.lp("alice", &name, &fixture("three-pages.pdf"));
-        let at_b = until_listed(&api_b, &token_b, &name, "branch-1");
-        until_listed(&api_c, &token_c, &name, "branch-1");
-        let id = at_b["id"].as_str().unwrap().to_owned();
-        let (answer_b, answer_c) = std::thread::scope(|s| {
-            let from_b = s.spawn(|| release(&api_b, &token_b, json!([id])));
-            let from_c = s.spawn(|| release(&api_c, &token_c, json!([id])));
-            (from_b.join().unwrap(), from_c.join().unwrap())
-        });
-        let outcomes = [&answer_b["jobs"][0], &answer_c["jobs"][0]];
-        let winners = outcomes.iter().filter(|o| o["outcome"] == "queued").count();
-        assert_eq!(winners, 1, "round {round}: {answer_b} {answer_c}");
-        let loser = outcomes.iter().find(|o| o["outcome"] != "queued").unwrap();
-        assert_eq!(loser["outcome"], "printed_elsewhere", "{loser}");
-        let winner_site = if answer_b["jobs"][0]["outcome"] == "queued" {
-            "branch-2"
-        } else {
-            "branch-3"
-        };
-        assert_eq!(loser["site"], winner_site, "{loser}");
-        wait_for(
-            Duration::from_secs(30),
-            "branch-1 to mark it printed",
-            || (stored(a, &name)["state"] == "completed").then_some(()),
-        )
-        .unwrap();
-    }
+    race_for_jobs(&fleet, 4);
     let prints = fleet.printers[1].documents().len() + fleet.printers[2].documents().len();
     assert_eq!(prints, 1 + 4, "one print per job, whoever won");
     drop(fleet.central);
@@ -724,21 +753,7 @@ fn a_job_submitted_at_central_over_ipps_prints_at_a_branch() {
     assert_eq!(held[0]["owner"], "alice", "{}", held[0]);
 
     // At branch-3 it is alice's, from central; released, it prints there.
-    let c = &fleet.sites[2];
-    let (api_c, token_c) = login(c);
-    let listed = until_listed(&api_c, &token_c, "from-home", "central");
-    assert_eq!(listed["available"], true, "{listed}");
-    let answer = release(&api_c, &token_c, json!([listed["id"]]));
-    assert_eq!(answer["jobs"][0]["outcome"], "queued", "{answer}");
-    let printed = wait_for(
-        Duration::from_secs(30),
-        "the job at branch-3's printer",
-        || {
-            let docs = fleet.printers[2].documents();
-            (!docs.is_empty()).then_some(docs)
-        },
-    )
-    .unwrap();
+    let printed = released_and_printed(&fleet, 2, "from-home", "central");
     assert_eq!(printed.len(), 1);
     assert_eq!(printed[0].1, std::fs::read(&pdf).unwrap());
     wait_for(
@@ -846,20 +861,7 @@ fn jobs_roam_between_sites_on_different_central_nodes_and_races_print_once() {
     // the claim and every block cross between the nodes.
     let document = std::fs::read(fixture("three-pages.pdf")).unwrap();
     a.lp("alice", "travel-report", &fixture("three-pages.pdf"));
-    let (api_b, token_b) = login(b);
-    let listed = until_listed(&api_b, &token_b, "travel-report", "branch-1");
-    assert_eq!(listed["available"], true, "{listed}");
-    let answer = release(&api_b, &token_b, json!([listed["id"]]));
-    assert_eq!(answer["jobs"][0]["outcome"], "queued", "{answer}");
-    let printed = wait_for(
-        Duration::from_secs(30),
-        "the job at branch-2's printer",
-        || {
-            let docs = fleet.printers[1].documents();
-            (!docs.is_empty()).then_some(docs)
-        },
-    )
-    .unwrap();
+    let printed = released_and_printed(&fleet, 1, "travel-report", "branch-1");
     assert_eq!(printed[0].1, document, "the bytes alice sent");
     wait_for(
         Duration::from_secs(30),
@@ -870,31 +872,8 @@ fn jobs_roam_between_sites_on_different_central_nodes_and_races_print_once() {
 
     // branch-2 (node two) and branch-3 (node one) race for each job of
     // branch-1's: exactly one prints it, and the other hears where.
-    let (api_c, token_c) = login(c);
     const ROUNDS: usize = 8;
-    for round in 0..ROUNDS {
-        let name = format!("race-{round}");
-        a.lp("alice", &name, &fixture("three-pages.pdf"));
-        let at_b = until_listed(&api_b, &token_b, &name, "branch-1");
-        until_listed(&api_c, &token_c, &name, "branch-1");
-        let id = at_b["id"].as_str().unwrap().to_owned();
-        let (answer_b, answer_c) = std::thread::scope(|s| {
-            let from_b = s.spawn(|| release(&api_b, &token_b, json!([id])));
-            let from_c = s.spawn(|| release(&api_c, &token_c, json!([id])));
-            (from_b.join().unwrap(), from_c.join().unwrap())
-        });
-        let outcomes = [&answer_b["jobs"][0], &answer_c["jobs"][0]];
-        let winners = outcomes.iter().filter(|o| o["outcome"] == "queued").count();
-        assert_eq!(winners, 1, "round {round}: {answer_b} {answer_c}");
-        let loser = outcomes.iter().find(|o| o["outcome"] != "queued").unwrap();
-        assert_eq!(loser["outcome"], "printed_elsewhere", "{loser}");
-        wait_for(
-            Duration::from_secs(30),
-            "branch-1 to mark it printed",
-            || (stored(a, &name)["state"] == "completed").then_some(()),
-        )
-        .unwrap();
-    }
+    race_for_jobs(&fleet, ROUNDS);
     let prints = || fleet.printers[1].documents().len() + fleet.printers[2].documents().len();
     assert_eq!(prints(), 1 + ROUNDS, "one print per job, whoever won");
     std::thread::sleep(Duration::from_secs(2));

@@ -355,6 +355,31 @@ fn central_nodes(dir: &std::path::Path, nodes: usize, storage: &str) -> Result<V
     Ok(all)
 }
 
+/// The centrals compared: one on SQLite, then 1, 2 and 3 nodes sharing a
+/// PostgreSQL database.
+const SETUPS: [(&str, usize); 4] = [
+    ("SQLite", 1),
+    ("PostgreSQL", 1),
+    ("PostgreSQL", 2),
+    ("PostgreSQL", 3),
+];
+
+/// The `nodes` of one of [`SETUPS`] under `dir`, on a fresh `database`
+/// when `storage` is PostgreSQL.
+fn setup(
+    dir: &std::path::Path,
+    storage: &str,
+    nodes: usize,
+    database: &mut impl FnMut() -> Result<String>,
+) -> Result<Vec<Central>> {
+    let extra = if storage == "SQLite" {
+        String::new()
+    } else {
+        database()?
+    };
+    central_nodes(dir, nodes, &extra)
+}
+
 /// `sites` simulated sites spread over `nodes` (site i on node i mod
 /// nodes); one policy change made through the first node, and how long
 /// each site took to have it; the first node's peak RSS.
@@ -497,19 +522,9 @@ fn accounting_table(
     println!("| storage | nodes | all acknowledged after | records/s | / SQLite |");
     println!("|---|---:|---:|---:|---:|");
     let mut sqlite_rate = None;
-    for (storage, nodes) in [
-        ("SQLite", 1),
-        ("PostgreSQL", 1),
-        ("PostgreSQL", 2),
-        ("PostgreSQL", 3),
-    ] {
+    for (storage, nodes) in SETUPS {
         let dir = tmp.join(format!("acct-sites-{storage}-{nodes}"));
-        let extra = if storage == "SQLite" {
-            String::new()
-        } else {
-            database()?
-        };
-        let centrals = central_nodes(&dir, nodes, &extra)?;
+        let centrals = setup(&dir, storage, nodes, database)?;
         let took = accounting_on(&dir, &centrals, sites, n)?;
         let rate = (sites as u64 * n) as f64 / took.as_secs_f64();
         let sqlite = *sqlite_rate.get_or_insert(rate);
@@ -550,19 +565,9 @@ fn fleet_table(tmp: &std::path::Path, database: &mut impl FnMut() -> Result<Stri
     println!("Sites spread evenly over the nodes; the change made through the first node.\n");
     println!("| storage | nodes | p50 | p99 | max | first node's peak RSS |");
     println!("|---|---:|---:|---:|---:|---:|");
-    for (storage, nodes) in [
-        ("SQLite", 1),
-        ("PostgreSQL", 1),
-        ("PostgreSQL", 2),
-        ("PostgreSQL", 3),
-    ] {
+    for (storage, nodes) in SETUPS {
         let dir = tmp.join(format!("fleet-{storage}-{nodes}"));
-        let extra = if storage == "SQLite" {
-            String::new()
-        } else {
-            database()?
-        };
-        let centrals = central_nodes(&dir, nodes, &extra)?;
+        let centrals = setup(&dir, storage, nodes, database)?;
         let (latencies, rss) = fleet(&centrals, sites)?;
         let at = |p: f64| {
             latencies[((p / 100.0 * latencies.len() as f64).ceil() as usize)
