@@ -53,9 +53,11 @@ pub(super) async fn from_site<S: CentralStore>(
     }
     let fallback = roaming::undeliverable(&message, unreachable(&to));
     if shared.registry.link(&to).is_some() {
-        return (!deliver(&shared.registry, &to, message))
-            .then_some(fallback)
-            .flatten();
+        return if deliver(&shared.registry, &to, message) {
+            None
+        } else {
+            fallback
+        };
     }
     match other_node(shared, &to).await {
         Some(node) => {
