@@ -1,8 +1,9 @@
 //! Document intake: streams a request's document into a spool file.
 //!
 //! Two stages run side by side: the async side reads the body in chunks of
-//! up to 256 KiB into a channel holding at most `DEPTH` of them, and a
-//! blocking thread hashes, compresses, analyses and writes each chunk (zstd
+//! 256 KiB (each filled before it is handed over, so the thread wakes once
+//! per chunk, not once per network read) into a channel holding at most
+//! `DEPTH` of them, and a blocking thread hashes, compresses, analyses and writes each chunk (zstd
 //! and SHA-256 are CPU work, fsync blocks). So the network and the disk
 //! overlap, and memory stays at a few chunks however large the document.
 //! Every chunk in flight, and every spool writer, holds a permit of one
@@ -20,7 +21,7 @@
 //! time, so the format check, the analysis, the hash and the size limit
 //! see what a printer will get, and a small body that expands enormously
 //! stops at the limit.
-//! A small document that arrives whole in its first read (a one-page job,
+//! A small document that ends within its first chunk (a one-page job,
 //! most of them) skips the thread: it stays in memory for the store's
 //! commit anyway, so copying it in place blocks nothing.
 
@@ -59,8 +60,8 @@ const WRITERS_PER_CLIENT: usize = BUDGET_WRITERS / 4;
 const BUSY_WAIT: Duration = Duration::from_secs(10);
 /// Client addresses remembered before idle ones are forgotten.
 const MAX_CLIENTS_TRACKED: usize = 4096;
-/// The largest document copied on the async side when it has all arrived
-/// in its first read: it stays in memory for the store's commit, so the
+/// The largest document copied on the async side when it ends within its
+/// first chunk: it stays in memory for the store's commit, so the
 /// copy touches no disk, and its format check, hash, analysis and
 /// compression (at a fast level) take microseconds, less than handing it
 /// to a thread.
@@ -249,15 +250,25 @@ where
             return Some(Err(busy));
         }
     };
+    // A whole chunk per hand-over, not what one read happened to find: the
+    // writing thread is woken once per 256 KiB instead of once per network
+    // read, and its writes bypass the file's write buffer.
     let mut buf = BytesMut::with_capacity(CHUNK);
-    match body.read_buf(&mut buf).await {
-        Ok(0) => None,
-        Ok(_) => Some(Ok(Chunk {
-            data: buf.freeze(),
-            _permit: Some(permit),
-        })),
-        Err(e) => Some(Err(e)),
+    while buf.len() < CHUNK {
+        match body.read_buf(&mut buf).await {
+            Ok(0) => break,
+            Ok(_) => {}
+            // What was read with it is dropped: the upload fails anyway.
+            Err(e) => return Some(Err(e)),
+        }
     }
+    if buf.is_empty() {
+        return None;
+    }
+    Some(Ok(Chunk {
+        data: buf.freeze(),
+        _permit: Some(permit),
+    }))
 }
 
 /// [`receive`] for a document that did not arrive whole in one small read:
