@@ -29,7 +29,7 @@
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Cursor, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use sha2::{Digest, Sha256};
 
@@ -61,6 +61,7 @@ pub struct Spool {
     level: i32,
     inline_max: u64,
     dir_sync: Arc<DirSync>,
+    compressors: Arc<CompressorPool>,
 }
 
 /// What start-up found and removed.
@@ -86,6 +87,7 @@ impl Spool {
             level,
             inline_max,
             dir_sync: Arc::new(DirSync::new(dir.to_owned())),
+            compressors: Arc::new(CompressorPool::default()),
         })
     }
 
@@ -262,21 +264,69 @@ pub fn worth_compressing(original: usize, compressed: usize) -> bool {
     compressed <= original - original / 8
 }
 
-/// How `sample` (the start of a document, or all of it) should be stored,
-/// with its zstd frame when that is the answer.
 /// The highest zstd level [`Spool::takes_cheaply`] counts as fast.
 const FAST_LEVEL: i32 = 3;
 
-fn choose_encoding(sample: &[u8], level: i32) -> io::Result<(Encoding, Option<Vec<u8>>)> {
-    if sample.is_empty() || compressed_already(sample) {
-        return Ok((Encoding::Identity, None));
+impl Spool {
+    /// How `sample` (the start of a document, or all of it) should be
+    /// stored, with its zstd frame when that is the answer.
+    fn choose_encoding(&self, sample: &[u8]) -> io::Result<(Encoding, Option<Vec<u8>>)> {
+        if sample.is_empty() || compressed_already(sample) {
+            return Ok((Encoding::Identity, None));
+        }
+        let compressed = self.compressors.compress(sample, self.level)?;
+        Ok(if worth_compressing(sample.len(), compressed.len()) {
+            (Encoding::Zstd, Some(compressed))
+        } else {
+            (Encoding::Identity, None)
+        })
     }
-    let compressed = zstd::bulk::compress(sample, level)?;
-    Ok(if worth_compressing(sample.len(), compressed.len()) {
-        (Encoding::Zstd, Some(compressed))
-    } else {
-        (Encoding::Identity, None)
-    })
+}
+
+/// zstd contexts kept between documents. Making one costs more than
+/// compressing a one-page job (its tables, about a MiB at the fast levels,
+/// are allocated and cleared: 5 % of the appliance's CPU at 16 clients
+/// before they were kept), so documents borrow one; at most
+/// `KEPT_COMPRESSORS` wait here, which bounds the memory they hold.
+#[derive(Default)]
+struct CompressorPool {
+    kept: Mutex<Vec<zstd::bulk::Compressor<'static>>>,
+}
+
+/// Contexts a [`CompressorPool`] keeps: the writers that decide at once
+/// are the two runtime threads and a few upload threads.
+const KEPT_COMPRESSORS: usize = 4;
+
+impl std::fmt::Debug for CompressorPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CompressorPool")
+    }
+}
+
+impl CompressorPool {
+    /// `data` as one zstd frame at `level`, made with a kept context when
+    /// one is free.
+    fn compress(&self, data: &[u8], level: i32) -> io::Result<Vec<u8>> {
+        let taken = self.lock().pop();
+        let mut compressor = match taken {
+            Some(mut kept) => {
+                kept.set_compression_level(level)?;
+                kept
+            }
+            None => zstd::bulk::Compressor::new(level)?,
+        };
+        let compressed = compressor.compress(data)?;
+        let mut kept = self.lock();
+        if kept.len() < KEPT_COMPRESSORS {
+            kept.push(compressor);
+        }
+        Ok(compressed)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<zstd::bulk::Compressor<'static>>> {
+        // A panic elsewhere cannot leave a kept context half-made.
+        self.kept.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// Takes one document: in memory while it is small, then in a temporary
@@ -370,7 +420,9 @@ impl SpoolWriter {
             return Ok(());
         };
         let held = std::mem::take(held);
-        let (encoding, _) = choose_encoding(&held[..held.len().min(SAMPLE)], self.spool.level)?;
+        let (encoding, _) = self
+            .spool
+            .choose_encoding(&held[..held.len().min(SAMPLE)])?;
         let tmp_path = self
             .spool
             .tmp
@@ -405,7 +457,7 @@ impl SpoolWriter {
         if let Sink::Memory(held) = &mut self.sink {
             if held.len() as u64 <= self.spool.inline_max {
                 let held = std::mem::take(held);
-                let (encoding, compressed) = choose_encoding(&held, self.spool.level)?;
+                let (encoding, compressed) = self.spool.choose_encoding(&held)?;
                 let stored = compressed.unwrap_or(held);
                 return Ok(SpooledDocument {
                     uuid: self.uuid,

@@ -16,7 +16,8 @@
 //! table with appliance / cupsd, appliance / limit and durable / tmpfs.
 //!
 //! Run it with `tests/bench` (release build). `bench profile` runs only the
-//! appliance's 16-client job rate, for a profiler. `BENCH_DIR` picks the
+//! appliance's 16-client job rate (`BENCH_CLIENTS`, `BENCH_JOBS` in all,
+//! default 1600) and one 1 GiB document, for a profiler. `BENCH_DIR` picks the
 //! directory (default `/var/tmp/appliance-bench`; it must be on the disk
 //! you care about and reachable by cupsd's unprivileged user).
 
@@ -121,7 +122,11 @@ fn main() -> Result<()> {
             .ok()
             .and_then(|c| c.parse().ok())
             .unwrap_or(16);
-        let rate = job_rate(&peer, clients, 1600 / clients, &small)?;
+        let jobs = std::env::var("BENCH_JOBS")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(1600);
+        let rate = job_rate(&peer, clients, jobs / clients, &small)?;
         println!(
             "{clients} clients: {:.0} jobs/s, {:.0} µs of appliance CPU per job; {}",
             rate.jobs_per_s,
