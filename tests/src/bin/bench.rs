@@ -17,7 +17,8 @@
 //!
 //! Run it with `tests/bench` (release build). `bench profile` runs only the
 //! appliance's 16-client job rate (`BENCH_CLIENTS`, `BENCH_JOBS` in all,
-//! default 1600) and one 1 GiB document, for a profiler. `BENCH_DIR` picks the
+//! default 1600) and `BENCH_BIG` 1 GiB documents (default 1), for a
+//! profiler. `BENCH_DIR` picks the
 //! directory (default `/var/tmp/appliance-bench`; it must be on the disk
 //! you care about and reachable by cupsd's unprivileged user).
 
@@ -139,15 +140,21 @@ fn main() -> Result<()> {
             }
         }
         let size = 1u64 << 30;
-        let (response, elapsed) =
-            upload(appliance.port, "/ipp/print/secure", "bench", size, |out| {
-                write_generated(out, size, 11)
-            })?;
-        ensure!(response.status < 0x0100, "{response:?}");
-        println!(
-            "1 GiB: {:.0} MB/s",
-            size as f64 / elapsed.as_secs_f64() / 1e6
-        );
+        let uploads = std::env::var("BENCH_BIG")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(1);
+        for _ in 0..uploads {
+            let (response, elapsed) =
+                upload(appliance.port, "/ipp/print/secure", "bench", size, |out| {
+                    write_generated(out, size, 11)
+                })?;
+            ensure!(response.status < 0x0100, "{response:?}");
+            println!(
+                "1 GiB: {:.0} MB/s",
+                size as f64 / elapsed.as_secs_f64() / 1e6
+            );
+        }
         return Ok(());
     }
 
