@@ -3,8 +3,8 @@
 //! Two stages run side by side: the async side reads the body in chunks of
 //! 256 KiB (each filled before it is handed over, so the thread wakes once
 //! per chunk, not once per network read) into a channel holding at most
-//! `DEPTH` of them, and a blocking thread hashes, compresses, analyses and writes each chunk (zstd
-//! and SHA-256 are CPU work, fsync blocks). So the network and the disk
+//! `DEPTH` of them, and a blocking thread hashes, compresses, analyses and
+//! writes each chunk (zstd and SHA-256 are CPU work, fsync blocks). So the network and the disk
 //! overlap, and memory stays at a few chunks however large the document.
 //! Every chunk in flight, and every spool writer, holds a permit of one
 //! [`UploadBudget`] shared by all uploads, so many concurrent uploads wait
@@ -271,7 +271,7 @@ where
     }))
 }
 
-/// [`receive`] for a document that did not arrive whole in one small read:
+/// [`receive`] for a document that did not end within one small chunk:
 /// what `read` took already (each as [`next_chunk`] gave it) and the rest of
 /// `body` go through a channel to a blocking thread that decompresses them
 /// if the wire's `compression` says so and writes them.
