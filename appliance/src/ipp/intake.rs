@@ -4,8 +4,9 @@
 //! 256 KiB (each filled before it is handed over, so the thread wakes once
 //! per chunk, not once per network read) into a channel holding at most
 //! `DEPTH` of them, and a blocking thread hashes, compresses, analyses and
-//! writes each chunk (zstd and SHA-256 are CPU work, fsync blocks). So the network and the disk
-//! overlap, and memory stays at a few chunks however large the document.
+//! writes each chunk (zstd and SHA-256 are CPU work, fsync blocks). So the
+//! network and the disk overlap, and memory stays at a few chunks however
+//! large the document.
 //! Every chunk in flight, and every spool writer, holds a permit of one
 //! [`UploadBudget`] shared by all uploads, so many concurrent uploads wait
 //! for each other instead of multiplying the buffers; one client address
