@@ -14,7 +14,8 @@
 # Needs Debian's `cups` and `cups-ipp-utils`; installs them when missing (root).
 # Note for fair comparisons: cupsd does not fsync job files by default
 # (SyncOnClose No); this script sets SyncOnClose Yes so both sides pay for
-# durability; pass SYNC=No to measure it without.
+# durability; pass SYNC=No to measure it without. LOG_LEVEL (default warn)
+# sets its error_log's level, for tests that want to show cupsd's side.
 set -euo pipefail
 cmd=${1:-}
 case "$cmd" in
@@ -22,6 +23,7 @@ start)
   port=${2:-18631}
   dir=${3:-/tmp/cupsd-held}
   sync=${SYNC:-Yes}
+  log_level=${LOG_LEVEL:-warn}
   if ! command -v cupsd >/dev/null || ! command -v ipptool >/dev/null || ! command -v lpstat >/dev/null; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get install -y -q cups cups-client cups-ipp-utils >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q cups cups-client cups-ipp-utils >/dev/null; }
@@ -45,7 +47,7 @@ Browsing Off
 Listen 127.0.0.1:$port
 Listen $dir/sock
 MaxLogSize 0
-LogLevel warn
+LogLevel $log_level
 MaxJobs 0
 MaxJobsPerPrinter 0
 MaxJobsPerUser 0
@@ -107,5 +109,5 @@ stop)
   fi
   ;;
 *)
-  sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -268,8 +268,14 @@ pub struct Cupsd {
 
 impl Cupsd {
     /// Starts one in `dir` (whose parent is made world-searchable, as
-    /// cupsd runs as an unprivileged user).
+    /// cupsd runs as an unprivileged user), logging warnings only.
     pub fn start(dir: &Path) -> Result<Cupsd> {
+        Self::start_logging(dir, "warn")
+    }
+
+    /// Starts one as [`Cupsd::start`] does, with its error log at `level`
+    /// (`info`, `debug`: what a test prints when cupsd does not do its part).
+    pub fn start_logging(dir: &Path, level: &str) -> Result<Cupsd> {
         use std::os::unix::fs::PermissionsExt;
         if let Some(parent) = dir.parent() {
             fs::set_permissions(parent, fs::Permissions::from_mode(0o755))?;
@@ -277,6 +283,7 @@ impl Cupsd {
         let port = free_port();
         let out = run_with_timeout(
             Command::new(workspace().join("tests/peers/cupsd-held.sh"))
+                .env("LOG_LEVEL", level)
                 .arg("start")
                 .arg(port.to_string())
                 .arg(dir),
@@ -298,6 +305,11 @@ impl Cupsd {
     /// `127.0.0.1:PORT`, for the CUPS tools' `-h`.
     pub fn server(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Its error log so far (empty if it wrote none).
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("log/error_log")).unwrap_or_default()
     }
 }
 
