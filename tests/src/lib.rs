@@ -24,6 +24,7 @@ mod limit;
 mod peers;
 mod postgres;
 mod process;
+mod stats;
 mod udp_proxy;
 
 pub use api_client::*;
@@ -34,4 +35,5 @@ pub use limit::*;
 pub use peers::*;
 pub use postgres::*;
 pub use process::*;
+pub use stats::*;
 pub use udp_proxy::*;

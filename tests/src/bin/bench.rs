@@ -10,7 +10,8 @@
 //! clients (a fresh connection per job for all), MB/s for one 100 MB and
 //! one 1 GiB document, the disk's fsynced sequential write rate (direct
 //! I/O), the appliance's fsync calls per acknowledged job (`strace -c`,
-//! outside the timed runs) and its peak RSS. The disk of a shared VM is
+//! outside the timed runs), its peak RSS, and what a hand-off between two
+//! threads costs on this machine (across cores and on one core). The disk of a shared VM is
 //! noisy, so every measure is taken `BENCH_ROUNDS` times (default 3), alternating the
 //! peers, and reported as the median with the range. Prints a Markdown
 //! table with appliance / cupsd, appliance / limit and durable / tmpfs.
@@ -31,8 +32,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use e2e::{
-    Appliance, LimitResponder, Rng, cores, cpu_secs_of, fixture, free_port, own_cpu_secs,
-    run_with_timeout, send_print_job_to, upload, workspace, write_generated,
+    Appliance, LimitResponder, Rng, cores, cpu_secs_of, fixture, free_port, median, own_cpu_secs,
+    run_with_timeout, send_print_job_to, spread, upload, workspace, write_generated,
 };
 
 struct Peer {
@@ -162,6 +163,9 @@ fn main() -> Result<()> {
     let disk = disk_write_rate(&root.join("disk-test"), 1 << 30)?;
     eprintln!("measuring the disk's flush round trip (4 KiB append + fdatasync)...");
     let flush = flush_round_trip(&root.join("flush-test"), 1000)?;
+    eprintln!("measuring a hand-off between two threads, across cores and on one core...");
+    let across = hand_off_round_trip(20_000, false)?;
+    let one_core = hand_off_round_trip(20_000, true)?;
 
     eprintln!("starting cupsd, the appliance (on disk and on tmpfs) and the limit...");
     let (_cupsd, cupsd_port) = Cupsd::start(&root.join("cupsd"))?;
@@ -329,6 +333,17 @@ fn main() -> Result<()> {
         one_client_bound(&rows, flush),
         100.0 * median(&rows[0].samples[0]) / one_client_bound(&rows, flush),
     )?;
+    writeln!(
+        out,
+        "- hand-off round trip between two threads (a token passed back and forth, 20,000 \
+         times): {:.1} µs, {:.1} µs of CPU, when they run on different cores; {:.1} µs, {:.1} µs \
+         of CPU, both on one core. Every hand-off in a job's path (to the store's writer and \
+         back, to a blocking thread and back) pays about half the first pair.",
+        across.wall * 1e6,
+        across.cpu * 1e6,
+        one_core.wall * 1e6,
+        one_core.cpu * 1e6,
+    )?;
     writeln!(out)?;
     writeln!(
         out,
@@ -417,28 +432,6 @@ struct Row {
     higher_is_better: bool,
 }
 
-fn median(samples: &[f64]) -> f64 {
-    let mut sorted = samples.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN)
-}
-
-/// `median (min-max)`.
-fn spread(samples: &[f64]) -> String {
-    let min = samples.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = samples.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let digits = if median(samples) < 10.0 { 2 } else { 0 };
-    format!(
-        "{:.*} ({:.*}-{:.*})",
-        digits,
-        median(samples),
-        digits,
-        min,
-        digits,
-        max
-    )
-}
-
 /// The best a single client can do when each of its jobs waits for one
 /// flush of the disk on top of the appliance's own work (its time per job
 /// on tmpfs, where flushes cost nothing).
@@ -461,6 +454,79 @@ fn flush_round_trip(path: &Path, times: usize) -> Result<f64> {
     }
     fs::remove_file(path)?;
     Ok(median(&samples))
+}
+
+/// Seconds per round trip of a hand-off between two threads, wall and CPU.
+struct HandOff {
+    wall: f64,
+    cpu: f64,
+}
+
+/// Two threads pass a token back and forth `times` times over channels,
+/// each waiting (asleep) for the other: what one request pays each time it
+/// goes to another thread and back. `one_core` pins both to the first CPU
+/// this process may use, so no wake-up crosses cores.
+fn hand_off_round_trip(times: usize, one_core: bool) -> Result<HandOff> {
+    use std::sync::mpsc;
+    let pin = move || -> Result<()> {
+        if !one_core {
+            return Ok(());
+        }
+        // SAFETY: a zeroed cpu_set_t is an empty set; the calls only read
+        // and write the set they are given, for the calling thread (pid 0).
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            ensure!(
+                libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) == 0,
+                "sched_getaffinity: {}",
+                std::io::Error::last_os_error()
+            );
+            let first = (0..libc::CPU_SETSIZE as usize)
+                .find(|&cpu| libc::CPU_ISSET(cpu, &set))
+                .context("no CPU to run on")?;
+            libc::CPU_ZERO(&mut set);
+            libc::CPU_SET(first, &mut set);
+            ensure!(
+                libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0,
+                "sched_setaffinity: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        Ok(())
+    };
+    let (to_echo, echo_gets) = mpsc::channel::<u64>();
+    let (echo_answers, answers) = mpsc::channel::<u64>();
+    let echo = std::thread::spawn(move || -> Result<()> {
+        pin()?;
+        while let Ok(token) = echo_gets.recv() {
+            if echo_answers.send(token).is_err() {
+                break;
+            }
+        }
+        Ok(())
+    });
+    let measured = std::thread::spawn(move || -> Result<HandOff> {
+        pin()?;
+        let (cpu_before, started) = (own_cpu_secs(), Instant::now());
+        for token in 0..times as u64 {
+            to_echo.send(token).context("the echo thread ended")?;
+            ensure!(
+                answers.recv()? == token,
+                "the echo thread answered out of turn"
+            );
+        }
+        let n = times as f64;
+        Ok(HandOff {
+            wall: started.elapsed().as_secs_f64() / n,
+            cpu: (own_cpu_secs() - cpu_before) / n,
+        })
+    });
+    let result = measured
+        .join()
+        .map_err(|_| anyhow::anyhow!("the hand-off thread panicked"))?;
+    echo.join()
+        .map_err(|_| anyhow::anyhow!("the echo thread panicked"))??;
+    result
 }
 
 /// Jobs per second with `clients` concurrent clients each sending

@@ -7,23 +7,29 @@
 //! their jobs (`GET /api/v1/jobs`), a card login, the intake rate with 16
 //! clients, and the daemon's peak RSS.
 //!
+//! Every size is filled first; then `BENCH_ROUNDS` rounds (default 3)
+//! measure the sizes in turn, so a noisy minute on a shared host shows as
+//! a range instead of as a difference between sizes. Each round restarts
+//! the daemon (its start time is reported) and adds 640 jobs to the store.
+//!
 //! Run it with `tests/bench store`. `BENCH_STORE_SIZES=1000,100000` picks
 //! the sizes (default 1000,100000,1000000); `BENCH_DIR` the directory.
 
 use std::fs;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use e2e::{Appliance, fixture, run_with_timeout, send_print_job, workspace};
+use e2e::{Appliance, fixture, run_with_timeout, send_print_job, spread, workspace};
 use serde_json::json;
 
 const USERS: usize = 500;
 const OWN_JOBS: usize = 10;
 const SAMPLES: usize = 300;
+const WARM_UP: usize = 50;
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
@@ -57,6 +63,16 @@ fn dir_size(path: &std::path::Path) -> u64 {
         .unwrap_or(0)
 }
 
+/// One size's store, filled once and measured in every round.
+struct Store {
+    size: usize,
+    appliance: Appliance,
+    fill_line: String,
+    /// Per round: list p50, list p99, login p50, login p99 (ms), intake
+    /// (jobs/s), peak RSS (MiB), start (s).
+    rounds: Vec<[f64; 7]>,
+}
+
 fn main() -> Result<()> {
     let root = PathBuf::from(
         std::env::var("BENCH_DIR").unwrap_or_else(|_| "/var/tmp/appliance-bench".into()),
@@ -67,116 +83,183 @@ fn main() -> Result<()> {
         .split(',')
         .map(|s| s.trim().parse().context("BENCH_STORE_SIZES"))
         .collect::<Result<_>>()?;
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3);
     let fill = workspace().join("target/release/examples/fill_store");
     ensure!(
         fill.exists(),
         "{} is missing: cargo build --release -p appliance --example fill_store",
         fill.display()
     );
-    let document = fs::read(fixture("small-4k.pdf"))?;
-    let mut rows = Vec::new();
-    for &size in &sizes {
-        if root.exists() {
-            fs::remove_dir_all(&root)?;
-        }
-        let dir = root.join(format!("{size}"));
-        let mut appliance = Appliance::prepare(
-            &dir,
-            "[[queue]]\nname = \"secure\"\nkind = \"pull\"\ndefault = true\n\
-             [[printer]]\nid = \"lobby\"\nuri = \"socket://127.0.0.1:9\"\n",
-        )?;
-        eprintln!("filling a store with {size} held jobs...");
-        let filled = run_with_timeout(
-            Command::new(&fill)
-                .arg(&appliance.data_dir)
-                .arg((size - OWN_JOBS).to_string())
-                .arg(USERS.to_string())
-                .arg(fixture("small-4k.pdf")),
-            Duration::from_secs(3600),
-        )?;
-        ensure!(
-            filled.status.success(),
-            "fill_store: {}",
-            String::from_utf8_lossy(&filled.stderr)
-        );
-        let fill_line = String::from_utf8_lossy(&filled.stdout).trim().to_owned();
-        eprintln!("{fill_line}");
-        let csv = dir.join("users.csv");
-        fs::write(
-            &csv,
-            "id,display_name,email,groups,pin,cards,password\nbench,Bench,,,,CARDBENCH,\n",
-        )?;
-        let imported = appliance.cli(&["users", "import", csv.to_str().context("path")?], "")?;
-        ensure!(
-            imported.status.success(),
-            "users import: {}",
-            String::from_utf8_lossy(&imported.stderr)
-        );
-        let started = Instant::now();
-        appliance.restart()?;
-        let start_secs = started.elapsed().as_secs_f64();
-        for _ in 0..OWN_JOBS {
-            let r = send_print_job(appliance.port, "secure", "bench", &document)?;
-            ensure!(r.status == 0, "{r:?}");
-        }
-        let api = appliance.api()?;
-        let login = json!({"device": "lobby", "method": "card", "secret": "CARDBENCH"});
-        let mut token = String::new();
-        let logins = timed(SAMPLES, || {
-            let r = api.call("POST", "/api/v1/sessions", None, Some(&login))?;
-            ensure!(r.status == 201, "login: {}", r.json);
-            token = r.json["token"].as_str().context("token")?.to_owned();
-            Ok(())
-        })?;
-        let lists = timed(SAMPLES, || {
-            let r = api.call("GET", "/api/v1/jobs", Some(&token), None)?;
-            ensure!(r.status == 200, "list: {}", r.json);
-            let n = r.json["jobs"].as_array().map_or(0, Vec::len);
-            ensure!(n == OWN_JOBS, "bench sees {n} jobs");
-            Ok(())
-        })?;
-        let document = Arc::new(document.clone());
-        let clients = 16;
-        let per_client = 40;
-        let intake_started = Instant::now();
-        let threads: Vec<_> = (0..clients)
-            .map(|c| {
-                let (document, port) = (document.clone(), appliance.port);
-                std::thread::spawn(move || -> Result<()> {
-                    for _ in 0..per_client {
-                        let r = send_print_job(port, "secure", &format!("user{c}"), &document)?;
-                        ensure!(r.status == 0, "{r:?}");
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join()
-                .map_err(|_| anyhow::anyhow!("client thread panicked"))??;
-        }
-        let rate = (clients * per_client) as f64 / intake_started.elapsed().as_secs_f64();
-        let rss = appliance.peak_rss()? as f64 / (1 << 20) as f64;
-        let disk = dir_size(&appliance.data_dir) as f64 / 1e6;
-        rows.push(format!(
-            "| {size} | {:.2} / {:.2} | {:.2} / {:.2} | {rate:.0} | {rss:.1} | {start_secs:.1} | {disk:.0} | {fill_line} |",
-            percentile(&lists, 0.5),
-            percentile(&lists, 0.99),
-            percentile(&logins, 0.5),
-            percentile(&logins, 0.99),
-        ));
-        drop(appliance);
+    if root.exists() {
+        fs::remove_dir_all(&root)?;
     }
-    let _ = fs::remove_dir_all(&root);
+    let document = Arc::new(fs::read(fixture("small-4k.pdf"))?);
+    let mut stores = Vec::new();
+    for &size in &sizes {
+        stores.push(filled_store(&fill, &root, size, &document)?);
+    }
+    // Every fill's writes reach the disk before anything is timed, so no
+    // round pays for another size's writeback.
+    // SAFETY: sync takes no arguments and cannot fail.
+    unsafe { libc::sync() };
+    for round in 1..=rounds {
+        for store in &mut stores {
+            eprintln!("round {round} of {rounds}: {} stored jobs...", store.size);
+            let measured = measure(&mut store.appliance, &document)?;
+            store.rounds.push(measured);
+        }
+    }
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "| stored jobs | a user's list (10 jobs), ms p50 / p99 | card login, ms p50 / p99 \
+        "| stored jobs | a user's list (10 jobs), ms p50 | p99 | card login, ms p50 | p99 \
          | intake, 16 clients, jobs/s | peak RSS, MiB | start, s | data dir, MB | fill |"
     )?;
-    writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|---|")?;
-    for row in rows {
-        writeln!(out, "{row}")?;
+    writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")?;
+    for store in &stores {
+        let column = |i: usize| spread(&store.rounds.iter().map(|r| r[i]).collect::<Vec<_>>());
+        let disk = dir_size(&store.appliance.data_dir) as f64 / 1e6;
+        writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {disk:.0} | {} |",
+            store.size,
+            column(0),
+            column(1),
+            column(2),
+            column(3),
+            column(4),
+            column(5),
+            column(6),
+            store.fill_line,
+        )?;
     }
+    writeln!(
+        out,
+        "\nMedians of {rounds} rounds (range), the sizes alternating; each round adds \
+         {} jobs to every store.",
+        INTAKE_CLIENTS * INTAKE_PER_CLIENT
+    )?;
+    drop(stores);
+    let _ = fs::remove_dir_all(&root);
     Ok(())
+}
+
+const INTAKE_CLIENTS: usize = 16;
+const INTAKE_PER_CLIENT: usize = 40;
+
+/// A store of `size` jobs under `root`: filled through the store's own
+/// API, with the bench user's card and [`OWN_JOBS`] jobs of theirs
+/// submitted over IPP; its daemon stopped.
+fn filled_store(fill: &Path, root: &Path, size: usize, document: &[u8]) -> Result<Store> {
+    let dir = root.join(format!("{size}"));
+    let mut appliance = Appliance::prepare(
+        &dir,
+        "[[queue]]\nname = \"secure\"\nkind = \"pull\"\ndefault = true\n\
+         [[printer]]\nid = \"lobby\"\nuri = \"socket://127.0.0.1:9\"\n",
+    )?;
+    eprintln!("filling a store with {size} held jobs...");
+    let filled = run_with_timeout(
+        Command::new(fill)
+            .arg(&appliance.data_dir)
+            .arg((size - OWN_JOBS).to_string())
+            .arg(USERS.to_string())
+            .arg(fixture("small-4k.pdf")),
+        Duration::from_secs(3600),
+    )?;
+    ensure!(
+        filled.status.success(),
+        "fill_store: {}",
+        String::from_utf8_lossy(&filled.stderr)
+    );
+    let fill_line = String::from_utf8_lossy(&filled.stdout).trim().to_owned();
+    eprintln!("{fill_line}");
+    let csv = dir.join("users.csv");
+    fs::write(
+        &csv,
+        "id,display_name,email,groups,pin,cards,password\nbench,Bench,,,,CARDBENCH,\n",
+    )?;
+    let imported = appliance.cli(&["users", "import", csv.to_str().context("path")?], "")?;
+    ensure!(
+        imported.status.success(),
+        "users import: {}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
+    appliance.restart()?;
+    for _ in 0..OWN_JOBS {
+        let r = send_print_job(appliance.port, "secure", "bench", document)?;
+        ensure!(r.status == 0, "{r:?}");
+    }
+    appliance.stop()?;
+    Ok(Store {
+        size,
+        appliance,
+        fill_line,
+        rounds: Vec::new(),
+    })
+}
+
+/// One round on a stopped store: starts its daemon, times [`SAMPLES`] card
+/// logins and lists of the bench user's jobs, then 16 clients' intake;
+/// stops it again.
+fn measure(appliance: &mut Appliance, document: &Arc<Vec<u8>>) -> Result<[f64; 7]> {
+    let started = Instant::now();
+    appliance.restart()?;
+    let start_secs = started.elapsed().as_secs_f64();
+    let api = appliance.api()?;
+    let login = json!({"device": "lobby", "method": "card", "secret": "CARDBENCH"});
+    let mut token = String::new();
+    // Untimed first: the daemon has just started, and a user's first
+    // calls open read connections and fill page caches.
+    timed(WARM_UP, || {
+        let r = api.call("POST", "/api/v1/sessions", None, Some(&login))?;
+        let token = r.json["token"].as_str().context("token")?;
+        let r = api.call("GET", "/api/v1/jobs", Some(token), None)?;
+        ensure!(r.status == 200, "list: {}", r.json);
+        Ok(())
+    })?;
+    let logins = timed(SAMPLES, || {
+        let r = api.call("POST", "/api/v1/sessions", None, Some(&login))?;
+        ensure!(r.status == 201, "login: {}", r.json);
+        token = r.json["token"].as_str().context("token")?.to_owned();
+        Ok(())
+    })?;
+    let lists = timed(SAMPLES, || {
+        let r = api.call("GET", "/api/v1/jobs", Some(&token), None)?;
+        ensure!(r.status == 200, "list: {}", r.json);
+        let n = r.json["jobs"].as_array().map_or(0, Vec::len);
+        ensure!(n == OWN_JOBS, "bench sees {n} jobs");
+        Ok(())
+    })?;
+    let intake_started = Instant::now();
+    let threads: Vec<_> = (0..INTAKE_CLIENTS)
+        .map(|c| {
+            let (document, port) = (document.clone(), appliance.port);
+            std::thread::spawn(move || -> Result<()> {
+                for _ in 0..INTAKE_PER_CLIENT {
+                    let r = send_print_job(port, "secure", &format!("user{c}"), &document)?;
+                    ensure!(r.status == 0, "{r:?}");
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join()
+            .map_err(|_| anyhow::anyhow!("client thread panicked"))??;
+    }
+    let rate = (INTAKE_CLIENTS * INTAKE_PER_CLIENT) as f64 / intake_started.elapsed().as_secs_f64();
+    let rss = appliance.peak_rss()? as f64 / (1 << 20) as f64;
+    appliance.stop()?;
+    Ok([
+        percentile(&lists, 0.5),
+        percentile(&lists, 0.99),
+        percentile(&logins, 0.5),
+        percentile(&logins, 0.99),
+        rate,
+        rss,
+        start_secs,
+    ])
 }
