@@ -11,9 +11,10 @@
 //! one 1 GiB document, the disk's fsynced sequential write rate (direct
 //! I/O), the appliance's fsync calls per acknowledged job (`strace -c`,
 //! outside the timed runs), its peak RSS, and what a hand-off between two
-//! threads costs on this machine (across cores and on one core). The disk of a shared VM is
-//! noisy, so every measure is taken `BENCH_ROUNDS` times (default 3), alternating the
-//! peers, and reported as the median with the range. Prints a Markdown
+//! threads costs on this machine (across cores and on one core). The disk
+//! of a shared VM is noisy, so every measure is taken `BENCH_ROUNDS` times
+//! (default 3), alternating the peers, and reported as the median with the
+//! range. Prints a Markdown
 //! table with appliance / cupsd, appliance / limit and durable / tmpfs.
 //!
 //! Run it with `tests/bench` (release build). `bench profile` runs only the
@@ -337,8 +338,8 @@ fn main() -> Result<()> {
         out,
         "- hand-off round trip between two threads (a token passed back and forth, 20,000 \
          times): {:.1} µs, {:.1} µs of CPU, when they run on different cores; {:.1} µs, {:.1} µs \
-         of CPU, both on one core. Every hand-off in a job's path (to the store's writer and \
-         back, to a blocking thread and back) pays about half the first pair.",
+         of CPU, both on one core. A job that goes to another thread and back (the store's \
+         writer, a blocking thread) pays one such round trip each time.",
         across.wall * 1e6,
         across.cpu * 1e6,
         one_core.wall * 1e6,
