@@ -14,8 +14,8 @@
 //! threads costs on this machine (across cores and on one core). The disk
 //! of a shared VM is noisy, so every measure is taken `BENCH_ROUNDS` times
 //! (default 3), alternating the peers, and reported as the median with the
-//! range. Prints a Markdown
-//! table with appliance / cupsd, appliance / limit and durable / tmpfs.
+//! range. Prints a Markdown table with appliance / cupsd, appliance /
+//! limit and durable / tmpfs.
 //!
 //! Run it with `tests/bench` (release build). `bench profile` runs only the
 //! appliance's 16-client job rate (`BENCH_CLIENTS`, `BENCH_JOBS` in all,
