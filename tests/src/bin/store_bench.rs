@@ -68,9 +68,18 @@ struct Store {
     size: usize,
     appliance: Appliance,
     fill_line: String,
-    /// Per round: list p50, list p99, login p50, login p99 (ms), intake
-    /// (jobs/s), peak RSS (MiB), start (s).
-    rounds: Vec<[f64; 7]>,
+    measured: Vec<Round>,
+}
+
+/// What one round measured on one store.
+struct Round {
+    list_p50_ms: f64,
+    list_p99_ms: f64,
+    login_p50_ms: f64,
+    login_p99_ms: f64,
+    intake_jobs_per_sec: f64,
+    peak_rss_mib: f64,
+    start_secs: f64,
 }
 
 fn main() -> Result<()> {
@@ -109,7 +118,7 @@ fn main() -> Result<()> {
         for store in &mut stores {
             eprintln!("round {round} of {rounds}: {} stored jobs...", store.size);
             let measured = measure(&mut store.appliance, &document)?;
-            store.rounds.push(measured);
+            store.measured.push(measured);
         }
     }
     let mut out = std::io::stdout().lock();
@@ -120,19 +129,20 @@ fn main() -> Result<()> {
     )?;
     writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")?;
     for store in &stores {
-        let column = |i: usize| spread(&store.rounds.iter().map(|r| r[i]).collect::<Vec<_>>());
+        let column =
+            |of: fn(&Round) -> f64| spread(&store.measured.iter().map(of).collect::<Vec<_>>());
         let disk = dir_size(&store.appliance.data_dir) as f64 / 1e6;
         writeln!(
             out,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {disk:.0} | {} |",
             store.size,
-            column(0),
-            column(1),
-            column(2),
-            column(3),
-            column(4),
-            column(5),
-            column(6),
+            column(|r| r.list_p50_ms),
+            column(|r| r.list_p99_ms),
+            column(|r| r.login_p50_ms),
+            column(|r| r.login_p99_ms),
+            column(|r| r.intake_jobs_per_sec),
+            column(|r| r.peak_rss_mib),
+            column(|r| r.start_secs),
             store.fill_line,
         )?;
     }
@@ -197,14 +207,14 @@ fn filled_store(fill: &Path, root: &Path, size: usize, document: &[u8]) -> Resul
         size,
         appliance,
         fill_line,
-        rounds: Vec::new(),
+        measured: Vec::new(),
     })
 }
 
 /// One round on a stopped store: starts its daemon, times [`SAMPLES`] card
 /// logins and lists of the bench user's jobs, then 16 clients' intake;
 /// stops it again.
-fn measure(appliance: &mut Appliance, document: &Arc<Vec<u8>>) -> Result<[f64; 7]> {
+fn measure(appliance: &mut Appliance, document: &Arc<Vec<u8>>) -> Result<Round> {
     let started = Instant::now();
     appliance.restart()?;
     let start_secs = started.elapsed().as_secs_f64();
@@ -250,16 +260,17 @@ fn measure(appliance: &mut Appliance, document: &Arc<Vec<u8>>) -> Result<[f64; 7
         t.join()
             .map_err(|_| anyhow::anyhow!("client thread panicked"))??;
     }
-    let rate = (INTAKE_CLIENTS * INTAKE_PER_CLIENT) as f64 / intake_started.elapsed().as_secs_f64();
-    let rss = appliance.peak_rss()? as f64 / (1 << 20) as f64;
+    let intake_jobs_per_sec =
+        (INTAKE_CLIENTS * INTAKE_PER_CLIENT) as f64 / intake_started.elapsed().as_secs_f64();
+    let peak_rss_mib = appliance.peak_rss()? as f64 / (1 << 20) as f64;
     appliance.stop()?;
-    Ok([
-        percentile(&lists, 0.5),
-        percentile(&lists, 0.99),
-        percentile(&logins, 0.5),
-        percentile(&logins, 0.99),
-        rate,
-        rss,
+    Ok(Round {
+        list_p50_ms: percentile(&lists, 0.5),
+        list_p99_ms: percentile(&lists, 0.99),
+        login_p50_ms: percentile(&logins, 0.5),
+        login_p99_ms: percentile(&logins, 0.99),
+        intake_jobs_per_sec,
+        peak_rss_mib,
         start_secs,
-    ])
+    })
 }
