@@ -276,7 +276,7 @@ pub struct PolicyUser {
     pub cards: Vec<String>,
 }
 
-fn is_false(b: &bool) -> bool {
+pub(crate) fn is_false(b: &bool) -> bool {
     !*b
 }
 

@@ -56,8 +56,9 @@ pub fn address(message: &mut Message, sender: &str) -> Option<String> {
 }
 
 /// What central answers the sender of an addressed `message` that cannot
-/// reach its site (`why` says why): a claim is `unavailable`, a fetch has
-/// failed; anything else gets no answer, since its sender repeats it.
+/// reach its site (`why` says why): a claim is `unavailable`, a fetch
+/// failed as `unreachable` (its claimant asks again later); anything else
+/// gets no answer, since its sender repeats it.
 pub fn undeliverable(message: &Message, why: String) -> Option<Message> {
     match message {
         Message::Claim(claim) => Some(Message::ClaimResult(ClaimResult {
@@ -74,6 +75,7 @@ pub fn undeliverable(message: &Message, why: String) -> Option<Message> {
             claimant: fetch.claimant.clone(),
             origin: fetch.origin.clone(),
             message: why,
+            unreachable: true,
         })),
         _ => None,
     }
@@ -258,7 +260,9 @@ pub struct Fetch {
 }
 
 /// Origin → central → claimant: a fetch cannot be served (the claim is
-/// gone, the document is unreadable); the transfer should stop.
+/// gone, the document is unreadable), and the transfer should stop; or,
+/// from central, the origin cannot be reached now, and the transfer
+/// should ask again later.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FetchFailed {
     /// The transfer.
@@ -270,6 +274,11 @@ pub struct FetchFailed {
     pub origin: String,
     /// Why, for people.
     pub message: String,
+    /// Set by central when the fetch did not reach the origin (no session
+    /// there, or its node gone): the claim may well still hold, so this
+    /// is no reason to stop. Absent, the origin refused.
+    #[serde(default, skip_serializing_if = "crate::message::is_false")]
+    pub unreachable: bool,
 }
 
 /// Claimant → central → origin: how a claim ended.
@@ -377,6 +386,20 @@ mod tests {
             (7, ClaimOutcome::Unavailable, "branch-2")
         );
 
+        let fetch = Message::Fetch(Fetch {
+            transfer: 3,
+            origin: "branch-1".into(),
+            claimant: "branch-2".into(),
+            job: "j".into(),
+            claim: "c".into(),
+            blocks: vec![0, 1],
+        });
+        let Some(Message::FetchFailed(failed)) = undeliverable(&fetch, "away".into()) else {
+            panic!("a fetch is answered")
+        };
+        assert_eq!((failed.transfer, failed.claimant.as_str()), (3, "branch-2"));
+        assert!(failed.unreachable, "the claim may hold: ask again later");
+
         let mut ack = Message::ClaimReportAck(ClaimReportAck {
             claimant: "branch-2".into(),
             origin: "branch-9".into(),
@@ -402,5 +425,17 @@ mod tests {
         let json = r#"{"request":1,"claimant":"b","outcome":"queued_at_origin"}"#;
         let result: ClaimResult = serde_json::from_str(json).unwrap();
         assert_eq!(result.outcome, ClaimOutcome::Other);
+    }
+
+    #[test]
+    fn a_fetch_failure_without_the_unreachable_flag_is_an_origins_refusal() {
+        // What an origin (or a central of the last revision) sends.
+        let json = r#"{"transfer":1,"claimant":"b","message":"gone"}"#;
+        let failed: FetchFailed = serde_json::from_str(json).unwrap();
+        assert!(!failed.unreachable);
+        assert_eq!(
+            serde_json::to_string(&failed).unwrap(),
+            r#"{"transfer":1,"claimant":"b","origin":"","message":"gone"}"#
+        );
     }
 }

@@ -32,22 +32,50 @@ struct Fleet {
     _dir: tempfile::TempDir,
 }
 
-fn fleet() -> Fleet {
-    fleet_with(false, "prefetch = false\n", "")
+impl Fleet {
+    /// What went on, for a failed wait: each site's jobs and the roaming
+    /// and session lines of every site's and node's log.
+    fn story(&self) -> String {
+        let relevant = |log: String| {
+            log.lines()
+                .filter(|l| l.contains("roaming") || l.contains("session") || l.contains("node"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let mut story = String::new();
+        for (i, site) in (1..).zip(&self.sites) {
+            let jobs = site.jobs().map(|j| json!(j).to_string());
+            story += &format!("--- branch-{i} jobs: {jobs:?}\n{}\n", relevant(site.log()));
+        }
+        for (i, node) in (1..).zip(std::iter::once(&self.central).chain(&self.nodes)) {
+            story += &format!("--- central node {i}\n{}\n", relevant(node.log()));
+        }
+        story
+    }
+
+    /// `waited`'s value, or a panic telling the fleet's story.
+    fn or_story<T>(&self, waited: anyhow::Result<T>) -> T {
+        waited.unwrap_or_else(|e| panic!("{e}\n{}", self.story()))
+    }
 }
 
-/// The fleet; with `proxied`, branch-2 reaches central through a
-/// fault-injecting UDP proxy; `central_extra` is added to every site's
-/// `[central]` section, `central_config` to central's configuration.
-fn fleet_with(proxied: bool, central_extra: &str, central_config: &str) -> Fleet {
+fn fleet() -> Fleet {
+    fleet_with(None, "prefetch = false\n", "")
+}
+
+/// The fleet; with `proxied`, that site (`Some(2)`: branch-2) reaches
+/// central through a fault-injecting UDP proxy; `central_extra` is added
+/// to every site's `[central]` section, `central_config` to central's
+/// configuration.
+fn fleet_with(proxied: Option<usize>, central_extra: &str, central_config: &str) -> Fleet {
     let dir = tempfile::tempdir().unwrap();
     let central =
         Central::start(&dir.path().join("central"), free_udp_port(), central_config).unwrap();
     let proxy =
-        proxied.then(|| UdpProxy::start(central.endpoint().parse().unwrap(), 0x0a11ce).unwrap());
+        proxied.map(|_| UdpProxy::start(central.endpoint().parse().unwrap(), 0x0a11ce).unwrap());
     let endpoints: Vec<Vec<String>> = (1..=3)
         .map(|i| match &proxy {
-            Some(proxy) if i == 2 => vec![proxy.endpoint()],
+            Some(proxy) if proxied == Some(i) => vec![proxy.endpoint()],
             _ => vec![central.endpoint()],
         })
         .collect();
@@ -436,7 +464,7 @@ const RSS_BUDGET: u64 = 64 << 20;
 #[test]
 fn a_100_mb_transfer_survives_a_cut_link_and_a_restart_and_prints_once() {
     const SIZE: u64 = 100 << 20;
-    let mut fleet = fleet_with(true, "prefetch = false\n", "");
+    let mut fleet = fleet_with(Some(2), "prefetch = false\n", "");
     // branch-2's link: 8 MB/s, so the transfer lasts long enough to cut.
     let link = Faults {
         rate: 8_000_000,
@@ -529,6 +557,65 @@ fn a_100_mb_transfer_survives_a_cut_link_and_a_restart_and_prints_once() {
     assert_eq!(printer_b.documents().len(), 1, "still printed once");
 }
 
+/// The origin's link goes down mid-transfer for longer than its session
+/// lives: central answers the claimant's fetches that the origin cannot be
+/// reached, and the claimant asks again until it can, instead of giving
+/// the job back.
+#[test]
+fn a_transfer_waits_out_its_origins_outage_and_prints_once() {
+    const SIZE: u64 = 32 << 20;
+    let fleet = fleet_with(
+        Some(1),
+        "prefetch = false\n",
+        "sync.idle_timeout_secs = 3\n",
+    );
+    let link = Faults {
+        rate: 8_000_000,
+        ..Faults::default()
+    };
+    let proxy = fleet.proxy.as_ref().unwrap();
+    proxy.set(link);
+    let expected = big_job_released_at_branch_2(&fleet, SIZE, 29);
+    wait_for(Duration::from_secs(60), "a quarter of the document", || {
+        (received(&fleet.sites[1])? > SIZE / 4).then_some(())
+    })
+    .unwrap();
+    proxy.set(Faults {
+        partitioned: true,
+        ..Faults::default()
+    });
+    let cut = std::time::Instant::now();
+    // Once branch-1's session is gone, the claimant's next round of
+    // fetches (after a stall) is answered that branch-1 cannot be reached.
+    fleet.or_story(wait_for(
+        Duration::from_secs(60),
+        "central to answer that branch-1 cannot be reached",
+        || {
+            let log = fleet.sites[1].log();
+            log.contains("roaming: the origin cannot be reached")
+                .then_some(())
+        },
+    ));
+    let told = cut.elapsed();
+    proxy.set(link);
+    let printed = fleet.or_story(wait_for(
+        Duration::from_secs(120),
+        "the job printed at branch-2",
+        || completed_of_size(&fleet.sites[1], SIZE).then(|| cut.elapsed()),
+    ));
+    let docs = fleet.printers[1].documents();
+    assert_eq!(docs.len(), 1, "printed once");
+    assert_eq!(sha256(&docs[0].1), expected, "the bytes alice sent");
+    fleet.or_story(wait_for(
+        Duration::from_secs(60),
+        "branch-1 to mark it printed",
+        || completed_of_size(&fleet.sites[0], SIZE).then_some(()),
+    ));
+    println!(
+        "32 MiB: told branch-1 was unreachable {told:?} into the cut, printed {printed:?} after it"
+    );
+}
+
 #[test]
 fn print_all_across_sites_comes_out_in_submission_order() {
     let fleet = fleet();
@@ -600,7 +687,7 @@ fn unclaimed_spool_files(site: &Appliance) -> Vec<String> {
 
 #[test]
 fn prefetched_jobs_print_at_once_only_after_a_claim_and_go_if_not_released() {
-    let fleet = fleet_with(false, "prefetch = true\nprefetch_keep_secs = 4\n", "");
+    let fleet = fleet_with(None, "prefetch = true\nprefetch_keep_secs = 4\n", "");
     let (a, b, c) = (&fleet.sites[0], &fleet.sites[1], &fleet.sites[2]);
     a.lp("alice", "kept", &fixture("document-a4.pdf"));
     a.lp("alice", "taken", &fixture("three-pages.pdf"));
@@ -710,7 +797,7 @@ fn a_job_submitted_at_central_over_ipps_prints_at_a_branch() {
     let (cert, key) = self_signed_certificate(certs.path(), "submission").unwrap();
     let port = free_port();
     let mut fleet = fleet_with(
-        false,
+        None,
         "prefetch = false\n",
         &format!(
             "[submission]\nlisten = \"127.0.0.1:{port}\"\ntls_certificate = {:?}\n\
@@ -909,12 +996,11 @@ fn a_transfer_goes_on_when_the_origins_node_is_killed_and_prints_once() {
         (connected_to(&fleet.sites[0])? == two).then(|| killed.elapsed())
     })
     .unwrap();
-    let printed = wait_for(
+    let printed = fleet.or_story(wait_for(
         Duration::from_secs(120),
         "the job printed at branch-2",
         || completed_of_size(&fleet.sites[1], SIZE).then(|| killed.elapsed()),
-    )
-    .unwrap();
+    ));
     let docs = fleet.printers[1].documents();
     assert_eq!(docs.len(), 1, "printed once");
     assert_eq!(sha256(&docs[0].1), expected, "the bytes alice sent");

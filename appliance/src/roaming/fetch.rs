@@ -38,6 +38,10 @@ const STALL: Duration = Duration::from_secs(10);
 /// user's later jobs at the printer stop waiting for this one and the job
 /// is held at its origin again.
 const GIVE_UP: Duration = Duration::from_secs(120);
+/// Central could not reach the origin (its session is moving to another
+/// node, or its link is down): ask again after this long, doubling up to
+/// [`STALL`], until a block comes or [`GIVE_UP`] runs out.
+const FIRST_RETRY: Duration = Duration::from_millis(500);
 
 /// Fetches `job`'s document and hands the job to its printer; on failure
 /// ends the job here, which gives it back to its origin.
@@ -169,7 +173,7 @@ async fn bring(
                 GIVE_UP.as_secs()
             ));
         }
-        if roaming.link().is_ok() {
+        if roaming.link().is_ok() && progress.retry_at.is_none() {
             let wanted = receiver.next_requests();
             if !wanted.is_empty() {
                 let fetch = Message::Fetch(Fetch {
@@ -197,9 +201,21 @@ async fn bring(
                     received.inc_by(len);
                     progress.block();
                 }
-                Some(TransferEvent::Failed(why)) => return Err(why),
+                Some(TransferEvent::Refused(why)) => return Err(why),
+                Some(TransferEvent::Unreachable(why)) => {
+                    // The claim still holds at the origin as far as anyone
+                    // knows; this is a routing failure, not a refusal.
+                    let after = progress.unreachable();
+                    tracing::info!(job = %origin.uuid, origin = %origin.site,
+                        "roaming: the origin cannot be reached ({why}); asking again in {after:?}");
+                }
                 None => return Err("the transfer was dropped".into()),
             },
+            () = sleep_until_some(progress.retry_at) => {
+                progress.retry_at = None;
+                receiver.lost();
+                progress.restart();
+            }
             _ = link.changed() => {
                 // A session ended or began: what was asked will not come.
                 receiver.lost();
@@ -232,7 +248,8 @@ async fn bring(
     .await
 }
 
-/// When blocks arrive, to tell a stalled transfer from a slow link.
+/// When blocks arrive, to tell a stalled transfer from a slow link, and
+/// when to ask again an origin central could not reach.
 struct Progress {
     /// The last block, or the last time blocks were asked for again.
     last: tokio::time::Instant,
@@ -240,6 +257,11 @@ struct Progress {
     last_block: tokio::time::Instant,
     /// Usual time between two blocks (moving average).
     interval: Duration,
+    /// Set while waiting to ask an unreachable origin again: nothing is
+    /// asked until then.
+    retry_at: Option<tokio::time::Instant>,
+    /// The wait before the next retry if the origin is unreachable again.
+    backoff: Duration,
 }
 
 impl Progress {
@@ -249,10 +271,25 @@ impl Progress {
             last: now,
             last_block: now,
             interval: Duration::ZERO,
+            retry_at: None,
+            backoff: FIRST_RETRY,
         }
     }
 
+    /// Central said the origin cannot be reached: when to ask again (one
+    /// wait for every answer to the fetches of one round).
+    fn unreachable(&mut self) -> Duration {
+        if self.retry_at.is_none() {
+            self.retry_at = Some(tokio::time::Instant::now() + self.backoff);
+            self.backoff = (self.backoff * 2).min(STALL);
+        }
+        self.retry_at.map_or(Duration::ZERO, |at| {
+            at.saturating_duration_since(tokio::time::Instant::now())
+        })
+    }
+
     fn block(&mut self) {
+        self.backoff = FIRST_RETRY;
         let now = tokio::time::Instant::now();
         let gap = now.duration_since(self.last);
         self.interval = if self.interval.is_zero() {
@@ -274,6 +311,14 @@ impl Progress {
 
     fn stalled_at(&self) -> tokio::time::Instant {
         self.last + STALL.max(self.interval * 4)
+    }
+}
+
+/// Sleeps until `at`, or for ever if there is no `at`.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -352,5 +397,34 @@ async fn blocking<T: Send + 'static>(
         Ok(Ok(value)) => Ok(value),
         Ok(Err(e)) => Err(format!("local disk: {e}")),
         Err(_) => Err("interrupted".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreachable_origin_is_asked_again_later_and_later_until_a_block_comes() {
+        let mut progress = Progress::new();
+        let first = progress.unreachable();
+        assert!(first > FIRST_RETRY / 2 && first <= FIRST_RETRY, "{first:?}");
+        // The answers to the other fetches of that round wait for the
+        // same retry rather than pushing it back.
+        assert!(progress.unreachable() <= first);
+        assert_eq!(progress.backoff, FIRST_RETRY * 2);
+
+        progress.retry_at = None; // asked again, unreachable again
+        let second = progress.unreachable();
+        assert!(second > FIRST_RETRY && second <= FIRST_RETRY * 2, "{second:?}");
+        for _ in 0..8 {
+            progress.retry_at = None;
+            progress.unreachable();
+        }
+        assert_eq!(progress.backoff, STALL, "no longer than a stall");
+
+        progress.block();
+        progress.retry_at = None;
+        assert!(progress.unreachable() <= FIRST_RETRY, "a block starts over");
     }
 }

@@ -74,10 +74,17 @@ struct Link {
     connection: quinn::Connection,
 }
 
-/// An event of one transfer (a block, or the origin's refusal).
+/// An event of one transfer: a block, the origin's refusal, or word that
+/// the origin is out of reach.
 enum TransferEvent {
-    Block { index: u32, data: Vec<u8> },
-    Failed(String),
+    Block {
+        index: u32,
+        data: Vec<u8>,
+    },
+    /// The origin refused: the transfer stops.
+    Refused(String),
+    /// Central could not reach the origin: the transfer asks again later.
+    Unreachable(String),
 }
 
 /// The roaming service; cheap to clone.
@@ -347,7 +354,12 @@ impl Roaming {
                 self.answered(result.request, Message::ClaimResult(result))
             }
             Message::FetchFailed(failed) => {
-                self.transfer_event(failed.transfer, TransferEvent::Failed(failed.message))
+                let event = if failed.unreachable {
+                    TransferEvent::Unreachable(failed.message)
+                } else {
+                    TransferEvent::Refused(failed.message)
+                };
+                self.transfer_event(failed.transfer, event)
             }
             Message::ClaimReportAck(ack) => {
                 let store = self.inner.store.clone();

@@ -347,6 +347,7 @@ async fn serve(roaming: &Roaming, mut fetches: mpsc::Receiver<Fetch>) {
                 claimant: fetch.claimant.clone(),
                 origin: String::new(),
                 message: "the claim on this job no longer holds at its site".into(),
+                unreachable: false,
             });
             let _ = roaming.send(failed).await;
             return;
