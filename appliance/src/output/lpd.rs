@@ -107,7 +107,7 @@ pub async fn submit(
             document,
             Arc::new(AtomicBool::new(false)),
         );
-        let copied = tokio::io::copy(&mut reader, &mut stream)
+        let copied = tokio::io::copy_buf(&mut reader, &mut stream)
             .await
             .map_err(|e| {
                 if e.kind() == std::io::ErrorKind::InvalidData {

@@ -28,7 +28,7 @@ use std::io::Read;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tokio::io::AsyncRead;
+use tokio::io::AsyncBufRead;
 use tokio::sync::mpsc;
 
 use crate::job::{DocumentRecord, JobUuid};
@@ -107,7 +107,11 @@ const STREAM_DEPTH: usize = 4;
 const STREAM_CHUNK: usize = 64 * 1024;
 
 /// A stored document as an async byte stream, decompressed on a blocking
-/// thread; checked by [`verify_document`] first. The stream fails (rather
+/// thread; checked by [`verify_document`] first. Read it with
+/// `tokio::io::copy_buf`: each 64 KiB chunk then goes to the socket in one
+/// write, where `copy`'s 8 KiB buffer made eight (and on loopback, eight
+/// rounds of the receiver's TCP work in the sender's time: 0.7 ms of the
+/// appliance's CPU per 1 MB release, measured by `release_bench`). The stream fails (rather
 /// than ends) if the document cannot be read or decoded, or is not the
 /// size recorded, so the receiver never takes a short one as complete.
 /// `finished` is set once the last byte has been handed out.
@@ -116,7 +120,7 @@ pub fn document_stream(
     uuid: JobUuid,
     document: &DocumentRecord,
     finished: Arc<std::sync::atomic::AtomicBool>,
-) -> impl AsyncRead + Send + Unpin + 'static {
+) -> impl AsyncBufRead + Send + Unpin + 'static {
     let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(STREAM_DEPTH);
     let (documents, document) = (documents.clone(), document.clone());
     tokio::task::spawn_blocking(move || {

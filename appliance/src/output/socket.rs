@@ -30,7 +30,7 @@ pub async fn submit(
     let sent_everything = Arc::new(AtomicBool::new(false));
     let mut reader = document_stream(documents, job.uuid, document, sent_everything.clone());
     let copied = tokio::time::timeout(timeout, async {
-        tokio::io::copy(&mut reader, &mut stream).await?;
+        tokio::io::copy_buf(&mut reader, &mut stream).await?;
         stream.shutdown().await
     })
     .await;

@@ -416,7 +416,10 @@ mod tests {
 
         progress.retry_at = None; // asked again, unreachable again
         let second = progress.unreachable();
-        assert!(second > FIRST_RETRY && second <= FIRST_RETRY * 2, "{second:?}");
+        assert!(
+            second > FIRST_RETRY && second <= FIRST_RETRY * 2,
+            "{second:?}"
+        );
         for _ in 0..8 {
             progress.retry_at = None;
             progress.unreachable();
