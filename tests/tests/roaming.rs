@@ -457,6 +457,26 @@ fn completed_of_size(site: &Appliance, size: u64) -> bool {
     })
 }
 
+/// Waits until branch-2 has printed the job of `size` bytes, then checks
+/// its printer got it once, with SHA-256 `expected`; how long after
+/// `since` it printed.
+fn printed_once_at_branch_2(
+    fleet: &Fleet,
+    size: u64,
+    expected: &str,
+    since: std::time::Instant,
+) -> Duration {
+    let printed = fleet.or_story(wait_for(
+        Duration::from_secs(120),
+        "the job printed at branch-2",
+        || completed_of_size(&fleet.sites[1], size).then(|| since.elapsed()),
+    ));
+    let docs = fleet.printers[1].documents();
+    assert_eq!(docs.len(), 1, "printed once");
+    assert_eq!(sha256(&docs[0].1), expected, "the bytes alice sent");
+    printed
+}
+
 /// What any process may hold while 100 MiB roam (as `memory.rs` allows
 /// the appliance for a 256 MiB upload).
 const RSS_BUDGET: u64 = 64 << 20;
@@ -598,14 +618,7 @@ fn a_transfer_waits_out_its_origins_outage_and_prints_once() {
     ));
     let told = cut.elapsed();
     proxy.set(link);
-    let printed = fleet.or_story(wait_for(
-        Duration::from_secs(120),
-        "the job printed at branch-2",
-        || completed_of_size(&fleet.sites[1], SIZE).then(|| cut.elapsed()),
-    ));
-    let docs = fleet.printers[1].documents();
-    assert_eq!(docs.len(), 1, "printed once");
-    assert_eq!(sha256(&docs[0].1), expected, "the bytes alice sent");
+    let printed = printed_once_at_branch_2(&fleet, SIZE, &expected, cut);
     fleet.or_story(wait_for(
         Duration::from_secs(60),
         "branch-1 to mark it printed",
@@ -996,14 +1009,7 @@ fn a_transfer_goes_on_when_the_origins_node_is_killed_and_prints_once() {
         (connected_to(&fleet.sites[0])? == two).then(|| killed.elapsed())
     })
     .unwrap();
-    let printed = fleet.or_story(wait_for(
-        Duration::from_secs(120),
-        "the job printed at branch-2",
-        || completed_of_size(&fleet.sites[1], SIZE).then(|| killed.elapsed()),
-    ));
-    let docs = fleet.printers[1].documents();
-    assert_eq!(docs.len(), 1, "printed once");
-    assert_eq!(sha256(&docs[0].1), expected, "the bytes alice sent");
+    let printed = printed_once_at_branch_2(&fleet, SIZE, &expected, killed);
     assert!(
         at_kill < SIZE,
         "the kill came mid-transfer: {at_kill} bytes in"
