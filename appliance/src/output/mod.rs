@@ -107,14 +107,15 @@ const STREAM_DEPTH: usize = 4;
 const STREAM_CHUNK: usize = 64 * 1024;
 
 /// A stored document as an async byte stream, decompressed on a blocking
-/// thread; checked by [`verify_document`] first. Read it with
-/// `tokio::io::copy_buf`: each 64 KiB chunk then goes to the socket in one
-/// write, where `copy`'s 8 KiB buffer made eight (and on loopback, eight
-/// rounds of the receiver's TCP work in the sender's time: 0.7 ms of the
-/// appliance's CPU per 1 MB release, measured by `release_bench`). The stream fails (rather
+/// thread; checked by [`verify_document`] first. The stream fails (rather
 /// than ends) if the document cannot be read or decoded, or is not the
 /// size recorded, so the receiver never takes a short one as complete.
 /// `finished` is set once the last byte has been handed out.
+///
+/// Read it with `tokio::io::copy_buf`: each 64 KiB chunk then goes to the
+/// socket in one write, where `copy`'s 8 KiB buffer made eight (on
+/// loopback each write also runs the receiver's TCP work in the sender's
+/// time: 0.7 ms of the appliance's CPU per 1 MB release, `release_bench`).
 pub fn document_stream(
     documents: &Documents,
     uuid: JobUuid,

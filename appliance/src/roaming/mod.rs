@@ -77,10 +77,8 @@ struct Link {
 /// An event of one transfer: a block, the origin's refusal, or word that
 /// the origin is out of reach.
 enum TransferEvent {
-    Block {
-        index: u32,
-        data: Vec<u8>,
-    },
+    /// A block's bytes as they came (the receiver checks them).
+    Block { index: u32, data: Vec<u8> },
     /// The origin refused: the transfer stops.
     Refused(String),
     /// Central could not reach the origin: the transfer asks again later.
